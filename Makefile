@@ -1,0 +1,54 @@
+# The one place for developer commands. `make up` and `make test` install what they need
+# (Debian servers and a virtual environment) idempotently, then run.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SRC := loglog inference agent dashboards alerts stack
+
+.PHONY: up test lint fmt bench deps debs generate clean
+
+up: deps  ## run the embedded stack (Prometheus, Alertmanager, inference, agent) with a demo workload
+	$(VENV)/bin/loglog up $(ARGS)
+
+test: deps  ## the whole suite, slow end-to-end tests included (what CI runs)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+deps: debs $(STAMP)
+
+debs:  ## Debian's prometheus, promtool, alertmanager, amtool, pushgateway (only when missing)
+	@missing=""; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v prometheus-alertmanager >/dev/null 2>&1 || missing="$$missing prometheus-alertmanager"; \
+	command -v prometheus-pushgateway >/dev/null 2>&1 || missing="$$missing prometheus-pushgateway"; \
+	if [ -n "$$missing" ]; then \
+	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+	  echo "installing Debian packages:$$missing"; \
+	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+lint: $(STAMP)  ## ruff (lint + format check) and mypy on the packages
+	$(VENV)/bin/ruff check $(SRC) tests bench
+	$(VENV)/bin/ruff format --check $(SRC) tests bench
+	$(VENV)/bin/mypy
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff format $(SRC) tests bench
+	$(VENV)/bin/ruff check --fix $(SRC) tests bench
+
+generate: $(STAMP)  ## regenerate committed alert rules and dashboards from their Python sources
+	$(PY) -m alerts.generate
+	$(PY) -m dashboards.generate
+
+bench: $(STAMP)  ## benchmarks (not tests): print tables, write JSON under bench/results/
+	$(PY) -m bench.logging_bench
+	$(PY) -m bench.pipeline_bench
+	$(PY) -m bench.agent_bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache bench/results

@@ -1,0 +1,1 @@
+"""agent: the node agent exporting GPU (NVML) and host metrics."""

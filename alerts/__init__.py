@@ -1,0 +1,1 @@
+"""alerts: Prometheus recording and alerting rules, runbooks, Alertmanager routing."""

@@ -1,0 +1,1 @@
+"""dashboards: Grafana dashboards as code, and their provisioning."""

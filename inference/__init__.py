@@ -1,0 +1,1 @@
+"""inference: a video/image inference runtime instrumented end to end."""

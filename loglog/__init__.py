@@ -1,0 +1,193 @@
+"""loglog: the deadlock-safe async logger.
+
+A log call never blocks, never deadlocks and never raises, whatever the sinks do: it puts
+a tuple on a bounded lock-free queue and returns. Records are rendered and delivered by
+background threads to the console, a file, Loki and OTLP, with batching, backoff, a disk
+spill, and a crash spool that keeps WARNING+ records across a SIGKILL. Every drop is
+counted, with its reason.
+
+>>> import loglog
+>>> loglog.configure(level="INFO", console="text", loki_url=None)     # doctest: +SKIP
+>>> log = loglog.get_logger("decoder").bind(stream="cam1")
+>>> log.info("frame decoded", frame=12, ms=3.2)
+>>> loglog.flush(timeout=2.0)                                        # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from .bridges import StdlibHandler, install_stdlib, loguru_sink
+from .config import LogConfig, build_config
+from .core import CORE
+from .errors import ConfigError, LoglogError, SinkStalled
+from .logger import Logger, get_logger
+from .types import CRITICAL, DEBUG, ERROR, INFO, TRACE, WARNING, Record, Sink
+
+__all__ = [
+    "CRITICAL",
+    "DEBUG",
+    "ERROR",
+    "INFO",
+    "TRACE",
+    "WARNING",
+    "ConfigError",
+    "LogConfig",
+    "Logger",
+    "LoglogError",
+    "Record",
+    "Sink",
+    "SinkStalled",
+    "StdlibHandler",
+    "configure",
+    "flush",
+    "get_logger",
+    "install_stdlib",
+    "loguru_sink",
+    "shutdown",
+    "stats",
+]
+
+_DEFAULT_REGISTRY: Any = object()
+_lock = threading.Lock()  # serialises configure/shutdown; never taken by a log call
+_registered: set[int] = set()
+_last: Any = None  # the most recent pipeline, for stats() after shutdown
+
+
+def configure(
+    *, registry: Any = _DEFAULT_REGISTRY, sinks: Iterable[object] = (), **options: Any
+) -> LogConfig:
+    """Start (or restart) logging with ``options``; see :class:`LogConfig` for each one.
+
+    Options not given come from ``LOGLOG_<OPTION>`` environment variables, then defaults.
+    ``sinks`` adds your own sinks (objects with ``write(records)``, or plain callables).
+    ``registry`` is the prometheus_client registry for loglog's self-metrics (default: the
+    global one; ``None``: none). Raises :class:`ConfigError` on any invalid setting.
+    """
+    global _last
+    config = build_config(options)
+    from .pipeline import Pipeline
+
+    with _lock:
+        try:
+            pipeline = Pipeline(config, extra_sinks=sinks)
+        except OSError as exc:
+            raise ConfigError(
+                f"loglog cannot open {exc.filename or 'a file'}: {exc.strerror}; "
+                "check the file/spill_dir options point to a writable place"
+            ) from exc
+        except TypeError as exc:
+            raise ConfigError(f"loglog sinks: {exc}") from exc
+        pipeline.start()
+        old = CORE.pipeline
+        CORE.pipeline = _last = pipeline
+        CORE.emit = pipeline.emit
+        CORE.threshold = config.level
+        _register_collector(registry)
+    if old is not None:
+        old.close(config.shutdown_timeout)
+    return config
+
+
+def flush(timeout: float = 2.0) -> bool:
+    """Wait up to ``timeout`` s until every record logged so far is delivered or counted
+    as dropped; ``True`` when that happened in time."""
+    pipeline = CORE.pipeline
+    return True if pipeline is None else bool(pipeline.flush(timeout))
+
+
+def shutdown(timeout: float | None = None) -> bool:
+    """Flush and stop, within ``timeout`` seconds (default: the ``shutdown_timeout``
+    option, 2 s) even if every sink hangs. Registered to run at exit. Log calls after
+    this are ignored until the next ``configure()``."""
+    with _lock:
+        pipeline = CORE.pipeline
+        if pipeline is None:
+            return True
+        CORE.pipeline = None
+        CORE.emit = _ignore
+        CORE.threshold = 10**9
+    return bool(pipeline.close(pipeline.config.shutdown_timeout if timeout is None else timeout))
+
+
+def stats() -> dict[str, Any]:
+    """Every count loglog keeps (emitted, delivered and dropped by sink, level, reason…)."""
+    pipeline = CORE.pipeline or _last
+    return {} if pipeline is None else dict(pipeline.stats())
+
+
+def _ignore(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+def _register_collector(registry: Any) -> None:
+    if registry is None:
+        return
+    if registry is _DEFAULT_REGISTRY:
+        from prometheus_client import REGISTRY
+
+        registry = REGISTRY
+    if id(registry) in _registered:
+        return
+    from .metrics import LoglogCollector
+
+    registry.register(LoglogCollector(lambda: stats() or None))
+    _registered.add(id(registry))
+
+
+def _lazy_emit(level: int, *args: Any, **kwargs: Any) -> None:
+    """The first log call before ``configure()`` configures from the environment."""
+    if not _lock.acquire(blocking=False):
+        return  # someone is configuring right now (maybe this very thread): skip one record
+    try:
+        needed = CORE.emit is _lazy_emit
+    finally:
+        _lock.release()
+    if needed:
+        try:
+            configure()
+        except Exception as exc:
+            sys.stderr.write(f"loglog: {exc}; logging to stderr with defaults instead\n")
+            configure(**{"level": "info", "console": "text"})
+    if level >= CORE.threshold and CORE.emit is not _lazy_emit:
+        CORE.emit(level, *args, **kwargs)
+
+
+def _at_exit() -> None:
+    shutdown()
+
+
+def _after_fork_in_child() -> None:
+    """Give the child a pipeline of its own; the parent keeps delivering what it queued."""
+    global _lock
+    _lock = threading.Lock()  # a parent thread may have held it at the moment of fork
+    pipeline = CORE.pipeline
+    if pipeline is None:
+        return
+    try:
+        from .pipeline import Pipeline
+
+        pipeline.abandon()
+        child = Pipeline(pipeline.config, extra_sinks=pipeline.extra_sinks, adopt=False)
+        child.start()
+        CORE.pipeline = child
+        CORE.emit = child.emit
+        if "multiprocessing" in sys.modules:
+            # multiprocessing children leave through os._exit, skipping atexit.
+            from multiprocessing import util
+
+            util.Finalize(None, shutdown, exitpriority=-100)
+    except Exception:
+        CORE.emit = _ignore
+
+
+CORE.emit = _lazy_emit
+CORE.threshold = 0  # let the first call through, so it can configure
+atexit.register(_at_exit)
+os.register_at_fork(after_in_child=_after_fork_in_child)

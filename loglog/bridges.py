@@ -1,0 +1,102 @@
+"""Bridges from the stdlib ``logging`` module and from loguru into loglog.
+
+Both hand records to the same lock-free hot path as :class:`~loglog.Logger`; a library
+that logs through ``logging`` (urllib3, the OpenTelemetry exporters, uvicorn) therefore
+inherits every loglog guarantee once :func:`install_stdlib` has run.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .core import CORE, MAX_LEVEL
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_STANDARD = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys() | {"message", "asctime"}
+)
+
+
+class StdlibHandler(logging.Handler):
+    """A ``logging.Handler`` that forwards to loglog without taking the handler lock.
+
+    ``Handler.handle`` normally holds ``self.lock`` around ``emit``; loglog's emit never
+    blocks, so the lock would only add a way to deadlock (a signal handler that logs while
+    the interrupted frame is inside ``handle``).
+    """
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        if self.filters and not self.filter(record):
+            return False
+        self.emit(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level = min(max(record.levelno, 0), MAX_LEVEL)
+            if level < CORE.threshold:
+                return
+            fields = {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
+            if record.stack_info:
+                fields["stack"] = record.stack_info
+            exc = record.exc_info if record.exc_info and record.exc_info[1] is not None else None
+            CORE.emit(
+                level,
+                record.name,
+                record.getMessage(),
+                fields,
+                None,
+                exc,
+                int(record.created * 1e9),
+            )
+        except Exception:
+            pass  # a log call never raises
+
+
+def install_stdlib(level: int | str | None = None, *, replace: bool = True) -> StdlibHandler:
+    """Route the stdlib ``logging`` module into loglog.
+
+    Installs a :class:`StdlibHandler` on the root logger (``replace=True`` removes the
+    handlers already there) and sets the root level (default: loglog's level).
+
+    >>> import logging, loglog
+    >>> handler = loglog.install_stdlib()
+    >>> logging.getLogger("urllib3").warning("retrying %s", "/push")
+    """
+    from .types import parse_level
+
+    root = logging.getLogger()
+    handler = StdlibHandler()
+    if replace:
+        for old in list(root.handlers):
+            root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(parse_level(level) if level is not None else max(CORE.threshold, 1))
+    return handler
+
+
+def loguru_sink(message: Any) -> None:
+    """A loguru sink: ``logger.add(loglog.loguru_sink)`` sends loguru records to loglog.
+
+    loguru calls sinks while holding its handler lock; this returns at once, so a slow
+    loglog sink can no longer stall every thread that logs through loguru.
+    """
+    try:
+        record = message.record
+        level = min(max(int(record["level"].no), 0), MAX_LEVEL)
+        if level < CORE.threshold:
+            return
+        exc = record["exception"]
+        exc_info = (exc.type, exc.value, exc.traceback) if exc and exc.value is not None else None
+        CORE.emit(
+            level,
+            record["name"] or "loguru",
+            record["message"],
+            dict(record["extra"]),
+            None,
+            exc_info,
+            int(record["time"].timestamp() * 1e9),
+        )
+    except Exception:
+        pass

@@ -1,0 +1,215 @@
+"""Configuration: one frozen dataclass, validated once, filled from arguments and ``LOGLOG_*``.
+
+Every option ``name`` can also be set as the environment variable ``LOGLOG_<NAME>``
+(``LOGLOG_LEVEL=debug``, ``LOGLOG_LOKI_URL=http://loki:3100``,
+``LOGLOG_LOKI_LABELS=service=inference,env=prod``). Explicit arguments win over the
+environment, which wins over defaults. Mistakes raise :class:`ConfigError` from
+``configure()`` — at start-up, never from a log call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+from .types import INFO, parse_level
+
+ENV_PREFIX = "LOGLOG_"
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+#: Loki's documented defaults (limits_config): 15 labels per stream, name/value length.
+LOKI_MAX_LABELS = 15
+LOKI_MAX_LABEL_NAME = 1024
+LOKI_MAX_LABEL_VALUE = 2048
+_DYNAMIC_LABELS = ("level", "host", "logger")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LogConfig:
+    """Everything ``loglog.configure()`` accepts. Sizes are bytes, durations seconds."""
+
+    level: int = INFO
+    #: "text" (human, coloured on a TTY), "json", or None for no console output.
+    console: str | None = "text"
+    console_stream: str = "stderr"
+    color: bool | None = None  # None: colour when the stream is a TTY
+    #: Give up on a console write that cannot progress for this long (stalled pipe).
+    console_write_timeout: float = 1.0
+    file: str | None = None
+    file_format: str = "json"
+    file_max_bytes: int = 100 * 1024 * 1024  # rotate past this size; 0 disables rotation
+    file_backups: int = 5
+    loki_url: str | None = None
+    loki_labels: Mapping[str, str] = dataclasses.field(
+        default_factory=lambda: {"service": "python"}
+    )
+    #: Labels taken from each record; keep them low-cardinality (tens of values).
+    loki_dynamic_labels: tuple[str, ...] = ("level", "host")
+    loki_tenant: str | None = None
+    loki_batch_bytes: int = 1024 * 1024
+    loki_batch_wait: float = 1.0
+    loki_timeout: float = 10.0
+    loki_backoff_min: float = 0.5
+    loki_backoff_max: float = 300.0
+    loki_max_retries: int = 10  # without a spill; with one, batches wait on disk instead
+    loki_max_line_bytes: int = 256 * 1024
+    loki_max_age: float = 7 * 24 * 3600.0
+    loki_buffer_bytes: int = 32 * 1024 * 1024  # in-memory backlog when there is no spill
+    loki_structured_metadata: bool = False
+    otlp_endpoint: str | None = None
+    #: Records the caller-side queue holds for DEBUG/INFO; WARNING+ has a reserve of its own.
+    capacity: int = 10_000
+    spill_dir: str | None = None
+    spill_max_bytes: int = 256 * 1024 * 1024
+    #: Longest a record waits in the queue before the worker wakes on its own.
+    poll_interval: float = 0.05
+    shutdown_timeout: float = 2.0
+
+    def __post_init__(self) -> None:
+        self._check()
+
+    @property
+    def high_capacity(self) -> int:
+        """The WARNING+ reserve: a flood of INFO never takes its room."""
+        return max(self.capacity // 4, 64)
+
+    def _check(self) -> None:
+        if self.console not in (None, "text", "json"):
+            _fail("console", self.console, 'use "text", "json" or None')
+        if self.console_stream not in ("stderr", "stdout"):
+            _fail("console_stream", self.console_stream, 'use "stderr" or "stdout"')
+        if self.file_format not in ("json", "text"):
+            _fail("file_format", self.file_format, 'use "json" or "text"')
+        if self.capacity < 1:
+            _fail("capacity", self.capacity, "use a positive number of records")
+        for name in (
+            "console_write_timeout",
+            "loki_batch_wait",
+            "loki_timeout",
+            "loki_backoff_min",
+            "loki_backoff_max",
+            "poll_interval",
+        ):
+            if getattr(self, name) <= 0:
+                _fail(name, getattr(self, name), "use a positive number of seconds")
+        if self.shutdown_timeout < 0:
+            _fail("shutdown_timeout", self.shutdown_timeout, "use 0 or more seconds")
+        if self.loki_backoff_max < self.loki_backoff_min:
+            _fail("loki_backoff_max", self.loki_backoff_max, "must be ≥ loki_backoff_min")
+        for name in ("loki_batch_bytes", "loki_max_line_bytes", "loki_buffer_bytes"):
+            if getattr(self, name) < 1024:
+                _fail(name, getattr(self, name), "use at least 1024 bytes")
+        if self.loki_url is not None:
+            parts = urlsplit(self.loki_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                _fail("loki_url", self.loki_url, "use http(s)://host:port, e.g. http://loki:3100")
+        if self.otlp_endpoint is not None and not self.otlp_endpoint.startswith(
+            ("http://", "https://")
+        ):
+            _fail("otlp_endpoint", self.otlp_endpoint, "use http(s)://host:4318/v1/logs")
+        self._check_labels()
+
+    def _check_labels(self) -> None:
+        for key in self.loki_dynamic_labels:
+            if key not in _DYNAMIC_LABELS:
+                _fail("loki_dynamic_labels", key, f"choose from {', '.join(_DYNAMIC_LABELS)}")
+        names = list(self.loki_labels) + list(self.loki_dynamic_labels)
+        if len(names) > LOKI_MAX_LABELS:
+            _fail("loki_labels", names, f"Loki accepts at most {LOKI_MAX_LABELS} labels a stream")
+        if len(set(names)) != len(names):
+            _fail("loki_labels", names, "a label is both static and dynamic; keep one")
+        for name, value in self.loki_labels.items():
+            if not _LABEL_NAME.match(name) or len(name) > LOKI_MAX_LABEL_NAME:
+                _fail("loki_labels", name, "label names are [a-zA-Z_][a-zA-Z0-9_]*")
+            if not isinstance(value, str) or not value or len(value) > LOKI_MAX_LABEL_VALUE:
+                _fail(
+                    "loki_labels",
+                    f"{name}={value!r}",
+                    f"label values are non-empty strings ≤ {LOKI_MAX_LABEL_VALUE} chars",
+                )
+
+
+def _fail(option: str, value: object, fix: str) -> None:
+    raise ConfigError(f"loglog option {option}={value!r} is invalid: {fix}")
+
+
+def build_config(options: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> LogConfig:
+    """Merge explicit ``options`` over ``LOGLOG_*`` variables of ``environ`` into a config.
+
+    >>> build_config({"level": "debug"}, environ={}).level
+    10
+    """
+    environ = os.environ if environ is None else environ
+    fields = {f.name: f for f in dataclasses.fields(LogConfig)}
+    unknown = sorted(set(options) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown loglog option(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}"
+        )
+    values: dict[str, Any] = {}
+    for name, field in fields.items():
+        env_name = ENV_PREFIX + name.upper()
+        if name in options:
+            values[name] = _coerce(name, field.type, options[name], source=name)
+        elif env_name in environ:
+            values[name] = _coerce(name, field.type, environ[env_name], source=env_name)
+    return LogConfig(**values)
+
+
+def _coerce(name: str, kind: Any, value: Any, *, source: str) -> Any:
+    """Turn an argument or environment string into the option's type, or explain why not."""
+    kind = str(kind)
+    try:
+        if name == "level":
+            return parse_level(value)
+        empty = value is None or (isinstance(value, str) and value.lower() in ("", "none", "off"))
+        if empty and "None" in kind:
+            return None
+        if kind.startswith("bool"):
+            return _to_bool(value)
+        if kind.startswith("int"):
+            return int(value)
+        if kind.startswith("float"):
+            return float(value)
+        if kind.startswith("Mapping"):
+            return _to_mapping(value)
+        if kind.startswith("tuple"):
+            if isinstance(value, str):
+                return tuple(part.strip() for part in value.split(",") if part.strip())
+            return tuple(value)
+        if kind.startswith("str") and not isinstance(value, str):
+            raise TypeError(f"expected a string, got {type(value).__name__}")
+        return value
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"loglog option {source}={value!r} is invalid: {exc}") from exc
+
+
+def _to_bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    if text in ("auto", ""):
+        return None
+    raise ValueError("use true/false")
+
+
+def _to_mapping(value: Any) -> dict[str, str]:
+    if isinstance(value, Mapping):
+        return {str(k): str(v) for k, v in value.items()}
+    result: dict[str, str] = {}
+    for part in str(value).split(","):
+        if not part.strip():
+            continue
+        key, sep, val = part.partition("=")
+        if not sep:
+            raise ValueError(f"expected key=value pairs separated by commas, got {part!r}")
+        result[key.strip()] = val.strip()
+    return result

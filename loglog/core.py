@@ -1,0 +1,172 @@
+"""The caller's side: what a log call does, and the shared state every logger reads.
+
+A log call must never block, never take a lock that another thread could hold (a signal
+handler or a ``__del__`` may run it in the middle of another log call on the same thread),
+and never raise. So the hot path is a closure built once per configuration, made only of
+operations that are atomic in CPython and take no lock:
+
+    next(seq) · time_ns() · ContextVar.get() · get_ident() · len(deque) · deque.append()
+
+A record is a plain tuple; all rendering happens later on the worker thread. The only
+system call a log call can make is a non-blocking one-byte ``os.write`` to wake the worker
+(for WARNING+, and when the queue crosses half full), which is async-signal-safe.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .counters import AtomicCounter
+from .types import WARNING
+
+if TYPE_CHECKING:
+    from .spool import Spool
+
+# Layout of the raw record tuple that travels from the caller to the worker.
+SEQ, TIME, LEVEL, NAME, MSG, FIELDS, BOUND, CONTEXT, THREAD, EXC, SLOT = range(11)
+RawRecord = tuple[Any, ...]
+MAX_LEVEL = 100
+
+#: emit(level, logger_name, message, fields, bound_fields, exc_info, time_ns=0)
+Emit = Callable[..., None]
+
+
+class LevelCounters:
+    """One :class:`AtomicCounter` per level name, reachable by level number in O(1)."""
+
+    def __init__(self) -> None:
+        from .types import level_name
+
+        self.by_name: dict[str, AtomicCounter] = {}
+        self.by_number: list[AtomicCounter] = []
+        for number in range(MAX_LEVEL + 1):
+            name = level_name(number)
+            if name not in self.by_name:
+                self.by_name[name] = AtomicCounter()
+            self.by_number.append(self.by_name[name])
+
+    def values(self) -> dict[str, int]:
+        return {name: counter.value for name, counter in self.by_name.items()}
+
+
+class CallerStats:
+    """Counts kept on the callers' side; every one of them lock-free."""
+
+    def __init__(self) -> None:
+        self.emitted = LevelCounters()
+        self.queue_full = LevelCounters()
+        self.internal_errors = AtomicCounter()
+
+
+def wake(fd: int) -> None:
+    """Wake the worker; never blocks (the pipe is non-blocking) and never raises."""
+    try:  # noqa: SIM105 - a plain try is cheaper than contextlib.suppress on the hot path
+        os.write(fd, b"\0")
+    except OSError:
+        pass  # full pipe: the worker is already due to wake
+
+
+def make_emit(
+    *,
+    low: deque[RawRecord],
+    high: deque[RawRecord],
+    low_capacity: int,
+    high_capacity: int,
+    seq: AtomicCounter,
+    stats: CallerStats,
+    context_get: Callable[[], Any],
+    wake_fd: int,
+    spool: Spool | None,
+) -> Emit:
+    """Build the hot path for one configuration; every decision is taken here, once."""
+    next_seq = seq.inc
+    now = time.time_ns
+    ident = threading.get_ident
+    emitted = [counter.inc for counter in stats.emitted.by_number]
+    full = [counter.inc for counter in stats.queue_full.by_number]
+    internal_error = stats.internal_errors.inc
+    half = low_capacity // 2
+    protect = spool.protect if spool is not None else None
+
+    def emit(
+        level: int,
+        name: str,
+        msg: object,
+        fields: dict[str, Any],
+        bound: dict[str, Any] | None,
+        exc: Any = None,
+        time_ns: int = 0,
+    ) -> None:
+        try:
+            emitted[level]()
+            if level < WARNING:
+                size = len(low)
+                if size < low_capacity:
+                    low.append(
+                        (next_seq(), time_ns or now(), level, name, msg, fields, bound,
+                         context_get(), ident(), exc, -1)
+                    )  # fmt: skip
+                    if size == half:
+                        wake(wake_fd)
+                else:
+                    full[level]()
+                return
+            number = next_seq()
+            stamp = time_ns or now()
+            context = context_get()
+            slot = -1
+            if protect is not None:
+                # WARNING+ is written to the crash spool on this thread, before the call
+                # returns: a SIGKILL right after it cannot lose the record.
+                slot = protect(number, stamp, level, name, msg, fields, bound, context, exc)
+            if len(high) < high_capacity:
+                high.append(
+                    (number, stamp, level, name, msg, fields, bound, context, ident(), exc, slot)
+                )
+                wake(wake_fd)
+            else:
+                full[level]()
+        except Exception:
+            internal_error()
+
+    return emit
+
+
+class Fmt:
+    """A message with %-style arguments, formatted lazily on the worker thread."""
+
+    __slots__ = ("args", "msg")
+
+    def __init__(self, msg: object, args: tuple[Any, ...]) -> None:
+        self.msg = msg
+        self.args = args
+
+    def __str__(self) -> str:
+        try:
+            return str(self.msg) % self.args
+        except Exception:
+            return f"{self.msg} {self.args!r}"
+
+
+class Core:
+    """State shared by every :class:`~loglog.Logger`; ``configure()`` mutates it in place,
+    so loggers created before ``configure()`` follow the new configuration."""
+
+    __slots__ = ("emit", "pipeline", "threshold")
+
+    def __init__(self) -> None:
+        self.threshold = 20
+        self.emit: Emit = _discard
+        self.pipeline: Any = None
+
+
+def _discard(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+CORE = Core()

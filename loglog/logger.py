@@ -1,0 +1,94 @@
+"""The object callers hold: ``loglog.get_logger("decoder").info("frame decoded", ms=3.2)``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from .core import CORE, MAX_LEVEL, Core, Fmt
+from .types import CRITICAL, DEBUG, ERROR, INFO, TRACE, WARNING
+
+
+class Logger:
+    """A named logger with bound fields. Cheap to create; safe to share between threads.
+
+    Every method returns immediately: the record is queued and rendered later on loglog's
+    worker thread. Values are rendered there, so pass values that you will not mutate
+    afterwards (or copies). A disabled level costs one comparison.
+
+    >>> log = get_logger("decoder").bind(stream="cam1")
+    >>> log.info("frame decoded", frame=12, ms=3.2)
+    >>> log.warning("decoded %d of %d frames", 10, 12)   # %-args, formatted lazily
+    """
+
+    __slots__ = ("_bound", "_core", "name")
+
+    def __init__(self, name: str, bound: dict[str, Any] | None = None, core: Core = CORE) -> None:
+        self.name = name
+        self._bound = bound or None
+        self._core = core
+
+    def bind(self, **fields: Any) -> Logger:
+        """Return a child logger whose records all carry ``fields``."""
+        merged = {**self._bound, **fields} if self._bound else fields
+        return Logger(self.name, merged, self._core)
+
+    def is_enabled_for(self, level: int) -> bool:
+        return level >= self._core.threshold
+
+    def trace(self, msg: object = "", /, *args: Any, **fields: Any) -> None:
+        core = self._core
+        if core.threshold <= TRACE:
+            core.emit(TRACE, self.name, Fmt(msg, args) if args else msg, fields, self._bound)
+
+    def debug(self, msg: object = "", /, *args: Any, **fields: Any) -> None:
+        core = self._core
+        if core.threshold <= DEBUG:
+            core.emit(DEBUG, self.name, Fmt(msg, args) if args else msg, fields, self._bound)
+
+    def info(self, msg: object = "", /, *args: Any, **fields: Any) -> None:
+        core = self._core
+        if core.threshold <= INFO:
+            core.emit(INFO, self.name, Fmt(msg, args) if args else msg, fields, self._bound)
+
+    def warning(self, msg: object = "", /, *args: Any, **fields: Any) -> None:
+        core = self._core
+        if core.threshold <= WARNING:
+            core.emit(WARNING, self.name, Fmt(msg, args) if args else msg, fields, self._bound)
+
+    def error(self, msg: object = "", /, *args: Any, **fields: Any) -> None:
+        core = self._core
+        if core.threshold <= ERROR:
+            core.emit(ERROR, self.name, Fmt(msg, args) if args else msg, fields, self._bound)
+
+    def critical(self, msg: object = "", /, *args: Any, **fields: Any) -> None:
+        core = self._core
+        if core.threshold <= CRITICAL:
+            core.emit(CRITICAL, self.name, Fmt(msg, args) if args else msg, fields, self._bound)
+
+    def exception(self, msg: object = "", /, *args: Any, **fields: Any) -> None:
+        """Log at ERROR with the exception being handled (its traceback is rendered later)."""
+        core = self._core
+        if core.threshold <= ERROR:
+            msg = Fmt(msg, args) if args else msg
+            core.emit(ERROR, self.name, msg, fields, self._bound, sys.exc_info())
+
+    def log(self, level: int, msg: object = "", /, *args: Any, **fields: Any) -> None:
+        """Log at any numeric level (clamped to 0–100)."""
+        core = self._core
+        try:
+            level = min(max(int(level), 0), MAX_LEVEL)
+        except (TypeError, ValueError):
+            level = ERROR
+        if level >= core.threshold:
+            core.emit(level, self.name, Fmt(msg, args) if args else msg, fields, self._bound)
+
+    warn = warning
+
+    def __repr__(self) -> str:
+        return f"<loglog.Logger {self.name!r} bound={sorted(self._bound or ())}>"
+
+
+def get_logger(name: str = "root", **bound: Any) -> Logger:
+    """Return a logger called ``name``, optionally with fields bound to every record."""
+    return Logger(name, bound or None)

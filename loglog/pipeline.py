@@ -1,0 +1,307 @@
+"""Everything one configuration runs: queues, worker, sink runners, spool and spill.
+
+Built once by ``configure()`` (and again in a forked child); every decision — which
+sinks, which capacities, whether WARNING+ is spooled — is taken here, so the hot path
+only executes the closure :func:`loglog.core.make_emit` returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import spool as spool_mod
+from .batches import MemoryQueue, SpillQueue
+from .config import LogConfig
+from .core import CallerStats, Emit, RawRecord, make_emit, wake
+from .counters import AtomicCounter, Tally, merge
+from .ownership import Owner, owner_of
+from .runner import SinkRunner
+from .sinks.console import ConsoleSink
+from .sinks.file import FileSink
+from .tracing import context_getter
+from .types import Record, Sink
+from .worker import Worker
+
+
+class CallableSink:
+    """Adapts a plain function ``f(records)`` to the :class:`~loglog.types.Sink` protocol."""
+
+    def __init__(self, function: Callable[[Sequence[Record]], Any]) -> None:
+        self._function = function
+        self.name = getattr(function, "__name__", "callable").strip("<>").lower()
+
+    def write(self, records: Sequence[Record]) -> None:
+        self._function(records)
+
+
+def normalise_sink(sink: object) -> Sink:
+    """Accept a :class:`Sink` or any callable taking a sequence of records."""
+    if callable(getattr(sink, "write", None)):
+        return sink  # type: ignore[return-value]
+    if callable(sink):
+        return CallableSink(sink)
+    raise TypeError(f"a sink needs a write(records) method or must be callable, got {sink!r}")
+
+
+class Pipeline:
+    """One running configuration. Not reused: ``configure()`` builds a new one."""
+
+    def __init__(
+        self, config: LogConfig, *, extra_sinks: Iterable[object] = (), adopt: bool = True
+    ) -> None:
+        self.config = config
+        self.extra_sinks = tuple(extra_sinks)
+        self.low: deque[RawRecord] = deque()
+        self.high: deque[RawRecord] = deque()
+        self.seq = AtomicCounter()
+        self.caller = CallerStats()
+        self.shutdown_tally = Tally()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.owner: Owner | None = None
+        self.spool: spool_mod.Spool | None = None
+        self.replayed_spool = 0
+        dead: set[str] = set()
+        replay: list[tuple[Record, int]] = []
+        if config.spill_dir:
+            self.owner = Owner(config.spill_dir)
+            if adopt:
+                dead = self.owner.dead_owners(_referenced_owners(self.owner.directory))
+            self.spool = spool_mod.Spool(self.owner)
+            replay = self._recover_spools(dead)
+        self.sinks: list[Sink] = [*self._builtin_sinks(config, dead)]
+        self.sinks += [normalise_sink(sink) for sink in self.extra_sinks]
+        self._flush_target = -1
+        self.runners = [
+            SinkRunner(sink, capacity=config.capacity, flush_target=self._get_flush_target)
+            for sink in self.sinks
+        ]
+        self.worker = Worker(
+            low=self.low,
+            high=self.high,
+            seq=self.seq,
+            runners=self.runners,
+            spool=self.spool,
+            wake_fd=self._wake_r,
+            poll_interval=config.poll_interval,
+            replay=replay,
+        )
+        self.emit: Emit = make_emit(
+            low=self.low,
+            high=self.high,
+            low_capacity=config.capacity,
+            high_capacity=config.high_capacity,
+            seq=self.seq,
+            stats=self.caller,
+            context_get=context_getter(),
+            wake_fd=self._wake_w,
+            spool=self.spool,
+        )
+
+    def _builtin_sinks(self, config: LogConfig, dead: set[str]) -> list[Sink]:
+        sinks: list[Sink] = []
+        if config.console:
+            sinks.append(
+                ConsoleSink(
+                    stream=config.console_stream,
+                    fmt=config.console,
+                    color=config.color,
+                    write_timeout=config.console_write_timeout,
+                )
+            )
+        if config.file:
+            sinks.append(
+                FileSink(
+                    config.file,
+                    fmt=config.file_format,
+                    max_bytes=config.file_max_bytes,
+                    backups=config.file_backups,
+                )
+            )
+        if config.loki_url:
+            from .sinks.loki import LokiSink
+
+            queue: MemoryQueue | SpillQueue
+            if self.owner is not None:
+                queue = SpillQueue(self.owner, "loki", config.spill_max_bytes, dead)
+            else:
+                queue = MemoryQueue(config.loki_buffer_bytes)
+            sinks.append(LokiSink(config, queue))
+        if config.otlp_endpoint or os.environ.get("OTEL_LOGS_EXPORTER", "").lower() == "otlp":
+            from .sinks.otlp import OtlpSink
+
+            sinks.append(OtlpSink(config.otlp_endpoint))
+        return sinks
+
+    def _recover_spools(self, dead: set[str]) -> list[tuple[Record, int]]:
+        """Records that dead processes spooled but never delivered, re-protected by ours."""
+        assert self.owner is not None and self.spool is not None
+        replay: list[tuple[Record, int]] = []
+        for path in sorted(self.owner.directory.glob("*.spool")):
+            if owner_of(path.name) not in dead:
+                continue
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                for doc in spool_mod.recover(path):
+                    seq = self.seq.inc()
+                    slot = self.spool.write_doc(seq, doc)
+                    replay.append((_record_from_doc(seq, doc), slot))
+                path.unlink()
+        self.replayed_spool = len(replay)
+        return replay
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for runner in self.runners:
+            runner.start()
+        self.worker.start()
+
+    def _get_flush_target(self) -> int:
+        return self._flush_target
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every record queued before the call is delivered or counted as dropped."""
+        if threading.current_thread().name.startswith("loglog-"):
+            return False  # a sink flushing from its own thread would wait on itself
+        target = self.seq.value - 1
+        self._flush_target = max(self._flush_target, target)
+        wake(self._wake_w)
+        deadline = time.monotonic() + timeout
+        pause = 0.0005
+        while True:
+            if self.worker.dispatched >= target and all(
+                runner.done_seq >= target for runner in self.runners
+            ):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.01)
+
+    def close(self, timeout: float) -> bool:
+        """Flush, stop every thread and close every sink, all within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        flushed = self.flush(timeout)
+        self.worker.stop(deadline, self._wake_w)
+        for runner in self.runners:
+            runner.stop(deadline)
+        joined = all([runner.join(deadline, self.shutdown_tally) for runner in self.runners])
+        self.worker.release_now()
+        if self.spool is not None:
+            self.spool.close()
+        if self.owner is not None:
+            self.owner.close()
+        return flushed and joined
+
+    def abandon(self) -> None:
+        """In a forked child: let go of the parent's files without touching its threads.
+
+        Only descriptors are closed; no lock is taken, because a parent thread may have held
+        any of them at the moment of the fork.
+        """
+        for sink in self.sinks:
+            abandon = getattr(sink, "abandon", None)
+            if callable(abandon):
+                with contextlib.suppress(Exception):
+                    abandon()
+        if self.spool is not None:
+            self.spool.abandon()
+        if self.owner is not None:
+            self.owner.abandon()
+
+    # -- accounting -------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Every count loglog keeps; the numbers behind its metrics.
+
+        ``dropped`` is keyed by ``(sink, level, reason)``; sink ``"all"`` means the record
+        never reached any sink (the caller-side queue was full).
+        """
+        dropped: dict[tuple[str, str, str], int] = {}
+        delivered: dict[tuple[str, str], int] = {}
+        errors: dict[str, int] = {}
+        truncated: dict[str, int] = {}
+        replayed = {"spool": self.replayed_spool, "spill": 0}
+        for level, count in self.caller.queue_full.values().items():
+            if count:
+                dropped[("all", level, "queue_full")] = count
+        for runner in self.runners:
+            tallies = [runner.tally, runner.offer_tally, *getattr(runner.sink, "tallies", ())]
+            for key, count in merge(tallies).items():
+                _file(key, runner.name, count, dropped, delivered, errors, truncated, replayed)
+        for key, count in self.shutdown_tally.snapshot().items():
+            assert isinstance(key, tuple)
+            dropped[(key[3], key[1], key[2])] = dropped.get((key[3], key[1], key[2]), 0) + count
+        return {
+            "emitted": self.caller.emitted.values(),
+            "dropped": dropped,
+            "delivered": delivered,
+            "sink_errors": errors,
+            "truncated": truncated,
+            "replayed": replayed,
+            "queued": len(self.low) + len(self.high),
+            "capacity": self.config.capacity + self.config.high_capacity,
+            "internal_errors": self.caller.internal_errors.value + self.worker.errors.value,
+            "spool_overwritten": self.spool.overwritten.value if self.spool else 0,
+            "spill_bytes": sum(
+                queue.nbytes
+                for queue in (getattr(sink, "queue", None) for sink in self.sinks)
+                if isinstance(queue, SpillQueue)
+            ),
+            "latency": {runner.name: runner.latency for runner in self.runners},
+        }
+
+
+def _file(
+    key: Hashable,
+    sink: str,
+    count: int,
+    dropped: dict[tuple[str, str, str], int],
+    delivered: dict[tuple[str, str], int],
+    errors: dict[str, int],
+    truncated: dict[str, int],
+    replayed: dict[str, int],
+) -> None:
+    """Sort one tally entry into the right table of :meth:`Pipeline.stats`."""
+    assert isinstance(key, tuple)
+    kind = key[0]
+    if kind == "dropped":
+        dropped[(sink, key[1], key[2])] = dropped.get((sink, key[1], key[2]), 0) + count
+    elif kind == "delivered":
+        delivered[(sink, key[1])] = delivered.get((sink, key[1]), 0) + count
+    elif kind == "sink_error":
+        errors[sink] = errors.get(sink, 0) + count
+    elif kind == "truncated":
+        truncated[sink] = truncated.get(sink, 0) + count
+    elif kind == "replayed":
+        replayed[key[1]] = replayed.get(key[1], 0) + count
+
+
+def _referenced_owners(directory: Path) -> set[str]:
+    names = [p.name for p in directory.glob("*.spool")]
+    loki = directory / "loki"
+    if loki.is_dir():
+        names += [p.name for p in loki.iterdir()]
+    return {owner for owner in map(owner_of, names) if owner}
+
+
+def _record_from_doc(seq: int, doc: dict[str, Any]) -> Record:
+    return Record(
+        seq=seq,
+        time_ns=int(doc.get("t", 0)),
+        level=int(doc.get("l", 30)),
+        logger=str(doc.get("n", "")),
+        message=str(doc.get("m", "")),
+        fields=dict(doc.get("f") or {}),
+        trace_id=doc.get("tr"),
+        span_id=doc.get("sp"),
+        thread=str(doc.get("th", "")),
+        exc_text=doc.get("x"),
+        replayed=True,
+    )

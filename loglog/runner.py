@@ -1,0 +1,199 @@
+"""One thread per sink, behind a bounded inbox, so sinks cannot hold each other up.
+
+The worker offers every batch to every runner. A runner's inbox is bounded in records;
+past ``capacity`` it sheds DEBUG/INFO and keeps WARNING+, past twice that it sheds all —
+each shed record counted as dropped with reason ``sink_backlog``. A hung sink therefore
+costs its own records only, with a count, and a bounded amount of memory.
+
+Recursion is cut here: a record emitted on one of loglog's own threads (``internal``) goes
+to local sinks only, and never to the sink whose thread emitted it; every record withheld
+that way is counted with reason ``recursion``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .counters import Tally, WriterHistogram
+from .errors import SinkStalled
+from .logger import Logger
+from .types import WARNING, Record, Sink
+
+LATENCY_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
+_TICK = 0.1
+_WARN_EVERY = 10.0
+
+
+def sink_name(sink: object) -> str:
+    return str(getattr(sink, "name", "") or type(sink).__name__.lower())
+
+
+class SinkRunner:
+    """Runs ``sink.write`` on a thread named ``loglog-sink-<name>``."""
+
+    def __init__(self, sink: Sink, *, capacity: int, flush_target: Callable[[], int]) -> None:
+        self.sink = sink
+        self.name = sink_name(sink)
+        self.local = bool(getattr(sink, "local", False))
+        self._tick: Callable[[bool], None] | None = getattr(sink, "tick", None)
+        self._progress: Callable[[], tuple[int | None, int | None]] | None = getattr(
+            sink, "progress", None
+        )
+        self._close: Callable[[float], None] | None = getattr(sink, "close", None)
+        self.capacity = capacity
+        self._flush_target = flush_target
+        self._forced = -1
+        self._inbox: deque[tuple[list[Record], int]] = deque()
+        self._pending = 0
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._deadline = 0.0
+        self.tally = Tally()  # written by this runner's thread
+        self.offer_tally = Tally()  # written by the worker thread
+        self.latency = WriterHistogram(LATENCY_BUCKETS)
+        self._processed = -1
+        self.done_seq = -1
+        self.durable_seq = -1
+        self._log = Logger("loglog.sink", {"sink": self.name})
+        self._warned = -_WARN_EVERY
+        self._thread = threading.Thread(target=self._run, name=f"loglog-sink-{self.name}")
+        self._thread.daemon = True
+
+    def start(self) -> None:
+        self._thread.start()
+
+    # -- worker thread ------------------------------------------------------------------
+
+    def offer(self, records: list[Record], upto: int) -> None:
+        """Queue a batch (may be empty: it still carries the ``upto`` watermark)."""
+        own = self._thread.ident
+        kept = records
+        if any(record.internal for record in records):
+            kept = []
+            for record in records:
+                if record.internal and (not self.local or record.thread_id == own):
+                    self.offer_tally.add(("dropped", record.levelname, "recursion"))
+                else:
+                    kept.append(record)
+        with self._cond:
+            if kept and self._pending + len(kept) > self.capacity:
+                kept = self._shed(kept)
+            self._inbox.append((kept, upto))
+            self._pending += len(kept)
+            self._cond.notify()
+
+    def _shed(self, records: list[Record]) -> list[Record]:
+        keep_all_above = WARNING if self._pending < 2 * self.capacity else 10**9
+        kept = []
+        for record in records:
+            if record.level >= keep_all_above:
+                kept.append(record)
+            else:
+                self.offer_tally.add(("dropped", record.levelname, "sink_backlog"))
+        return kept
+
+    # -- sink thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._inbox and not self._stopping:
+                    self._cond.wait(_TICK)
+                item = self._inbox.popleft() if self._inbox else None
+                if item is not None:
+                    self._pending -= len(item[0])
+                finished = self._stopping and not self._inbox
+            if item is not None:
+                self._deliver(*item)
+            self._maybe_tick()
+            self._update_progress()
+            if finished:
+                break
+        if self._close is not None:
+            self._guard(self._close, max(0.0, self._deadline - time.monotonic()))
+        self._update_progress()
+
+    def _deliver(self, records: list[Record], upto: int) -> None:
+        if records:
+            started = time.perf_counter()
+            delivered = len(records)
+            try:
+                self.sink.write(records)
+            except SinkStalled as stall:
+                delivered = max(0, min(stall.delivered, len(records)))
+                self._count(records[delivered:], "sink_timeout")
+            except Exception as exc:
+                delivered = 0
+                self.tally.add(("sink_error",))
+                self._count(records, "sink_error")
+                self._warn("sink failed; its batch was dropped", exc)
+            self.latency.observe(time.perf_counter() - started)
+            if self._progress is None:  # sinks with a thread of their own count delivery
+                for record in records[:delivered]:
+                    self.tally.add(("delivered", record.levelname))
+        self._processed = upto
+
+    def _maybe_tick(self) -> None:
+        if self._tick is None:
+            return
+        target = self._flush_target()
+        force = target > self._forced and target > self.done_seq
+        if force:
+            self._forced = target
+        self._guard(self._tick, force)
+
+    def _update_progress(self) -> None:
+        processed = self._processed
+        if self._progress is None:
+            self.durable_seq = self.done_seq = processed
+            return
+        try:
+            durable, done = self._progress()
+        except Exception:
+            return
+        self.durable_seq = processed if durable is None else min(processed, durable - 1)
+        self.done_seq = processed if done is None else min(processed, done - 1)
+
+    def _count(self, records: list[Record], reason: str) -> None:
+        for record in records:
+            self.tally.add(("dropped", record.levelname, reason))
+
+    def _guard(self, hook: Callable[..., Any], *args: Any) -> None:
+        try:
+            hook(*args)
+        except Exception as exc:
+            self.tally.add(("sink_error",))
+            self._warn("sink hook failed", exc)
+
+    def _warn(self, message: str, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._warned >= _WARN_EVERY:
+            self._warned = now
+            self._log.warning(message, error=f"{type(exc).__name__}: {exc}")
+
+    # -- shutdown (caller of loglog.shutdown) -------------------------------------------
+
+    def stop(self, deadline: float) -> None:
+        """Ask the thread to finish its inbox, close the sink and exit by ``deadline``."""
+        with self._cond:
+            self._deadline = deadline
+            self._stopping = True
+            self._cond.notify()
+
+    def join(self, deadline: float, tally: Tally) -> bool:
+        """Wait for the thread; count what a hung sink leaves behind as ``shutdown``."""
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        if not self._thread.is_alive():
+            return True
+        for records, _ in list(self._inbox):
+            for record in records:
+                tally.add(("dropped", record.levelname, "shutdown", self.name))
+        return False
+
+    @property
+    def queued(self) -> int:
+        return self._pending

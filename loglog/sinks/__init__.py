@@ -1,0 +1,1 @@
+"""Built-in sinks: console, file, Loki, OTLP. Each has ``write(records)``; see loglog.types."""

@@ -1,0 +1,307 @@
+"""Ship records to Loki: validate, batch by bytes and time, spill, retry with backoff.
+
+Two threads share this sink. The sink thread (``write``/``tick``) validates each record,
+groups it by stream and seals batches into a queue — in memory, or on disk when a spill
+directory is set, *before* anything is sent. A sender thread of its own ships the oldest
+batch and is the only one that waits on the network, so a Loki that hangs or is down only
+makes batches wait (on disk, with a spill), never the sink thread or a caller.
+
+Validated before sending, because Loki answers a partly-invalid request with a 400 after
+storing the valid part (a retry would duplicate it): records older than ``loki_max_age``
+are dropped (``too_old``), lines over ``loki_max_line_bytes`` are truncated and counted,
+label count and names were checked at configure time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..backoff import backoff_delay
+from ..batches import Batch, MemoryQueue, SpillQueue
+from ..config import LogConfig
+from ..counters import Tally
+from ..format import JsonRenderer
+from ..logger import Logger
+from ..types import WARNING, Record, level_name
+from .loki_http import LokiClient, PushResult
+
+_WARN_EVERY = 10.0
+
+
+class LokiSink:
+    """A network sink for Loki's push API. See the module docstring for the threading."""
+
+    local = False
+    name = "loki"
+
+    def __init__(
+        self,
+        config: LogConfig,
+        queue: MemoryQueue | SpillQueue,
+        *,
+        client: LokiClient | None = None,
+        host: str | None = None,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        assert config.loki_url is not None
+        self._cfg = config
+        self.queue = queue
+        self._client = client or LokiClient(
+            config.loki_url, timeout=config.loki_timeout, tenant=config.loki_tenant
+        )
+        self._clock = clock
+        self._render = JsonRenderer(timestamp=False)
+        self._static = dict(config.loki_labels)
+        self._dynamic = config.loki_dynamic_labels
+        self._host = host or socket.gethostname()
+        self._labels: dict[tuple[str, ...], dict[str, str]] = {}
+        self.tally = Tally()  # written by the sink thread
+        self.sender_tally = Tally()  # written by the sender thread
+        self.tallies = (self.tally, self.sender_tally)
+        self._log = Logger("loglog.loki")
+        self._warned: dict[str, float] = {}
+        self._reset_open()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._sender = threading.Thread(target=self._send_loop, name="loglog-loki-sender")
+        self._sender.daemon = True
+        self._sender.start()
+
+    # -- sink thread -------------------------------------------------------------------
+
+    def _reset_open(self) -> None:
+        self._open: dict[tuple[str, ...], list[tuple[int, list[Any], int]]] = {}
+        self._open_bytes = 0
+        self._open_min = -1
+        self._open_max = -1
+        self._open_since = 0.0
+
+    def write(self, records: Sequence[Record]) -> None:
+        oldest_allowed = self._clock() - int(self._cfg.loki_max_age * 1e9)
+        for record in records:
+            if record.time_ns < oldest_allowed:
+                self.tally.add(("dropped", record.levelname, "too_old"))
+                continue
+            line = self._line(record)
+            entry: list[Any] = [str(record.time_ns), line]
+            if self._cfg.loki_structured_metadata and record.trace_id:
+                entry.append({"trace_id": record.trace_id, "span_id": record.span_id or ""})
+            key = self._stream_key(record)
+            if not self._open:
+                self._open_since = time.monotonic()
+                self._open_min = record.seq
+            self._open.setdefault(key, []).append((record.time_ns, entry, record.level))
+            self._open_max = record.seq
+            self._open_bytes += len(line) + 40
+            if self._open_bytes >= self._cfg.loki_batch_bytes:
+                self._seal()
+
+    def _line(self, record: Record) -> str:
+        line = self._render(record)
+        limit = self._cfg.loki_max_line_bytes
+        if len(line) * 4 <= limit or len(line.encode()) <= limit:
+            return line
+        self.tally.add(("truncated",))
+        size = len(line.encode())
+        short = dataclasses.replace(
+            record,
+            message=record.message[: limit // 4],
+            fields={"truncated_from_bytes": size},
+            exc_text=(record.exc_text or "")[-limit // 4 :] or None,
+        )
+        line = self._render(short)
+        return (
+            line if len(line.encode()) <= limit else line.encode()[:limit].decode("utf-8", "ignore")
+        )
+
+    def _stream_key(self, record: Record) -> tuple[str, ...]:
+        values = []
+        for label in self._dynamic:
+            if label == "level":
+                values.append(level_name(record.level))
+            elif label == "host":
+                values.append(self._host)
+            else:
+                values.append(record.logger[:200] or "root")
+        return tuple(values)
+
+    def _stream_labels(self, key: tuple[str, ...]) -> dict[str, str]:
+        labels = self._labels.get(key)
+        if labels is None:
+            labels = dict(self._static)
+            labels.update(zip(self._dynamic, key, strict=True))
+            self._labels[key] = labels
+        return labels
+
+    def tick(self, force: bool = False) -> None:
+        if self._open and (
+            force or time.monotonic() - self._open_since >= self._cfg.loki_batch_wait
+        ):
+            self._seal()
+
+    def _seal(self) -> None:
+        open_streams, min_seq, max_seq = self._open, self._open_min, self._open_max
+        self._reset_open()
+        keep = self._spill_admits()
+        levels: dict[str, int] = {}
+        streams = []
+        oldest = 0
+        for key, entries in open_streams.items():
+            entries.sort(key=lambda item: item[0])  # Loki wants each stream in time order
+            values = []
+            for stamp, entry, level in entries:
+                name = level_name(level)
+                if level < keep:
+                    self.tally.add(("dropped", name, "spill_full"))
+                    continue
+                levels[name] = levels.get(name, 0) + 1
+                values.append(entry)
+                oldest = stamp if not oldest else min(oldest, stamp)
+            if values:
+                streams.append({"stream": self._stream_labels(key), "values": values})
+        if not streams:
+            return
+        payload = json.dumps({"streams": streams}, ensure_ascii=False, separators=(",", ":"))
+        batch = Batch(payload.encode(), levels, min_seq, max_seq, oldest)
+        for evicted in self.queue.put(batch):
+            self._count_batch(self.tally, evicted, "buffer_full")
+        with self._cond:
+            self._cond.notify()
+
+    def _spill_admits(self) -> int:
+        """Lowest level the spill still takes: all, then WARNING+ only, then nothing."""
+        if not isinstance(self.queue, SpillQueue):
+            return 0
+        used, limit = self.queue.nbytes, self.queue.max_bytes
+        if used >= limit * 1.25:
+            return 10**9
+        return WARNING if used >= limit else 0
+
+    def progress(self) -> tuple[int | None, int | None]:
+        """(oldest seq not yet durable, oldest seq not yet delivered or dropped)."""
+        pending = self._open_min if self._open else None
+        waiting = [seq for seq in (pending, self.queue.oldest_seq()) if seq is not None]
+        done = min(waiting) if waiting else None
+        durable = pending if self.queue.durable else done
+        return durable, done
+
+    def close(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        self.tick(force=True)
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._sender.join(max(0.0, deadline - time.monotonic()))
+        for batch in self.queue.drain():  # memory only: a spill keeps its files
+            self._count_batch(self.tally, batch, "shutdown")
+        self._client.close()
+
+    # -- sender thread ---------------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        attempt = 0
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            self._expire(batch)
+            result = self._client.push(batch.payload) if batch.count else PushResult(204)
+            if result.ok:
+                self._count_batch(self.sender_tally, batch, None)
+                self.queue.pop(batch)
+                attempt = 0
+                continue
+            if not result.retryable:
+                self._finish_failed(batch, result)
+                attempt = 0
+                continue
+            attempt += 1
+            if not self.queue.durable and attempt > self._cfg.loki_max_retries:
+                self._finish_failed(batch, result)
+                attempt = 0
+                continue
+            delay = result.retry_after
+            if delay is None:
+                delay = backoff_delay(
+                    attempt, self._cfg.loki_backoff_min, self._cfg.loki_backoff_max
+                )
+            delay = min(delay, self._cfg.loki_backoff_max)
+            self._warn(
+                f"retry:{result.status}",
+                "Loki push failed; retrying",
+                status=result.status,
+                detail=result.detail,
+                retry_in_s=round(delay, 3),
+                attempt=attempt,
+            )
+            with self._cond:
+                if not self._stopping:
+                    self._cond.wait(delay)
+
+    def _next_batch(self) -> Batch | None:
+        with self._cond:
+            while True:
+                if self._stopping:
+                    return None
+                batch = self.queue.head()
+                if batch is not None:
+                    return batch
+                self._cond.wait(0.5)
+
+    def _finish_failed(self, batch: Batch, result: PushResult) -> None:
+        reason = result.reason
+        self._count_batch(self.sender_tally, batch, reason)
+        self.queue.pop(batch)
+        self._warn(
+            reason,
+            "Loki rejected a batch; dropped it (not retried)",
+            status=result.status,
+            detail=result.detail,
+            records=batch.count,
+        )
+
+    def _expire(self, batch: Batch) -> None:
+        """Remove entries that have grown too old while waiting (e.g. a replayed spill).
+
+        Mutates ``batch`` in place: it stays the queue's head, which ``pop`` checks.
+        """
+        oldest_allowed = self._clock() - int(self._cfg.loki_max_age * 1e9)
+        if batch.oldest_ns >= oldest_allowed:
+            return
+        body = json.loads(batch.payload)
+        levels: dict[str, int] = {}
+        for stream in body["streams"]:
+            kept = []
+            for entry in stream["values"]:
+                level = stream["stream"].get("level") or json.loads(entry[1]).get("level", "info")
+                if int(entry[0]) < oldest_allowed:
+                    self.sender_tally.add(("dropped", level, "too_old"))
+                else:
+                    kept.append(entry)
+                    levels[level] = levels.get(level, 0) + 1
+            stream["values"] = kept
+        body["streams"] = [s for s in body["streams"] if s["values"]]
+        batch.payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        batch.levels = levels
+        batch.oldest_ns = oldest_allowed
+
+    def _count_batch(self, tally: Tally, batch: Batch, reason: str | None) -> None:
+        for level, count in batch.levels.items():
+            if reason is None:
+                tally.add(("delivered", level), count)
+            else:
+                tally.add(("dropped", level, reason), count)
+        if batch.adopted and reason is None:
+            tally.add(("replayed", "spill"), batch.count)
+
+    def _warn(self, key: str, message: str, **fields: Any) -> None:
+        now = time.monotonic()
+        if now - self._warned.get(key, -_WARN_EVERY) >= _WARN_EVERY:
+            self._warned[key] = now
+            self._log.warning(message, **fields)

@@ -1,0 +1,122 @@
+"""One HTTP POST to Loki's push API, and what its answer means for a retry.
+
+Built on ``http.client`` on purpose: every socket operation is bounded by ``timeout``, it
+logs nothing (so it cannot feed records back into loglog), and it has no pool or retry
+logic of its own that could hide a hang. Loki's documented semantics (see ANCHORS):
+204 is success; 429 and 5xx are retryable (nothing was stored); 400 and 413 must never be
+retried, because a 400 may be a partial success whose valid streams were already stored.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import gzip
+import http.client
+import time
+from urllib.parse import unquote, urlsplit
+
+from ..backoff import parse_retry_after
+
+PUSH_PATH = "/loki/api/v1/push"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PushResult:
+    """The outcome of one push. ``status`` is 0 when no HTTP answer came back."""
+
+    status: int
+    retry_after: float | None = None
+    detail: str = ""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (200, 204)
+
+    @property
+    def retryable(self) -> bool:
+        return self.status == 0 or self.status == 429 or self.status >= 500
+
+    @property
+    def reason(self) -> str:
+        """A bounded label value for why a batch was dropped."""
+        if self.status in (400, 401, 403, 404, 413):
+            return f"http_{self.status}"
+        if 400 <= self.status < 500:
+            return "http_4xx"
+        return "retries_exhausted"
+
+
+class LokiClient:
+    """Posts gzip'd JSON push bodies to one Loki endpoint over a kept-alive connection.
+
+    >>> client = LokiClient("http://127.0.0.1:3100", timeout=10.0)
+    >>> client.path
+    '/loki/api/v1/push'
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float,
+        tenant: str | None = None,
+        compress_level: int = 5,
+    ) -> None:
+        parts = urlsplit(url)
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname or "localhost"
+        self._port = parts.port or (443 if self._https else 80)
+        base = parts.path.rstrip("/")
+        self.path = base if base.endswith(PUSH_PATH) else base + PUSH_PATH
+        self._timeout = timeout
+        self._level = compress_level
+        self._headers = {
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+            "User-Agent": "loglog",
+        }
+        if tenant:
+            self._headers["X-Scope-OrgID"] = tenant
+        if parts.username:
+            token = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            self._headers["Authorization"] = "Basic " + base64.b64encode(token.encode()).decode()
+        self._conn: http.client.HTTPConnection | None = None
+
+    def push(self, payload: bytes) -> PushResult:
+        """POST one JSON body; never raises."""
+        body = gzip.compress(payload, compresslevel=self._level)
+        started = time.monotonic()
+        try:
+            conn = self._conn or self._connect()
+            conn.request("POST", self.path, body=body, headers=self._headers)
+            response = conn.getresponse()
+            text = response.read(64 * 1024).decode("utf-8", "replace")
+            if response.will_close or not response.isclosed():
+                self.close()
+            return PushResult(
+                status=response.status,
+                retry_after=parse_retry_after(response.getheader("Retry-After")),
+                detail=text.strip()[:300],
+                seconds=time.monotonic() - started,
+            )
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            return PushResult(
+                status=0,
+                detail=f"{type(exc).__name__}: {exc}",
+                seconds=time.monotonic() - started,
+            )
+
+    def _connect(self) -> http.client.HTTPConnection:
+        kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+        self._conn = kind(self._host, self._port, timeout=self._timeout)
+        return self._conn
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.close()

@@ -1,0 +1,129 @@
+"""The vocabulary of loglog: levels, the record a sink receives, and the sink protocol.
+
+How a record travels::
+
+    caller ──emit()──▶ bounded queues (never block) ──worker thread──▶ Record
+        ──▶ one SinkRunner per sink (own thread, bounded inbox) ──▶ Sink.write(records)
+
+A sink is anything with ``write(records)``. It runs on its own thread, so a slow or hung
+sink only fills its own inbox (drops there are counted) and never stalls a caller or
+another sink. Optional hooks, looked up once when the sink is set up, are described by
+:class:`SinkHooks`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+TRACE = 5
+DEBUG = 10
+INFO = 20
+WARNING = 30
+ERROR = 40
+CRITICAL = 50
+
+#: The level names used in output and in metric labels (bounded: custom levels map to the
+#: nearest standard level below them).
+LEVEL_NAMES: dict[int, str] = {
+    TRACE: "trace",
+    DEBUG: "debug",
+    INFO: "info",
+    WARNING: "warning",
+    ERROR: "error",
+    CRITICAL: "critical",
+}
+_BY_NAME = {name: number for number, name in LEVEL_NAMES.items()}
+_BY_NAME.update({"warn": WARNING, "fatal": CRITICAL, "success": 25})
+
+#: A value that JSON can encode: what every field holds once the worker has rendered it.
+JSONValue = Any
+
+
+def level_name(level: int) -> str:
+    """Name of ``level``, rounded down to a standard level (``25`` → ``"info"``)."""
+    name = LEVEL_NAMES.get(level)
+    if name is not None:
+        return name
+    below = [known for known in LEVEL_NAMES if known <= level]
+    return LEVEL_NAMES[max(below)] if below else "trace"
+
+
+def parse_level(value: str | int) -> int:
+    """Turn ``"info"``, ``"INFO"``, ``"20"`` or ``20`` into a level number.
+
+    >>> parse_level("warning")
+    30
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"level must be a name or a number, got {value!r}")
+    if isinstance(value, int):
+        return value
+    text = str(value).strip().lower()
+    if text.isdigit():
+        return int(text)
+    if text in _BY_NAME:
+        return _BY_NAME[text]
+    choices = ", ".join(LEVEL_NAMES.values())
+    raise ValueError(f"unknown level {value!r}: use one of {choices} or a number")
+
+
+@dataclasses.dataclass(slots=True)
+class Record:
+    """One log record as a sink sees it. Treat it as read-only: every sink shares it.
+
+    ``fields`` holds JSON-safe values only (the worker rendered them), so a sink never runs
+    user code such as a ``__repr__`` that might itself log.
+    """
+
+    seq: int
+    time_ns: int
+    level: int
+    logger: str
+    message: str
+    fields: dict[str, JSONValue]
+    trace_id: str | None = None
+    span_id: str | None = None
+    thread: str = ""
+    exc_text: str | None = None
+    #: Emitted on one of loglog's own threads (a sink's error path, an HTTP client's log):
+    #: delivered to local sinks only, so a failing network sink cannot feed on itself.
+    internal: bool = False
+    #: Recovered from a spill or crash spool left by an earlier process.
+    replayed: bool = False
+    thread_id: int = 0
+
+    @property
+    def levelname(self) -> str:
+        return level_name(self.level)
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Where records go: one method, called from the sink's own thread with a batch.
+
+    >>> class Printer:
+    ...     def write(self, records):
+    ...         for r in records:
+    ...             print(r.levelname, r.message)
+    """
+
+    def write(self, records: Sequence[Record]) -> None: ...
+
+
+class SinkHooks(Protocol):
+    """Optional attributes a sink may have; each is looked up once at set-up.
+
+    - ``name: str`` — label value in metrics (default: the class name, lower-cased).
+    - ``local: bool`` — writes only to this machine (console, file). Only local sinks receive
+      loglog's own internal records; network sinks never do, which cuts feedback loops.
+    - ``tick(force: bool) -> None`` — called on the sink thread at least every ~100 ms, so
+      a batching sink can ship on time; ``force`` asks it to seal what it holds (flush).
+    - ``progress() -> tuple[int, int]`` — for sinks that hand records on to a thread of their
+      own: ``(durable_seq, done_seq)``; every record up to ``durable_seq`` survives a crash of
+      this process, every record up to ``done_seq`` is delivered or dropped and counted.
+    - ``close(timeout: float) -> None`` — release resources within ``timeout`` seconds.
+    """
+
+    def write(self, records: Sequence[Record]) -> None: ...

@@ -1,0 +1,160 @@
+"""The worker thread: drain the callers' queues, render, fan out, release the crash spool.
+
+It wakes when a caller writes a byte to its pipe (WARNING+, half-full queue, flush) or
+after ``poll_interval`` at the latest. Each cycle takes everything queued, restores
+emission order (WARNING+ and DEBUG/INFO travel in separate queues), turns raw tuples into
+:class:`~loglog.types.Record` — rendering values, formatting tracebacks, resolving trace
+ids, all off the caller's thread — and offers the batch to every sink runner.
+
+A record emitted on a loglog thread is ``internal``; its values are rendered without
+calling user code, which is what ends a ``__repr__`` that logs after one level.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import threading
+import time
+from collections import deque
+from operator import itemgetter
+from typing import TYPE_CHECKING
+
+from .core import RawRecord, wake
+from .counters import AtomicCounter
+from .format import format_exc, render_fields, render_value
+from .tracing import span_ids
+from .types import Record
+
+if TYPE_CHECKING:
+    from .runner import SinkRunner
+    from .spool import Spool
+
+_THREADS = threading._active  # type: ignore[attr-defined]  # ident → Thread, read-only here
+_by_seq = itemgetter(0)
+
+
+def convert(raw: RawRecord) -> Record:
+    """Turn a caller's raw tuple into a Record (worker thread)."""
+    seq, stamp, level, name, msg, fields, bound, context, ident, exc, _slot = raw
+    thread = _THREADS.get(ident)
+    thread_name = thread.name if thread is not None else f"thread-{ident}"
+    internal = thread_name.startswith("loglog-")
+    merged = {**bound, **fields} if bound else fields
+    if type(msg) is str:
+        message = msg
+    else:
+        rendered = render_value(msg, safe=internal)
+        message = rendered if type(rendered) is str else str(rendered)
+    trace_id, span_id = span_ids(context)
+    return Record(
+        seq=seq,
+        time_ns=stamp,
+        level=level,
+        logger=name,
+        message=message,
+        fields=render_fields(merged, safe=internal) if merged else {},
+        trace_id=trace_id,
+        span_id=span_id,
+        thread=thread_name,
+        exc_text=format_exc(exc) if exc is not None else None,
+        internal=internal,
+        thread_id=ident,
+    )
+
+
+class Worker:
+    """Owns the ``loglog-worker`` thread; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        low: deque[RawRecord],
+        high: deque[RawRecord],
+        seq: AtomicCounter,
+        runners: list[SinkRunner],
+        spool: Spool | None,
+        wake_fd: int,
+        poll_interval: float,
+        replay: list[tuple[Record, int]],
+    ) -> None:
+        self._low = low
+        self._high = high
+        self._seq = seq
+        self._runners = runners
+        self._spool = spool
+        self._wake_fd = wake_fd
+        self._poll_ms = poll_interval * 1000
+        self._replay = replay
+        # (upto at dispatch, seq, slot): a slot is released once every runner is durable
+        # past the watermark its record was dispatched with.
+        self._slots: deque[tuple[int, int, int]] = deque()
+        self.dispatched = -1
+        self.errors = AtomicCounter()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="loglog-worker")
+        self._thread.daemon = True
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        poller = select.poll()
+        poller.register(self._wake_fd, select.POLLIN)
+        while True:
+            stopping = self._stopping
+            try:
+                poller.poll(self._poll_ms)
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self._wake_fd, 4096)
+                self.cycle()
+            except Exception:
+                self.errors.inc()  # a bug here must not end delivery
+            if stopping:
+                return
+
+    def cycle(self) -> None:
+        upto = self._seq.value - 1
+        raw = self._take(self._high) + self._take(self._low)
+        if not raw and not self._replay and upto == self.dispatched:
+            self._release()
+            return
+        raw.sort(key=_by_seq)
+        records = [convert(item) for item in raw]
+        if self._replay:
+            records[:0] = [record for record, _ in self._replay]
+            self._slots.extend(
+                (upto, record.seq, slot) for record, slot in self._replay if slot >= 0
+            )
+            self._replay = []
+        for runner in self._runners:
+            runner.offer(records, upto)
+        self.dispatched = upto
+        self._slots.extend((upto, item[0], item[-1]) for item in raw if item[-1] >= 0)
+        self._release()
+
+    @staticmethod
+    def _take(queue: deque[RawRecord]) -> list[RawRecord]:
+        # Pop exactly what is there now; callers keep appending concurrently.
+        popleft = queue.popleft
+        return [popleft() for _ in range(len(queue))]
+
+    def _release(self) -> None:
+        if self._spool is None or not self._slots:
+            return
+        durable = min((runner.durable_seq for runner in self._runners), default=self.dispatched)
+        slots = self._slots
+        while slots and slots[0][0] <= durable:
+            _, seq, slot = slots.popleft()
+            self._spool.release(slot, seq)
+
+    def stop(self, deadline: float, wake_write_fd: int) -> None:
+        """Run one last cycle and exit; wait until ``deadline`` at most."""
+        self._stopping = True
+        wake(wake_write_fd)
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+
+    def release_now(self) -> None:
+        """Release what became durable after the thread stopped (at shutdown)."""
+        self._release()

@@ -1,0 +1,1 @@
+"""stack: the ``loglog`` command line and the embedded stack that ``loglog up`` runs."""
