@@ -61,7 +61,8 @@ class LogConfig:
     loki_buffer_bytes: int = 32 * 1024 * 1024  # in-memory backlog when there is no spill
     loki_structured_metadata: bool = False
     otlp_endpoint: str | None = None
-    #: Records the caller-side queue holds for DEBUG/INFO; WARNING+ has a reserve of its own.
+    #: Records the caller-side queue holds for DEBUG/INFO. WARNING+ has a reserve of its own
+    #: (a quarter of this) and may then take the place of queued DEBUG/INFO records.
     capacity: int = 10_000
     spill_dir: str | None = None
     spill_max_bytes: int = 256 * 1024 * 1024

@@ -91,6 +91,11 @@ def make_emit(
     full = [counter.inc for counter in stats.queue_full.by_number]
     internal_error = stats.internal_errors.inc
     half = low_capacity // 2
+    # WARNING+ has a reserve of its own; past it, each WARNING+ record evicts the newest
+    # queued DEBUG/INFO record (deque.pop is atomic), up to a hard limit that keeps the
+    # total bounded: DEBUG/INFO is always dropped before WARNING+ is.
+    high_limit = high_capacity + low_capacity
+    pop_low = low.pop
     protect = spool.protect if spool is not None else None
 
     def emit(
@@ -124,13 +129,19 @@ def make_emit(
                 # WARNING+ is written to the crash spool on this thread, before the call
                 # returns: a SIGKILL right after it cannot lose the record.
                 slot = protect(number, stamp, level, name, msg, fields, bound, context, exc)
-            if len(high) < high_capacity:
-                high.append(
-                    (number, stamp, level, name, msg, fields, bound, context, ident(), exc, slot)
-                )
-                wake(wake_fd)
-            else:
-                full[level]()
+            size = len(high)
+            if size >= high_capacity:
+                try:  # noqa: SIM105 - hot path: a plain try costs nothing when it succeeds
+                    full[pop_low()[LEVEL]]()
+                except IndexError:
+                    pass  # no DEBUG/INFO left to evict
+                if size >= high_limit:
+                    full[level]()
+                    return
+            high.append(
+                (number, stamp, level, name, msg, fields, bound, context, ident(), exc, slot)
+            )
+            wake(wake_fd)
         except Exception:
             internal_error()
 

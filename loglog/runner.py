@@ -25,6 +25,9 @@ from .types import WARNING, Record, Sink
 
 LATENCY_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
 _TICK = 0.1
+#: Pending inbox batches are merged up to this many records per write: a slow sink pays
+#: its per-call cost (a request, a system call) once per merged batch, not per cycle.
+MAX_BATCH = 5000
 _WARN_EVERY = 10.0
 
 
@@ -56,6 +59,7 @@ class SinkRunner:
         self.offer_tally = Tally()  # written by the worker thread
         self.latency = WriterHistogram(LATENCY_BUCKETS)
         self._processed = -1
+        self._writing: list[Record] = []  # the batch inside sink.write right now
         self.done_seq = -1
         self.durable_seq = -1
         self._log = Logger("loglog.sink", {"sink": self.name})
@@ -103,9 +107,7 @@ class SinkRunner:
             with self._cond:
                 if not self._inbox and not self._stopping:
                     self._cond.wait(_TICK)
-                item = self._inbox.popleft() if self._inbox else None
-                if item is not None:
-                    self._pending -= len(item[0])
+                item = self._take()
                 finished = self._stopping and not self._inbox
             if item is not None:
                 self._deliver(*item)
@@ -117,10 +119,24 @@ class SinkRunner:
             self._guard(self._close, max(0.0, self._deadline - time.monotonic()))
         self._update_progress()
 
+    def _take(self) -> tuple[list[Record], int] | None:
+        """Pop pending batches, merged up to MAX_BATCH records (lock held)."""
+        if not self._inbox:
+            return None
+        records, upto = self._inbox.popleft()
+        if self._inbox and len(records) < MAX_BATCH:
+            records = list(records)
+            while self._inbox and len(records) + len(self._inbox[0][0]) <= MAX_BATCH:
+                more, upto = self._inbox.popleft()
+                records.extend(more)
+        self._pending -= len(records)
+        return records, upto
+
     def _deliver(self, records: list[Record], upto: int) -> None:
         if records:
             started = time.perf_counter()
             delivered = len(records)
+            self._writing = records
             try:
                 self.sink.write(records)
             except SinkStalled as stall:
@@ -131,6 +147,7 @@ class SinkRunner:
                 self.tally.add(("sink_error",))
                 self._count(records, "sink_error")
                 self._warn("sink failed; its batch was dropped", exc)
+            self._writing = []
             self.latency.observe(time.perf_counter() - started)
             if self._progress is None:  # sinks with a thread of their own count delivery
                 for record in records[:delivered]:
@@ -189,7 +206,9 @@ class SinkRunner:
         self._thread.join(max(0.0, deadline - time.monotonic()))
         if not self._thread.is_alive():
             return True
-        for records, _ in list(self._inbox):
+        # The thread is abandoned (a daemon stuck in the sink): what it holds is lost.
+        stuck = [self._writing] + [records for records, _ in list(self._inbox)]
+        for records in stuck:
             for record in records:
                 tally.add(("dropped", record.levelname, "shutdown", self.name))
         return False
