@@ -1,0 +1,113 @@
+"""Shared fixtures: scenario subprocesses with hard timeouts, free ports, loglog isolation."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (loopback)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Scenario:
+    """The outcome of a scenario script run in its own process."""
+
+    returncode: int
+    seconds: float
+    stderr: str
+    result: dict[str, Any]
+    #: time.monotonic() when the process was seen gone (CLOCK_MONOTONIC is system-wide,
+    #: so a script can print its own monotonic time and a test can compare).
+    ended_at: float = 0.0
+
+    def marker(self, name: str) -> float:
+        """The float a script printed to stderr as ``NAME <monotonic>``."""
+        return float(self.stderr.split(f"{name} ")[1].split()[0])
+
+
+def run_scenario(
+    code: str,
+    *,
+    timeout: float,
+    tmp_path: Path,
+    env: dict[str, str] | None = None,
+    stdout: Any = subprocess.DEVNULL,
+    args: list[str] | None = None,
+) -> Scenario:
+    """Run ``code`` in a fresh interpreter; kill it and fail the test if it outlives
+    ``timeout``. The script reports by writing JSON to the file named by $RESULT."""
+    script = tmp_path / f"scenario_{time.monotonic_ns()}.py"
+    script.write_text(textwrap.dedent(code))
+    result_file = tmp_path / f"{script.stem}.json"
+    errors = tmp_path / f"{script.stem}.stderr"
+    full_env = {
+        **os.environ,
+        "RESULT": str(result_file),
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": str(ROOT),
+        **(env or {}),
+    }
+    full_env.pop("PYTEST_CURRENT_TEST", None)
+    started = time.monotonic()
+    with open(errors, "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, str(script), *(args or [])],
+            stdout=stdout,
+            stderr=err,
+            env=full_env,
+            cwd=tmp_path,
+            start_new_session=True,
+        )
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+            pytest.fail(
+                f"scenario hung: still running after {timeout}s\n"
+                f"--- stderr ---\n{errors.read_text()[-4000:]}"
+            )
+    ended_at = time.monotonic()
+    if proc.stdout is not None:
+        proc.stdout.close()  # the unread pipe of a stalled-stdout scenario
+    text = errors.read_text()
+    data = json.loads(result_file.read_text()) if result_file.exists() else {}
+    return Scenario(proc.returncode, ended_at - started, text, data, ended_at)
+
+
+@pytest.fixture
+def scenario(tmp_path: Path) -> Any:
+    def run(code: str, *, timeout: float = 60.0, **kwargs: Any) -> Scenario:
+        return run_scenario(code, timeout=timeout, tmp_path=tmp_path, **kwargs)
+
+    return run
+
+
+@pytest.fixture(autouse=True)
+def _loglog_isolated() -> Iterator[None]:
+    """Tests that configure loglog in-process leave nothing running behind them."""
+    yield
+    import loglog
+
+    loglog.shutdown(timeout=5.0)
