@@ -175,13 +175,14 @@ class LokiSink:
             self._cond.notify()
 
     def _spill_admits(self) -> int:
-        """Lowest level the spill still takes: all, then WARNING+ only, then nothing."""
+        """Lowest level the spill still takes. ``spill_max_bytes`` is a hard cap; DEBUG/INFO
+        stop at 80 % of it, so the last fifth is kept for WARNING+."""
         if not isinstance(self.queue, SpillQueue):
             return 0
         used, limit = self.queue.nbytes, self.queue.max_bytes
-        if used >= limit * 1.25:
+        if used >= limit:
             return 10**9
-        return WARNING if used >= limit else 0
+        return WARNING if used >= limit * 0.8 else 0
 
     def progress(self) -> tuple[int | None, int | None]:
         """(oldest seq not yet durable, oldest seq not yet delivered or dropped)."""
