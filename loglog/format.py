@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from json.encoder import encode_basestring
+from typing import Any
 
 from .types import JSONValue, Record, level_name
 
@@ -62,34 +63,52 @@ def render_value(value: object, depth: int = 0, *, safe: bool = False) -> JSONVa
         return f"<unrepresentable {kind.__name__}: {type(exc).__name__}>"
 
 
-def render_fields(fields: Mapping[str, object], *, safe: bool = False) -> dict[str, JSONValue]:
-    """Render every value of ``fields`` (see :func:`render_value`)."""
+def render_fields(fields: dict[str, object], *, safe: bool = False) -> dict[str, JSONValue]:
+    """Render every value of ``fields`` (see :func:`render_value`).
+
+    Fast path: when every value is already a short string, an int, a bool, None or a
+    finite float — nearly always — the dict itself is returned (callers pass their fresh
+    ``**kwargs`` dict, which nobody else holds).
+    """
+    for value in fields.values():
+        kind = type(value)
+        if kind is str:
+            if len(value) > _MAX_TEXT:  # type: ignore[arg-type]
+                break
+        elif kind is float:
+            if value - value != 0.0:  # type: ignore[operator]  # NaN and ±inf
+                break
+        elif not (kind is int or kind is bool or value is None):
+            break
+    else:
+        return fields
     return {str(k): render_value(v, safe=safe) for k, v in fields.items()}
 
 
-class _SecondCache:
-    """Formats the date-and-second part of a timestamp once per second, not once per record."""
+def second_formatter(
+    fmt: str, convert: Callable[[float], time.struct_time]
+) -> Callable[[int], str]:
+    """Return ``ns → strftime(fmt)`` that formats each second only once (records of the
+    same second share the prefix, so per record only the sub-second part is formatted)."""
+    state: list[Any] = [-1, ""]
 
-    def __init__(self, fmt: str, convert: Callable[[float], time.struct_time]) -> None:
-        self._fmt = fmt
-        self._convert = convert
-        self._second = -1
-        self._text = ""
+    def prefix(ns: int) -> str:
+        second = ns // 1_000_000_000
+        if second != state[0]:
+            state[1] = time.strftime(fmt, convert(second))
+            state[0] = second
+        return str(state[1])
 
-    def __call__(self, second: int) -> str:
-        if second != self._second:
-            self._text = time.strftime(self._fmt, self._convert(second))
-            self._second = second
-        return self._text
+    return prefix
 
 
-def iso_utc(formatter: _SecondCache | None = None) -> Callable[[int], str]:
+def iso_utc() -> Callable[[int], str]:
     """Return a function ``ns → "2026-11-21T10:00:00.123456Z"``; keep one per thread."""
-    seconds = formatter or _SecondCache("%Y-%m-%dT%H:%M:%S", time.gmtime)
+    prefix = second_formatter("%Y-%m-%dT%H:%M:%S.", time.gmtime)
 
     def fmt(ns: int) -> str:
-        sec, rest = divmod(ns, 1_000_000_000)
-        return f"{seconds(sec)}.{rest // 1000:06d}Z"
+        # %-formatting: measurably cheaper here than an f-string with a format spec.
+        return "%s%06dZ" % (prefix(ns), ns // 1000 % 1_000_000)  # noqa: UP031
 
     return fmt
 
@@ -117,6 +136,15 @@ class JsonRenderer:
 
     def __init__(self, *, timestamp: bool = True) -> None:
         self._ts = iso_utc() if timestamp else None
+        self._keys: dict[str, str] = {}  # field name → ',"name":' (reserved names prefixed)
+
+    def _key(self, key: str) -> str:
+        encoded = self._keys.get(key)
+        if encoded is None:
+            encoded = "," + encode_basestring("_" + key if key in RESERVED else key) + ":"
+            if len(self._keys) < 10_000:
+                self._keys[key] = encoded
+        return encoded
 
     def __call__(self, record: Record) -> str:
         parts = []
@@ -129,10 +157,16 @@ class JsonRenderer:
         parts.append(encode_basestring(record.logger))
         parts.append(',"msg":')
         parts.append(encode_basestring(record.message))
+        keys = self._keys
         for key, value in record.fields.items():
-            if key in RESERVED:
-                key = "_" + key
-            parts.append(f",{encode_basestring(key)}:{_encode(value)}")
+            parts.append(keys.get(key) or self._key(key))
+            kind = type(value)  # the common types inline: this loop is the delivery hot path
+            if kind is str:
+                parts.append(encode_basestring(value))
+            elif kind is int or kind is float:
+                parts.append(repr(value))
+            else:
+                parts.append(_encode(value))
         if record.trace_id:
             parts.append(f',"trace_id":"{record.trace_id}","span_id":"{record.span_id}"')
         if record.exc_text:
@@ -158,11 +192,11 @@ class TextRenderer:
     """Renders a record for humans: ``10:00:00.123 INFO  decoder  frame decoded  stream=cam1``."""
 
     def __init__(self, *, color: bool = False) -> None:
-        self._seconds = _SecondCache("%H:%M:%S", time.localtime)
+        self._seconds = second_formatter("%H:%M:%S", time.localtime)
         self._color = color
 
     def __call__(self, record: Record) -> str:
-        sec, rest = divmod(record.time_ns, 1_000_000_000)
+        rest = record.time_ns % 1_000_000_000
         name = level_name(record.level)
         level = f"{name.upper():<8}"
         if self._color:
@@ -170,7 +204,7 @@ class TextRenderer:
         extras = "".join(f"  {key}={_text(value)}" for key, value in record.fields.items())
         trace = f"  trace_id={record.trace_id}" if record.trace_id else ""
         line = (
-            f"{self._seconds(sec)}.{rest // 1_000_000:03d} {level} {record.logger}  "
+            f"{self._seconds(record.time_ns)}.{rest // 1_000_000:03d} {level} {record.logger}  "
             f"{record.message}{extras}{trace}"
         )
         if record.exc_text:

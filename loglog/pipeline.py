@@ -181,8 +181,10 @@ class Pipeline:
                 return True
             if time.monotonic() >= deadline:
                 return False
+            # Polling, not a Condition: flush may be called from anywhere (a signal handler
+            # included) and must not take a lock a sink thread could be holding.
             time.sleep(pause)
-            pause = min(pause * 2, 0.01)
+            pause = min(pause * 2, 0.002)
 
     def close(self, timeout: float) -> bool:
         """Flush, stop every thread and close every sink, all within ``timeout`` seconds."""

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
 from .counters import Tally, WriterHistogram
 from .errors import SinkStalled
 from .logger import Logger
-from .types import WARNING, Record, Sink
+from .types import WARNING, Record, Sink, level_name
 
 LATENCY_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
 _TICK = 0.1
@@ -72,11 +72,12 @@ class SinkRunner:
 
     # -- worker thread ------------------------------------------------------------------
 
-    def offer(self, records: list[Record], upto: int) -> None:
-        """Queue a batch (may be empty: it still carries the ``upto`` watermark)."""
+    def offer(self, records: list[Record], upto: int, internal: bool) -> None:
+        """Queue a batch (may be empty: it still carries the ``upto`` watermark);
+        ``internal`` says whether any record in it came from a loglog thread."""
         own = self._thread.ident
         kept = records
-        if any(record.internal for record in records):
+        if internal:
             kept = []
             for record in records:
                 if record.internal and (not self.local or record.thread_id == own):
@@ -150,8 +151,9 @@ class SinkRunner:
             self._writing = []
             self.latency.observe(time.perf_counter() - started)
             if self._progress is None:  # sinks with a thread of their own count delivery
-                for record in records[:delivered]:
-                    self.tally.add(("delivered", record.levelname))
+                sent = records if delivered == len(records) else records[:delivered]
+                for level, count in Counter([record.level for record in sent]).items():
+                    self.tally.add(("delivered", level_name(level)), count)
         self._processed = upto
 
     def _maybe_tick(self) -> None:
@@ -176,8 +178,8 @@ class SinkRunner:
         self.done_seq = processed if done is None else min(processed, done - 1)
 
     def _count(self, records: list[Record], reason: str) -> None:
-        for record in records:
-            self.tally.add(("dropped", record.levelname, reason))
+        for level, count in Counter([record.level for record in records]).items():
+            self.tally.add(("dropped", level_name(level), reason), count)
 
     def _guard(self, hook: Callable[..., Any], *args: Any) -> None:
         try:

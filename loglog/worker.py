@@ -35,32 +35,45 @@ _THREADS = threading._active  # type: ignore[attr-defined]  # ident → Thread, 
 _by_seq = itemgetter(0)
 
 
-def convert(raw: RawRecord) -> Record:
-    """Turn a caller's raw tuple into a Record (worker thread)."""
-    seq, stamp, level, name, msg, fields, bound, context, ident, exc, _slot = raw
+def thread_of(ident: int) -> tuple[str, bool]:
+    """(thread name, whether it is one of loglog's own threads) for a thread id."""
     thread = _THREADS.get(ident)
-    thread_name = thread.name if thread is not None else f"thread-{ident}"
-    internal = thread_name.startswith("loglog-")
+    name = thread.name if thread is not None else f"thread-{ident}"
+    return name, name.startswith("loglog-")
+
+
+def convert(raw: RawRecord, threads: dict[int, tuple[str, bool]]) -> Record:
+    """Turn a caller's raw tuple into a Record (worker thread).
+
+    ``threads`` caches :func:`thread_of` for one cycle: within a cycle a thread id cannot
+    be reused by a new thread, so the cache is exact.
+    """
+    seq, stamp, level, name, msg, fields, bound, context, ident, exc, _slot = raw
+    known = threads.get(ident)
+    if known is None:
+        known = threads[ident] = thread_of(ident)
+    thread_name, internal = known
     merged = {**bound, **fields} if bound else fields
     if type(msg) is str:
         message = msg
     else:
         rendered = render_value(msg, safe=internal)
         message = rendered if type(rendered) is str else str(rendered)
-    trace_id, span_id = span_ids(context)
+    trace_id, span_id = span_ids(context) if context else (None, None)
     return Record(
-        seq=seq,
-        time_ns=stamp,
-        level=level,
-        logger=name,
-        message=message,
-        fields=render_fields(merged, safe=internal) if merged else {},
-        trace_id=trace_id,
-        span_id=span_id,
-        thread=thread_name,
-        exc_text=format_exc(exc) if exc is not None else None,
-        internal=internal,
-        thread_id=ident,
+        seq,
+        stamp,
+        level,
+        name,
+        message,
+        render_fields(merged, safe=internal) if merged else {},
+        trace_id,
+        span_id,
+        thread_name,
+        format_exc(exc) if exc is not None else None,
+        internal,
+        False,
+        ident,
     )
 
 
@@ -121,15 +134,17 @@ class Worker:
             self._release()
             return
         raw.sort(key=_by_seq)
-        records = [convert(item) for item in raw]
+        threads: dict[int, tuple[str, bool]] = {}
+        records = [convert(item, threads) for item in raw]
         if self._replay:
             records[:0] = [record for record, _ in self._replay]
             self._slots.extend(
                 (upto, record.seq, slot) for record, slot in self._replay if slot >= 0
             )
             self._replay = []
+        internal = any(known[1] for known in threads.values())
         for runner in self._runners:
-            runner.offer(records, upto)
+            runner.offer(records, upto, internal)
         self.dispatched = upto
         self._slots.extend((upto, item[0], item[-1]) for item in raw if item[-1] >= 0)
         self._release()

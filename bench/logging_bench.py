@@ -1,0 +1,319 @@
+"""Benchmark: loglog against the loggers it replaces, on the same records, in one run.
+
+Not a test. Every measurement runs in a child process of its own (loggers are global
+state), all in the same run on the same machine, so the ratios are comparable even on a
+noisy host. Records are a message and three fields (``stream``, ``frame``, ``ms``).
+
+- caller cost: p50/p99 of one log call (µs), each logger writing to a file;
+- throughput: records/s delivered to a file, measured from the first call until the last
+  record is on disk, pinned to one core;
+- stalled pipe: 20k calls with stdout a pipe nobody reads — finished (seconds) or hung;
+- loglog's caller cost while a sink is stalled, against its own normal cost.
+
+Usage: ``python -m bench.logging_bench [--quick]``. Prints a table, writes
+``bench/results/logging.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+LOGGERS = [
+    "loglog",
+    "stdlib StreamHandler",
+    "stdlib QueueHandler",
+    "loguru",
+    "loguru enqueue=True",
+    "structlog",
+    "picologging",
+]
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+# -- child side: one logger, one measurement ------------------------------------------------
+
+
+def _setup(name: str, stream: Any) -> tuple[Callable[[int], None], Callable[[], None]]:
+    """Configure logger ``name`` to write to ``stream``; return (log one record, finish)."""
+    if name == "loglog":
+        import loglog
+
+        if stream is sys.stdout:
+            loglog.configure(console="json", console_stream="stdout", registry=None)
+        else:
+            loglog.configure(console=None, file=stream.name, registry=None)
+        log = loglog.get_logger("bench")
+
+        def call_loglog(i: int) -> None:
+            log.info("frame decoded", stream="cam1", frame=i, ms=3.2)
+
+        return call_loglog, lambda: loglog.shutdown(timeout=60)
+    if name.startswith("stdlib") or name == "picologging":
+        return _setup_stdlib_like(name, stream)
+    if name.startswith("loguru"):
+        from loguru import logger
+
+        logger.remove()
+        logger.add(
+            stream,
+            level="INFO",
+            enqueue="enqueue" in name,
+            format="{time} {level} {name} {message} {extra}",
+        )
+
+        def call_loguru(i: int) -> None:
+            logger.info("frame decoded", stream="cam1", frame=i, ms=3.2)
+
+        return call_loguru, logger.complete if "enqueue" in name else (lambda: stream.flush())
+    if name == "structlog":
+        import structlog
+
+        structlog.configure(
+            processors=[
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso"),
+                structlog.processors.JSONRenderer(),
+            ],
+            logger_factory=structlog.WriteLoggerFactory(file=stream),
+            cache_logger_on_first_use=True,
+        )
+        slog = structlog.get_logger("bench")
+
+        def call_structlog(i: int) -> None:
+            slog.info("frame decoded", stream="cam1", frame=i, ms=3.2)
+
+        return call_structlog, lambda: stream.flush()
+    raise ValueError(name)
+
+
+def _setup_stdlib_like(name: str, stream: Any) -> tuple[Callable[[int], None], Callable[[], None]]:
+    import logging
+
+    module: Any = logging
+    if name == "picologging":
+        import picologging
+
+        module = picologging
+    # %-arguments: the common stdlib idiom, and picologging cannot format extra= fields.
+    fmt = module.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    target = module.StreamHandler(stream)
+    target.setFormatter(fmt)
+    log = module.getLogger("bench")
+    log.setLevel(module.INFO)
+    log.propagate = False
+    finish: Callable[[], None] = target.flush
+    if name == "stdlib QueueHandler":
+        import logging.handlers
+        import queue
+
+        q: queue.Queue[Any] = queue.Queue(-1)
+        listener = logging.handlers.QueueListener(q, target)
+        listener.start()
+        log.addHandler(logging.handlers.QueueHandler(q))
+
+        def finish_queue() -> None:
+            listener.stop()
+            target.flush()
+
+        finish = finish_queue
+    else:
+        log.addHandler(target)
+
+    def call(i: int) -> None:
+        log.info("frame decoded stream=%s frame=%d ms=%s", "cam1", i, 3.2)
+
+    return call, finish
+
+
+def _percentile(samples: list[int], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] / 1000.0
+
+
+def child_caller(name: str, n: int, stalled_sink: bool) -> dict[str, Any]:
+    path = Path(tempfile.mkdtemp()) / "caller.log"
+    with open(path, "w") as stream:
+        call, finish = _setup(name, stream)
+        if stalled_sink:
+            import threading
+
+            import loglog
+
+            class Stalled:
+                def write(self, records: Any) -> None:
+                    threading.Event().wait()
+
+            loglog.configure(console=None, file=str(path), sinks=[Stalled()], registry=None)
+        clock = time.perf_counter_ns
+        for i in range(5000):
+            call(i)
+        samples = []
+        for i in range(n):
+            started = clock()
+            call(i)
+            samples.append(clock() - started)
+        if stalled_sink:
+            import loglog
+
+            loglog.shutdown(timeout=0.5)
+        else:
+            finish()
+    return {"p50_us": _percentile(samples, 0.5), "p99_us": _percentile(samples, 0.99)}
+
+
+def child_throughput(name: str, n: int) -> dict[str, Any]:
+    """Records/s from the first call until the last record is on disk, all on one core.
+
+    loglog keeps its default bounded queue (10k) and the producer waits (flush) after
+    every 5,000 records, so nothing is dropped and memory stays bounded. The other async
+    loggers run as they are: their queues are unbounded.
+    """
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core for everything
+    path = Path(tempfile.mkdtemp()) / "throughput.log"
+    with open(path, "w") as stream:
+        call, finish = _setup(name, stream)
+        pace: Callable[[], object] | None = None
+        if name == "loglog":
+            import loglog
+
+            pace = loglog.flush
+        started = time.perf_counter()
+        for i in range(n):
+            call(i)
+            if pace is not None and i % 5000 == 4999:
+                pace()
+        finish()
+        elapsed = time.perf_counter() - started
+    with open(path) as written:
+        lines = sum(1 for _ in written)
+    return {"records_per_s": lines / elapsed, "delivered": lines, "seconds": elapsed}
+
+
+def child_stall(name: str, n: int) -> dict[str, Any]:
+    call, finish = _setup(name, sys.stdout)
+    started = time.perf_counter()
+    for i in range(n):
+        call(i)
+    calls = time.perf_counter() - started
+    finish()
+    return {"calls_s": calls}
+
+
+# -- parent side -----------------------------------------------------------------------------
+
+
+def _run_child(
+    args: list[str], timeout: float, stalled_stdout: bool = False
+) -> tuple[dict[str, Any] | None, float]:
+    out = Path(tempfile.mkdtemp()) / "result.json"
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.logging_bench", "--child", str(out), *args],
+        stdout=subprocess.PIPE if stalled_stdout else subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None, time.monotonic() - started
+    finally:
+        if proc.stdout is not None:
+            proc.stdout.close()
+    elapsed = time.monotonic() - started
+    if proc.returncode != 0 or not out.exists():
+        return None, elapsed
+    return json.loads(out.read_text()), elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer records (a smoke run)")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        out, mode, name, n = args.child[0], args.child[1], args.child[2], int(args.child[3])
+        if mode == "caller":
+            result = child_caller(name, n, stalled_sink=False)
+        elif mode == "caller-stalled":
+            result = child_caller(name, n, stalled_sink=True)
+        elif mode == "throughput":
+            result = child_throughput(name, n)
+        else:
+            result = child_stall(name, n)
+        Path(out).write_text(json.dumps(result))
+        return 0
+
+    n_caller = 20_000 if args.quick else 200_000
+    n_throughput = 50_000 if args.quick else 300_000
+    rows: dict[str, dict[str, Any]] = {}
+    for name in LOGGERS:
+        row: dict[str, Any] = {}
+        caller, _ = _run_child(["caller", name, str(n_caller)], timeout=300)
+        row.update(caller or {"p50_us": None, "p99_us": None})
+        throughput, _ = _run_child(["throughput", name, str(n_throughput)], timeout=300)
+        row["records_per_s"] = throughput["records_per_s"] if throughput else None
+        stall, seconds = _run_child(["stall", name, "20000"], timeout=15, stalled_stdout=True)
+        row["stalled_pipe"] = (
+            f"finished {seconds:.1f} s" if stall else f"hung (killed at {seconds:.0f} s)"
+        )
+        rows[name] = row
+        print(f"measured {name}", file=sys.stderr)
+    stalled, _ = _run_child(["caller-stalled", "loglog", str(n_caller)], timeout=300)
+    base = rows["stdlib StreamHandler"]["p50_us"]
+    ours = rows["loglog"]
+    summary = {
+        "loglog_p50_vs_stdlib_streamhandler": ours["p50_us"] / base if base else None,
+        "loglog_p50_us_with_a_stalled_sink": stalled["p50_us"] if stalled else None,
+        "loglog_p99_us_with_a_stalled_sink": stalled["p99_us"] if stalled else None,
+        "stalled_over_normal_p50": (stalled["p50_us"] / ours["p50_us"]) if stalled else None,
+    }
+    _print_table(rows, summary)
+    RESULTS.mkdir(exist_ok=True)
+    report = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "records": {"caller": n_caller, "throughput": n_throughput, "stall": 20000},
+        "rows": rows,
+        "summary": summary,
+    }
+    (RESULTS / "logging.json").write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def _print_table(rows: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
+    def fmt(value: Any, spec: str) -> str:
+        return "—" if value is None else format(value, spec)
+
+    header = ["logger", "caller p50 µs", "caller p99 µs", "to file, 1 core (records/s)"]
+    header.append("stdout pipe never read (20k calls)")
+    print("| " + " | ".join(header) + " |")
+    print("|---|---:|---:|---:|---|")
+    for name, row in rows.items():
+        cells = [name, fmt(row["p50_us"], ".2f"), fmt(row["p99_us"], ".2f")]
+        cells += [fmt(row["records_per_s"], ",.0f"), row["stalled_pipe"]]
+        print("| " + " | ".join(cells) + " |")
+    print()
+    ratio = fmt(summary["loglog_p50_vs_stdlib_streamhandler"], ".3f")
+    print(f"loglog p50 ÷ stdlib StreamHandler p50 (same run): {ratio}")
+    p50 = fmt(summary["loglog_p50_us_with_a_stalled_sink"], ".2f")
+    p99 = fmt(summary["loglog_p99_us_with_a_stalled_sink"], ".2f")
+    times = fmt(summary["stalled_over_normal_p50"], ".2f")
+    print(f"loglog with a sink stalled: p50 {p50} µs, p99 {p99} µs (× {times} of its normal p50)")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
