@@ -60,6 +60,12 @@ def convert(raw: RawRecord, threads: dict[int, tuple[str, bool]]) -> Record:
         rendered = render_value(msg, safe=internal)
         message = rendered if type(rendered) is str else str(rendered)
     trace_id, span_id = span_ids(context) if context else (None, None)
+    if trace_id is None and "trace_id" in merged:
+        # No span is current: an explicit trace_id= field (e.g. an item's, logged on a
+        # worker thread that never entered its span) becomes the record's trace id.
+        merged = dict(merged)
+        trace_id = str(merged.pop("trace_id") or "") or None
+        span_id = str(merged.pop("span_id", "") or "") or None
     return Record(
         seq,
         stamp,

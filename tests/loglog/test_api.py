@@ -190,3 +190,12 @@ def test_trace_ids_of_the_current_span_are_attached():
         context = span.get_span_context()
     assert records[0].trace_id == format(context.trace_id, "032x")
     assert records[0].span_id == format(context.span_id, "016x")
+
+
+def test_an_explicit_trace_id_field_becomes_the_records_trace_id():
+    """Outside any span, trace_id=/span_id= fields are taken as the record's trace ids
+    (a worker thread logging about an item whose span it never entered)."""
+    with capture() as records:
+        loglog.get_logger("t").warning("item failed", trace_id="ab" * 16, span_id="cd" * 8, n=1)
+    assert records[0].trace_id == "ab" * 16 and records[0].span_id == "cd" * 8
+    assert records[0].fields == {"n": 1}

@@ -1,0 +1,96 @@
+"""The default model: a mid-size CNN at 224×224 built here as ONNX, weights deterministic.
+
+Nothing is downloaded. The network is a plain stack of strided 3×3 convolutions, global
+average pooling and a linear classifier over 100 classes (~1.3 GFLOP per image, ~6 ms on one core),
+sized so
+that on a CPU the model — not preprocessing — is the expensive stage, which is what a
+real detector or classifier looks like to the pipeline. The same seed always gives the
+same bytes, so calibration and outputs are reproducible.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_NAME = "default-cnn"
+INPUT_SHAPE = (3, 224, 224)
+NUM_CLASSES = 100
+_VERSION = 1
+#: (out_channels, stride) of each 3×3 convolution.
+_LAYERS = ((48, 2), (96, 2), (192, 2), (384, 2), (384, 1))
+
+
+def default_model_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Path of the default model, building it on first use (atomically)."""
+    base = Path(cache_dir) if cache_dir else _cache_dir()
+    path = base / f"{DEFAULT_NAME}-v{_VERSION}.onnx"
+    if not path.exists():
+        build_default_model(path)
+    return path
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "loglog" / "models"
+
+
+def build_default_model(path: str | os.PathLike[str], *, seed: int = 1234) -> Path:
+    """Write the default CNN to ``path`` and return it."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    nodes = []
+    initializers = []
+    channels, name = INPUT_SHAPE[0], "input"
+    for index, (out_channels, stride) in enumerate(_LAYERS):
+        fan_in = channels * 9
+        weight = (
+            rng.standard_normal((out_channels, channels, 3, 3)) * np.sqrt(2.0 / fan_in)
+        ).astype(np.float32)
+        bias = np.zeros(out_channels, dtype=np.float32)
+        w_name, b_name, conv, relu = f"w{index}", f"b{index}", f"conv{index}", f"relu{index}"
+        initializers += [
+            numpy_helper.from_array(weight, w_name),
+            numpy_helper.from_array(bias, b_name),
+        ]
+        nodes.append(
+            helper.make_node(
+                "Conv", [name, w_name, b_name], [conv], kernel_shape=[3, 3],
+                strides=[stride, stride], pads=[1, 1, 1, 1],
+            )
+        )  # fmt: skip
+        nodes.append(helper.make_node("Relu", [conv], [relu]))
+        channels, name = out_channels, relu
+    fc_w = (rng.standard_normal((NUM_CLASSES, channels)) * np.sqrt(1.0 / channels)).astype(
+        np.float32
+    )
+    fc_b = np.zeros(NUM_CLASSES, dtype=np.float32)
+    initializers += [numpy_helper.from_array(fc_w, "fc_w"), numpy_helper.from_array(fc_b, "fc_b")]
+    nodes += [
+        helper.make_node("GlobalAveragePool", [name], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+        helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        DEFAULT_NAME,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", *INPUT_SHAPE])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", NUM_CLASSES])],
+        initializers,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="loglog"
+    )
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, suffix=".tmp") as handle:
+        handle.write(model.SerializeToString())
+    os.replace(handle.name, target)  # atomic: concurrent builders never see half a file
+    return target

@@ -1,0 +1,247 @@
+"""``loglog profile``: a table per stage and a verdict in plain words, with advice.
+
+Reads either a server's ``/metrics`` twice (``--interval`` apart) or a Prometheus server
+(rates over the last minute, summed across replicas), and feeds the same
+:func:`inference.bottleneck.verdict` the server's own monitor uses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from .bottleneck import StageWindow, Verdict, verdict
+from .types import STAGES
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(url: str, timeout: float = 10.0) -> Samples:
+    """Every sample of a /metrics page, keyed by (name, sorted labels)."""
+    with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=timeout) as response:
+        text = response.read().decode()
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def _value(samples: Samples, name: str, **labels: str) -> float:
+    return sum(
+        value
+        for (sample_name, sample_labels), value in samples.items()
+        if sample_name == name and all((k, v) in sample_labels for k, v in labels.items())
+    )
+
+
+def _buckets(samples: Samples, name: str, **labels: str) -> list[tuple[float, float]]:
+    found: dict[float, float] = {}
+    for (sample_name, sample_labels), value in samples.items():
+        if sample_name != name + "_bucket":
+            continue
+        labeled = dict(sample_labels)
+        if all(labeled.get(k) == v for k, v in labels.items()):
+            bound = float(labeled["le"])
+            found[bound] = found.get(bound, 0.0) + value
+    return sorted(found.items())
+
+
+def quantile(q: float, buckets: Iterable[tuple[float, float]]) -> float | None:
+    """Prometheus' histogram_quantile over cumulative (upper bound, count) pairs."""
+    pairs = list(buckets)
+    if not pairs or pairs[-1][1] <= 0:
+        return None
+    rank = q * pairs[-1][1]
+    lower, below = 0.0, 0.0
+    for bound, count in pairs:
+        if count >= rank:
+            if math.isinf(bound):
+                return lower
+            if count == below:
+                return bound
+            return lower + (bound - lower) * (rank - below) / (count - below)
+        lower, below = bound, count
+    return lower
+
+
+def _bucket_delta(
+    first: Samples, second: Samples, name: str, **labels: str
+) -> list[tuple[float, float]]:
+    before = dict(_buckets(first, name, **labels))
+    return [
+        (bound, count - before.get(bound, 0.0)) for bound, count in _buckets(second, name, **labels)
+    ]
+
+
+def from_scrapes(first: Samples, second: Samples, elapsed: float) -> dict[str, Any]:
+    """Stage rows and verdict inputs from two scrapes ``elapsed`` seconds apart."""
+
+    def delta(name: str, **labels: str) -> float:
+        return max(0.0, _value(second, name, **labels) - _value(first, name, **labels))
+
+    def latest(name: str) -> list[float]:
+        return [value for (sample, _), value in second.items() if sample == name]
+
+    rows = []
+    for stage in STAGES:
+        durations = _bucket_delta(first, second, "inference_stage_duration_seconds", stage=stage)
+        waits = _bucket_delta(first, second, "inference_queue_wait_seconds", queue=stage)
+        workers = int(_value(second, "inference_stage_workers", stage=stage))
+        capacity = _value(second, "inference_queue_capacity", queue=stage)
+        depth_before = _value(first, "inference_queue_depth", queue=stage)
+        depth_after = _value(second, "inference_queue_depth", queue=stage)
+        busy = delta("inference_stage_busy_seconds_total", stage=stage)
+        rows.append(
+            {
+                "stage": stage,
+                "items_per_s": delta("inference_stage_items_total", stage=stage) / elapsed,
+                "p50_s": quantile(0.5, durations),
+                "p99_s": quantile(0.99, durations),
+                "utilization": busy / elapsed / workers if workers else 0.0,
+                "workers": workers,
+                "queue_depth": (depth_before + depth_after) / 2 if capacity else None,
+                "queue_capacity": capacity or None,
+                "queue_growth": (depth_after - depth_before) / elapsed,
+                "wait_p99_s": quantile(0.99, waits) if capacity else None,
+            }
+        )
+    efficiency = latest("inference_engine_efficiency_ratio")
+    return {
+        "rows": rows,
+        "delivered_per_s": delta("inference_stage_items_total", stage="encode") / elapsed,
+        "capacity_per_s": max(latest("inference_model_capacity_items_per_second"), default=0.0),
+        "engine_efficiency": sum(efficiency) / len(efficiency) if efficiency else None,
+    }
+
+
+def from_prometheus(base: str, window: str = "1m") -> dict[str, Any]:
+    """The same inputs from PromQL (rates over ``window``, summed across replicas)."""
+
+    def query(expr: str) -> dict[str, float]:
+        url = base.rstrip("/") + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        with urllib.request.urlopen(url, timeout=10) as response:
+            data = json.load(response)
+        if data.get("status") != "success":
+            raise RuntimeError(f"Prometheus query failed: {data}")
+        out = {}
+        for result in data["data"]["result"]:
+            key = result["metric"].get("stage") or result["metric"].get("queue") or ""
+            value = float(result["value"][1])
+            out[key] = value if math.isfinite(value) else 0.0
+        return out
+
+    def quantile_of(q: float, metric: str, by: str) -> dict[str, float]:
+        rates = f"sum by (le, {by}) (rate({metric}_bucket[{window}]))"
+        return query(f"histogram_quantile({q}, {rates})")
+
+    items = query(f"sum by (stage) (rate(inference_stage_items_total[{window}]))")
+    busy = query(f"sum by (stage) (rate(inference_stage_busy_seconds_total[{window}]))")
+    workers = query("sum by (stage) (inference_stage_workers)")
+    p50 = quantile_of(0.5, "inference_stage_duration_seconds", "stage")
+    p99 = quantile_of(0.99, "inference_stage_duration_seconds", "stage")
+    depth = query("sum by (queue) (inference_queue_depth)")
+    capacity = query("sum by (queue) (inference_queue_capacity)")
+    growth = query(f"sum by (queue) (deriv(inference_queue_depth[{window}]))")
+    wait = quantile_of(0.99, "inference_queue_wait_seconds", "queue")
+    model_capacity = query("max(inference_model_capacity_items_per_second)")
+    efficiency = query("avg(inference_engine_efficiency_ratio)")
+    rows = []
+    for stage in STAGES:
+        count = int(workers.get(stage, 0))
+        rows.append(
+            {
+                "stage": stage,
+                "items_per_s": items.get(stage, 0.0),
+                "p50_s": p50.get(stage),
+                "p99_s": p99.get(stage),
+                "utilization": busy.get(stage, 0.0) / count if count else 0.0,
+                "workers": count,
+                "queue_depth": depth.get(stage),
+                "queue_capacity": capacity.get(stage),
+                "queue_growth": growth.get(stage, 0.0),
+                "wait_p99_s": wait.get(stage),
+            }
+        )
+    return {
+        "rows": rows,
+        "delivered_per_s": items.get("encode", 0.0),
+        "capacity_per_s": next(iter(model_capacity.values()), 0.0),
+        "engine_efficiency": next(iter(efficiency.values()), None),
+    }
+
+
+def judge(data: dict[str, Any]) -> Verdict:
+    windows = [
+        StageWindow(
+            row["stage"],
+            row["items_per_s"],
+            min(1.0, row["utilization"]),
+            row["workers"],
+            (row["queue_depth"] / row["queue_capacity"]) if row["queue_capacity"] else None,
+            row["queue_growth"],
+        )
+        for row in data["rows"]
+    ]
+    return verdict(
+        windows,
+        delivered_per_s=data["delivered_per_s"],
+        capacity_per_s=data["capacity_per_s"],
+        engine_efficiency=data["engine_efficiency"],
+    )
+
+
+def render(data: dict[str, Any], result: Verdict) -> str:
+    def ms(value: float | None) -> str:
+        return "—" if value is None else f"{value * 1000:.2f}"
+
+    lines = [
+        f"{'stage':<12}{'items/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'util':>7}{'workers':>9}"
+        f"{'queue':>12}{'wait p99 ms':>13}",
+    ]
+    for row in data["rows"]:
+        queue = (
+            "—"
+            if row["queue_capacity"] is None
+            else f"{row['queue_depth']:.0f}/{row['queue_capacity']:.0f}"
+        )
+        lines.append(
+            f"{row['stage']:<12}{row['items_per_s']:>9.1f}{ms(row['p50_s']):>9}{ms(row['p99_s']):>9}"
+            f"{row['utilization']:>7.0%}{row['workers']:>9}{queue:>12}{ms(row['wait_p99_s']):>13}"
+        )
+    lines += ["", f"Bottleneck: {result.bottleneck}", result.reason, f"Advice: {result.advice}"]
+    if result.engine_efficiency is not None:
+        lines.append(
+            f"Engine efficiency (model speed vs its calibration): {result.engine_efficiency:.0%}"
+        )
+    return "\n".join(lines)
+
+
+def main(*, url: str, prometheus: str | None, interval: float, as_json: bool) -> int:
+    try:
+        if prometheus:
+            data = from_prometheus(prometheus)
+        else:
+            first = scrape(url)
+            started = time.monotonic()
+            time.sleep(interval)
+            second = scrape(url)
+            data = from_scrapes(first, second, time.monotonic() - started)
+    except (OSError, ValueError, RuntimeError) as exc:
+        where = prometheus or url
+        sys.stderr.write(f"loglog profile: cannot read metrics from {where}: {exc}\n")
+        return 2
+    result = judge(data)
+    if as_json:
+        print(json.dumps({**data, "verdict": result.as_dict()}, indent=2))
+    else:
+        print(render(data, result))
+    return 0

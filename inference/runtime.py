@@ -1,0 +1,246 @@
+"""The runtime: engine, calibration, pipeline, streams, monitor and config, assembled.
+
+This is what ``loglog serve`` wraps in HTTP, and what tests and benchmarks drive
+directly::
+
+    runtime = Runtime(config=RuntimeConfig(max_batch=8))
+    runtime.start()                       # load, count FLOPs, calibrate, start workers
+    runtime.streams.add("synthetic://640x480@30")
+    item = runtime.infer_image(rgb_array) # blocks until the result
+    runtime.stop()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from loglog import get_logger
+
+from .calibration import Calibration, batch_sizes, calibrate
+from .config import ConfigWatcher, RuntimeConfig, load_config
+from .drills import Drills
+from .engines import load_engine
+from .errors import InputError, OverloadedError
+from .flops import count_flops
+from .metrics import RuntimeMetrics
+from .model import default_model_path
+from .monitor import Monitor
+from .pipeline import Pipeline
+from .stages import Encode, parse_npy
+from .streams import StreamManager
+from .tracing import Tracing
+from .types import Engine, Item
+from .video import decode_image
+
+_NPY_TYPES = ("application/x-npy", "application/npy", "application/octet-stream")
+
+
+class Runtime:
+    """Everything that serves one model. Build, ``start()``, use, ``stop()``."""
+
+    def __init__(
+        self,
+        *,
+        model: str | os.PathLike[str] | None = None,
+        config: RuntimeConfig | None = None,
+        config_path: str | os.PathLike[str] | None = None,
+        registry: CollectorRegistry | None = None,
+        engine: Engine | None = None,
+        tracing: Tracing | None = None,
+    ) -> None:
+        self.log = get_logger("inference")
+        self.config_path = Path(config_path) if config_path else None
+        if config is None:
+            config = load_config(self.config_path) if self.config_path else RuntimeConfig()
+        self.config = config
+        self.registry = registry or CollectorRegistry()
+        self.metrics = RuntimeMetrics(self.registry)
+        self.metrics.ready.set(0)
+        self.model_path = Path(model) if model else (None if engine else default_model_path())
+        self.engine = engine or load_engine(self.model_path, threads=config.engine_threads)
+        self.info = self.engine.describe()
+        self.drills = Drills(self.metrics)
+        self.tracing = tracing or Tracing(config.sampling_ratio)
+        self.calibration: Calibration | None = None
+        self.pipeline: Pipeline | None = None
+        self.streams: StreamManager | None = None
+        self.monitor: Monitor | None = None
+        self.watcher: ConfigWatcher | None = None
+        self.ready = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self, progress: Callable[[str], None] | None = None) -> None:
+        """Count FLOPs, calibrate the engine alone, then start serving."""
+        say = progress or (lambda message: self.log.info(message))
+        info, config = self.info, self.config
+        flops = (
+            count_flops(self.model_path)
+            if self.model_path and self.model_path.suffix == ".onnx"
+            else None
+        )
+        from agent.peaks import peak_flops
+
+        peak = peak_flops(info.device) if info.device not in ("cpu", "cuda") else None
+        max_batch = min(config.max_batch, info.max_batch) if info.max_batch else config.max_batch
+        sizes = batch_sizes(max_batch)
+        say(f"calibrating {info.name} on {info.device} ({info.threads} thread(s)) at {sizes}")
+        self.calibration = calibrate(
+            self.engine,
+            sizes,
+            seconds=config.calibration_seconds,
+            flops_per_item=flops,
+            peak_flops=peak,
+            progress=lambda size, rate: say(f"  batch {size}: {rate:.1f} items/s model-only"),
+        )
+        self._export_model_facts()
+        self.pipeline = Pipeline(
+            engine=self.engine,
+            calibration=self.calibration,
+            metrics=self.metrics,
+            tracing=self.tracing,
+            drills=self.drills,
+            encode=Encode(config.results_path),
+            max_batch=max_batch,
+            max_wait=config.max_wait_ms / 1000.0,
+            queue_capacity=config.queue_capacity,
+            top_k=config.top_k,
+            log=self.log,
+        )
+        for stage, count in config.workers.items():
+            self.pipeline.set_workers(stage, count)
+        self.streams = StreamManager(
+            self.pipeline,
+            self.metrics,
+            self.drills,
+            max_streams=config.max_streams,
+            buffer=config.stream_buffer,
+            log=self.log,
+        )
+        self.monitor = Monitor(
+            self.pipeline,
+            self.metrics,
+            interval=config.monitor_interval_s,
+            window=config.monitor_window_s,
+            decode_workers=self.streams.active,
+        )
+        self.monitor.start()
+        if self.config_path is not None:
+            self.watcher = ConfigWatcher(
+                self.config_path, config, self._apply_config, on_result=self._reload_result
+            )
+            self.watcher.start()
+        self.ready = True
+        self.metrics.ready.set(1)
+        say("ready")
+
+    def _export_model_facts(self) -> None:
+        assert self.calibration is not None
+        info, metrics, calibration = self.info, self.metrics, self.calibration
+        shape = "x".join(map(str, info.input_shape))
+        metrics.model_info.labels(info.name, info.kind, info.device, shape).set(1)
+        for size in calibration.seconds_per_batch:
+            metrics.model_capacity_items_per_second.labels(info.name, str(size)).set(
+                calibration.capacity(size)
+            )
+        if calibration.flops_per_item:
+            metrics.model_flops_per_item.labels(info.name).set(calibration.flops_per_item)
+            metrics.model_flops_total.labels(info.name).inc(0)
+
+    def stop(self) -> None:
+        self.ready = False
+        self.metrics.ready.set(0)
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.monitor is not None:
+            self.monitor.stop()
+        if self.streams is not None:
+            self.streams.stop_all()
+        if self.pipeline is not None:
+            self.pipeline.stop()
+        self.tracing.shutdown()
+
+    # -- configuration -------------------------------------------------------------------
+
+    def _apply_config(self, new: RuntimeConfig, old: RuntimeConfig) -> None:
+        pipeline = self.pipeline
+        assert pipeline is not None
+        pipeline.batcher.max_batch = pipeline.clamp_batch(new.max_batch)
+        pipeline.batcher.max_wait = new.max_wait_ms / 1000.0
+        for stage, count in new.workers.items():
+            if pipeline.workers(stage) != count:
+                pipeline.set_workers(stage, count)
+        self.tracing.ratio = new.sampling_ratio
+        self.config = new
+        calibrated = max(self.calibration.seconds_per_batch) if self.calibration else 0
+        if new.max_batch > calibrated:
+            self.log.warning(
+                "max_batch is above the calibrated sizes; capacity is extrapolated until restart",
+                max_batch=new.max_batch,
+                calibrated=calibrated,
+            )
+
+    def _reload_result(self, result: str, detail: str) -> None:
+        self.metrics.config_reloads_total.labels(result).inc()
+        if result == "applied":
+            self.log.info("config reloaded", path=str(self.config_path))
+        else:
+            self.log.error("config reload rejected; the running config stays", detail=detail)
+
+    # -- requests ------------------------------------------------------------------------
+
+    def request_item(self, body: bytes, content_type: str) -> Item:
+        """Turn an HTTP body into an item: an image (JPEG/PNG) or a .npy array."""
+        kind = (content_type or "").split(";")[0].strip().lower()
+        item = Item("http", 0)
+        if kind in _NPY_TYPES or body[:6] == b"\x93NUMPY":
+            array = parse_npy(body)
+            if array.ndim == 3 and array.shape[-1] in (1, 3) and array.dtype == np.uint8:
+                item.image = array if array.shape[-1] == 3 else np.repeat(array, 3, axis=2)
+            else:
+                assert self.pipeline is not None
+                item.tensor = self.pipeline.preprocess.check(array)
+        elif kind.startswith("image/") or not kind:
+            item.image = decode_image(body)
+        else:
+            raise InputError(
+                f"unsupported Content-Type {content_type!r}: send image/jpeg, image/png or "
+                "application/x-npy"
+            )
+        return item
+
+    def submit(self, item: Item, timeout: float | None = None) -> Future[Item]:
+        """Queue a request item; the future resolves when it leaves the pipeline."""
+        assert self.pipeline is not None
+        item.future = Future()
+        if not self.pipeline.submit(item, timeout=timeout, kind="request"):
+            item.future.set_exception(
+                OverloadedError("the server is at capacity (its queue stayed full); retry shortly")
+            )
+        return item.future
+
+    def infer_image(self, image: Any, timeout: float = 30.0) -> Item:
+        """Run one picture (HWC uint8 array) through the pipeline and wait (tests, tools)."""
+        item = Item("http", 0, image=image)
+        return self.submit(item).result(timeout)
+
+    def report(self) -> dict[str, Any]:
+        """The live profile: verdict, stage windows, calibration, config."""
+        assert self.monitor is not None and self.calibration is not None
+        report = self.monitor.report()
+        report["model"] = dataclasses.asdict(self.info)
+        report["capacity_items_per_s"] = {
+            str(size): round(self.calibration.capacity(size), 2)
+            for size in self.calibration.seconds_per_batch
+        }
+        report["flops_per_item"] = self.calibration.flops_per_item
+        report["drills"] = self.drills.active()
+        return report

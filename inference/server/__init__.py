@@ -1,0 +1,1 @@
+"""The HTTP face of the runtime (FastAPI) and the ``loglog serve`` entry point."""

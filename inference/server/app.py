@@ -1,0 +1,168 @@
+"""HTTP API of the runtime.
+
+- ``POST /v1/infer`` — image/jpeg, image/png or a .npy array → outputs, per-stage ms, trace id
+- ``POST /v1/streams`` ``{source, id?, record?}`` → 201; ``GET /v1/streams``;
+  ``DELETE /v1/streams/{id}``
+- ``GET /metrics`` — OpenMetrics (with exemplars) when the Accept header asks, text otherwise
+- ``GET /healthz`` (the process serves), ``GET /readyz`` (model loaded and calibrated)
+- ``GET /v1/profile`` — the live verdict and stage windows
+- ``POST /v1/drills`` ``{stage, delay_ms, duration_s}``, ``DELETE /v1/drills`` — only with
+  ``--allow-drills``
+
+Every runtime error becomes a JSON ``{"error", "detail"}`` with the status its class
+carries (4xx for the client's mistakes), and the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_TYPE
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from ..errors import DrillError, InferenceError, InputError, OverloadedError
+from ..runtime import Runtime
+
+MAX_BODY = 32 * 1024 * 1024
+REQUEST_TIMEOUT = 30.0
+
+
+class StreamRequest(BaseModel):
+    source: str = Field(
+        description="synthetic://640x480@30, a video file path, or an rtsp/http URL"
+    )
+    id: str | None = None
+    record: str | None = Field(default=None, description="re-encode annotated frames to this .mp4")
+
+
+class DrillRequest(BaseModel):
+    stage: str
+    delay_ms: float
+    duration_s: float = 60.0
+
+
+def create_app(
+    runtime: Runtime,
+    *,
+    allow_drills: bool = False,
+    on_ready: Callable[[Runtime], None] | None = None,
+) -> FastAPI:
+    """The FastAPI app; the runtime is started (calibrated) in the background on startup."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        def start() -> None:
+            try:
+                runtime.start()
+                if on_ready is not None:
+                    on_ready(runtime)
+            except Exception:
+                runtime.log.exception("the runtime failed to start")
+
+        starter = threading.Thread(target=start, name="runtime-start", daemon=True)
+        starter.start()
+        yield
+        await run_in_threadpool(starter.join, 60)
+        await run_in_threadpool(runtime.stop)
+
+    app = FastAPI(title="loglog inference", lifespan=lifespan)
+
+    @app.exception_handler(InferenceError)
+    async def inference_error(request: Request, exc: InferenceError) -> JSONResponse:
+        return JSONResponse(
+            {"error": type(exc).__name__, "detail": str(exc)}, status_code=exc.status
+        )
+
+    def require_ready() -> None:
+        if not runtime.ready:
+            raise OverloadedError(
+                "the model is still loading and calibrating; retry in a few seconds"
+            )
+
+    @app.post("/v1/infer")
+    async def infer(request: Request) -> dict[str, Any]:
+        require_ready()
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            raise InputError(f"the body is {len(body)} bytes; the limit is {MAX_BODY}")
+        item = await run_in_threadpool(
+            runtime.request_item, body, request.headers.get("content-type", "")
+        )
+        future = await run_in_threadpool(runtime.submit, item, 5.0)
+        try:
+            done = await asyncio.wait_for(asyncio.wrap_future(future), REQUEST_TIMEOUT)
+        except TimeoutError as exc:
+            raise OverloadedError(
+                f"no result within {REQUEST_TIMEOUT:.0f}s; the server is overloaded"
+            ) from exc
+        return {
+            "outputs": done.result,
+            "stage_ms": {stage: round(ms, 3) for stage, ms in done.stage_ms.items()},
+            "trace_id": done.trace_id,
+            "model": runtime.info.name,
+        }
+
+    @app.post("/v1/streams", status_code=201)
+    async def add_stream(body: StreamRequest) -> dict[str, Any]:
+        require_ready()
+        assert runtime.streams is not None
+        return await run_in_threadpool(runtime.streams.add, body.source, body.id, body.record)
+
+    @app.get("/v1/streams")
+    async def list_streams() -> list[dict[str, Any]]:
+        return runtime.streams.list() if runtime.streams is not None else []
+
+    @app.delete("/v1/streams/{stream_id}", status_code=204)
+    async def remove_stream(stream_id: str) -> Response:
+        require_ready()
+        assert runtime.streams is not None
+        await run_in_threadpool(runtime.streams.remove, stream_id)
+        return Response(status_code=204)
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        if "application/openmetrics-text" in request.headers.get("accept", ""):
+            return Response(openmetrics_latest(runtime.registry), media_type=OPENMETRICS_TYPE)
+        return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        if runtime.ready:
+            return JSONResponse({"status": "ready", "model": runtime.info.name})
+        return JSONResponse({"status": "starting"}, status_code=503)
+
+    @app.get("/v1/profile")
+    async def profile() -> dict[str, Any]:
+        require_ready()
+        return runtime.report()
+
+    @app.get("/v1/drills")
+    async def list_drills() -> dict[str, Any]:
+        return {"allowed": allow_drills, "active": runtime.drills.active()}
+
+    @app.post("/v1/drills", status_code=201)
+    async def start_drill(body: DrillRequest) -> dict[str, Any]:
+        if not allow_drills:
+            raise DrillError("drills are disabled: start the server with --allow-drills")
+        return runtime.drills.start(body.stage, body.delay_ms, body.duration_s)
+
+    @app.delete("/v1/drills")
+    async def stop_drills() -> dict[str, int]:
+        if not allow_drills:
+            raise DrillError("drills are disabled: start the server with --allow-drills")
+        return {"stopped": runtime.drills.stop_all()}
+
+    return app

@@ -1,0 +1,71 @@
+"""``loglog serve``: the runtime behind HTTP, with logs through loglog."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from typing import Any
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+
+import loglog
+
+from ..errors import InferenceError
+from ..runtime import Runtime
+from .app import create_app
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether ``host:port`` can be bound right now (a clear error beats uvicorn's)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def serve(
+    *,
+    config: str | None = None,
+    model: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    allow_drills: bool = False,
+    demo_streams: int = 0,
+    demo_source: str = "synthetic://640x480@15",
+) -> int:
+    """Run the server until interrupted; returns the process exit code."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    options: dict[str, Any] = {"registry": registry}
+    if "LOGLOG_LOKI_LABELS" not in os.environ:
+        options["loki_labels"] = {"service": "inference"}
+    loglog.configure(**options)
+    loglog.install_stdlib(level="warning")
+    log = loglog.get_logger("serve")
+    if not port_free(host, port):
+        sys.stderr.write(f"loglog serve: port {port} on {host} is taken; pass --port\n")
+        return 2
+    try:
+        runtime = Runtime(model=model, config_path=config, registry=registry)
+    except InferenceError as exc:
+        sys.stderr.write(f"loglog serve: {exc}\n")
+        return 2
+
+    def start_demo(ready: Runtime) -> None:
+        assert ready.streams is not None
+        for index in range(demo_streams):
+            ready.streams.add(demo_source, f"demo-{index + 1}")
+
+    app = create_app(
+        runtime, allow_drills=allow_drills, on_ready=start_demo if demo_streams else None
+    )
+    import uvicorn
+
+    log.info("serving", url=f"http://{host}:{port}", model=runtime.info.name, drills=allow_drills)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+    loglog.shutdown()
+    return 0

@@ -1,0 +1,185 @@
+"""The stage callables: preprocess, postprocess, encode. Each takes and returns a list.
+
+They are plain callables on purpose: the pipeline times, counts and traces them; they
+only transform items. ``infer`` is the engine itself, called by the pipeline on a batch.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from .errors import InputError, ShapeError
+from .types import EngineInfo, Item
+from .video import resize_rgb
+
+_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255
+_INV_STD = 1.0 / (np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255)
+
+
+class Preprocess:
+    """Resize (swscale) and normalise a picture into the model's input tensor."""
+
+    def __init__(self, info: EngineInfo) -> None:
+        self.shape = info.input_shape
+        self.dtype = np.dtype(info.input_dtype)
+        shape = self.shape
+        if len(shape) == 3 and shape[0] in (1, 3):
+            self.layout, self.channels, self.height, self.width = (
+                "chw",
+                shape[0],
+                shape[1],
+                shape[2],
+            )
+        elif len(shape) == 3 and shape[2] in (1, 3):
+            self.layout, self.channels, self.height, self.width = (
+                "hwc",
+                shape[2],
+                shape[0],
+                shape[1],
+            )
+        else:
+            self.layout, self.channels, self.height, self.width = "", 0, 0, 0
+
+    def __call__(self, items: list[Item]) -> list[Item]:
+        for item in items:
+            if item.tensor is None:
+                item.tensor = self.tensor(item.image)
+        return items
+
+    def tensor(self, image: Any) -> np.ndarray:
+        if not self.layout:
+            raise InputError(
+                f"the model input {self.shape} is not an image: send a .npy tensor of that shape"
+            )
+        rgb = resize_rgb(image, self.width, self.height)
+        if self.channels == 1:
+            rgb = rgb.mean(axis=2, keepdims=True)
+            pixels = rgb.astype(np.float32) / 255.0
+        elif self.dtype == np.uint8:
+            pixels = rgb
+        else:
+            pixels = (rgb.astype(np.float32) - _MEAN) * _INV_STD
+        if self.layout == "chw":
+            pixels = pixels.transpose(2, 0, 1)
+        return np.ascontiguousarray(pixels, dtype=self.dtype)
+
+    def check(self, tensor: np.ndarray) -> np.ndarray:
+        """Validate a tensor sent by a client; return it in the model's dtype."""
+        if tuple(tensor.shape) != self.shape:
+            raise ShapeError(
+                f"model input is {'×'.join(map(str, self.shape))}, got "
+                f"{'×'.join(map(str, tensor.shape))}: send a tensor of the model's shape "
+                "(without the batch dimension), or an image and let the server resize it"
+            )
+        if not np.issubdtype(tensor.dtype, np.number):
+            raise ShapeError(f"tensor dtype {tensor.dtype} is not numeric: send {self.dtype}")
+        return np.ascontiguousarray(tensor, dtype=self.dtype)
+
+
+def parse_npy(data: bytes) -> np.ndarray:
+    """Load a .npy payload without pickles; a clear error when it is not one."""
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(
+            f"the body is not a valid .npy array ({exc}): save it with numpy.save"
+        ) from exc
+    if not isinstance(array, np.ndarray):
+        raise InputError("the .npy body must hold one array")
+    return array
+
+
+class Postprocess:
+    """Top-k classes from a logits vector; other outputs are summarised by shape."""
+
+    def __init__(
+        self, info: EngineInfo, *, top_k: int = 5, labels: list[str] | None = None
+    ) -> None:
+        self.output = info.output_names[0]
+        self.top_k = top_k
+        self.labels = labels
+
+    def __call__(self, items: list[Item]) -> list[Item]:
+        for item in items:
+            outputs = item.outputs or {}
+            logits = outputs.get(self.output)
+            if logits is not None and logits.ndim == 1:
+                shifted = logits.astype(np.float64) - logits.max()
+                probs = np.exp(shifted)
+                probs /= probs.sum()
+                top = np.argsort(probs)[::-1][: self.top_k]
+                item.result = {
+                    "top": [
+                        {"class": int(i), "label": self._label(int(i)), "score": round(float(p), 6)}
+                        for i, p in zip(top, probs[top], strict=True)
+                    ]
+                }
+            else:
+                item.result = {
+                    "outputs": {
+                        name: {"shape": list(value.shape), "mean": float(np.mean(value))}
+                        for name, value in outputs.items()
+                    }
+                }
+            item.outputs = None  # raw outputs are not needed past this point
+        return items
+
+    def _label(self, index: int) -> str:
+        if self.labels and index < len(self.labels):
+            return self.labels[index]
+        return f"class_{index}"
+
+
+class Encode:
+    """The last stage: a result line per stream frame (JSON lines) and, for streams that
+    asked for it, the frame re-encoded with its top class drawn on it."""
+
+    def __init__(self, results_path: str | None = None) -> None:
+        self._out: TextIO | None = None
+        if results_path:
+            Path(results_path).parent.mkdir(parents=True, exist_ok=True)
+            self._out = open(results_path, "a", buffering=1)  # noqa: SIM115 - closed in close()
+        self.recorders: dict[str, Any] = {}
+        self._lock = threading.Lock()  # encode may run on several workers
+
+    def __call__(self, items: list[Item]) -> list[Item]:
+        for item in items:
+            if item.future is not None:
+                continue  # HTTP requests are answered by the pipeline, not written here
+            if self._out is not None:
+                line = json.dumps(
+                    {"stream": item.stream, "frame": item.frame, "pts": item.pts,
+                     "outputs": item.result, "latency_ms": round(sum(item.stage_ms.values()), 3)}
+                )  # fmt: skip
+                with self._lock:
+                    self._out.write(line + "\n")
+            recorder = self.recorders.get(item.stream)
+            if recorder is not None and item.image is not None:
+                with self._lock:
+                    recorder.add(annotate(item))
+        return items
+
+    def close(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+
+def annotate(item: Item) -> np.ndarray:
+    """Draw the top class as a coloured bar whose length is its score (no font needed)."""
+    from .video import to_rgb
+
+    rgb = to_rgb(item.image).copy()
+    top = (item.result or {}).get("top") or [{"class": 0, "score": 0.0}]
+    cls, score = top[0]["class"], top[0]["score"]
+    color = np.array([(cls * 67) % 256, (cls * 139) % 256, (cls * 29) % 256], dtype=np.uint8)
+    height = max(8, rgb.shape[0] // 24)
+    rgb[:height, :] = 0
+    rgb[:height, : max(1, int(rgb.shape[1] * score))] = color
+    return rgb

@@ -1,0 +1,82 @@
+"""The vocabulary of the runtime: items, stages, engines.
+
+::
+
+    source ─decode─▶ [q] ─preprocess─▶ [q] ─batcher─▶ infer ─▶ [q] ─postprocess─▶ [q] ─encode─▶
+     (a thread per stream)   (workers)        (engine)       (workers)          (results)
+
+An :class:`Item` is one frame or one request travelling through the pipeline. A stage is
+a plain callable from a list of items to a list of items (per-item stages receive one
+item; ``infer`` receives a batch); the runtime times it. An engine is anything with
+``run(batch)`` and ``describe()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, Protocol
+
+import numpy as np
+
+STAGES = ("decode", "preprocess", "infer", "postprocess", "encode")
+#: The queue in front of each stage (decode reads from its source, not from a queue).
+QUEUES = {
+    "preprocess": "preprocess",
+    "infer": "infer",
+    "postprocess": "postprocess",
+    "encode": "encode",
+}
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class Item:
+    """One frame of a stream, or one HTTP request, and everything measured about it."""
+
+    stream: str
+    frame: int
+    pts: float | None = None
+    #: The decoded picture: an ``av.VideoFrame`` or an HWC uint8 array.
+    image: Any = None
+    #: The model input (C, H, W float32), set by preprocess or given by the request.
+    tensor: np.ndarray | None = None
+    outputs: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    created: float = dataclasses.field(default_factory=time.monotonic)
+    #: Wall-clock capture time of a live frame (for lag); None for files and requests.
+    captured: float | None = None
+    stage_ms: dict[str, float] = dataclasses.field(default_factory=dict)
+    span: Any = None  # the item's OpenTelemetry span when sampled
+    trace_id: str | None = None
+    future: Future[Item] | None = None  # set for HTTP requests
+    error: BaseException | None = None
+    enqueued: float = 0.0  # when it entered its current queue
+
+
+#: A stage: takes a list of items (one for per-item stages, a batch for infer), returns it.
+Stage = Callable[[list[Item]], list[Item]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EngineInfo:
+    """What an engine says about itself (``describe()``)."""
+
+    name: str  # model name, used as the ``model`` label
+    kind: str  # "onnxruntime", "tensorrt", "torch"
+    input_name: str
+    input_shape: tuple[int, ...]  # per item, e.g. (3, 224, 224)
+    input_dtype: str
+    output_names: tuple[str, ...]
+    device: str  # "cpu" or the GPU's name
+    threads: int = 1
+    max_batch: int | None = None  # engines built for a fixed maximum (TensorRT profiles)
+
+
+class Engine(Protocol):
+    """Runs a batch: ``run`` takes (N, *input_shape) and returns outputs by name."""
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]: ...
+
+    def describe(self) -> EngineInfo: ...

@@ -1,0 +1,106 @@
+"""The ``loglog`` command: one entry point, a subcommand per part of the stack.
+
+::
+
+    loglog up         the embedded stack (Prometheus, Alertmanager, inference, agent)
+    loglog serve      the inference server
+    loglog profile    per-stage table and bottleneck verdict of a running server
+    loglog loadgen    load: requests per second, or streams
+    loglog agent      the node agent (GPU via NVML, host, watched processes)
+    loglog dashboards generate / push
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from inference.server.main import serve
+
+    return serve(
+        config=args.config,
+        model=args.model,
+        host=args.host,
+        port=args.port,
+        allow_drills=args.allow_drills,
+        demo_streams=args.demo_streams,
+        demo_source=args.demo_source,
+    )
+
+
+def _profile(args: argparse.Namespace) -> int:
+    from inference.profile import main
+
+    return main(url=args.url, prometheus=args.prometheus, interval=args.interval, as_json=args.json)
+
+
+def _loadgen(args: argparse.Namespace) -> int:
+    from inference.loadgen import main
+
+    return main(
+        url=args.url,
+        rps=args.rps,
+        streams=args.streams,
+        duration=args.duration,
+        source=args.source,
+        pushgateway=args.pushgateway,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="loglog", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the inference server")
+    serve.add_argument("--config", help="YAML or TOML runtime config (reloaded when it changes)")
+    serve.add_argument("--model", help="an .onnx file or TensorRT engine (default: built-in CNN)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--allow-drills", action="store_true", help="enable POST /v1/drills")
+    serve.add_argument("--demo-streams", type=int, default=0, help="start N synthetic streams")
+    serve.add_argument("--demo-source", default="synthetic://640x480@15")
+    serve.set_defaults(run=_serve)
+
+    profile = sub.add_parser("profile", help="per-stage table and bottleneck verdict")
+    target = profile.add_mutually_exclusive_group()
+    target.add_argument("--url", default="http://127.0.0.1:8000", help="the server to profile")
+    target.add_argument("--prometheus", help="read the same numbers from a Prometheus server")
+    profile.add_argument("--interval", type=float, default=5.0, help="seconds between scrapes")
+    profile.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    profile.set_defaults(run=_profile)
+
+    loadgen = sub.add_parser("loadgen", help="generate load against a server")
+    loadgen.add_argument("--url", default="http://127.0.0.1:8000")
+    mode = loadgen.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--rps", type=float, help="POST /v1/infer at this many requests/s")
+    mode.add_argument("--streams", type=int, help="run this many synthetic streams")
+    loadgen.add_argument("--duration", type=float, default=30.0, help="seconds")
+    loadgen.add_argument("--source", default="synthetic://640x480@15", help="for --streams")
+    loadgen.add_argument("--pushgateway", help="push the run's summary to this Pushgateway")
+    loadgen.set_defaults(run=_loadgen)
+
+    from agent.cli import add_parser as add_agent
+    from dashboards.cli import add_parser as add_dashboards
+
+    from stack.up import add_parser as add_up
+
+    add_up(sub)
+    add_agent(sub)
+    add_dashboards(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
