@@ -9,7 +9,8 @@ operations that are atomic in CPython and take no lock:
 
 A record is a plain tuple; all rendering happens later on the worker thread. The only
 system call a log call can make is a non-blocking one-byte ``os.write`` to wake the worker
-(for WARNING+, and when the queue crosses half full), which is async-signal-safe.
+(for WARNING+, at half full, and for the first record while the worker idles), which is
+async-signal-safe.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ def make_emit(
     context_get: Callable[[], Any],
     wake_fd: int,
     spool: Spool | None,
+    idle: list[bool],
 ) -> Emit:
     """Build the hot path for one configuration; every decision is taken here, once."""
     next_seq = seq.inc
@@ -116,8 +118,8 @@ def make_emit(
                         (next_seq(), time_ns or now(), level, name, msg, fields, bound,
                          context_get(), ident(), exc, -1)
                     )  # fmt: skip
-                    if size == half:
-                        wake(wake_fd)
+                    if size == half or (size == 0 and idle[0]):
+                        wake(wake_fd)  # half full, or the first record for an idle worker
                 else:
                     full[level]()
                 return

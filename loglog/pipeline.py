@@ -64,6 +64,7 @@ class Pipeline:
         self.caller = CallerStats()
         self.shutdown_tally = Tally()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.idle = [False]  # set by the worker while it sleeps long; read by log calls
         self.owner: Owner | None = None
         self.spool: spool_mod.Spool | None = None
         self.replayed_spool = 0
@@ -91,6 +92,7 @@ class Pipeline:
             wake_fd=self._wake_r,
             poll_interval=config.poll_interval,
             replay=replay,
+            idle=self.idle,
         )
         self.emit: Emit = make_emit(
             low=self.low,
@@ -102,6 +104,7 @@ class Pipeline:
             context_get=context_getter(),
             wake_fd=self._wake_w,
             spool=self.spool,
+            idle=self.idle,
         )
 
     def _builtin_sinks(self, config: LogConfig, dead: set[str]) -> list[Sink]:

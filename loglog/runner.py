@@ -107,7 +107,9 @@ class SinkRunner:
         while True:
             with self._cond:
                 if not self._inbox and not self._stopping:
-                    self._cond.wait(_TICK)
+                    # Only a sink with a tick hook (batching by time) needs waking
+                    # without records; the others sleep until offered a batch.
+                    self._cond.wait(_TICK if self._tick is not None else None)
                 item = self._take()
                 finished = self._stopping and not self._inbox
             if item is not None:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 _THREADS = threading._active  # type: ignore[attr-defined]  # ident → Thread, read-only here
 _by_seq = itemgetter(0)
+_IDLE_POLL_MS = 1000.0
 
 
 def thread_of(ident: int) -> tuple[str, bool]:
@@ -97,6 +98,7 @@ class Worker:
         wake_fd: int,
         poll_interval: float,
         replay: list[tuple[Record, int]],
+        idle: list[bool],
     ) -> None:
         self._low = low
         self._high = high
@@ -105,6 +107,7 @@ class Worker:
         self._spool = spool
         self._wake_fd = wake_fd
         self._poll_ms = poll_interval * 1000
+        self._idle = idle
         self._replay = replay
         # (upto at dispatch, seq, slot): a slot is released once every runner is durable
         # past the watermark its record was dispatched with.
@@ -121,24 +124,36 @@ class Worker:
     def _run(self) -> None:
         poller = select.poll()
         poller.register(self._wake_fd, select.POLLIN)
+        quiet = 0
         while True:
             stopping = self._stopping
             try:
-                poller.poll(self._poll_ms)
+                timeout = self._poll_ms
+                if quiet >= 3 and not self._slots:
+                    # Nothing for a while: sleep long, but announce it first and look again,
+                    # so a record appended in between is not left waiting.
+                    self._idle[0] = True
+                    if len(self._low) or len(self._high):
+                        self._idle[0] = False
+                    else:
+                        timeout = _IDLE_POLL_MS
+                poller.poll(timeout)
+                self._idle[0] = False
                 with contextlib.suppress(BlockingIOError):
                     os.read(self._wake_fd, 4096)
-                self.cycle()
+                quiet = 0 if self.cycle() else quiet + 1
             except Exception:
                 self.errors.inc()  # a bug here must not end delivery
             if stopping:
                 return
 
-    def cycle(self) -> None:
+    def cycle(self) -> bool:
+        """Dispatch what is queued; False when there was nothing to do."""
         upto = self._seq.value - 1
         raw = self._take(self._high) + self._take(self._low)
         if not raw and not self._replay and upto == self.dispatched:
             self._release()
-            return
+            return False
         raw.sort(key=_by_seq)
         threads: dict[int, tuple[str, bool]] = {}
         records = [convert(item, threads) for item in raw]
@@ -154,6 +169,7 @@ class Worker:
         self.dispatched = upto
         self._slots.extend((upto, item[0], item[-1]) for item in raw if item[-1] >= 0)
         self._release()
+        return True
 
     @staticmethod
     def _take(queue: deque[RawRecord]) -> list[RawRecord]:

@@ -111,3 +111,25 @@ def _loglog_isolated() -> Iterator[None]:
     import loglog
 
     loglog.shutdown(timeout=5.0)
+
+
+def _gpu_available() -> bool:
+    from agent.nvml import Nvml, NvmlError, load_module
+
+    try:
+        nvml = Nvml(load_module())
+        nvml.init()
+        nvml.shutdown()
+        return True
+    except NvmlError:
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked gpu run only where NVML finds a GPU; elsewhere they skip, saying so."""
+    if not any("gpu" in item.keywords for item in items) or _gpu_available():
+        return
+    skip = pytest.mark.skip(reason="no NVIDIA GPU/driver here: run `pytest -m gpu` on a GPU host")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

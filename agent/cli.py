@@ -1,0 +1,98 @@
+"""``loglog agent``: the node agent on its own port (default 9400, like DCGM exporter)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from typing import Any
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+
+import loglog
+
+from .collector import Agent
+from .server import MetricsServer
+
+
+def parse_duration(text: str) -> float:
+    """ "1s", "500ms", "2m" or a plain number of seconds."""
+    value = text.strip().lower()
+    for suffix, scale in (("ms", 0.001), ("s", 1.0), ("m", 60.0)):
+        if value.endswith(suffix):
+            return float(value[: -len(suffix)]) * scale
+    return float(value)
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser("agent", help="node agent: GPU (NVML), host and process metrics")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9400)
+    parser.add_argument("--interval", default="1s", help="sampling interval (e.g. 1s, 500ms)")
+    parser.add_argument(
+        "--hang-timeout", default="5s", help="an NVML call stuck this long marks the GPU stale"
+    )
+    parser.add_argument(
+        "--watch-pid", type=int, action="append", default=[], help="a process to watch (repeatable)"
+    )
+    parser.add_argument(
+        "--watch-name",
+        action="append",
+        default=[],
+        help="watch processes whose command line contains this",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        interval = parse_duration(args.interval)
+        hang_timeout = parse_duration(args.hang_timeout)
+    except ValueError:
+        sys.stderr.write("loglog agent: --interval and --hang-timeout take e.g. 1s, 500ms, 2m\n")
+        return 2
+    if not 0.05 <= interval <= 3600 or hang_timeout < interval:
+        sys.stderr.write(
+            "loglog agent: --interval must be 50ms–1h and --hang-timeout ≥ --interval\n"
+        )
+        return 2
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    loglog.configure(
+        registry=registry, **({} if _labels_set() else {"loki_labels": {"service": "agent"}})
+    )
+    agent = Agent(
+        interval=interval,
+        hang_timeout=hang_timeout,
+        watch_pids=args.watch_pid,
+        watch_names=args.watch_name,
+    )
+    try:
+        server = MetricsServer(registry, args.host, args.port)
+    except OSError as exc:
+        sys.stderr.write(
+            f"loglog agent: cannot listen on {args.host}:{args.port}: {exc.strerror}; pass --port\n"
+        )
+        return 2
+    registry.register(agent)
+    agent.start()
+    server.start()
+    log = loglog.get_logger("agent")
+    log.info(
+        "agent serving", url=f"http://{args.host}:{server.port}/metrics", gpus=len(agent.samplers)
+    )
+    done = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: done.set())
+    done.wait()
+    server.stop()
+    agent.stop()
+    loglog.shutdown()
+    return 0
+
+
+def _labels_set() -> bool:
+    import os
+
+    return "LOGLOG_LOKI_LABELS" in os.environ
