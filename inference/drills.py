@@ -28,6 +28,7 @@ class Drills:
     ) -> None:
         self._active: dict[str, tuple[float, float]] = {}  # stage → (delay s, until)
         self._lock = threading.Lock()
+        self._cancel = threading.Event()  # set by stop_all: wakes every sleeping stage
         self._clock = clock
         self._gauge = metrics.drill_delay_seconds
         for stage in STAGES:
@@ -59,10 +60,23 @@ class Drills:
             return 0.0
         return drill[0]
 
+    def pause(self, stage: str, items: int = 1) -> float:
+        """Sleep for the drill's delay × ``items`` (never past the drill's end); a
+        ``stop_all`` wakes the sleeper at once. Returns the seconds slept."""
+        drill = self._active.get(stage)
+        if drill is None or self.delay(stage) == 0.0:
+            return 0.0
+        seconds = max(0.0, min(drill[0] * items, drill[1] - self._clock()))
+        started = self._clock()
+        self._cancel.wait(seconds)
+        return self._clock() - started
+
     def stop_all(self) -> int:
         with self._lock:
             count = len(self._active)
             self._active.clear()
+            cancel, self._cancel = self._cancel, threading.Event()
+        cancel.set()
         for stage in STAGES:
             self._gauge.labels(stage).set(0)
         return count

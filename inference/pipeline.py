@@ -162,7 +162,7 @@ class Pipeline:
     def _item_loop(self, stage: str, stop: threading.Event) -> None:
         source = self.queues[stage]
         function = self._functions[stage]
-        delay_for = self.drills.delay
+        pause = self.drills.pause
         last = NEXT[stage] is None
         clock = time.perf_counter
         while not stop.is_set():
@@ -171,9 +171,7 @@ class Pipeline:
                 continue
             started = clock()
             try:
-                delay = delay_for(stage)
-                if delay:
-                    time.sleep(delay)
+                pause(stage)
                 function([item])
             except Exception as exc:
                 item.error = exc
@@ -187,7 +185,7 @@ class Pipeline:
 
     def _infer_loop(self, stage: str, stop: threading.Event) -> None:
         run = self.engine.run
-        delay_for = self.drills.delay
+        pause = self.drills.pause
         clock = time.perf_counter
         while not stop.is_set():
             batch = self.batcher.next_batch()
@@ -195,9 +193,7 @@ class Pipeline:
                 continue
             started = clock()
             try:
-                delay = delay_for("infer")
-                if delay:
-                    time.sleep(delay * len(batch))  # per item: a drill makes a real bottleneck
+                pause("infer", len(batch))  # per item: a drill makes a real bottleneck
                 outputs = run(np.stack([item.tensor for item in batch]))  # type: ignore[misc]
                 for index, item in enumerate(batch):
                     item.outputs = {name: value[index] for name, value in outputs.items()}

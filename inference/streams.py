@@ -181,9 +181,7 @@ class StreamManager:
         try:
             for frame in stream.source.frames(lambda: stream.stopping):
                 started = time.perf_counter() - frame.decode_seconds
-                delay = self.drills.delay("decode")
-                if delay:
-                    time.sleep(delay)
+                self.drills.pause("decode")
                 item = Item(
                     stream.id, frame.index, frame.pts, image=frame.image, captured=frame.captured
                 )

@@ -7,6 +7,8 @@
     loglog profile    per-stage table and bottleneck verdict of a running server
     loglog loadgen    load: requests per second, or streams
     loglog agent      the node agent (GPU via NVML, host, watched processes)
+    loglog receiver   the Alertmanager webhook receiver
+    loglog receiver   the Alertmanager webhook receiver
     loglog dashboards generate / push
 """
 
@@ -84,11 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     from agent.cli import add_parser as add_agent
     from dashboards.cli import add_parser as add_dashboards
-
+    from stack.receiver import add_parser as add_receiver
     from stack.up import add_parser as add_up
 
     add_up(sub)
     add_agent(sub)
+    add_receiver(sub)
     add_dashboards(sub)
     return parser
 

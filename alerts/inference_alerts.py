@@ -1,0 +1,323 @@
+"""Alerts about the inference service: up, flowing, fast, fed."""
+
+from __future__ import annotations
+
+from .catalog import INF, Alert, Case, burn_rate_alerts
+from .config import Config
+
+SERVER = {"job": "inference", "instance": "inf:8000"}
+
+
+def inference_alerts(cfg: Config) -> list[Alert]:
+    t, job = cfg.timing, cfg.inference
+    alerts = [
+        Alert(
+            name="InferenceDown",
+            expr=f"up{{{job}}} == 0",
+            for_=t.down_for,
+            severity="critical",
+            component="inference",
+            summary="Inference server {{ $labels.instance }} is down",
+            description="Prometheus cannot scrape {{ $labels.instance }} (up = {{ $value | humanize }}).",
+            meaning="The inference server does not answer /metrics: it is dead, hung, or unreachable. No frame or request is being served by it.",
+            confirm="`curl -s http://<instance>/healthz`; check the process (`pgrep -af 'loglog serve'`) and its log; the Prometheus targets page shows the scrape error.",
+            fix="Restart the server. If it crashes again, read the last log lines (a ModelError or ConfigError says what to fix) and the host's memory (OOM kills).",
+            cases=(
+                Case("fires when the scrape fails", {f"up{{{INF}}}": "0x10"}, "5m", (SERVER,), 0),
+                Case("healthy", {f"up{{{INF}}}": "1x10"}, "5m"),
+            ),
+        ),
+        Alert(
+            name="InferenceAbsent",
+            expr=f"absent(up{{{job}}})",
+            for_=t.absent_for,
+            severity="critical",
+            component="inference",
+            summary="No inference server is being scraped",
+            description="Prometheus has no target for {{ $labels.job }} (absent = {{ $value | humanize }}): silence here is not health.",
+            meaning="Prometheus has no inference target at all: a deleted scrape config, a broken service discovery, or every replica gone. Without this alert, silence would look healthy.",
+            confirm="Open Prometheus → Status → Targets and look for the inference job; check the Prometheus config that `loglog up` (or compose) generated.",
+            fix="Restore the scrape job or the servers. `loglog up` regenerates a correct config on start.",
+            cases=(
+                Case(
+                    "fires when the job has no target",
+                    {'up{job="agent", instance="node:9400"}': "1x10"},
+                    "10m",
+                    ({"job": "inference"},),
+                    1,
+                ),
+                Case("healthy", {f"up{{{INF}}}": "1x10"}, "10m"),
+            ),
+        ),
+        Alert(
+            name="InferenceStalled",
+            expr=(
+                f"sum by (job, instance) (inference_streams_active{{{job}}}) > 0 and on (job, instance) "
+                f'sum by (job, instance) (rate(inference_stage_items_total{{{job}, stage="encode"}}[{t.rate}])) == 0'
+            ),
+            for_=t.stall_for,
+            severity="critical",
+            component="inference",
+            summary="Inference on {{ $labels.instance }} is stalled: streams run, nothing comes out",
+            description="{{ $value | humanize }} streams are active but no item has left the pipeline recently.",
+            meaning="Frames go in but no result comes out: a stage is stuck (a hung engine call, a deadlock, a drill with a huge delay).",
+            confirm="`loglog profile --url http://<instance>`: the stuck stage is busy with a full input queue. `GET /v1/drills` shows any drill; the server log shows stage errors.",
+            fix="End drills (`DELETE /v1/drills`). If the engine is hung (GPU fault: check XID alerts), restart the server; if a stage deadlocked, capture `py-spy dump` first, then restart.",
+            cases=(
+                Case(
+                    "fires when streams run and encode stops",
+                    {
+                        f"inference_streams_active{{{INF}}}": "3x10",
+                        f'inference_stage_items_total{{{INF}, stage="encode"}}': "100x10",
+                    },
+                    "10m",
+                    (SERVER,),
+                    3,
+                ),
+                Case(
+                    "healthy: items flow",
+                    {
+                        f"inference_streams_active{{{INF}}}": "3x10",
+                        f'inference_stage_items_total{{{INF}, stage="encode"}}': "0+60x10",
+                    },
+                    "10m",
+                ),
+                Case(
+                    "healthy: idle with no streams",
+                    {
+                        f"inference_streams_active{{{INF}}}": "0x10",
+                        f'inference_stage_items_total{{{INF}, stage="encode"}}': "100x10",
+                    },
+                    "10m",
+                ),
+            ),
+        ),
+        Alert(
+            name="InferenceQueueSaturated",
+            expr=f"max by (job, instance, queue) (inference_queue_depth{{{job}}} / inference_queue_capacity{{{job}}}) > {cfg.queue_saturation}",
+            for_=t.saturated_for,
+            severity="warning",
+            component="inference",
+            summary="The {{ $labels.queue }} queue on {{ $labels.instance }} is full",
+            description="The queue in front of {{ $labels.queue }} is {{ $value | humanizePercentage }} full.",
+            meaning="The stage after this queue cannot keep up: the queue stays full, upstream blocks, live streams drop frames and latency grows.",
+            confirm="`loglog profile`: the stage behind the full queue should be the bottleneck with utilization near 100 %.",
+            fix="Add workers to that stage (config `workers`, reloaded live), lower the input rate, or add servers. For infer: a larger batch or a faster engine.",
+            cases=(
+                Case(
+                    "fires on a full queue",
+                    {
+                        f'inference_queue_depth{{{INF}, queue="infer"}}': "64x10",
+                        f'inference_queue_capacity{{{INF}, queue="infer"}}': "64x10",
+                    },
+                    "10m",
+                    ({**SERVER, "queue": "infer"},),
+                    1.0,
+                ),
+                Case(
+                    "healthy",
+                    {
+                        f'inference_queue_depth{{{INF}, queue="infer"}}': "3x10",
+                        f'inference_queue_capacity{{{INF}, queue="infer"}}': "64x10",
+                    },
+                    "10m",
+                ),
+            ),
+        ),
+        Alert(
+            name="InferenceFramesDropping",
+            expr=(
+                f'sum by (job, instance, stream) (rate(inference_frames_dropped_total{{{job}, reason!="shutdown"}}[5m]))'
+                f" / sum by (job, instance, stream) (rate(inference_frames_total{{{job}}}[5m])) > {cfg.drop_ratio}"
+            ),
+            for_=t.drops_for,
+            severity="warning",
+            component="inference",
+            summary="Stream {{ $labels.stream }} on {{ $labels.instance }} drops frames",
+            description="{{ $value | humanizePercentage }} of the stream's frames are dropped.",
+            meaning="The pipeline is slower than the live stream (reason=behind: its mailbox drops the oldest frames) or the source cannot decode in real time (reason=late).",
+            confirm="`GET /v1/streams` shows drops by reason; `loglog profile` names the bottleneck.",
+            fix="behind: relieve the bottleneck stage or move streams to another server. late: lower the source resolution/fps or use hardware decoding.",
+            cases=(
+                Case(
+                    "fires at 1 in 6 frames dropped",
+                    {
+                        f'inference_frames_total{{{INF}, stream="cam1"}}': "0+1800x30",
+                        f'inference_frames_dropped_total{{{INF}, stream="cam1", reason="behind"}}': "0+300x30",
+                    },
+                    "25m",
+                    ({**SERVER, "stream": "cam1"},),
+                    1 / 6,
+                ),
+                Case(
+                    "healthy: shutdown drops do not count",
+                    {
+                        f'inference_frames_total{{{INF}, stream="cam1"}}': "0+1800x30",
+                        f'inference_frames_dropped_total{{{INF}, stream="cam1", reason="shutdown"}}': "0+600x30",
+                    },
+                    "25m",
+                ),
+            ),
+        ),
+        Alert(
+            name="InferenceStreamLagging",
+            expr=f"max by (job, instance, stream) (inference_stream_lag_seconds{{{job}}}) > {cfg.lag_seconds}",
+            for_=t.lag_for,
+            severity="warning",
+            component="inference",
+            summary="Stream {{ $labels.stream }} on {{ $labels.instance }} lags behind real time",
+            description="The newest ingested frame is {{ $value | humanize }}s old.",
+            meaning="Results for this live stream describe the past: frames wait too long before entering the pipeline.",
+            confirm="`GET /v1/streams` shows lag_s; compare with its fps and drops.",
+            fix="Same as for dropped frames: relieve the bottleneck, or reduce the stream's resolution or rate.",
+            cases=(
+                Case(
+                    "fires at 5 s of lag",
+                    {f'inference_stream_lag_seconds{{{INF}, stream="cam1"}}': "5x10"},
+                    "10m",
+                    ({**SERVER, "stream": "cam1"},),
+                    5,
+                ),
+                Case(
+                    "healthy",
+                    {f'inference_stream_lag_seconds{{{INF}, stream="cam1"}}': "0.05x10"},
+                    "10m",
+                ),
+            ),
+        ),
+        Alert(
+            name="InferenceModelUnderfed",
+            expr=(
+                f"avg by (job, instance) (inference_pipeline_efficiency_ratio{{{job}}}) < {cfg.underfed_efficiency}"
+                " and on (job, instance) ("
+                f'sum by (job, instance) (rate(inference_frames_dropped_total{{{job}, reason="behind"}}[{t.window}])) > 0'
+                f' or sum by (job, instance) (avg_over_time(inference_queue_depth{{{job}, queue="preprocess"}}[{t.window}])) > 1)'
+            ),
+            for_=t.efficiency_for,
+            severity="warning",
+            component="inference",
+            summary="The model on {{ $labels.instance }} is under-fed while input waits",
+            description="The pipeline delivers {{ $value | humanizePercentage }} of the model's capacity although frames are waiting.",
+            meaning="Input is available (frames dropped as behind, or the first queue holding items on average) yet the model runs far below what it can do: a stage before it (decode, preprocess) is the limit.",
+            confirm="`loglog profile`: the verdict names the stage; infer shows as starved.",
+            fix="Add workers to that stage, make it cheaper (lower input resolution), or move preprocessing off the engine's cores.",
+            cases=(
+                Case(
+                    "fires when frames wait and efficiency is low",
+                    {
+                        f'inference_pipeline_efficiency_ratio{{{INF}, model="m"}}': "0.3x30",
+                        f'inference_frames_dropped_total{{{INF}, stream="cam1", reason="behind"}}': "0+60x30",
+                    },
+                    "25m",
+                    (SERVER,),
+                    0.3,
+                ),
+                Case(
+                    "healthy: low efficiency because the load is low",
+                    {
+                        f'inference_pipeline_efficiency_ratio{{{INF}, model="m"}}': "0.3x30",
+                        f'inference_queue_depth{{{INF}, queue="preprocess"}}': "0 1 0 0 1 0 0 0 1 0 0 0 0 1 0 0 0 0 1 0 0 0 1 0 0 0 0 1 0 0 0",
+                    },
+                    "25m",
+                ),
+            ),
+        ),
+        Alert(
+            name="InferenceEngineSlowerThanCalibration",
+            expr=(
+                f"avg by (job, instance) (inference_engine_efficiency_ratio{{{job}}}) < {cfg.engine_efficiency}"
+                " and on (job, instance) "
+                f'sum by (job, instance) (rate(inference_stage_busy_seconds_total{{{job}, stage="infer"}}[5m])) > 0.5'
+            ),
+            for_=t.efficiency_for,
+            severity="warning",
+            component="inference",
+            summary="The engine on {{ $labels.instance }} runs below its calibrated speed",
+            description="Batches take longer than calibrated: the engine runs at {{ $value | humanizePercentage }} of its measured speed.",
+            meaning="The model itself got slower than at start-up: CPU contention from other stages or processes, GPU throttling (power, thermal), or a noisy neighbour.",
+            confirm="Check GPU throttle reasons and temperature (GPU fleet dashboard); on CPU, the host CPU panels and `loglog profile` (the verdict says contention).",
+            fix="Relieve contention (fewer engine threads than cores, fewer co-located processes), fix cooling/power limits, or restart to recalibrate if the hardware changed.",
+            cases=(
+                Case(
+                    "fires when busy and slow",
+                    {
+                        f'inference_engine_efficiency_ratio{{{INF}, model="m"}}': "0.5x30",
+                        f'inference_stage_busy_seconds_total{{{INF}, stage="infer"}}': "0+45x30",
+                    },
+                    "25m",
+                    (SERVER,),
+                    0.5,
+                ),
+                Case(
+                    "healthy: at calibrated speed",
+                    {
+                        f'inference_engine_efficiency_ratio{{{INF}, model="m"}}': "0.97x30",
+                        f'inference_stage_busy_seconds_total{{{INF}, stage="infer"}}': "0+45x30",
+                    },
+                    "25m",
+                ),
+            ),
+        ),
+        Alert(
+            name="InferenceConfigReloadRejected",
+            expr=f'increase(inference_config_reloads_total{{{job}, result="rejected"}}[15m]) > 0',
+            severity="warning",
+            component="inference",
+            summary="A config reload on {{ $labels.instance }} was rejected",
+            description='{{ $value | printf "%.0f" }} reload(s) rejected in 15 minutes; the running config was kept.',
+            meaning="Someone changed the config file, and the change was invalid or needs a restart. The server still runs the previous config — the change is not in effect.",
+            confirm="The server log has the rejection with the reason (`config reload rejected`).",
+            fix="Fix the file as the message says (or restart for options that cannot change live).",
+            cases=(
+                Case(
+                    "fires after a rejection",
+                    {f'inference_config_reloads_total{{{INF}, result="rejected"}}': "0 0 0 1 1 1"},
+                    "5m",
+                    ({**SERVER, "result": "rejected"},),
+                    1,
+                ),
+                Case(
+                    "healthy: applied reloads",
+                    {f'inference_config_reloads_total{{{INF}, result="applied"}}': "0 0 0 1 1 1"},
+                    "5m",
+                ),
+            ),
+        ),
+    ]
+    ok, err = (
+        f'inference_requests_total{{{INF}, status="ok"}}',
+        f'inference_requests_total{{{INF}, status="error"}}',
+    )
+    le = f'{{{INF}, le="{float(cfg.latency_slo_seconds)!r}"}}'
+    bucket, count = (
+        f"inference_request_duration_seconds_bucket{le}",
+        f"inference_request_duration_seconds_count{{{INF}}}",
+    )
+    job_only = {"job": "inference"}
+    alerts += burn_rate_alerts(
+        cfg, slo="errors", ratio="job:inference_request_errors:ratio_rate", what="fail",
+        cases={
+            "critical": (
+                Case("fires at 20 % errors", {ok: "0+80x120", err: "0+20x120"}, "90m", (job_only,), 0.2),
+                Case("healthy at 0.1 % errors", {ok: "0+999x120", err: "0+1x120"}, "90m"),
+            ),
+            "warning": (
+                Case("fires at 5 % errors for hours", {ok: "0+95x240", err: "0+5x240"}, "3h", (job_only,), 0.05),
+                Case("healthy", {ok: "0+100x240", err: "0x240"}, "3h"),
+            ),
+        },
+    )  # fmt: skip
+    alerts += burn_rate_alerts(
+        cfg, slo="latency", ratio="job:inference_request_slow:ratio_rate", what=f"take longer than {cfg.latency_slo_seconds:g}s",
+        cases={
+            "critical": (
+                Case("fires when half the requests are slow", {count: "0+100x120", bucket: "0+50x120"}, "90m", (job_only,), 0.5),
+                Case("healthy when all are fast", {count: "0+100x120", bucket: "0+100x120"}, "90m"),
+            ),
+            "warning": (
+                Case("fires at 5 % slow for hours", {count: "0+100x240", bucket: "0+95x240"}, "3h", (job_only,), 0.05),
+                Case("healthy", {count: "0+100x240", bucket: "0+100x240"}, "3h"),
+            ),
+        },
+    )  # fmt: skip
+    return alerts

@@ -1,0 +1,92 @@
+"""Recording rules, named ``level:metric:operations``, shared by alerts and dashboards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import SLO_WINDOWS, Config
+
+
+def recording_rules(cfg: Config) -> list[dict[str, Any]]:
+    """Every recording rule, as Prometheus rule dicts."""
+    job = cfg.inference
+    le = repr(float(cfg.latency_slo_seconds))
+    rules: list[dict[str, Any]] = [
+        {
+            "record": "job_stage:inference_stage_utilization:ratio",
+            "expr": (
+                f"sum by (job, stage) (rate(inference_stage_busy_seconds_total{{{job}}}[1m]))"
+                f" / sum by (job, stage) (inference_stage_workers{{{job}}})"
+            ),
+        },
+        {
+            "record": "job:inference_delivered_items:rate5m",
+            "expr": f'sum by (job) (rate(inference_stage_items_total{{{job}, stage="encode"}}[5m]))',
+        },
+        {
+            "record": "job:inference_requests:rate5m",
+            "expr": f'sum by (job) (rate(inference_requests_total{{{job}, status=~"ok|error"}}[5m]))',
+        },
+        {
+            "record": "job:inference_pipeline_efficiency:ratio",
+            "expr": f"avg by (job) (inference_pipeline_efficiency_ratio{{{job}}})",
+        },
+        {
+            "record": "job:inference_engine_efficiency:ratio",
+            "expr": f"avg by (job) (inference_engine_efficiency_ratio{{{job}}})",
+        },
+        {
+            "record": "job:inference_capacity_items:max",
+            "expr": f"max by (job) (inference_model_capacity_items_per_second{{{job}}})",
+        },
+    ]
+    for quantile in (0.5, 0.99):
+        label = f"p{int(quantile * 100)}"
+        rules.append(
+            {
+                "record": f"job_stage:inference_stage_duration_seconds:{label}",
+                "expr": f"histogram_quantile({quantile}, sum by (job, stage, le) "
+                f"(rate(inference_stage_duration_seconds_bucket{{{job}}}[5m])))",
+            }
+        )
+    for quantile in (0.5, 0.95, 0.99):
+        label = f"p{int(quantile * 100)}"
+        rules.append(
+            {
+                "record": f"job:inference_request_duration_seconds:{label}",
+                "expr": f"histogram_quantile({quantile}, sum by (job, le) "
+                f"(rate(inference_request_duration_seconds_bucket{{{job}}}[5m])))",
+            }
+        )
+    for window in SLO_WINDOWS:
+        rules.append(
+            {
+                "record": f"job:inference_request_errors:ratio_rate{window}",
+                "expr": f'sum by (job) (rate(inference_requests_total{{{job}, status="error"}}[{window}]))'
+                f' / sum by (job) (rate(inference_requests_total{{{job}, status=~"ok|error"}}[{window}]))',
+            }
+        )
+        rules.append(
+            {
+                "record": f"job:inference_request_slow:ratio_rate{window}",
+                "expr": "1 - ("
+                f'sum by (job) (rate(inference_request_duration_seconds_bucket{{{job}, le="{le}"}}[{window}]))'
+                f" / sum by (job) (rate(inference_request_duration_seconds_count{{{job}}}[{window}])))",
+            }
+        )
+    rules += [
+        {
+            "record": "gpu:gpu_memory_used:ratio",
+            "expr": f"gpu_memory_used_bytes{{{cfg.agent}}} / gpu_memory_total_bytes{{{cfg.agent}}}",
+        },
+        {
+            "record": "job:gpu_utilization:avg",
+            "expr": f"avg by (job) (gpu_utilization_ratio{{{cfg.agent}}})",
+        },
+    ]
+    return rules
+
+
+def recorded_names(cfg: Config | None = None) -> set[str]:
+    """Names of the recording rules (allowed in queries next to declared metrics)."""
+    return {rule["record"] for rule in recording_rules(cfg or Config())}

@@ -1,0 +1,165 @@
+"""The alert receiver: Alertmanager's webhook target in the embedded stack.
+
+``POST /alerts/<receiver>`` takes Alertmanager's webhook payload (version "4"), records
+every notification through loglog (critical as ERROR, the rest as WARNING; resolved as
+INFO) and appends it to a JSON-lines file. ``GET /alerts`` returns what arrived (newest
+last), for people and for tests. A malformed payload gets a 400 that says what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from loglog import get_logger
+
+_REQUIRED = ("version", "status", "receiver", "alerts")
+
+
+class AlertReceiver:
+    """Serves the webhook on ``host:port`` from a daemon thread."""
+
+    def __init__(self, host: str, port: int, out: str | Path, keep: int = 1000) -> None:
+        self.out = Path(out)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.notifications: deque[dict[str, Any]] = deque(maxlen=keep)
+        self.log = get_logger("alerts")
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def do_POST(self) -> None:
+                if not self.path.startswith("/alerts"):
+                    self._send(404, {"error": "POST the webhook to /alerts/<receiver>"})
+                    return
+                length = int(self.headers.get("Content-Length", "0"))
+                try:
+                    payload = json.loads(self.rfile.read(length) or b"null")
+                    receiver.record(payload, self.path.removeprefix("/alerts").strip("/"))
+                except (ValueError, TypeError, KeyError) as exc:
+                    self._send(400, {"error": f"not an Alertmanager webhook payload: {exc}"})
+                    return
+                self._send(200, {"status": "recorded"})
+
+            def do_GET(self) -> None:
+                if self.path == "/healthz":
+                    self._send(200, {"status": "ok"})
+                elif self.path.startswith("/alerts"):
+                    self._send(200, list(receiver.notifications))
+                else:
+                    self._send(404, {"error": "see /alerts"})
+
+            def _send(self, status: int, body: Any) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        ThreadingHTTPServer.daemon_threads = True
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self.port = self._server.server_address[1]
+        self.url = f"http://{host}:{self.port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="alert-receiver", daemon=True
+        )
+
+    def record(self, payload: Any, route: str) -> dict[str, Any]:
+        """Validate, log and store one webhook notification."""
+        if not isinstance(payload, dict):
+            raise TypeError("the body must be a JSON object")
+        missing = [key for key in _REQUIRED if key not in payload]
+        if missing:
+            raise KeyError(f"missing {', '.join(missing)}")
+        if not isinstance(payload["alerts"], list):
+            raise TypeError("alerts must be a list")
+        entry = {
+            "received_at": time.time(),
+            "route": route,
+            "receiver": payload["receiver"],
+            "status": payload["status"],
+            "group_key": payload.get("groupKey", ""),
+            "alerts": [
+                {
+                    "status": alert.get("status"),
+                    "labels": alert.get("labels", {}),
+                    "annotations": alert.get("annotations", {}),
+                    "starts_at": alert.get("startsAt"),
+                    "ends_at": alert.get("endsAt"),
+                    "fingerprint": alert.get("fingerprint"),
+                }
+                for alert in payload["alerts"]
+            ],
+        }
+        with self._lock:
+            self.notifications.append(entry)
+            with open(self.out, "a") as handle:
+                handle.write(json.dumps(entry) + "\n")
+        for alert in entry["alerts"]:
+            labels, notes = alert["labels"], alert["annotations"]
+            fields = {
+                "alertname": labels.get("alertname"),
+                "severity": labels.get("severity"),
+                "receiver": payload["receiver"],
+                "instance": labels.get("instance"),
+                "summary": notes.get("summary"),
+                "runbook_url": notes.get("runbook_url"),
+            }
+            if alert["status"] == "resolved":
+                self.log.info("alert resolved", **fields)
+            elif labels.get("severity") == "critical":
+                self.log.error("PAGE: alert firing", **fields)
+            else:
+                self.log.warning("ticket: alert firing", **fields)
+        return entry
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser(
+        "receiver", help="the Alertmanager webhook receiver (alerts to log + file)"
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9095)
+    parser.add_argument("--out", default="alerts.jsonl", help="JSON-lines file of notifications")
+    parser.set_defaults(run=_run)
+
+
+def _run(args: Any) -> int:
+    import signal
+    import sys
+
+    import loglog
+
+    loglog.configure()
+    try:
+        receiver = AlertReceiver(args.host, args.port, args.out)
+    except OSError as exc:
+        sys.stderr.write(
+            f"loglog receiver: cannot listen on {args.host}:{args.port}: {exc.strerror}\n"
+        )
+        return 2
+    receiver.start()
+    get_logger("alerts").info("receiver listening", url=f"{receiver.url}/alerts", out=str(args.out))
+    done = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: done.set())
+    done.wait()
+    receiver.stop()
+    loglog.shutdown()
+    return 0
