@@ -44,6 +44,7 @@ fmt: $(STAMP)
 generate: $(STAMP)  ## regenerate committed alert rules and dashboards from their Python sources
 	$(PY) -m alerts.generate
 	$(PY) -m dashboards.generate
+	$(PY) -m stack.compose
 
 bench: $(STAMP)  ## benchmarks (not tests): print tables, write JSON under bench/results/
 	$(PY) -m bench.logging_bench

@@ -97,7 +97,8 @@ def test_file(cfg: Config, rule_path: str) -> dict[str, Any]:
             for labels in case.fires:
                 full = {**labels, **alert.all_labels()}
                 rendered = {
-                    k: render(v, full, case.value) for k, v in annotation_templates(alert, cfg).items()
+                    k: render(v, full, case.value)
+                    for k, v in annotation_templates(alert, cfg).items()
                 }
                 expected.append({"exp_labels": full, "exp_annotations": rendered})
             tests.append(

@@ -18,11 +18,18 @@ class Batcher:
     """Forms batches from a :class:`StageQueue`."""
 
     def __init__(
-        self, queue: StageQueue, *, max_batch: int, max_wait: float, metrics: RuntimeMetrics
+        self,
+        queue: StageQueue,
+        *,
+        max_batch: int,
+        max_wait: float,
+        metrics: RuntimeMetrics,
+        instrumented: bool = True,
     ) -> None:
         self.queue = queue
         self.max_batch = max_batch
         self.max_wait = max_wait
+        self._instrumented = instrumented
         self._size = metrics.batch_size
         self._wait = metrics.batch_wait_seconds
 
@@ -39,6 +46,7 @@ class Batcher:
             if remaining <= 0:
                 break
             batch.extend(self.queue.get_up_to(limit - len(batch), remaining))
-        self._size.observe(len(batch))
-        self._wait.observe(time.monotonic() - opened)
+        if self._instrumented:
+            self._size.observe(len(batch))
+            self._wait.observe(time.monotonic() - opened)
         return batch

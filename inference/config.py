@@ -28,7 +28,7 @@ import yaml
 
 from .errors import ConfigError
 
-RELOADABLE = frozenset({"max_batch", "max_wait_ms", "workers", "sampling_ratio"})
+RELOADABLE = frozenset({"max_batch", "batch_policy", "max_wait_ms", "workers", "sampling_ratio"})
 _STAGE_WORKERS = ("preprocess", "infer", "postprocess", "encode")
 
 
@@ -37,6 +37,9 @@ class RuntimeConfig:
     """Everything the runtime can be told; see the module docstring for the file form."""
 
     max_batch: int = 8
+    #: "calibrated": batch only up to the calibrated size with the best capacity (≤
+    #: max_batch); "max": always fill batches up to max_batch.
+    batch_policy: str = "calibrated"
     max_wait_ms: float = 5.0
     workers: Mapping[str, int] = dataclasses.field(
         default_factory=lambda: {"preprocess": 1, "infer": 1, "postprocess": 1, "encode": 1}
@@ -55,6 +58,7 @@ class RuntimeConfig:
     def __post_init__(self) -> None:
         checks: list[tuple[bool, str]] = [
             (1 <= self.max_batch <= 1024, "max_batch must be 1–1024"),
+            (self.batch_policy in ("calibrated", "max"), 'batch_policy is "calibrated" or "max"'),
             (0 <= self.max_wait_ms <= 10_000, "max_wait_ms must be 0–10000"),
             (0.0 <= self.sampling_ratio <= 1.0, "sampling_ratio must be between 0 and 1"),
             (2 <= self.queue_capacity <= 100_000, "queue_capacity must be 2–100000"),

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from loglog.counters import AtomicCounter
+
 from .batching import Batcher
 from .calibration import Calibration
 from .drills import Drills
@@ -61,6 +63,7 @@ class Pipeline:
         queue_capacity: int,
         top_k: int = 5,
         log: Any = None,
+        instrumented: bool = True,
     ) -> None:
         self.engine = engine
         self.info = engine.describe()
@@ -69,7 +72,11 @@ class Pipeline:
         self.tracing = tracing
         self.drills = drills
         self.log = log
-        self.queues = {stage: StageQueue(stage, queue_capacity, metrics) for stage in WORKER_STAGES}
+        self.instrumented = instrumented
+        self.queues = {
+            stage: StageQueue(stage, queue_capacity, metrics, instrumented=instrumented)
+            for stage in WORKER_STAGES
+        }
         self.meters = {stage: _StageMeters(stage, metrics) for stage in STAGES}
         self.preprocess = Preprocess(self.info)
         self.postprocess = Postprocess(self.info, top_k=top_k)
@@ -84,6 +91,7 @@ class Pipeline:
             max_batch=self.clamp_batch(max_batch),
             max_wait=max_wait,
             metrics=metrics,
+            instrumented=instrumented,
         )
         self._flops = calibration.flops_per_item or 0
         self._flops_total = metrics.model_flops_total.labels(self.info.name)
@@ -94,6 +102,11 @@ class Pipeline:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self.keep_images: set[str] = set()  # streams whose frames are re-encoded
+        self.completed = AtomicCounter()  # items out of the pipeline, counted in every mode
+        if not instrumented:
+            # Benchmarks measure the pipeline without its instrumentation: the same code
+            # path, with the accounting decided away here rather than tested per call.
+            self._account = self._account_nothing  # type: ignore[method-assign]
 
     def clamp_batch(self, max_batch: int) -> int:
         """An engine built for a fixed maximum batch caps the batcher."""
@@ -255,20 +268,29 @@ class Pipeline:
             meters.errors.inc(errors)
         meters.stats.add(len(items) - errors, seconds, errors, engine_seconds, expected)
 
-    def _finish(self, item: Item) -> None:
-        """The end of an item's road: count it, end its span, answer its caller."""
+    def _account_nothing(self, stage: str, items: list[Item], *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def _count_outcome(self, item: Item) -> None:
         error = item.error
         if error is None:
             self._requests["ok"].inc()
             exemplar = {"trace_id": item.trace_id} if item.trace_id else None
             self._latency.observe(time.monotonic() - item.created, exemplar)
-        else:
-            self._requests["rejected" if isinstance(error, InputError) else "error"].inc()
-            if self.log is not None:
-                self.log.warning(
-                    "item failed", stream=item.stream, frame=item.frame,
-                    error=f"{type(error).__name__}: {error}", trace_id=item.trace_id,
-                )  # fmt: skip
+            return
+        self._requests["rejected" if isinstance(error, InputError) else "error"].inc()
+        if self.log is not None:
+            self.log.warning(
+                "item failed", stream=item.stream, frame=item.frame,
+                error=f"{type(error).__name__}: {error}", trace_id=item.trace_id,
+            )  # fmt: skip
+
+    def _finish(self, item: Item) -> None:
+        """The end of an item's road: count it, end its span, answer its caller."""
+        error = item.error
+        self.completed.inc()
+        if self.instrumented:
+            self._count_outcome(item)
         self.tracing.finish(item)
         future = item.future
         if future is not None and not future.done():

@@ -18,16 +18,22 @@ from .types import Item
 class StageQueue:
     """A FIFO of :class:`Item` with a capacity, shared by producer and consumer threads."""
 
-    def __init__(self, name: str, capacity: int, metrics: RuntimeMetrics) -> None:
+    def __init__(
+        self, name: str, capacity: int, metrics: RuntimeMetrics, *, instrumented: bool = True
+    ) -> None:
         self.name = name
         self.capacity = capacity
         self._items: deque[Item] = deque()
         self._cond = threading.Condition()
         self._closed = False
-        self._depth = metrics.queue_depth.labels(name)
-        self._wait = metrics.queue_wait_seconds.labels(name)
         metrics.queue_capacity.labels(name).set(capacity)
-        self._depth.set(0)
+        depth = metrics.queue_depth.labels(name)
+        depth.set(0)
+        # Decided here, not per call: without instrumentation these are no-ops.
+        self._set_depth = depth.set if instrumented else _nothing
+        self._observe_wait = (
+            metrics.queue_wait_seconds.labels(name).observe if instrumented else _nothing
+        )
 
     def put(self, item: Item, timeout: float | None = None) -> bool:
         """Append, waiting while the queue is full; False on timeout or when closed."""
@@ -42,7 +48,7 @@ class StageQueue:
                 return False
             item.enqueued = time.monotonic()
             self._items.append(item)
-            self._depth.set(len(self._items))
+            self._set_depth(len(self._items))
             self._cond.notify_all()
             return True
 
@@ -54,9 +60,9 @@ class StageQueue:
                 if not self._items:
                     return None
             item = self._items.popleft()
-            self._depth.set(len(self._items))
+            self._set_depth(len(self._items))
             self._cond.notify_all()
-        self._wait.observe(time.monotonic() - item.enqueued)
+        self._observe_wait(time.monotonic() - item.enqueued)
         return item
 
     def get_up_to(self, limit: int, timeout: float) -> list[Item]:
@@ -66,11 +72,11 @@ class StageQueue:
                 self._cond.wait(timeout)
             taken = [self._items.popleft() for _ in range(min(limit, len(self._items)))]
             if taken:
-                self._depth.set(len(self._items))
+                self._set_depth(len(self._items))
                 self._cond.notify_all()
         now = time.monotonic()
         for item in taken:
-            self._wait.observe(now - item.enqueued)
+            self._observe_wait(now - item.enqueued)
         return taken
 
     def drain(self) -> list[Item]:
@@ -78,7 +84,7 @@ class StageQueue:
         with self._cond:
             items = list(self._items)
             self._items.clear()
-            self._depth.set(0)
+            self._set_depth(0)
             self._cond.notify_all()
         return items
 
@@ -89,3 +95,7 @@ class StageQueue:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def _nothing(*args: object) -> None:
+    return None

@@ -55,12 +55,14 @@ class Runtime:
         registry: CollectorRegistry | None = None,
         engine: Engine | None = None,
         tracing: Tracing | None = None,
+        instrumented: bool = True,
     ) -> None:
         self.log = get_logger("inference")
         self.config_path = Path(config_path) if config_path else None
         if config is None:
             config = load_config(self.config_path) if self.config_path else RuntimeConfig()
         self.config = config
+        self.instrumented = instrumented
         self.registry = registry or CollectorRegistry()
         self.metrics = RuntimeMetrics(self.registry)
         self.metrics.ready.set(0)
@@ -102,6 +104,14 @@ class Runtime:
             progress=lambda size, rate: say(f"  batch {size}: {rate:.1f} items/s model-only"),
         )
         self._export_model_facts()
+        batch = self._batch_limit(config, max_batch)
+        if batch < max_batch:
+            say(
+                f"batching up to {batch}, not {max_batch}: larger batches are not faster on "
+                f"{info.device} ({self.calibration.capacity(batch):.1f} items/s at {batch}, "
+                f"{self.calibration.capacity(max_batch):.1f} at {max_batch}; batch_policy: max "
+                "to always fill batches)"
+            )
         self.pipeline = Pipeline(
             engine=self.engine,
             calibration=self.calibration,
@@ -109,11 +119,12 @@ class Runtime:
             tracing=self.tracing,
             drills=self.drills,
             encode=Encode(config.results_path),
-            max_batch=max_batch,
+            max_batch=batch,
             max_wait=config.max_wait_ms / 1000.0,
             queue_capacity=config.queue_capacity,
             top_k=config.top_k,
             log=self.log,
+            instrumented=self.instrumented,
         )
         for stage, count in config.workers.items():
             self.pipeline.set_workers(stage, count)
@@ -132,7 +143,8 @@ class Runtime:
             window=config.monitor_window_s,
             decode_workers=self.streams.active,
         )
-        self.monitor.start()
+        if self.instrumented:
+            self.monitor.start()
         if self.config_path is not None:
             self.watcher = ConfigWatcher(
                 self.config_path, config, self._apply_config, on_result=self._reload_result
@@ -173,7 +185,7 @@ class Runtime:
     def _apply_config(self, new: RuntimeConfig, old: RuntimeConfig) -> None:
         pipeline = self.pipeline
         assert pipeline is not None
-        pipeline.batcher.max_batch = pipeline.clamp_batch(new.max_batch)
+        pipeline.batcher.max_batch = self._batch_limit(new, pipeline.clamp_batch(new.max_batch))
         pipeline.batcher.max_wait = new.max_wait_ms / 1000.0
         for stage, count in new.workers.items():
             if pipeline.workers(stage) != count:
@@ -187,6 +199,12 @@ class Runtime:
                 max_batch=new.max_batch,
                 calibrated=calibrated,
             )
+
+    def _batch_limit(self, config: RuntimeConfig, max_batch: int) -> int:
+        """The batch size the batcher fills up to (see RuntimeConfig.batch_policy)."""
+        if config.batch_policy == "max" or self.calibration is None:
+            return max_batch
+        return self.calibration.best_batch(max_batch)
 
     def _reload_result(self, result: str, detail: str) -> None:
         self.metrics.config_reloads_total.labels(result).inc()

@@ -133,3 +133,65 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def until(predicate: Any, timeout: float, what: str) -> Any:
+    """Poll ``predicate`` every second until it is truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except OSError:
+            pass
+        time.sleep(1)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture
+def loglog_up(tmp_path: Path) -> Iterator[Any]:
+    """Start the real `loglog up --fast-alerts` on free ports; returns component URLs.
+    At teardown it sends SIGTERM (what Ctrl-C does) and checks nothing is left listening."""
+    started: list[tuple[subprocess.Popen[bytes], Path, dict[str, int]]] = []
+
+    def start() -> dict[str, str]:
+        names = (
+            "inference",
+            "agent",
+            "prometheus",
+            "alertmanager",
+            "pushgateway",
+            "alert-receiver",
+        )
+        ports = {name: free_port() for name in names}
+        args = [sys.executable, "-m", "stack.cli", "up", "--fast-alerts", "--demo-streams", "2",
+                "--state-dir", str(tmp_path / "state"), "--duration", "400"]  # fmt: skip
+        for name, port in ports.items():
+            args += [f"--{name}-port", str(port)]
+        log_path = tmp_path / "up.log"
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        started.append((proc, log_path, ports))
+        until(
+            lambda: "Everything is up" in log_path.read_text() or proc.poll() is not None,
+            120,
+            "loglog up",
+        )
+        assert proc.poll() is None, log_path.read_text()
+        return {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+
+    yield start
+    for proc, log_path, ports in started:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(60)
+        assert proc.returncode == 0, log_path.read_text()
+        assert "stopped everything" in log_path.read_text()
+        for name, port in ports.items():
+            with socket.socket() as probe:
+                assert probe.connect_ex(("127.0.0.1", port)) != 0, (
+                    f"{name} still listens after stop"
+                )

@@ -25,6 +25,17 @@ def test_latency_is_interpolated_and_extrapolated_conservatively():
     assert calibration.best_capacity(8) == pytest.approx(250.0)
 
 
+def test_the_calibrated_batch_policy_batches_only_as_far_as_it_pays():
+    """GPU-like scaling: the largest batch wins. CPU-like (no gain past 1): batch 1, so the
+    batcher adds no latency for nothing. Near-ties go to the smaller batch."""
+    gpu = Calibration("m", {1: 0.010, 2: 0.011, 4: 0.013, 8: 0.017})
+    assert gpu.best_batch(8) == 8 and gpu.best_batch(4) == 4
+    cpu = Calibration("m", {1: 0.0060, 2: 0.0125, 4: 0.026, 8: 0.053})
+    assert cpu.best_batch(8) == 1
+    flat = Calibration("m", {1: 0.0100, 2: 0.0199, 4: 0.0396})  # batch 4 only 1 % better
+    assert flat.best_batch(4) == 1, "within 2 % of the best: prefer less latency"
+
+
 def test_calibrating_the_real_engine_gives_a_plausible_capacity():
     """ONNX Runtime on the default model: each size measured, capacity = size ÷ latency."""
     engine = load_engine(threads=1)

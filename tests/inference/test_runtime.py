@@ -61,7 +61,7 @@ def test_a_request_passes_every_stage_and_every_metric_moves(make_runtime):
 
 def test_requests_arriving_together_are_batched(make_runtime):
     """A burst of 16 requests with max_batch 8 goes through in batches larger than one."""
-    runtime = make_runtime(max_batch=8, max_wait_ms=50)
+    runtime = make_runtime(max_batch=8, max_wait_ms=50, batch_policy="max")
     futures = [runtime.submit(Item("http", i, image=_image(i))) for i in range(16)]
     done, _ = wait(futures, timeout=60)
     assert len(done) == 16 and all(f.exception() is None for f in done)

@@ -4,17 +4,13 @@ Prometheus, Alertmanager, Pushgateway, receiver) with alert timings in seconds."
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 import urllib.request
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import until as _until
 
 pytestmark = [
     pytest.mark.slow,
@@ -39,72 +35,6 @@ def _send(method: str, url: str, body: dict | None = None) -> int:
         return response.status
 
 
-def _until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-            if last:
-                return last
-        except OSError:
-            pass
-        time.sleep(1)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
-
-
-@pytest.fixture
-def stack(tmp_path):
-    ports = {
-        name: free_port()
-        for name in (
-            "inference",
-            "agent",
-            "prometheus",
-            "alertmanager",
-            "pushgateway",
-            "alert-receiver",
-        )
-    }
-    args = [
-        sys.executable,
-        "-m",
-        "stack.cli",
-        "up",
-        "--fast-alerts",
-        "--demo-streams",
-        "2",
-        "--state-dir",
-        str(tmp_path / "state"),
-        "--duration",
-        "400",
-    ]
-    for name, port in ports.items():
-        args += [f"--{name}-port", str(port)]
-    log = open(tmp_path / "up.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-    try:
-        _until(
-            lambda: (
-                "Everything is up" in (tmp_path / "up.log").read_text() or proc.poll() is not None
-            ),
-            120,
-            "loglog up",
-        )
-        assert proc.poll() is None, (tmp_path / "up.log").read_text()
-        yield urls
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # what Ctrl-C / SIGTERM does: stop everything
-        proc.wait(60)
-        log.close()
-    assert proc.returncode == 0, (tmp_path / "up.log").read_text()
-    assert "stopped everything" in (tmp_path / "up.log").read_text()
-    for name, port in ports.items():
-        with __import__("socket").socket() as probe:
-            assert probe.connect_ex(("127.0.0.1", port)) != 0, f"{name} still listens after stop"
-
-
 def _pages(urls: dict[str, str], status: str) -> list[str]:
     notifications = _get(f"{urls['alert-receiver']}/alerts")
     return [
@@ -116,10 +46,11 @@ def _pages(urls: dict[str, str], status: str) -> list[str]:
     ]
 
 
-def test_a_drilled_stall_pages_through_alertmanager_and_resolves(stack):
+def test_a_drilled_stall_pages_through_alertmanager_and_resolves(loglog_up):
     """All targets up; a healthy run pages nobody; a stall drill fires InferenceStalled in
     Prometheus and its page reaches the receiver through Alertmanager; ending the drill
     resolves it."""
+    stack = loglog_up()
     prometheus = stack["prometheus"]
 
     def all_up():
