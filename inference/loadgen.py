@@ -107,7 +107,7 @@ def run_rps(url: str, rps: float, duration: float) -> dict[str, Any]:
         "statuses": statuses,
         "achieved_rps": statuses.get("2xx", 0) / elapsed,
         "latency_ms": {
-            q: round(float(np.percentile(latencies, q)) * 1000, 2) for q in (50, 95, 99)
+            f"p{q}": round(float(np.percentile(latencies, q)) * 1000, 2) for q in (50, 95, 99)
         } if latencies else {},
         "latencies": latencies,
     }  # fmt: skip

@@ -225,10 +225,12 @@ def render(data: dict[str, Any], result: Verdict) -> str:
     return "\n".join(lines)
 
 
-def main(*, url: str, prometheus: str | None, interval: float, as_json: bool) -> int:
+def main(
+    *, url: str, prometheus: str | None, interval: float, as_json: bool, window: str = "1m"
+) -> int:
     try:
         if prometheus:
-            data = from_prometheus(prometheus)
+            data = from_prometheus(prometheus, window)
         else:
             first = scrape(url)
             started = time.monotonic()

@@ -36,7 +36,13 @@ def _serve(args: argparse.Namespace) -> int:
 def _profile(args: argparse.Namespace) -> int:
     from inference.profile import main
 
-    return main(url=args.url, prometheus=args.prometheus, interval=args.interval, as_json=args.json)
+    return main(
+        url=args.url,
+        prometheus=args.prometheus,
+        interval=args.interval,
+        window=args.window,
+        as_json=args.json,
+    )
 
 
 def _loadgen(args: argparse.Namespace) -> int:
@@ -71,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--url", default="http://127.0.0.1:8000", help="the server to profile")
     target.add_argument("--prometheus", help="read the same numbers from a Prometheus server")
     profile.add_argument("--interval", type=float, default=5.0, help="seconds between scrapes")
+    profile.add_argument(
+        "--window", default="1m", help="rate window for --prometheus (PromQL duration)"
+    )
     profile.add_argument("--json", action="store_true", help="print JSON instead of a table")
     profile.set_defaults(run=_profile)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 from typing import Any
@@ -66,6 +67,12 @@ def serve(
     import uvicorn
 
     log.info("serving", url=f"http://{host}:{port}", model=runtime.info.name, drills=allow_drills)
+    # Uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal into
+    # the handler that was there before it; with the default one the process would die
+    # right there, before the logger is flushed. These handlers let serve() finish.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: None)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+    log.info("stopped")
     loglog.shutdown()
     return 0

@@ -1,0 +1,155 @@
+"""The inference commands as users run them: `loglog serve`, `profile`, `loadgen`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+from tests.conftest import free_port, until
+
+pytestmark = pytest.mark.slow
+
+
+def _loglog(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "stack.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture
+def server(tmp_path):
+    """`loglog serve --allow-drills` with three synthetic streams, on a free port."""
+    port = free_port()
+    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stack.cli", "serve", "--port", str(port), "--allow-drills", "--demo-streams", "3",
+         "--demo-source", "synthetic://320x240@20"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
+            return response.status == 200
+
+    try:
+        until(ready, 120, "loglog serve ready")
+        until(
+            lambda: len(json.load(urllib.request.urlopen(f"{url}/v1/streams"))) == 3,
+            30,
+            "demo streams",
+        )
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+        log.close()
+    assert proc.returncode == 0, (tmp_path / "serve.log").read_text()[-3000:]
+
+
+def _drill(url: str, stage: str, delay_ms: float) -> None:
+    body = json.dumps({"stage": stage, "delay_ms": delay_ms, "duration_s": 60}).encode()
+    request = urllib.request.Request(
+        f"{url}/v1/drills", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert urllib.request.urlopen(request, timeout=5).status == 201
+
+
+def test_profile_names_a_drilled_bottleneck_in_plain_words(server):
+    """With preprocess slowed by a drill, `loglog profile` prints the stage table and a
+    verdict naming preprocess, with advice."""
+    _drill(server, "preprocess", 40)
+    result = _loglog("profile", "--url", server, "--interval", "4")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for header in ("stage", "items/s", "p50 ms", "p99 ms", "util", "queue", "wait p99 ms"):
+        assert header in out
+    assert "Bottleneck: preprocess" in out
+    assert "Advice: Add preprocess workers" in out
+    as_json = json.loads(_loglog("profile", "--url", server, "--interval", "3", "--json").stdout)
+    assert as_json["verdict"]["bottleneck"] == "preprocess"
+    assert {row["stage"] for row in as_json["rows"]} == {
+        "decode",
+        "preprocess",
+        "infer",
+        "postprocess",
+        "encode",
+    }
+
+
+def test_profile_of_an_unreachable_server_says_so():
+    result = _loglog("profile", "--url", f"http://127.0.0.1:{free_port()}", "--interval", "0.1")
+    assert result.returncode == 2 and "cannot read metrics" in result.stderr
+
+
+@pytest.fixture
+def pushgateway(tmp_path):
+    if shutil.which("prometheus-pushgateway") is None:
+        pytest.skip("needs Debian's prometheus-pushgateway")
+    port = free_port()
+    proc = subprocess.Popen(
+        ["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    until(
+        lambda: urllib.request.urlopen(f"{url}/-/ready", timeout=1).status == 200, 30, "pushgateway"
+    )
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_loadgen_rps_and_streams_report_and_push_to_the_pushgateway(server, pushgateway):
+    """--rps sends JPEGs on a fixed schedule and reports latency; --streams runs synthetic
+    streams through the API; both push their summary to a real Pushgateway."""
+    rps = _loglog(
+        "loadgen", "--url", server, "--rps", "10", "--duration", "3", "--pushgateway", pushgateway
+    )
+    assert rps.returncode == 0, rps.stderr
+    summary = json.loads(rps.stdout)
+    assert summary["statuses"].get("2xx", 0) >= 20 and summary["latency_ms"]["p99"] > 0
+    metrics = urllib.request.urlopen(f"{pushgateway}/metrics", timeout=5).read().decode()
+    assert 'loglog_loadgen_requests_total{instance="",job="loglog_loadgen",status="2xx"}' in metrics
+    assert "loglog_loadgen_latency_seconds_bucket" in metrics
+    streams = _loglog(
+        "loadgen",
+        "--url",
+        server,
+        "--streams",
+        "2",
+        "--duration",
+        "3",
+        "--source",
+        "synthetic://160x120@10",
+    )
+    assert streams.returncode == 0, streams.stderr
+    assert json.loads(streams.stdout)["streams"] == 2
+    remaining = json.load(urllib.request.urlopen(f"{server}/v1/streams"))
+    assert not [s for s in remaining if s["id"].startswith("loadgen-")], (
+        "loadgen cleans up its streams"
+    )
+
+
+def test_profile_reads_prometheus_across_replicas(loglog_up):
+    """`loglog profile --prometheus` builds the same table from PromQL (summed across
+    replicas) — here against the stack's real Prometheus."""
+    urls = loglog_up()
+    until(
+        lambda: json.load(urllib.request.urlopen(f"{urls['prometheus']}/api/v1/query?query=up%7Bjob%3D%22inference%22%7D"))["data"]["result"],
+        60, "inference scraped",
+    )  # fmt: skip
+    _drill(urls["inference"], "postprocess", 60)
+    import time
+
+    time.sleep(20)
+    result = _loglog("profile", "--prometheus", urls["prometheus"], "--window", "15s")
+    assert result.returncode == 0, result.stderr
+    assert "Bottleneck: postprocess" in result.stdout, result.stdout
