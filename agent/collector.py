@@ -111,7 +111,7 @@ class Agent(Collector):
         self.xid: XidWatcher | None = None
         self.errors: dict[str, int] = {}
         self.durations = WriterHistogram(COLLECT_BUCKETS)
-        self._durations_lock = threading.Lock()  # several samplers observe into it
+        self._lock = threading.Lock()  # several sampler threads count into these
         self.host_values: Values = {}
         self.last_success = 0.0
         self.stopping = threading.Event()
@@ -223,11 +223,12 @@ class Agent(Collector):
             self.last_success = time.time()
 
     def observe_duration(self, seconds: float) -> None:
-        with self._durations_lock:
+        with self._lock:
             self.durations.observe(seconds)
 
     def count_error(self, call: str) -> None:
-        self.errors[call] = self.errors.get(call, 0) + 1
+        with self._lock:
+            self.errors[call] = self.errors.get(call, 0) + 1
 
     def stale(self, index: int) -> bool:
         sampler = self.samplers[index]

@@ -224,8 +224,7 @@ class Runtime:
             if array.ndim == 3 and array.shape[-1] in (1, 3) and array.dtype == np.uint8:
                 item.image = array if array.shape[-1] == 3 else np.repeat(array, 3, axis=2)
             else:
-                assert self.pipeline is not None
-                item.tensor = self.pipeline.preprocess.check(array)
+                item.tensor = array  # checked against the model input by Pipeline.submit
         elif kind.startswith("image/") or not kind:
             item.image = decode_image(body)
         else:

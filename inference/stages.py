@@ -167,11 +167,24 @@ class Encode:
                 )  # fmt: skip
                 with self._lock:
                     self._out.write(line + "\n")
-            recorder = self.recorders.get(item.stream)
-            if recorder is not None and item.image is not None:
-                with self._lock:
-                    recorder.add(annotate(item))
+            if item.image is not None and item.stream in self.recorders:
+                frame = annotate(item)
+                with self._lock:  # the recorder may be detached meanwhile: look up under lock
+                    recorder = self.recorders.get(item.stream)
+                    if recorder is not None:
+                        recorder.add(frame)
         return items
+
+    def attach(self, stream: str, recorder: Any) -> None:
+        with self._lock:
+            self.recorders[stream] = recorder
+
+    def detach(self, stream: str) -> None:
+        """Stop recording ``stream`` and close its file (never during a write)."""
+        with self._lock:
+            recorder = self.recorders.pop(stream, None)
+            if recorder is not None:
+                recorder.close()
 
     def close(self) -> None:
         if self._out is not None:

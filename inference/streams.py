@@ -108,7 +108,7 @@ class StreamManager:
             height = spec.height or opened.height
             stream.recorder = Recorder(record, width=width, height=height, fps=opened.fps)
             self.pipeline.keep_images.add(stream_id)
-            self.pipeline.encode.recorders[stream_id] = stream.recorder
+            self.pipeline.encode.attach(stream_id, stream.recorder)
         with self._cond:
             self._streams[stream_id] = stream
             self._order.append(stream_id)
@@ -255,10 +255,9 @@ class StreamManager:
     def _close_recorder(self, stream: _Stream) -> None:
         if stream.recorder is None:
             return
-        self.pipeline.encode.recorders.pop(stream.id, None)
         self.pipeline.keep_images.discard(stream.id)
         try:
-            stream.recorder.close()
+            self.pipeline.encode.detach(stream.id)
         except Exception as exc:
             if self.log is not None:
                 self.log.warning("closing the recording failed", stream=stream.id, error=str(exc))

@@ -29,8 +29,9 @@ import yaml
 from alerts.alertmanager import alertmanager_config
 from alerts.config import FAST, PRODUCTION, Config
 from alerts.generate import write as write_alerts
+from inference.server.ports import port_free
 
-from .processes import Process, StackError, port_free
+from .processes import Process, StackError
 from .prometheus import prometheus_config
 from .receiver import AlertReceiver
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 from typing import Any
 
@@ -15,17 +14,7 @@ import loglog
 from ..errors import InferenceError
 from ..runtime import Runtime
 from .app import create_app
-
-
-def port_free(host: str, port: int) -> bool:
-    """Whether ``host:port`` can be bound right now (a clear error beats uvicorn's)."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
+from .ports import port_free
 
 
 def serve(

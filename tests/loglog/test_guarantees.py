@@ -595,16 +595,14 @@ def test_g12_warning_survives_sigkill_and_is_delivered_by_the_next_process(scena
         timeout=30,
     )
     assert killed.returncode == -9
-    after = scenario(
-        script(
-            f"""
+    restart = script(
+        f"""
         loglog.configure(console=None, file="{out}", spill_dir="{spill}", registry=None)
         report(flushed=loglog.flush(timeout=10), stats=flat_stats())
         loglog.shutdown()
         """
-        ),
-        timeout=30,
     )
+    after = scenario(restart, timeout=30)
     assert after.returncode == 0, after.stderr
     import json
 
@@ -616,16 +614,7 @@ def test_g12_warning_survives_sigkill_and_is_delivered_by_the_next_process(scena
     assert len(last) == 1 and "ValueError: the cause" in last[0]["exc"]
     assert after.result["stats"]["replayed"]["spool"] == 101
 
-    again = scenario(
-        script(
-            f"""
-        loglog.configure(console=None, file="{out}", spill_dir="{spill}", registry=None)
-        report(flushed=loglog.flush(timeout=10), stats=flat_stats())
-        loglog.shutdown()
-        """
-        ),
-        timeout=30,
-    )
+    again = scenario(restart, timeout=30)
     assert again.result["stats"]["replayed"]["spool"] == 0, (
         "delivered records are not replayed twice"
     )
