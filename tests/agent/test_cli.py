@@ -1,0 +1,44 @@
+"""`loglog agent` as users run it, on this machine without a GPU."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+
+from tests.conftest import free_port, until
+
+
+def test_loglog_agent_serves_no_gpu_and_host_metrics_and_stops_cleanly(tmp_path):
+    """The real command: /metrics says why there is no GPU data and has host metrics;
+    /healthz answers; SIGTERM stops it with exit 0."""
+    port = free_port()
+    with open(tmp_path / "agent.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stack.cli", "agent", "--port", str(port), "--interval", "200ms"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        until(
+            lambda: urllib.request.urlopen(f"{url}/healthz", timeout=1).status == 200, 30, "agent"
+        )
+        body = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(15)
+    assert proc.returncode == 0
+    assert 'agent_nvml_up{reason="library_not_found"} 0.0' in body
+    assert "host_memory_total_bytes" in body and "host_cpu_seconds_total" in body
+    assert "no GPU data; exporting host metrics only" in (tmp_path / "agent.log").read_text()
+
+
+def test_bad_arguments_fail_with_what_to_write(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "stack.cli", "agent", "--interval", "often"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "e.g. 1s, 500ms, 2m" in result.stderr
