@@ -25,7 +25,7 @@ from typing import Any
 
 from .bridges import StdlibHandler, install_stdlib, loguru_sink
 from .config import LogConfig, build_config
-from .core import CORE
+from .core import CORE, discard
 from .errors import ConfigError, LoglogError, SinkStalled
 from .logger import Logger, get_logger
 from .types import CRITICAL, DEBUG, ERROR, INFO, TRACE, WARNING, Record, Sink
@@ -111,7 +111,7 @@ def shutdown(timeout: float | None = None) -> bool:
         if pipeline is None:
             return True
         CORE.pipeline = None
-        CORE.emit = _ignore
+        CORE.emit = discard
         CORE.threshold = 10**9
     return bool(pipeline.close(pipeline.config.shutdown_timeout if timeout is None else timeout))
 
@@ -120,10 +120,6 @@ def stats() -> dict[str, Any]:
     """Every count loglog keeps (emitted, delivered and dropped by sink, level, reason…)."""
     pipeline = CORE.pipeline or _last
     return {} if pipeline is None else dict(pipeline.stats())
-
-
-def _ignore(*args: Any, **kwargs: Any) -> None:
-    return None
 
 
 def _register_collector(registry: Any) -> None:
@@ -184,7 +180,7 @@ def _after_fork_in_child() -> None:
 
             util.Finalize(None, shutdown, exitpriority=-100)
     except Exception:
-        CORE.emit = _ignore
+        CORE.emit = discard
 
 
 CORE.emit = _lazy_emit

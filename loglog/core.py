@@ -174,11 +174,12 @@ class Core:
 
     def __init__(self) -> None:
         self.threshold = 20
-        self.emit: Emit = _discard
+        self.emit: Emit = discard
         self.pipeline: Any = None
 
 
-def _discard(*args: Any, **kwargs: Any) -> None:
+def discard(*args: Any, **kwargs: Any) -> None:
+    """The emitter while logging is off (before configure's lazy start, after shutdown)."""
     return None
 
 
