@@ -11,7 +11,7 @@ SRC := loglog inference agent dashboards alerts stack
 up: deps  ## run the embedded stack (Prometheus, Alertmanager, inference, agent) with a demo workload
 	$(VENV)/bin/loglog up $(ARGS)
 
-test: deps  ## the whole suite, slow end-to-end tests included (what CI runs)
+test: deps lint  ## linters, then the whole suite, slow end-to-end tests included (what CI runs)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 deps: debs $(STAMP)
