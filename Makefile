@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-SRC := loglog inference agent dashboards alerts stack
+SRC := loglog inference agent dashboards alerts stack report
 
 .PHONY: up test lint fmt bench deps debs generate clean
 
@@ -16,11 +16,14 @@ test: deps lint  ## linters, then the whole suite, slow end-to-end tests include
 
 deps: debs $(STAMP)
 
-debs:  ## Debian's prometheus, promtool, alertmanager, amtool, pushgateway (only when missing)
+# chromium and poppler-utils: the report tests open the HTML in a browser and read the PDF.
+debs:  ## Debian's prometheus, promtool, alertmanager, amtool, pushgateway, chromium, poppler-utils (when missing)
 	@missing=""; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v prometheus-alertmanager >/dev/null 2>&1 || missing="$$missing prometheus-alertmanager"; \
 	command -v prometheus-pushgateway >/dev/null 2>&1 || missing="$$missing prometheus-pushgateway"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v pdfinfo >/dev/null 2>&1 || missing="$$missing poppler-utils"; \
 	if [ -n "$$missing" ]; then \
 	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
 	  echo "installing Debian packages:$$missing"; \

@@ -10,6 +10,7 @@
     loglog receiver   the Alertmanager webhook receiver
     loglog receiver   the Alertmanager webhook receiver
     loglog dashboards generate / push
+    loglog report     an HTML (and PDF) report for managers
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from agent.cli import add_parser as add_agent
     from dashboards.cli import add_parser as add_dashboards
+    from report.cli import add_parser as add_report
     from stack.receiver import add_parser as add_receiver
     from stack.up import add_parser as add_up
 
@@ -102,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_agent(sub)
     add_receiver(sub)
     add_dashboards(sub)
+    add_report(sub)
     return parser
 
 

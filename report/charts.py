@@ -1,0 +1,92 @@
+"""Charts with matplotlib: SVG text for the HTML, figures for the PDF.
+
+matplotlib is the only importer here. Its Agg-free SVG backend writes glyphs as paths
+(``svg.fonttype = "path"``), so the SVG needs no font or network to look the same everywhere,
+and ``PdfPages`` (in :mod:`report.pdf`) is a real PDF engine from the same figures.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+
+import matplotlib
+
+matplotlib.use("svg")  # before pyplot: no display, no Tk; the PDF backend is used by name
+
+import matplotlib.dates as mdates  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure as MplFigure  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
+
+from .model import Chart, Episode  # noqa: E402
+from .units import fmt  # noqa: E402
+
+WIDTH, HEIGHT = 7.5, 2.6  # inches: two charts fit a PDF page; 720 px wide in the HTML
+SEVERITY_COLOURS = {"critical": "#c0392b", "warning": "#e67e22"}
+matplotlib.rcParams.update(
+    {
+        "svg.fonttype": "path",
+        "svg.hashsalt": "loglog",  # stable ids: the same data gives the same SVG
+        "font.size": 8,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+    }
+)
+
+
+def _when(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+def line_chart(chart: Chart) -> MplFigure:
+    """One line per series, y axis in the panel's unit, time in UTC."""
+    figure = MplFigure(figsize=(WIDTH, HEIGHT))
+    draw_lines(figure.add_subplot(), chart)
+    figure.tight_layout()
+    return figure
+
+
+def draw_lines(axes: Axes, chart: Chart) -> None:
+    for legend, points in chart.lines:
+        axes.plot([_when(t) for t, _ in points], [v for _, v in points], label=legend, lw=1.4)
+    axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt(v, chart.unit)))
+    axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(mdates.AutoDateLocator(), tz=UTC))
+    axes.set_title(chart.title, loc="left", fontsize=9, fontweight="bold")
+    axes.grid(alpha=0.3)
+    axes.set_ylim(bottom=min(0.0, axes.get_ylim()[0]))
+    if len(chart.lines) > 1:
+        axes.legend(loc="upper left", fontsize=7, frameon=False, ncol=min(3, len(chart.lines)))
+
+
+def timeline(episodes: tuple[Episode, ...], start: float, end: float) -> MplFigure:
+    """One row per alert name, a bar per firing, red for pages, orange for tickets."""
+    names = {e.alertname for e in episodes}
+    figure = MplFigure(figsize=(WIDTH, max(1.4, 0.5 + 0.3 * len(names))))
+    draw_timeline(figure.add_subplot(), episodes, start, end)
+    figure.tight_layout()
+    return figure
+
+
+def draw_timeline(axes: Axes, episodes: tuple[Episode, ...], start: float, end: float) -> None:
+    names = sorted({e.alertname for e in episodes})
+    for row, name in enumerate(names):
+        bars = [e for e in episodes if e.alertname == name]
+        axes.broken_barh(
+            [(mdates.date2num(_when(e.start)), (e.end - e.start) / 86400) for e in bars],
+            (row - 0.35, 0.7),
+            facecolors=[SEVERITY_COLOURS.get(e.severity, "#7f8c8d") for e in bars],
+        )
+    axes.set_yticks(range(len(names)), names)
+    axes.set_xlim(mdates.date2num(_when(start)), mdates.date2num(_when(end)))
+    axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(mdates.AutoDateLocator(), tz=UTC))
+    axes.set_title("Alerts firing (red: pages)", loc="left", fontsize=9, fontweight="bold")
+    axes.grid(axis="x", alpha=0.3)
+
+
+def svg(figure: MplFigure) -> str:
+    """The figure as an ``<svg>`` element to inline in HTML (XML prolog and DOCTYPE removed)."""
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg")
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]

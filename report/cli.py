@@ -1,0 +1,100 @@
+"""``loglog report``: write the HTML (and PDF) report of a Prometheus server's last range.
+
+With no flags it reads the Prometheus of ``loglog up`` (its default port) and writes into
+``loglog up``'s state directory, so a running embedded stack gets a report on demand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from .errors import OutputError, ReportError
+from .units import parse_range
+
+
+def _defaults() -> tuple[str, Path]:
+    """``loglog up``'s Prometheus URL and state directory (read from stack.up, not copied)."""
+    from stack.up import Options, default_state_dir
+
+    options = Options(state_dir=default_state_dir())
+    return f"http://{options.host}:{options.prometheus_port}", options.state_dir / "reports"
+
+
+def add_parser(sub: Any) -> None:
+    url, out = _defaults()
+    parser = sub.add_parser("report", help="write an HTML (and PDF) report for managers")
+    parser.add_argument("--prometheus", default=url, help=f"Prometheus URL (default: {url})")
+    parser.add_argument(
+        "--range", default="1h", help="how far back: 1h, 24h, 7d, 2w … (default: 1h)"
+    )
+    parser.add_argument("--end", type=float, help="end of the range, unix seconds (default: now)")
+    parser.add_argument("--out", type=Path, default=out, help=f"directory (default: {out})")
+    parser.add_argument("--pdf", action="store_true", help="also write a PDF")
+    parser.set_defaults(run=run)
+
+
+def make(
+    prometheus: str,
+    *,
+    range_text: str,
+    out: Path,
+    pdf: bool,
+    end: float | None = None,
+    say: TextIO = sys.stdout,
+) -> list[Path]:
+    """Query, render, write; returns the files written. Raises ``ReportError``."""
+    from . import html, sections
+    from .prom import Prometheus
+
+    try:
+        range_seconds = parse_range(range_text)
+    except ValueError as exc:
+        raise ReportError(str(exc)) from exc
+    end = time.time() if end is None else end
+    report = sections.build(Prometheus(prometheus), end=end, range_seconds=range_seconds)
+    stamp = datetime.fromtimestamp(end, UTC).strftime("%Y%m%dT%H%M%SZ")
+    base = out / f"loglog-report-{range_text}-{stamp}"
+    written = [base.with_suffix(".html")]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        _atomic_write(written[0], html.render(report).encode())
+        if pdf:
+            from . import pdf as pdf_writer
+
+            written.append(base.with_suffix(".pdf"))
+            partial = written[1].with_name(written[1].name + ".partial")
+            pdf_writer.write(report, partial)
+            os.replace(partial, written[1])
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write the report into {out}: {exc.strerror or exc}. Pass --out DIR with a "
+            "writable directory that has space."
+        ) from exc
+    for path in written:
+        say.write(f"wrote {path}\n")
+    return written
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """A reader never sees half a report: write aside, then rename over."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        make(args.prometheus, range_text=args.range, out=args.out, pdf=args.pdf, end=args.end)
+    except ReportError as exc:
+        print(f"loglog report: {exc}", file=sys.stderr)
+        return 1
+    return 0

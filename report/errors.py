@@ -1,0 +1,27 @@
+"""What can go wrong while making a report, translated into messages that say what to do.
+
+::
+
+    ReportError
+    ├── PrometheusError        Prometheus unreachable, slow, or answering garbage
+    ├── QueryError             Prometheus refused a query (names the query)
+    └── OutputError            the output directory cannot be written
+"""
+
+from __future__ import annotations
+
+
+class ReportError(Exception):
+    """Base class: ``loglog report`` prints the message and exits 1."""
+
+
+class PrometheusError(ReportError):
+    """Prometheus could not be asked (down, slow, not Prometheus)."""
+
+
+class QueryError(ReportError):
+    """Prometheus answered a query with an error."""
+
+
+class OutputError(ReportError):
+    """The report could not be written."""

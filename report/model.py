@@ -1,0 +1,73 @@
+"""What a report is made of: figures, charts, sections — data only, no rendering."""
+
+from __future__ import annotations
+
+import dataclasses
+
+#: A chart line: its legend and (unix time, value) points.
+Line = tuple[str, list[tuple[float, float]]]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Figure:
+    """One number in the report and the instant query (at the report's end) that gave it."""
+
+    label: str
+    value: float | None  # None: the query returned nothing
+    unit: str  # a Grafana unit: short, reqps, s, percentunit, …
+    query: str
+    at: float
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Chart:
+    """A time-series chart drawn from one dashboard panel over the report's range."""
+
+    title: str
+    description: str
+    unit: str
+    lines: tuple[Line, ...]
+    queries: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Episode:
+    """One alert firing, from its first to its last firing sample (plus one step)."""
+
+    alertname: str
+    severity: str
+    start: float
+    end: float
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Section:
+    """A heading, a sentence in plain words computed from the data, its figures and charts."""
+
+    key: str
+    title: str
+    sentence: str
+    figures: tuple[Figure, ...] = ()
+    charts: tuple[Chart, ...] = ()
+    episodes: tuple[Episode, ...] = ()
+    queries: tuple[str, ...] = ()  # asked for neither a figure nor a chart (the alert timeline)
+    has_data: bool = True
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Report:
+    """Everything rendered into the HTML and the PDF."""
+
+    prometheus: str
+    start: float
+    end: float
+    step: float
+    sections: tuple[Section, ...]
+
+    @property
+    def range_seconds(self) -> float:
+        return self.end - self.start

@@ -1,0 +1,63 @@
+"""Numbers and durations in words a manager reads, for the units the dashboards use."""
+
+from __future__ import annotations
+
+import re
+
+_RANGE = re.compile(r"^(\d+)(s|m|h|d|w)$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_range(text: str) -> int:
+    """``"7d"`` → 604800 seconds; raises ``ValueError`` saying the accepted form."""
+    match = _RANGE.match(text.strip())
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(
+            f"range {text!r} is not a positive duration like 1h, 24h, 7d or 2w "
+            "(one number and one of s, m, h, d, w)"
+        )
+    return int(match.group(1)) * _SECONDS[match.group(2)]
+
+
+def duration(seconds: float) -> str:
+    """``840`` → ``"14 min"``; ``90000`` → ``"1 d 1 h"``."""
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 86400:
+        hours, rest = divmod(round(seconds / 60), 60)
+        return f"{hours} h {rest} min" if rest else f"{hours} h"
+    days, rest = divmod(round(seconds / 3600), 24)
+    return f"{days} d {rest} h" if rest else f"{days} d"
+
+
+def count(value: float) -> str:
+    """``1234567`` → ``"1.23 M"``: three significant figures above a thousand."""
+    size = abs(value)
+    for limit, suffix in ((1e9, " G"), (1e6, " M"), (1e3, " k")):
+        if size >= limit:
+            return f"{value / limit:.3g}{suffix}"
+    return f"{value:.3g}" if size < 100 else f"{value:.0f}"
+
+
+def fmt(value: float | None, unit: str) -> str:
+    """A figure as shown in the report; ``None`` (no data) is ``"no data"``."""
+    if value is None:
+        return "no data"
+    if unit == "percentunit":
+        return f"{value * 100:.1f} %"
+    if unit == "s":
+        return f"{value * 1000:.0f} ms" if abs(value) < 1 else f"{value:.2f} s"
+    if unit == "reqps":
+        return f"{count(value)} /s"
+    if unit == "bytes":
+        return f"{count(value)}B"
+    if unit == "watt":
+        return f"{value:.0f} W"
+    if unit == "celsius":
+        return f"{value:.0f} °C"
+    if unit.startswith("suffix:"):
+        return f"{value:.2f}{unit.removeprefix('suffix:')}"
+    return count(value)
