@@ -27,6 +27,7 @@ SEVERITY_COLOURS = {"critical": "#c0392b", "warning": "#e67e22"}
 matplotlib.rcParams.update(
     {
         "svg.fonttype": "path",
+        "pdf.fonttype": 42,  # TrueType: the PDF's text can be searched and copied whole
         "svg.hashsalt": "loglog",  # stable ids: the same data gives the same SVG
         "font.size": 8,
         "axes.spines.top": False,

@@ -1,0 +1,242 @@
+"""`loglog report` against a real Prometheus filled with known data: every figure is its query's
+value, the numbers are the known ones, the HTML opens in headless Chromium with every chart
+drawn, the PDF has its pages, and an empty Prometheus gives a report that says so."""
+
+from __future__ import annotations
+
+import html as htmllib
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy
+import pytest
+
+from alerts.names import check_expression
+from alerts.recording import recorded_names
+from report import sections
+from report.prom import Prometheus
+from report.units import fmt
+from tests.conftest import ROOT
+from tests.report import browser, known
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus"),
+]
+RANGE = 2 * 3600
+SECTION_TITLES = ["Throughput", "Service level", "Capacity and efficiency", "Incidents", "Job progress"]
+#: Where `make` puts the README's screenshot (committed; regenerate with LOGLOG_REPORT_PNG=1).
+README_PNG = ROOT / "docs" / "report.png"
+
+
+@dataclass
+class Made:
+    url: str
+    end: int
+    html: Path
+    pdf: Path
+    work: Path
+    stdout: str
+
+
+def _loglog_report(url: str, end: int, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stack.cli", "report", "--prometheus", url, "--range", "2h",
+         "--end", str(end), "--out", str(out), *extra],  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+def _made(url: str, end: int, work: Path) -> Made:
+    result = _loglog_report(url, end, work / "out", "--pdf")
+    assert result.returncode == 0, result.stderr
+    (html,) = (work / "out").glob("*.html")
+    (pdf,) = (work / "out").glob("*.pdf")
+    return Made(url, end, html, pdf, work, result.stdout)
+
+
+@pytest.fixture(scope="module")
+def known_report(tmp_path_factory: pytest.TempPathFactory):
+    work = tmp_path_factory.mktemp("known")
+    end = known.aligned_end()
+    with known.prometheus(work / "data", end=end, log=work / "prometheus.log") as url:
+        yield _made(url, end, work)
+
+
+@pytest.fixture(scope="module")
+def empty_report(tmp_path_factory: pytest.TempPathFactory):
+    work = tmp_path_factory.mktemp("empty")
+    end = known.aligned_end()
+    with known.prometheus(work / "data", end=None, log=work / "prometheus.log") as url:
+        yield _made(url, end, work)
+
+
+def _figures(page: str) -> list[dict[str, str]]:
+    cells = re.findall(
+        r'<tr><th>(.*?)</th><td class="figure" data-query="(.*?)" data-value="(.*?)" '
+        r'data-unit="(.*?)" data-at="(.*?)">(.*?)</td>',
+        page,
+    )
+    return [
+        dict(zip(("label", "query", "value", "unit", "at", "text"), map(htmllib.unescape, c), strict=True))
+        for c in cells
+    ]
+
+
+def _sentences(page: str) -> dict[str, str]:
+    found = re.findall(r'<section id="([\w-]+)"[^>]*>\s*<h2>.*?</h2>\s*<p class="sentence">(.*?)</p>', page)
+    return {key: htmllib.unescape(text) for key, text in found}
+
+
+def _query(url: str, expr: str, at: str) -> list[float]:
+    params = urllib.parse.urlencode({"query": expr, "time": at})
+    with urllib.request.urlopen(f"{url}/api/v1/query?{params}", timeout=30) as response:
+        data = json.load(response)["data"]
+    return [float(r["value"][1]) for r in data["result"] if not math.isnan(float(r["value"][1]))]
+
+
+def test_every_figure_is_the_value_of_its_query(known_report: Made):
+    """Each figure in the HTML carries its PromQL and time; asking Prometheus again gives
+    the same number, and the text shown is that number formatted in the panel's unit."""
+    figures = _figures(known_report.html.read_text())
+    assert len(figures) >= 14
+    for f in figures:
+        values = _query(known_report.url, f["query"], f["at"])
+        if f["value"] == "":
+            assert values == [], f
+            assert f["text"] == "no data"
+            continue
+        assert values, f
+        assert math.isclose(sum(values), float(f["value"]), rel_tol=1e-12), f
+        assert f["text"] == fmt(float(f["value"]), f["unit"]), f
+
+
+def test_figures_and_sentences_say_what_the_known_data_holds(known_report: Made):
+    """10 items/s for two hours is 72 k items; a 0.2 % slow ratio is 99.8 % within the SLO and
+    80 % of the budget left; 10 of 40 items/s is 25 % efficiency and room for 6 streams."""
+    page = known_report.html.read_text()
+    by_label = {f["label"]: f for f in _figures(page)}
+    value = lambda label: float(by_label[label]["value"])  # noqa: E731
+    assert value("Items delivered in the range") == pytest.approx(known.ground_truth_items(RANGE), rel=1e-9)
+    assert value("Mean throughput") == pytest.approx(10.0)
+    assert value("Requests within 1 s") == pytest.approx(0.998)
+    assert value("Latency error budget left") == pytest.approx(0.8)
+    assert value("Mean p95 latency (worst job)") == pytest.approx(0.12)
+    assert value("SLO attainment, 30 days") == pytest.approx(1 - 0.01 / 10.01)
+    assert value("Pipeline efficiency (mean)") == pytest.approx(0.25)
+    assert value("Capacity headroom (streams)") == pytest.approx(6.0)
+    assert by_label["GPU utilization (mean)"]["value"] == ""
+    said = _sentences(page)
+    assert said["throughput"].startswith("Delivered 72 k items in the last 2 h (10 /s on average")
+    assert "99.8 % of requests finished within the 1 s latency objective, which meets" in said["service-level"]
+    assert "delivered 25.0 % of model capacity" in said["capacity"]
+    assert "No GPU reported" in said["capacity"]
+    assert "No job metrics" in said["jobs"]
+    assert "Data starts" not in page  # the data covers the whole range
+
+
+def test_incidents_come_from_the_alerts_series_with_counts_and_durations(known_report: Made):
+    """Three firings (a 14-minute page, a ticket twice for 5 minutes), pending ones left out;
+    durations within one step of the truth."""
+    page = known_report.html.read_text()
+    rows = re.findall(r"<tr><td>(\w+)</td><td>(\w+)</td><td>[^<]*</td><td>([^<]*)</td></tr>", page)
+    assert [(name, severity) for name, severity, _ in rows] == [
+        (f.alertname, f.severity) for f in known.FIRINGS
+    ]
+    assert [took for *_, took in rows] == ["14 min", "5 min", "5 min"]
+    said = _sentences(page)["incidents"]
+    assert said.startswith("3 alert firings: 1 page (critical), 2 other; longest 14 min (InferenceLatencyBudgetBurn)")
+    assert "firing 24 min of the 2 h" in said
+
+
+def test_html_opens_in_chromium_without_errors_and_draws_every_chart(known_report: Made):
+    """No console message, no failed load, nothing fetched (self-contained), and inside every
+    chart's box a screenshot shows coloured pixels: the data, not only axes."""
+    from PIL import Image
+
+    page = known_report.html.read_text()
+    assert "<script" not in page and "<link" not in page
+    assert not re.search(r"url\((?!#)", page), "only in-document references (SVG clip paths)"
+    assert not re.search(r'(src|href)="(https?:)?//', page)
+    opened = browser.open_page(known_report.html, known_report.work)
+    assert opened.console == [] and opened.errors == [] and opened.resources == []
+    titles = [r["title"] for r in opened.rects]
+    assert titles == ["Throughput", "Latency", "Capacity vs delivered", "Alerts firing"]
+    png = browser.screenshot(known_report.html, known_report.work / "report.png", opened.height)
+    image = Image.open(png).convert("RGB")
+    for rect in opened.rects:
+        box = (int(rect["x"]), int(rect["y"]), int(rect["x"] + rect["w"]), int(rect["y"] + rect["h"]))
+        assert rect["w"] > 300 and rect["h"] > 80, rect
+        pixels = numpy.asarray(image.crop(box), dtype=int)
+        coloured = int(((pixels.max(axis=2) - pixels.min(axis=2)) > 60).sum())
+        assert coloured > 200, f"chart {rect['title']!r} shows no data in the screenshot"
+    if README_PNG.parent.exists() and "LOGLOG_REPORT_PNG" in __import__("os").environ:
+        image.crop((0, 0, browser.WIDTH, min(image.height, 1800))).resize((700, 1260)).save(
+            README_PNG, optimize=True
+        )
+
+
+def test_chromium_check_sees_a_console_error(known_report: Made, tmp_path: Path):
+    """The browser check can fail: a page that logs an error is caught."""
+    broken = tmp_path / "broken.html"
+    broken.write_text(
+        known_report.html.read_text().replace("</body>", '<script>console.error("boom")</script></body>')
+    )
+    assert any("boom" in message for message in browser.open_page(broken, tmp_path).console)
+
+
+def test_pdf_has_a_summary_page_and_one_page_per_section(known_report: Made):
+    """pdfinfo counts six pages; pdftotext finds the summary first, then each section."""
+    info = subprocess.run(["pdfinfo", str(known_report.pdf)], capture_output=True, text=True, check=True)
+    assert re.search(r"^Pages:\s+6$", info.stdout, re.M), info.stdout
+    pages = []
+    for number in range(1, 7):
+        text = subprocess.run(
+            ["pdftotext", "-f", str(number), "-l", str(number), str(known_report.pdf), "-"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        pages.append(" ".join(text.split()))
+    assert "Service report" in pages[0] and "Delivered 72 k items" in pages[0]
+    for title, text in zip(SECTION_TITLES, pages[1:], strict=True):
+        assert text.startswith(title), (title, text[:200])
+    assert "Items delivered in the range: 72 k" in pages[1]
+    assert "InferenceLatencyBudgetBurn" in pages[4]
+
+
+def test_every_report_query_names_only_declared_metrics(known_report: Made):
+    """The report's own subqueries pass the same declared-names check as the dashboards."""
+    report = sections.build(Prometheus(known_report.url), end=known_report.end, range_seconds=RANGE)
+    asked = sections.queries(report)
+    assert len(asked) >= 20
+    recorded = recorded_names()
+    for expr in asked:
+        assert check_expression(expr, recorded) == [], expr
+
+
+def test_an_empty_prometheus_gives_a_report_that_says_so(empty_report: Made):
+    """A new stack: every section says there is no data, no chart is drawn empty, and the
+    PDF is still made."""
+    page = empty_report.html.read_text()
+    said = _sentences(page)
+    assert said["throughput"].startswith("No items were delivered in the last 2 h")
+    assert said["service-level"].startswith("No request latencies were recorded")
+    assert said["capacity"].startswith("No efficiency was measured")
+    assert said["incidents"] == "No alert fired in the last 2 h."
+    assert "<svg" not in page
+    assert len(re.findall(r'<p class="no-data"', page)) == 3
+    assert all(f["text"] == "no data" for f in _figures(page) if f["value"] == "")
+    assert "Traceback" not in page + empty_report.stdout
+    info = subprocess.run(["pdfinfo", str(empty_report.pdf)], capture_output=True, text=True, check=True)
+    assert re.search(r"^Pages:\s+6$", info.stdout, re.M)
