@@ -1,1 +1,1 @@
-"""``loglog report``: a self-contained HTML (and PDF) report for managers, from the dashboards' panels."""
+"""``loglog report``: an HTML (and PDF) report for managers, from the dashboards' panels."""

@@ -14,13 +14,13 @@ import matplotlib
 
 matplotlib.use("svg")  # before pyplot: no display, no Tk; the PDF backend is used by name
 
-import matplotlib.dates as mdates  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure as MplFigure  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+import matplotlib.dates as mdates
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure as MplFigure
+from matplotlib.ticker import FuncFormatter
 
-from .model import Chart, Episode  # noqa: E402
-from .units import fmt  # noqa: E402
+from .model import Chart, Episode
+from .units import fmt
 
 WIDTH, HEIGHT = 7.5, 2.6  # inches: two charts fit a PDF page; 720 px wide in the HTML
 SEVERITY_COLOURS = {"critical": "#c0392b", "warning": "#e67e22"}
@@ -40,6 +40,12 @@ def _when(t: float) -> datetime:
     return datetime.fromtimestamp(t, UTC)
 
 
+def _time_axis(axes: Axes) -> None:
+    locator = mdates.AutoDateLocator(tz=UTC)
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=UTC))
+
+
 def line_chart(chart: Chart) -> MplFigure:
     """One line per series, y axis in the panel's unit, time in UTC."""
     figure = MplFigure(figsize=(WIDTH, HEIGHT))
@@ -50,9 +56,10 @@ def line_chart(chart: Chart) -> MplFigure:
 
 def draw_lines(axes: Axes, chart: Chart) -> None:
     for legend, points in chart.lines:
-        axes.plot([_when(t) for t, _ in points], [v for _, v in points], label=legend, lw=1.4)
+        times = mdates.date2num([_when(t) for t, _ in points])
+        axes.plot(times, [v for _, v in points], label=legend, lw=1.4)
     axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt(v, chart.unit)))
-    axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(mdates.AutoDateLocator(), tz=UTC))
+    _time_axis(axes)
     axes.set_title(chart.title, loc="left", fontsize=9, fontweight="bold")
     axes.grid(alpha=0.3)
     axes.set_ylim(bottom=min(0.0, axes.get_ylim()[0]))
@@ -80,7 +87,7 @@ def draw_timeline(axes: Axes, episodes: tuple[Episode, ...], start: float, end: 
         )
     axes.set_yticks(range(len(names)), names)
     axes.set_xlim(mdates.date2num(_when(start)), mdates.date2num(_when(end)))
-    axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(mdates.AutoDateLocator(), tz=UTC))
+    _time_axis(axes)
     axes.set_title("Alerts firing (red: pages)", loc="left", fontsize=9, fontweight="bold")
     axes.grid(axis="x", alpha=0.3)
 

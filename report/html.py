@@ -19,7 +19,8 @@ h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 6p
 table { border-collapse: collapse; margin: 6px 0 12px; font-size: 13px; }
 th, td { text-align: left; padding: 3px 12px 3px 0; border-bottom: 1px solid #eee; }
 td.figure { font-variant-numeric: tabular-nums; font-weight: 600; }
-figure.chart { margin: 8px 0 16px; } figure.chart svg { width: 720px; height: auto; display: block; }
+figure.chart { margin: 8px 0 16px; }
+figure.chart svg { width: 720px; height: auto; display: block; }
 figcaption { color: #666; font-size: 12px; }
 .no-data { color: #8a6d3b; background: #fcf8e3; padding: 6px 10px; border-radius: 4px; }
 """

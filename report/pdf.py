@@ -56,7 +56,9 @@ def _section_page(section: Section, report: Report) -> MplFigure:
     grid = page.add_gridspec(rows, 1, left=0.1, right=0.95, top=top, bottom=0.1, hspace=0.45)
     row = 0
     if section.episodes:
-        charts.draw_timeline(page.add_subplot(grid[row]), section.episodes, report.start, report.end)
+        charts.draw_timeline(
+            page.add_subplot(grid[row]), section.episodes, report.start, report.end
+        )
         row += 1
     for chart in plotted:
         charts.draw_lines(page.add_subplot(grid[row]), chart)
@@ -67,7 +69,9 @@ def _section_page(section: Section, report: Report) -> MplFigure:
 def write(report: Report, path: Path) -> int:
     """Write the PDF; returns its page count (1 + one per section)."""
     pages = [_text_page(report)] + [_section_page(s, report) for s in report.sections]
-    with PdfPages(path, metadata={"Title": "loglog service report", "Creator": "loglog report"}) as pdf:
+    with PdfPages(
+        path, metadata={"Title": "loglog service report", "Creator": "loglog report"}
+    ) as pdf:
         for page in pages:
             pdf.savefig(page)
     return len(pages)

@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterable
 
 from alerts.config import Config
-from loglog.redact import redact_url
 from dashboards.panels import Panel, dashboard_uids, panel, panels, variable_defaults
+from loglog.redact import redact_url
 
 from .model import Chart, Episode, Figure, Line, Report, Section
 from .prom import Prometheus
@@ -162,10 +162,14 @@ class _Builder:
         p95 = self.figure(
             "Mean p95 latency (worst job)", self.over(self.expr(latency, 1), "avg", "max"), "s"
         )
-        burn = panel(ONCALL, f"Error budget burn rate (latency > {cfg.latency_slo_seconds:g}s)", cfg)
+        burn = panel(
+            ONCALL, f"Error budget burn rate (latency > {cfg.latency_slo_seconds:g}s)", cfg
+        )
         mean_burn = self.over(self.expr(burn, 0), "avg", "max")
         within = self.figure(
-            f"Requests within {cfg.latency_slo_seconds:g} s", f"1 - {mean_burn} * {cfg.budget}", "percentunit"
+            f"Requests within {cfg.latency_slo_seconds:g} s",
+            f"1 - {mean_burn} * {cfg.budget}",
+            "percentunit",
         )
         budget = self.figure("Latency error budget left", f"1 - {mean_burn}", "percentunit")
         attainment = self.stat(panel(OVERVIEW, "SLO attainment, 30 days", cfg))
@@ -179,7 +183,8 @@ class _Builder:
             parts.append(
                 f"{fmt(within.value, 'percentunit')} of requests finished within the "
                 f"{cfg.latency_slo_seconds:g} s latency objective, which {verdict} the "
-                f"{fmt(cfg.slo_target, 'percentunit')} target; {fmt(budget.value, 'percentunit')} of the latency "
+                f"{fmt(cfg.slo_target, 'percentunit')} target; "
+                f"{fmt(budget.value, 'percentunit')} of the latency "
                 "error budget is left at this pace."
             )
         if p95.value is not None:
@@ -206,9 +211,13 @@ class _Builder:
         eff_panel = panel(OVERVIEW, "Pipeline efficiency", cfg)
         gpu_panel = panel(OVERVIEW, "GPU fleet utilization", cfg)
         efficiency = self.figure(
-            "Pipeline efficiency (mean)", self.over(self.expr(eff_panel), "avg", "avg"), eff_panel.unit
+            "Pipeline efficiency (mean)",
+            self.over(self.expr(eff_panel), "avg", "avg"),
+            eff_panel.unit,
         )
-        capacity = self.figure("Model capacity (mean)", self.over(self.expr(vs, 0), "avg", "sum"), vs.unit)
+        capacity = self.figure(
+            "Model capacity (mean)", self.over(self.expr(vs, 0), "avg", "sum"), vs.unit
+        )
         headroom = self.stat(panel(OVERVIEW, "Capacity headroom (streams)", cfg))
         gpu = self.figure(
             "GPU utilization (mean)", self.over(self.expr(gpu_panel), "avg", "avg"), gpu_panel.unit
@@ -359,4 +368,3 @@ def _legend(template: str, labels: dict[str, str]) -> str:
         return _LEGEND.sub(lambda m: labels.get(m.group(1), ""), template)
     shown = {k: v for k, v in labels.items() if k != "__name__"}
     return ", ".join(f"{k}={v}" for k, v in sorted(shown.items())) or "value"
-

@@ -44,9 +44,18 @@ class Opened:
 def _chromium(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     assert CHROMIUM, "chromium is not installed (make debs installs it)"
     return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-         "--force-device-scale-factor=1", "--no-first-run", "--enable-logging=stderr", "--v=0",
-         *args],  # fmt: skip
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--force-device-scale-factor=1",
+            "--no-first-run",
+            "--enable-logging=stderr",
+            "--v=0",
+            *args,
+        ],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -64,7 +64,9 @@ def openmetrics(end: int) -> str:
     for f in FIRINGS:
         labels = f'alertname="{f.alertname}",alertstate="firing",severity="{f.severity}"'
         first = end - f.start_ago
-        samples = [f"ALERTS{{{labels}}} 1 {t}" for t in range(first, first + 60 * f.minutes, SCRAPE)]
+        samples = [
+            f"ALERTS{{{labels}}} 1 {t}" for t in range(first, first + 60 * f.minutes, SCRAPE)
+        ]
         samples.append(f"ALERTS{{{labels}}} NaN {first + 60 * f.minutes}")
         by_name.setdefault((f.alertname, f.severity), []).extend(samples)
         # A pending alert is not an incident: the report must leave it out.

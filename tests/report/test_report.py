@@ -32,7 +32,13 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus"),
 ]
 RANGE = 2 * 3600
-SECTION_TITLES = ["Throughput", "Service level", "Capacity and efficiency", "Incidents", "Job progress"]
+SECTION_TITLES = [
+    "Throughput",
+    "Service level",
+    "Capacity and efficiency",
+    "Incidents",
+    "Job progress",
+]
 #: Where `make` puts the README's screenshot (committed; regenerate with LOGLOG_REPORT_PNG=1).
 README_PNG = ROOT / "docs" / "report.png"
 
@@ -49,8 +55,21 @@ class Made:
 
 def _loglog_report(url: str, end: int, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "stack.cli", "report", "--prometheus", url, "--range", "2h",
-         "--end", str(end), "--out", str(out), *extra],  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "stack.cli",
+            "report",
+            "--prometheus",
+            url,
+            "--range",
+            "2h",
+            "--end",
+            str(end),
+            "--out",
+            str(out),
+            *extra,
+        ],
         capture_output=True,
         text=True,
         timeout=180,
@@ -90,13 +109,21 @@ def _figures(page: str) -> list[dict[str, str]]:
         page,
     )
     return [
-        dict(zip(("label", "query", "value", "unit", "at", "text"), map(htmllib.unescape, c), strict=True))
+        dict(
+            zip(
+                ("label", "query", "value", "unit", "at", "text"),
+                map(htmllib.unescape, c),
+                strict=True,
+            )
+        )
         for c in cells
     ]
 
 
 def _sentences(page: str) -> dict[str, str]:
-    found = re.findall(r'<section id="([\w-]+)"[^>]*>\s*<h2>.*?</h2>\s*<p class="sentence">(.*?)</p>', page)
+    found = re.findall(
+        r'<section id="([\w-]+)"[^>]*>\s*<h2>.*?</h2>\s*<p class="sentence">(.*?)</p>', page
+    )
     return {key: htmllib.unescape(text) for key, text in found}
 
 
@@ -129,7 +156,9 @@ def test_figures_and_sentences_say_what_the_known_data_holds(known_report: Made)
     page = known_report.html.read_text()
     by_label = {f["label"]: f for f in _figures(page)}
     value = lambda label: float(by_label[label]["value"])  # noqa: E731
-    assert value("Items delivered in the range") == pytest.approx(known.ground_truth_items(RANGE), rel=1e-9)
+    assert value("Items delivered in the range") == pytest.approx(
+        known.ground_truth_items(RANGE), rel=1e-9
+    )
     assert value("Mean throughput") == pytest.approx(10.0)
     assert value("Requests within 1 s") == pytest.approx(0.998)
     assert value("Latency error budget left") == pytest.approx(0.8)
@@ -140,7 +169,10 @@ def test_figures_and_sentences_say_what_the_known_data_holds(known_report: Made)
     assert by_label["GPU utilization (mean)"]["value"] == ""
     said = _sentences(page)
     assert said["throughput"].startswith("Delivered 72 k items in the last 2 h (10 /s on average")
-    assert "99.8 % of requests finished within the 1 s latency objective, which meets" in said["service-level"]
+    assert (
+        "99.8 % of requests finished within the 1 s latency objective, which meets"
+        in said["service-level"]
+    )
     assert "delivered 25.0 % of model capacity" in said["capacity"]
     assert "No GPU reported" in said["capacity"]
     assert "No job metrics" in said["jobs"]
@@ -157,7 +189,9 @@ def test_incidents_come_from_the_alerts_series_with_counts_and_durations(known_r
     ]
     assert [took for *_, took in rows] == ["14 min", "5 min", "5 min"]
     said = _sentences(page)["incidents"]
-    assert said.startswith("3 alert firings: 1 page (critical), 2 other; longest 14 min (InferenceLatencyBudgetBurn)")
+    assert said.startswith(
+        "3 alert firings: 1 page (critical), 2 other; longest 14 min (InferenceLatencyBudgetBurn)"
+    )
     assert "firing 24 min of the 2 h" in said
 
 
@@ -177,7 +211,12 @@ def test_html_opens_in_chromium_without_errors_and_draws_every_chart(known_repor
     png = browser.screenshot(known_report.html, known_report.work / "report.png", opened.height)
     image = Image.open(png).convert("RGB")
     for rect in opened.rects:
-        box = (int(rect["x"]), int(rect["y"]), int(rect["x"] + rect["w"]), int(rect["y"] + rect["h"]))
+        box = (
+            int(rect["x"]),
+            int(rect["y"]),
+            int(rect["x"] + rect["w"]),
+            int(rect["y"] + rect["h"]),
+        )
         assert rect["w"] > 300 and rect["h"] > 80, rect
         pixels = numpy.asarray(image.crop(box), dtype=int)
         coloured = int(((pixels.max(axis=2) - pixels.min(axis=2)) > 60).sum())
@@ -192,21 +231,27 @@ def test_chromium_check_sees_a_console_error(known_report: Made, tmp_path: Path)
     """The browser check can fail: a page that logs an error is caught."""
     broken = tmp_path / "broken.html"
     broken.write_text(
-        known_report.html.read_text().replace("</body>", '<script>console.error("boom")</script></body>')
+        known_report.html.read_text().replace(
+            "</body>", '<script>console.error("boom")</script></body>'
+        )
     )
     assert any("boom" in message for message in browser.open_page(broken, tmp_path).console)
 
 
 def test_pdf_has_a_summary_page_and_one_page_per_section(known_report: Made):
     """pdfinfo counts six pages; pdftotext finds the summary first, then each section."""
-    info = subprocess.run(["pdfinfo", str(known_report.pdf)], capture_output=True, text=True, check=True)
+    info = subprocess.run(
+        ["pdfinfo", str(known_report.pdf)], capture_output=True, text=True, check=True
+    )
     assert re.search(r"^Pages:\s+6$", info.stdout, re.M), info.stdout
     pages = []
     for number in range(1, 7):
         text = subprocess.run(
             ["pdftotext", "-f", str(number), "-l", str(number), str(known_report.pdf), "-"],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         pages.append(" ".join(text.split()))
     assert "Service report" in pages[0] and "Delivered 72 k items" in pages[0]
     for title, text in zip(SECTION_TITLES, pages[1:], strict=True):
@@ -238,5 +283,7 @@ def test_an_empty_prometheus_gives_a_report_that_says_so(empty_report: Made):
     assert len(re.findall(r'<p class="no-data"', page)) == 3
     assert all(f["text"] == "no data" for f in _figures(page) if f["value"] == "")
     assert "Traceback" not in page + empty_report.stdout
-    info = subprocess.run(["pdfinfo", str(empty_report.pdf)], capture_output=True, text=True, check=True)
+    info = subprocess.run(
+        ["pdfinfo", str(empty_report.pdf)], capture_output=True, text=True, check=True
+    )
     assert re.search(r"^Pages:\s+6$", info.stdout, re.M)
