@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import OutputError, ReportError
+from .model import Report
 from .units import parse_range
 
 
@@ -49,7 +50,7 @@ def make(
     say: TextIO = sys.stdout,
 ) -> list[Path]:
     """Query, render, write; returns the files written. Raises ``ReportError``."""
-    from . import html, sections
+    from . import sections
     from .prom import Prometheus
 
     try:
@@ -58,8 +59,19 @@ def make(
         raise ReportError(str(exc)) from exc
     end = time.time() if end is None else end
     report = sections.build(Prometheus(prometheus), end=end, range_seconds=range_seconds)
-    stamp = datetime.fromtimestamp(end, UTC).strftime("%Y%m%dT%H%M%SZ")
-    base = out / f"loglog-report-{range_text}-{stamp}"
+    written = write(report, out, name=f"loglog-report-{range_text}", pdf=pdf)
+    for path in written:
+        say.write(f"wrote {path}\n")
+    return written
+
+
+def write(report: Report, out: Path, *, name: str, pdf: bool) -> list[Path]:
+    """Render ``report`` into ``out`` as NAME-<end time>.html (and .pdf); ``OutputError``
+    when the directory cannot be made or written. A reader never sees half a file."""
+    from . import html
+
+    stamp = datetime.fromtimestamp(report.end, UTC).strftime("%Y%m%dT%H%M%SZ")
+    base = out / f"{name}-{stamp}"
     written = [base.with_suffix(".html")]
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -69,15 +81,16 @@ def make(
 
             written.append(base.with_suffix(".pdf"))
             partial = written[1].with_name(written[1].name + ".partial")
-            pdf_writer.write(report, partial)
-            os.replace(partial, written[1])
+            try:
+                pdf_writer.write(report, partial)
+                os.replace(partial, written[1])
+            finally:
+                partial.unlink(missing_ok=True)
     except OSError as exc:
         raise OutputError(
             f"cannot write the report into {out}: {exc.strerror or exc}. Pass --out DIR with a "
             "writable directory that has space."
         ) from exc
-    for path in written:
-        say.write(f"wrote {path}\n")
     return written
 
 
