@@ -68,13 +68,18 @@ class Prometheus:
                     f"{where} answered HTTP {exc.code} and no Prometheus JSON: is --prometheus "
                     "the Prometheus server's URL (e.g. http://127.0.0.1:9090)?"
                 ) from exc
-        except (OSError, ValueError) as exc:
+        except ValueError as exc:  # an answer, but not JSON: a web page, a proxy's error
+            raise PrometheusError(
+                f"{where} did not answer like Prometheus' HTTP API ({exc}): is --prometheus "
+                "the Prometheus server's URL (e.g. http://127.0.0.1:9090)?"
+            ) from exc
+        except OSError as exc:
             raise PrometheusError(
                 f"cannot query Prometheus at {where}: {exc}. Start it (`loglog up`) or pass "
                 "--prometheus URL."
             ) from exc
         if not isinstance(body, dict) or "status" not in body:
-            raise PrometheusError(f"{where} did not answer like Prometheus' HTTP API")
+            raise PrometheusError(f"{where} did not answer like Prometheus' HTTP API (no status)")
         if body["status"] != "success":
             raise QueryError(f"Prometheus rejected {expr!r}: {body.get('error', body)}")
         data = body.get("data")

@@ -26,8 +26,11 @@ from tests.conftest import free_port
 class _Handler(http.server.BaseHTTPRequestHandler):
     body = b"<html>not prometheus</html>"
     status = 200
+    hold: threading.Event | None = None  # set: answer only once the test lets go
 
     def do_GET(self) -> None:
+        if self.hold is not None:
+            self.hold.wait(30)
         self.send_response(self.status)
         self.send_header("content-type", "text/html")
         self.end_headers()
@@ -62,8 +65,21 @@ def test_prometheus_down_exits_1_with_what_to_do(
 
 
 def test_a_server_that_is_not_prometheus_is_named_as_such(garbage_server: str):
-    with pytest.raises(PrometheusError, match="did not answer like Prometheus|cannot query"):
+    with pytest.raises(PrometheusError, match="did not answer like Prometheus' HTTP API"):
         Prometheus(garbage_server).instant("up", 0)
+
+
+def test_a_slow_prometheus_times_out_with_a_message(
+    garbage_server: str, monkeypatch: pytest.MonkeyPatch
+):
+    """A Prometheus that never answers costs the client timeout, not a hang."""
+    release = threading.Event()
+    monkeypatch.setattr(_Handler, "hold", release)
+    try:
+        with pytest.raises(PrometheusError, match="cannot query Prometheus .*timed out"):
+            Prometheus(garbage_server, timeout=0.5).instant("up", 0)
+    finally:
+        release.set()
 
 
 def test_credentials_in_the_url_never_reach_messages(tmp_path: Path):
@@ -85,7 +101,7 @@ def test_an_unwritable_output_directory_is_an_output_error(tmp_path: Path):
     blocker = tmp_path / "out"
     blocker.write_text("a file, not a directory")
     report = Report(prometheus="http://127.0.0.1:9090", start=0, end=3600, step=15, sections=())
-    with pytest.raises(OutputError, match="cannot write the report into .*--out DIR"):
+    with pytest.raises(OutputError, match=r"cannot write the report into .*--out DIR"):
         write(report, blocker / "reports", name="r", pdf=True)
 
 
