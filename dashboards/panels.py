@@ -88,16 +88,21 @@ def dashboard_uids(cfg: Config | None = None) -> list[str]:
 
 
 def variable_defaults(uid: str, cfg: Config | None = None) -> dict[str, str]:
-    """Each template variable's default for a query outside Grafana: ``.*`` for "All",
-    a text box's default text, nothing for datasource pickers."""
+    """Each template variable's default for a query outside Grafana: ``.*`` for a query
+    variable (Grafana's "All"), a text box's default text, the selected value of a custom,
+    constant or interval variable; nothing for datasource pickers (queries do not name them)."""
     from .generate import dashboards
 
     values: dict[str, str] = {}
     for variable in dashboards(cfg)[uid]["templating"]["list"]:
-        if variable["type"] == "query":
-            values[variable["name"]] = ".*"
-        elif variable["type"] == "textbox":
-            values[variable["name"]] = str(variable["query"])
+        kind, name = variable["type"], variable["name"]
+        if kind == "query":
+            values[name] = ".*"
+        elif kind == "textbox":
+            values[name] = str(variable["query"])
+        elif kind in ("custom", "constant", "interval"):
+            current = variable.get("current", {}).get("value")
+            values[name] = str(current if current not in (None, "") else variable.get("query", ""))
     return values
 
 

@@ -16,6 +16,7 @@ from alerts.config import Config
 from dashboards.panels import Panel, dashboard_uids, panel, panels, variable_defaults
 from loglog.redact import redact_url
 
+from .errors import QueryError
 from .model import Chart, Episode, Figure, Line, Report, Section
 from .prom import Prometheus
 from .units import count, duration, fmt
@@ -288,14 +289,20 @@ class _Builder:
             )
         figures: list[Figure] = []
         charts: list[Chart] = []
+        refused: list[str] = []
         for uid in boards:
             for p in panels(uid, self.cfg):
                 if not p.targets or p.targets[0].datasource != "prometheus":
                     continue
-                if p.kind in ("stat", "gauge"):
-                    figures.append(self.stat(p))
-                elif p.kind == "timeseries":
-                    charts.append(self.chart(p))
+                # Another package's board: one panel Prometheus refuses (or whose variable
+                # has no plain value) costs that panel, not the whole report.
+                try:
+                    if p.kind in ("stat", "gauge"):
+                        figures.append(self.stat(p))
+                    elif p.kind == "timeseries":
+                        charts.append(self.chart(p))
+                except (QueryError, KeyError):
+                    refused.append(p.title)
         with_data = [f for f in figures if f.value is not None]
         if with_data:
             sentence = "; ".join(f"{f.label}: {fmt(f.value, f.unit)}" for f in with_data) + "."
@@ -303,6 +310,8 @@ class _Builder:
             sentence = "Jobs reported progress in this range; see the charts."
         else:
             sentence = f"No job reported progress in the last {duration(self.range)}."
+        if refused:
+            sentence += f" Could not be asked: {', '.join(refused)}."
         return Section(
             key="jobs",
             title="Job progress",

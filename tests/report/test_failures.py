@@ -76,7 +76,7 @@ def test_a_slow_prometheus_times_out_with_a_message(
     release = threading.Event()
     monkeypatch.setattr(_Handler, "hold", release)
     try:
-        with pytest.raises(PrometheusError, match="cannot query Prometheus .*timed out"):
+        with pytest.raises(PrometheusError, match=r"cannot query Prometheus .*timed out"):
             Prometheus(garbage_server, timeout=0.5).instant("up", 0)
     finally:
         release.set()

@@ -287,3 +287,47 @@ def test_an_empty_prometheus_gives_a_report_that_says_so(empty_report: Made):
         ["pdfinfo", str(empty_report.pdf)], capture_output=True, text=True, check=True
     )
     assert re.search(r"^Pages:\s+6$", info.stdout, re.M)
+
+
+def test_data_that_starts_late_is_said(known_report: Made):
+    """Three hours asked, two hours and ten minutes held: the report says where data starts."""
+    report = sections.build(
+        Prometheus(known_report.url), end=known_report.end, range_seconds=3 * 3600
+    )
+    throughput = report.sections[0]
+    assert throughput.sentence.endswith("Data starts 50 min into the 3 h range.")
+
+
+def test_a_jobs_dashboard_becomes_the_job_section(
+    known_report: Made, monkeypatch: pytest.MonkeyPatch
+):
+    """When a jobs board is installed (the fleet package adds one), its stat panels become
+    figures and its time series charts; a panel Prometheus refuses is named, not fatal."""
+    from dashboards import builder, generate
+
+    def jobs_board(cfg):
+        d = builder.Dashboard("loglog-jobs", "Jobs", "Job progress.", ["loglog"], [])
+        d.add(builder.stat("Items done", "Items finished by jobs.", "short",
+                           [builder.prom('sum(inference_stage_items_total{stage="encode"})', instant=True)]))  # fmt: skip
+        d.add(builder.timeseries("Job throughput", "Items per second.", "reqps",
+                                 [builder.prom("job:inference_delivered_items:rate5m", "{{job}}")]))  # fmt: skip
+        d.add(
+            builder.stat(
+                "Broken",
+                "A query Prometheus refuses.",
+                "short",
+                [builder.prom("sum(", instant=True)],
+            )
+        )
+        return d.json()
+
+    monkeypatch.setitem(generate.BUILDERS, "loglog-jobs", jobs_board)
+    report = sections.build(Prometheus(known_report.url), end=known_report.end, range_seconds=RANGE)
+    jobs = report.sections[-1]
+    done = _query(
+        known_report.url, 'sum(inference_stage_items_total{stage="encode"})', str(known_report.end)
+    )
+    assert jobs.has_data and [f.label for f in jobs.figures] == ["Items done"]
+    assert jobs.figures[0].value == pytest.approx(done[0])
+    assert jobs.sentence == f"Items done: {fmt(done[0], 'short')}. Could not be asked: Broken."
+    assert [c.title for c in jobs.charts] == ["Job throughput"] and jobs.charts[0].lines
