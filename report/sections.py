@@ -32,6 +32,19 @@ def step_for(range_seconds: float) -> int:
     return max(15, math.ceil(range_seconds / 240))
 
 
+def fine_step_for(range_seconds: float) -> int:
+    """Seconds between the points a figure is reduced over. A chart's 42-minute step for a
+    week would turn a 5-minute rate into a coarse sum; 60 s sees every 5-minute window, and
+    past two weeks the step grows to keep a subquery under about 20 000 points."""
+    return min(step_for(range_seconds), max(60, math.ceil(range_seconds / 20_000)))
+
+
+def alert_step_for(range_seconds: float) -> int:
+    """Seconds per window of the alert timeline: 15 s up to 41 hours, then the range over
+    10 000 (Prometheus answers at most 11 000 points per series)."""
+    return max(15, math.ceil(range_seconds / 10_000))
+
+
 def build(prom: Prometheus, *, end: float, range_seconds: int, cfg: Config | None = None) -> Report:
     """Ask Prometheus for every section of the report over ``[end - range, end]``."""
     builder = _Builder(prom, end=end, range_seconds=range_seconds, cfg=cfg or Config())
@@ -44,6 +57,8 @@ class _Builder:
         self.end, self.range = end, range_seconds
         self.start = end - range_seconds
         self.step = step_for(range_seconds)
+        self.fine = fine_step_for(range_seconds)
+        self.alert_step = alert_step_for(range_seconds)
         # Grafana's built-in variables, as Grafana would set them for this range and step.
         self.builtins = {
             "__range": f"{range_seconds}s",
@@ -77,7 +92,7 @@ class _Builder:
 
     def over(self, expr: str, reducer: str, aggregate: str) -> str:
         """``expr`` aggregated across series, then reduced over the report's range."""
-        return f"{reducer}_over_time(({aggregate}({expr}))[{self.range}s:{self.step}s])"
+        return f"{reducer}_over_time(({aggregate}({expr}))[{self.range}s:{self.fine}s])"
 
     def figure(self, label: str, query: str, unit: str) -> Figure:
         return Figure(
@@ -129,7 +144,7 @@ class _Builder:
             "Items delivered in the range",
             # One second short of the range: a subquery includes both of its ends, and
             # range/step points of step seconds each are the range, not one step more.
-            f"sum_over_time((sum({e}))[{self.range - 1}s:{self.step}s]) * {self.step}",
+            f"sum_over_time((sum({e}))[{self.range - 1}s:{self.fine}s]) * {self.fine}",
             "short",
         )
         mean = self.figure("Mean throughput", self.over(e, "avg", "sum"), p.unit)
@@ -249,17 +264,22 @@ class _Builder:
 
     def incidents(self) -> Section:
         p = panel(ONCALL, "Firing alerts", self.cfg)
-        query = self.expr(p)
+        # Each point looks back over its whole window, so a firing shorter than the step is
+        # still seen (a plain range query only sees the samples at its step points). The
+        # window is a millisecond short of the step: Prometheus 2 includes both ends of a
+        # range, and the windows must tile, not overlap by a sample.
+        step = self.alert_step
+        query = f"max_over_time({self.expr(p)}[{step * 1000 - 1}ms])"
         episodes: list[Episode] = []
-        for labels, points in self.prom.range(query, self.start, self.end, self.step):
-            episodes += _episodes(labels, [t for t, _ in points], self.step, self.end)
+        for labels, points in self.prom.range(query, self.start, self.end, step):
+            episodes += _episodes(labels, [t for t, _ in points], step, self.start, self.end)
         episodes.sort(key=lambda e: (e.start, e.alertname))
         if not episodes:
             sentence = f"No alert fired in the last {duration(self.range)}."
         else:
             pages = sum(1 for e in episodes if e.severity == "critical")
             longest = max(episodes, key=lambda e: e.seconds)
-            still = sum(1 for e in episodes if e.end >= self.end)
+            still = sum(1 for e in episodes if e.end > self.end - 1.5 * step)
             sentence = (
                 f"{len(episodes)} alert {_plural(len(episodes), 'firing', 'firings')}: "
                 f"{pages} {_plural(pages, 'page', 'pages')} (critical), "
@@ -332,8 +352,12 @@ def queries(report: Report) -> list[str]:
     return out
 
 
-def _episodes(labels: dict[str, str], times: list[float], step: float, end: float) -> list[Episode]:
-    """Runs of consecutive samples (a gap over 1.5 steps ends a run) as firing episodes."""
+def _episodes(
+    labels: dict[str, str], times: list[float], step: float, start: float, end: float
+) -> list[Episode]:
+    """Runs of consecutive window points (a gap over 1.5 steps ends a run) as firings. A point
+    at t means "firing somewhere in (t - step, t]", so a run starts one step before its first
+    point and ends at its last: durations are right to within a step."""
     out: list[Episode] = []
     run_start = previous = None
     for t in [*times, math.inf]:
@@ -343,8 +367,8 @@ def _episodes(labels: dict[str, str], times: list[float], step: float, end: floa
                 Episode(
                     alertname=labels.get("alertname", "?"),
                     severity=labels.get("severity", "none"),
-                    start=run_start,
-                    end=min(previous + step, end),
+                    start=max(run_start - step, start),
+                    end=min(previous, end),
                 )
             )
             run_start = None

@@ -41,13 +41,15 @@ class Firing:
     severity: str
     start_ago: int  # seconds before the end
     minutes: int
+    ongoing: bool = False  # still firing at the end (no resolving sample)
 
 
-#: Alerts firing in the range: one 14-minute page, a ticket firing twice.
+#: Alerts firing in the range: a 14-minute page, a ticket firing twice, one still firing.
 FIRINGS = (
     Firing("InferenceLatencyBudgetBurn", "critical", 90 * 60, 14),
     Firing("InferenceQueueSaturated", "warning", 40 * 60, 5),
     Firing("InferenceQueueSaturated", "warning", 20 * 60, 5),
+    Firing("InferenceStreamLagging", "warning", 8 * 60, 8, ongoing=True),
 )
 
 
@@ -64,10 +66,10 @@ def openmetrics(end: int) -> str:
     for f in FIRINGS:
         labels = f'alertname="{f.alertname}",alertstate="firing",severity="{f.severity}"'
         first = end - f.start_ago
-        samples = [
-            f"ALERTS{{{labels}}} 1 {t}" for t in range(first, first + 60 * f.minutes, SCRAPE)
-        ]
-        samples.append(f"ALERTS{{{labels}}} NaN {first + 60 * f.minutes}")
+        last = end + 1 if f.ongoing else first + 60 * f.minutes
+        samples = [f"ALERTS{{{labels}}} 1 {t}" for t in range(first, last, SCRAPE)]
+        if not f.ongoing:
+            samples.append(f"ALERTS{{{labels}}} NaN {last}")
         by_name.setdefault((f.alertname, f.severity), []).extend(samples)
         # A pending alert is not an incident: the report must leave it out.
         pending = f'alertname="{f.alertname}",alertstate="pending",severity="{f.severity}"'

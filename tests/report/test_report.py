@@ -181,19 +181,36 @@ def test_figures_and_sentences_say_what_the_known_data_holds(known_report: Made)
 
 
 def test_incidents_come_from_the_alerts_series_with_counts_and_durations(known_report: Made):
-    """Three firings (a 14-minute page, a ticket twice for 5 minutes), pending ones left out;
-    durations within one step of the truth."""
+    """Four firings (a 14-minute page, a ticket twice for 5 minutes, one still firing),
+    pending ones left out; durations exact on this 15 s-aligned data."""
     page = known_report.html.read_text()
     rows = re.findall(r"<tr><td>(\w+)</td><td>(\w+)</td><td>[^<]*</td><td>([^<]*)</td></tr>", page)
     assert [(name, severity) for name, severity, _ in rows] == [
         (f.alertname, f.severity) for f in known.FIRINGS
     ]
-    assert [took for *_, took in rows] == ["14 min", "5 min", "5 min"]
+    assert [took for *_, took in rows] == ["14 min", "5 min", "5 min", "8 min"]
     said = _sentences(page)["incidents"]
-    assert said.startswith(
-        "3 alert firings: 1 page (critical), 2 other; longest 14 min (InferenceLatencyBudgetBurn)"
+    assert said == (
+        "4 alert firings: 1 page (critical), 3 other; longest 14 min (InferenceLatencyBudgetBurn); "
+        "alerts were firing 32 min of the 2 h. 1 still firing at the end of the range."
     )
-    assert "firing 24 min of the 2 h" in said
+
+
+def test_a_week_long_report_keeps_every_firing_and_the_item_count(known_report: Made):
+    """Over 7 days the chart step is 42 minutes; figures and the alert timeline use finer
+    windows, so no 5-minute firing is lost and the item count stays within 1 %."""
+    report = sections.build(
+        Prometheus(known_report.url), end=known_report.end, range_seconds=7 * 86400
+    )
+    throughput, incidents = report.sections[0], report.sections[3]
+    assert report.step == 2520
+    assert throughput.figures[0].value == pytest.approx(10.0 * known.HISTORY, rel=0.01)
+    assert [(e.alertname, e.severity) for e in incidents.episodes] == [
+        (f.alertname, f.severity) for f in known.FIRINGS
+    ]
+    window = sections.alert_step_for(7 * 86400)
+    for episode, firing in zip(incidents.episodes, known.FIRINGS, strict=True):
+        assert abs(episode.seconds - 60 * firing.minutes) <= window + known.SCRAPE, episode
 
 
 def test_html_opens_in_chromium_without_errors_and_draws_every_chart(known_report: Made):
