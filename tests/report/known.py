@@ -16,17 +16,25 @@ from tests.conftest import free_port
 SCRAPE = 15  # seconds between samples, as a scrape interval would give
 HISTORY = 2 * 3600 + 600  # the data starts ten minutes before a two-hour report's range
 LABELS = 'job="inference"'
-#: name{labels} → constant value (gauges and recording rules, as recorded every SCRAPE).
+PERIOD = 3600  # load follows an hourly wave; a two-hour range holds exactly two periods
+#: name{labels} → (mean, relative amplitude of the wave), recorded every SCRAPE. The wave is
+#: sin(2π (t − end) / PERIOD): zero at the end, so the figures taken at the end are the means.
 GAUGES = {
-    f"job:inference_delivered_items:rate5m{{{LABELS}}}": 10.0,
-    f"job:inference_request_duration_seconds:p50{{{LABELS}}}": 0.05,
-    f"job:inference_request_duration_seconds:p95{{{LABELS}}}": 0.12,
-    f"job:inference_request_duration_seconds:p99{{{LABELS}}}": 0.3,
-    f"job:inference_request_slow:ratio_rate5m{{{LABELS}}}": 0.002,
-    f"job:inference_capacity_items:max{{{LABELS}}}": 40.0,
-    f"job:inference_pipeline_efficiency:ratio{{{LABELS}}}": 0.25,
-    f"inference_streams_active{{{LABELS}}}": 2.0,
+    f"job:inference_delivered_items:rate5m{{{LABELS}}}": (10.0, 0.3),
+    f"job:inference_request_duration_seconds:p50{{{LABELS}}}": (0.05, 0.2),
+    f"job:inference_request_duration_seconds:p95{{{LABELS}}}": (0.12, 0.2),
+    f"job:inference_request_duration_seconds:p99{{{LABELS}}}": (0.3, 0.2),
+    f"job:inference_request_slow:ratio_rate5m{{{LABELS}}}": (0.002, 0.0),
+    f"job:inference_capacity_items:max{{{LABELS}}}": (40.0, 0.0),
+    f"job:inference_pipeline_efficiency:ratio{{{LABELS}}}": (0.25, 0.3),
+    f"inference_streams_active{{{LABELS}}}": (2.0, 0.0),
 }
+
+
+def wave(t: float, end: int) -> float:
+    return math.sin(2 * math.pi * (t - end) / PERIOD)
+
+
 #: name{labels} → increase per second (counters).
 COUNTERS = {
     f'inference_stage_items_total{{{LABELS},stage="encode"}}': 10.0,
@@ -58,8 +66,8 @@ def openmetrics(end: int) -> str:
     the stand-in for the staleness marker Prometheus writes when an alert resolves."""
     times = range(end - HISTORY, end + 1, SCRAPE)
     out: list[str] = []
-    for series, value in GAUGES.items():
-        out += [f"{series} {value} {t}" for t in times]
+    for series, (mean, amplitude) in GAUGES.items():
+        out += [f"{series} {mean * (1 + amplitude * wave(t, end)):.6g} {t}" for t in times]
     for series, per_second in COUNTERS.items():
         out += [f"{series} {per_second * (t - times[0]):.3f} {t}" for t in times]
     by_name: dict[tuple[str, str], list[str]] = {}
@@ -81,8 +89,12 @@ def openmetrics(end: int) -> str:
     return "\n".join(out) + "\n# EOF\n"
 
 
-def ground_truth_items(range_seconds: int) -> float:
-    return GAUGES[f"job:inference_delivered_items:rate5m{{{LABELS}}}"] * range_seconds
+def items_delivered(seconds: int) -> float:
+    """The integral of the delivered rate over the last ``seconds`` before the end."""
+    mean, amplitude = GAUGES[f"job:inference_delivered_items:rate5m{{{LABELS}}}"]
+    # ∫ sin(2πu/P) du from −seconds to 0 = P/2π · (cos(2π·seconds/P) − 1)
+    wave_part = PERIOD / (2 * math.pi) * (math.cos(2 * math.pi * seconds / PERIOD) - 1)
+    return mean * seconds + mean * amplitude * wave_part
 
 
 @contextmanager
