@@ -36,6 +36,12 @@ matplotlib.rcParams.update(
 )
 
 
+def plain(text: str) -> str:
+    """Label text shown as written: a ``$`` in a label value would start matplotlib's
+    mathtext, and an unbalanced one raises instead of drawing."""
+    return text.replace("$", r"\$")
+
+
 def _when(t: float) -> datetime:
     return datetime.fromtimestamp(t, UTC)
 
@@ -57,10 +63,10 @@ def line_chart(chart: Chart) -> MplFigure:
 def draw_lines(axes: Axes, chart: Chart) -> None:
     for legend, points in chart.lines:
         times = mdates.date2num([_when(t) for t, _ in points])
-        axes.plot(times, [v for _, v in points], label=legend, lw=1.4)
+        axes.plot(times, [v for _, v in points], label=plain(legend), lw=1.4)
     axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt(v, chart.unit)))
     _time_axis(axes)
-    axes.set_title(chart.title, loc="left", fontsize=9, fontweight="bold")
+    axes.set_title(plain(chart.title), loc="left", fontsize=9, fontweight="bold")
     axes.grid(alpha=0.3)
     axes.set_ylim(bottom=min(0.0, axes.get_ylim()[0]))
     if len(chart.lines) > 1:
@@ -85,7 +91,7 @@ def draw_timeline(axes: Axes, episodes: tuple[Episode, ...], start: float, end: 
             (row - 0.35, 0.7),
             facecolors=[SEVERITY_COLOURS.get(e.severity, "#7f8c8d") for e in bars],
         )
-    axes.set_yticks(range(len(names)), names)
+    axes.set_yticks(range(len(names)), [plain(n) for n in names])
     axes.set_xlim(mdates.date2num(_when(start)), mdates.date2num(_when(end)))
     _time_axis(axes)
     axes.set_title("Alerts firing (red: pages)", loc="left", fontsize=9, fontweight="bold")

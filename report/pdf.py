@@ -10,6 +10,7 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure as MplFigure
 
 from . import charts
+from .charts import plain
 from .model import Report, Section
 from .units import duration, fmt
 
@@ -27,28 +28,30 @@ def _text_page(report: Report) -> MplFigure:
     page.text(0.07, y, "Service report", fontsize=20, fontweight="bold", va="top")
     y -= 0.04
     period = f"{_time(report.start)} to {_time(report.end)} ({duration(report.range_seconds)})"
-    page.text(0.07, y, f"{period} · figures from {report.prometheus}", fontsize=9, va="top")
+    page.text(0.07, y, plain(f"{period} · figures from {report.prometheus}"), fontsize=9, va="top")
     y -= 0.05
     for section in report.sections:
-        page.text(0.07, y, section.title, fontsize=12, fontweight="bold", va="top")
+        page.text(0.07, y, plain(section.title), fontsize=12, fontweight="bold", va="top")
         y -= 0.025
         lines = textwrap.wrap(section.sentence, WRAP)
-        page.text(0.07, y, "\n".join(lines), fontsize=10, va="top", linespacing=1.4)
+        page.text(0.07, y, plain("\n".join(lines)), fontsize=10, va="top", linespacing=1.4)
         y -= 0.02 * len(lines) + 0.03
     return page
 
 
 def _section_page(section: Section, report: Report) -> MplFigure:
     page = MplFigure(figsize=A4)
-    page.text(0.07, 0.95, section.title, fontsize=16, fontweight="bold", va="top")
+    page.text(0.07, 0.95, plain(section.title), fontsize=16, fontweight="bold", va="top")
     lines = textwrap.wrap(section.sentence, WRAP)
     lines += [""] + [f"{f.label}: {fmt(f.value, f.unit)}" for f in section.figures]
-    page.text(0.07, 0.91, "\n".join(lines), fontsize=10, va="top", linespacing=1.4)
+    page.text(0.07, 0.91, plain("\n".join(lines)), fontsize=10, va="top", linespacing=1.4)
     plotted = [c for c in section.charts if c.lines]
     missing = [c.title for c in section.charts if not c.lines]
     if missing:
         note = "No data in this range for: " + ", ".join(missing) + "."
-        page.text(0.07, 0.06, "\n".join(textwrap.wrap(note, WRAP)), fontsize=9, color="#8a6d3b")
+        page.text(
+            0.07, 0.06, plain("\n".join(textwrap.wrap(note, WRAP))), fontsize=9, color="#8a6d3b"
+        )
     rows = len(plotted) + (1 if section.episodes else 0)
     if not rows:
         return page

@@ -173,3 +173,33 @@ def test_no_flags_means_the_embedded_stack():
     assert args.out == default_state_dir() / "reports"
     assert args.range == "1h" and args.pdf is False
     assert os.fspath(args.out).endswith(os.path.join("loglog", "up", "reports"))
+
+
+def test_hostile_label_values_are_text_not_markup(tmp_path: Path):
+    """Label values come from whatever Prometheus scraped: HTML in them stays text, and a
+    lone `$` (matplotlib's math mode) is drawn, not raised, in the HTML and the PDF."""
+    from report.model import Chart, Episode, Section
+
+    hostile = '<script>alert(1)</script> p95 $x^$ "quoted"'
+    section = Section(
+        key="incidents",
+        title="Incidents",
+        sentence=f"1 alert firing: {hostile}",
+        episodes=(Episode(alertname=hostile, severity="critical", start=100.0, end=700.0),),
+        charts=(
+            Chart(
+                title=f"Throughput {hostile}",
+                description=hostile,
+                unit="reqps",
+                lines=((hostile, [(100.0, 1.0), (400.0, 2.0), (700.0, 1.5)]),),
+                queries=(),
+            ),
+        ),
+    )
+    report = Report(
+        prometheus="http://127.0.0.1:9090", start=0, end=3600, step=15, sections=(section,)
+    )
+    html_path, pdf_path = write(report, tmp_path, name="hostile", pdf=True)
+    page = html_path.read_text()
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert pdf_path.read_bytes().startswith(b"%PDF")
