@@ -366,6 +366,8 @@ def _next_steps(o: Options) -> str:
         f"  curl -s -XPOST {inference}/v1/drills -H 'content-type: application/json' "
         '-d \'{"stage": "preprocess", "delay_ms": 30, "duration_s": 120}\'\n'
         f"  open http://{o.host}:{o.prometheus_port}/alerts  ·  http://{o.host}:{o.alertmanager_port}\n"
+        f"  loglog report --prometheus http://{o.host}:{o.prometheus_port} "
+        f"--out {o.state_dir / 'reports'} --pdf\n"
         "Ctrl-C stops everything."
     )
 

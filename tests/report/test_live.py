@@ -48,6 +48,11 @@ def test_report_of_a_running_embedded_stack(loglog_up, tmp_path: Path):
         capture_output=True, text=True, timeout=180, cwd=ROOT, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    up_said = (tmp_path / "up.log").read_text()
+    assert (
+        f"loglog report --prometheus {prometheus} --out {tmp_path / 'state' / 'reports'} --pdf"
+        in up_said
+    )
     html = next((tmp_path / "reports").glob("*.html")).read_text()
     assert next((tmp_path / "reports").glob("*.pdf")).stat().st_size > 10_000
     sentences = dict(
