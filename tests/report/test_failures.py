@@ -65,6 +65,7 @@ def test_prometheus_down_exits_1_with_what_to_do(
 
 
 def test_a_server_that_is_not_prometheus_is_named_as_such(garbage_server: str):
+    """A web page where Prometheus should be: the message says the URL is not Prometheus."""
     with pytest.raises(PrometheusError, match="did not answer like Prometheus' HTTP API"):
         Prometheus(garbage_server).instant("up", 0)
 
@@ -83,6 +84,7 @@ def test_a_slow_prometheus_times_out_with_a_message(
 
 
 def test_credentials_in_the_url_never_reach_messages(tmp_path: Path):
+    """user:password in --prometheus stays out of the error text (loglog.redact)."""
     url = f"http://admin:s3cret@127.0.0.1:{free_port()}"
     with pytest.raises(PrometheusError) as caught:
         Prometheus(url).instant("up", 0)
@@ -90,6 +92,7 @@ def test_credentials_in_the_url_never_reach_messages(tmp_path: Path):
 
 
 def test_a_refused_query_names_the_query(garbage_server: str, monkeypatch: pytest.MonkeyPatch):
+    """Prometheus' own error for a bad query comes back with the query that caused it."""
     monkeypatch.setattr(_Handler, "status", 400)
     monkeypatch.setattr(_Handler, "body", b'{"status":"error","error":"parse error at char 3"}')
     with pytest.raises(QueryError, match=r"rejected 'su\(': parse error"):
@@ -122,16 +125,19 @@ def test_a_failed_pdf_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest
 
 @pytest.mark.parametrize("text", ["", "7", "0h", "1.5h", "7days", "-1d", "h"])
 def test_a_bad_range_says_the_accepted_form(text: str):
+    """Anything but one positive number and one unit is refused with the accepted form."""
     with pytest.raises(ValueError, match="like 1h, 24h, 7d"):
         parse_range(text)
 
 
 def test_a_bad_range_fails_before_asking_prometheus(tmp_path: Path):
+    """A bad --range is a ReportError even with no Prometheus listening (checked first)."""
     with pytest.raises(ReportError, match="like 1h, 24h, 7d"):
         make(f"http://127.0.0.1:{free_port()}", range_text="week", out=tmp_path, pdf=False)
 
 
 def test_ranges_and_units_in_words():
+    """Ranges in seconds; durations, counts, ratios and latencies as a manager reads them."""
     assert [parse_range(t) for t in ("90s", "1h", "24h", "7d", "2w")] == [
         90, 3600, 86400, 604800, 1209600
     ]  # fmt: skip
@@ -145,11 +151,13 @@ def test_ranges_and_units_in_words():
 
 
 def test_a_renamed_panel_is_a_clear_error_not_an_empty_section():
+    """A report asking for a panel the dashboards no longer have fails naming the ones they have."""
     with pytest.raises(PanelNotFound, match="has no panel 'Thruput'; it has 'Items processed"):
         panel("loglog-overview", "Thruput")
 
 
 def test_a_dashboard_variable_without_a_value_is_refused():
+    """A template variable with no value is an error naming it, never a silent `.*`."""
     with pytest.raises(KeyError, match=r"\$job"):
         Target(expr='up{job=~"$job"}', legend="", datasource="prometheus").promql({})
 
