@@ -2,7 +2,7 @@
 
 Queries are never written here: each section takes a panel from :mod:`dashboards.panels` and
 either draws it over the range, evaluates it at the end (stat panels), or reduces it over the
-range with a subquery (``avg_over_time((sum(<panel query>))[7d:30m])``) — so a metric rename
+range with a subquery (``avg_over_time((sum(<panel query>))[7d:60s])``) — so a metric rename
 in a dashboard source reaches the report too, and the declared-names check covers both.
 """
 
@@ -247,8 +247,13 @@ class _Builder:
                 f"The pipeline delivered {fmt(efficiency.value, 'percentunit')} of model capacity "
                 f"on average (capacity {fmt(capacity.value, vs.unit)})."
             )
-        if headroom.value is not None:
+        if headroom.value is not None and headroom.value >= 0:
             parts.append(f"Room for {headroom.value:.1f} more streams like the current ones.")
+        elif headroom.value is not None:
+            parts.append(
+                f"No headroom: delivery is above the calibrated model capacity "
+                f"({headroom.value:.1f} streams), so the calibration may be stale."
+            )
         if gpu.value is None:
             parts.append("No GPU reported utilization (CPU-only, or no agent with NVML).")
         else:
