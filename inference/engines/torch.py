@@ -27,9 +27,12 @@ per multiply-add, convolutions and matrix products only — the same rule as
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -278,8 +281,9 @@ def save_default_model(path: str | os.PathLike[str]) -> Path:
         program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
         torch.export.save(program, str(temporary), extra_files={METADATA: meta})
     else:
-        scripted = torch.jit.trace(module, example)
-        torch.jit.save(scripted, str(temporary), _extra_files={METADATA: meta})
+        with _torchscript_allowed():
+            scripted = torch.jit.trace(module, example)
+            torch.jit.save(scripted, str(temporary), _extra_files={METADATA: meta})
     os.replace(temporary, target)  # atomic: a concurrent loader never sees half a file
     return target
 
@@ -298,7 +302,8 @@ def _load(torch: Any, path: Path, device: Any) -> tuple[Any, dict[str, Any]]:
             module = program.module()
             recorded = _exported_input_shape(program)
         else:
-            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+            with _torchscript_allowed():
+                module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
             recorded = None
     except Exception as exc:
         raise ModelError(
@@ -322,6 +327,18 @@ def _load(torch: Any, path: Path, device: Any) -> tuple[Any, dict[str, Any]]:
         )
     meta.setdefault("name", path.stem)
     return module, meta
+
+
+@contextlib.contextmanager
+def _torchscript_allowed() -> Iterator[None]:
+    """TorchScript is deprecated from PyTorch 2.13 on, yet it is still what most saved
+    models are: it stays supported here (``.pt2`` is the way forward), without the
+    DeprecationWarning on every load."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning
+        )
+        yield
 
 
 def _exported_input_shape(program: Any) -> tuple[int, ...] | None:
