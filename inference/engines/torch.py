@@ -132,6 +132,7 @@ class TorchEngine:
         self._module = module
         self._outputs = tuple(meta.get("output_names") or ())
         self._shape = tuple(int(d) for d in meta["input_shape"])
+        self._outputs = self._probe()
         device_name = torch.cuda.get_device_name(self._device) if device == "cuda" else "cpu"
         self._info = EngineInfo(
             name=str(meta.get("name") or (self.path.stem if self.path else DEFAULT_NAME)),
@@ -139,7 +140,7 @@ class TorchEngine:
             input_name=str(meta.get("input_name") or "input"),
             input_shape=self._shape,
             input_dtype="float32",
-            output_names=self._outputs or ("output0",),
+            output_names=self._outputs,
             device=device_name,
             threads=thread_count,
             precision=precision,
@@ -164,7 +165,9 @@ class TorchEngine:
                 f"the GPU ran out of memory on a batch of shape {batch.shape}: lower max_batch"
             ) from exc
         except Exception as exc:
-            raise EngineError(f"PyTorch failed on a batch of shape {batch.shape}: {exc}") from exc
+            raise EngineError(
+                f"PyTorch failed on a batch of shape {batch.shape}: {_short(exc)}"
+            ) from exc
 
     def device_seconds(self, batch: np.ndarray, runs: int = 10, warmup: int = 2) -> float:
         """Seconds per batch of the model alone, the input already on the device.
@@ -190,6 +193,23 @@ class TorchEngine:
             end.record()
             end.synchronize()
             return float(start.elapsed_time(end)) / 1000.0 / runs
+
+    def _probe(self) -> tuple[str, ...]:
+        """Run one zero item at start-up: a model that cannot take its declared input
+        fails here, not on the first request; unnamed outputs get their names."""
+        torch = self._torch
+        example = np.zeros((1, *self._shape), dtype=np.float32)
+        try:
+            with torch.inference_mode():
+                outputs = self._module(self._to_device(example))
+            return tuple(self._named(outputs))
+        except EngineError as exc:
+            raise ModelError(str(exc)) from exc
+        except Exception as exc:
+            raise ModelError(
+                f"the model fails on one item of shape {self._shape}: {_short(exc)}. Check "
+                f"input_shape in {METADATA}, or the device and precision (--precision fp32)."
+            ) from exc
 
     def count_flops(self) -> int | None:
         """Forward FLOPs for one item, counted by tracing the module's aten ops, or None
@@ -233,6 +253,13 @@ class TorchEngine:
                 f"{len(names)} ({', '.join(names)}): fix output_names in {METADATA}"
             )
         return dict(zip(names, outputs, strict=True))
+
+
+def _short(exc: BaseException) -> str:
+    """The gist of a PyTorch error: TorchScript prepends both tracebacks to the message;
+    its last line is the error itself."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:400]
 
 
 def default_module(torch: Any | None = None) -> Any:

@@ -116,6 +116,28 @@ def test_a_torchscript_file_without_its_input_shape_is_refused_with_the_fix(tmp_
         load_engine(path)
 
 
+def test_a_model_that_cannot_take_its_declared_input_fails_at_start_up(tmp_path):
+    """Metadata saying 3×224×224 for a 1-channel model: refused when loaded, with the fix."""
+    path = tmp_path / "liar.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.trace(torch.nn.Conv2d(1, 4, 3).eval(), torch.zeros(1, 1, 8, 8))
+        torch.jit.save(
+            module, str(path), _extra_files={"loglog.json": '{"input_shape": [3, 224, 224]}'}
+        )
+    with pytest.raises(
+        ModelError, match=r"fails on one item of shape \(3, 224, 224\).*input_shape"
+    ):
+        load_engine(path)
+
+
+def test_unnamed_outputs_are_named_by_position(tmp_path):
+    path = _torchscript(tmp_path / "plain.pt", {"loglog.json": '{"input_shape": [3, 8, 8]}'})
+    engine = load_engine(path)
+    assert engine.describe().output_names == ("output0",)
+    assert engine.run(np.zeros((2, 3, 8, 8), np.float32))["output0"].shape == (2, 4, 6, 6)
+
+
 def test_garbage_and_missing_files_are_model_errors(tmp_path):
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"\x00not a zip archive" * 100)
