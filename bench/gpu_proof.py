@@ -113,12 +113,34 @@ class GpuWatch:
         self._thread = threading.Thread(target=self._run, name="gpu-watch", daemon=True)
 
     def start(self) -> None:
+        from agent.server import MetricsServer
+
         self.agent.start()
         self._thread.start()
+        # The agent's own endpoint on loopback, scraped once at the end like Prometheus would.
+        self.server = MetricsServer(self.registry, "127.0.0.1", 0)
+        self.server.start()
+
+    def scrape(self) -> dict[str, Any]:
+        """GET /metrics from the agent's endpoint: status, size, GPU families in it."""
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.server.port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                text = response.read().decode()
+                status = response.status
+        except OSError as exc:
+            return {"url": url, "error": str(exc)}
+        families = sorted(
+            {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE gpu_")}
+        )
+        return {"url": url, "status": status, "bytes": len(text), "gpu_families": families}
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(5)
+        self.server.stop()
         self.agent.stop()
 
     def _run(self) -> None:
@@ -465,7 +487,9 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"## NVML ({result['nvml']['module']}, state {result['nvml']['reason']})",
         "",
-        f"Series this GPU exports: {', '.join(result['nvml']['series_seen']) or 'none'}.",
+        f"Series this GPU exports: {', '.join(result['nvml']['series_seen']) or 'none'}. "
+        f"The agent's /metrics answered {result['nvml']['scrape'].get('status')} with "
+        f"{len(result['nvml']['scrape'].get('gpu_families', []))} GPU families.",
         "",
     ]
     lines += nvml_table(result["nvml"]["phases"])
@@ -557,6 +581,7 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
     finally:
         watch.phase = "idle-after"
         watch.sample()
+        scrape = watch.scrape()
         watch.stop()
     say("gpu-marked tests")
     tests = run_gpu_tests(plan, deadline)
@@ -573,6 +598,7 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
             "reason": watch.reason,
             "driver": watch.agent.driver,
             "series_seen": sorted(watch.seen),
+            "scrape": scrape,
             "phases": watch.summary(),
         },
         "gpu_tests": tests,

@@ -47,6 +47,8 @@ def test_the_dry_run_measures_every_phase_and_writes_json_and_markdown(tmp_path)
         nvml["series_seen"]
     )
     assert nvml["phases"]["streams-2"]["gpu_utilization_ratio"]["n"] >= 1
+    assert nvml["scrape"]["status"] == 200
+    assert "gpu_utilization_ratio" in nvml["scrape"]["gpu_families"]
     tests = result["gpu_tests"]
     assert tests["returncode"] == 0 and "2 skipped" in tests["summary"], tests
     text = (tmp_path / "gpu_proof.md").read_text()
