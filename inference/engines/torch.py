@@ -90,7 +90,8 @@ class TorchEngine:
         if device == "cuda" and not torch.cuda.is_available():
             raise ModelError(
                 "device cuda was asked for but PyTorch sees no CUDA GPU (a CPU-only build, "
-                "or no driver): use --precision/--device auto, or install a CUDA build"
+                "or no driver): leave the device to auto (the CPU here), or install a CUDA "
+                "build of torch"
             )
         if precision == "auto":
             precision = "fp16" if device == "cuda" else "fp32"
@@ -122,7 +123,7 @@ class TorchEngine:
             module = module.to(device=self._device, dtype=self._dtype)
         except Exception as exc:
             raise ModelError(
-                f"cannot move the model to {device} in {precision}: {exc}. "
+                f"cannot move the model to {device} in {precision}: {_short(exc)}. "
                 "Try --precision fp32, or export the model again for this device."
             ) from exc
         self._channels_last = device == "cuda" and len(meta["input_shape"]) == 3
