@@ -42,7 +42,6 @@ import datetime
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import threading
@@ -53,6 +52,8 @@ from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry
+
+from .gpu_watch import GpuWatch
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -91,92 +92,6 @@ class Deadline:
 
     def left(self) -> float:
         return self.ends - self.clock()
-
-
-# -- NVML through the agent ------------------------------------------------------------------
-
-
-class GpuWatch:
-    """The agent on a registry of its own, sampled into per-phase series while phases run."""
-
-    def __init__(self, nvml_module: Any, interval: float) -> None:
-        from agent.collector import Agent
-
-        self.registry = CollectorRegistry()
-        self.agent = Agent(interval=interval, nvml_module=nvml_module, hang_timeout=10.0)
-        self.registry.register(self.agent)
-        self.interval = interval
-        self.phase = "idle"
-        self.series: dict[str, dict[str, list[float]]] = {}
-        self.seen: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="gpu-watch", daemon=True)
-
-    def start(self) -> None:
-        from agent.server import MetricsServer
-
-        self.agent.start()
-        self._thread.start()
-        # The agent's own endpoint on loopback, scraped once at the end like Prometheus would.
-        self.server = MetricsServer(self.registry, "127.0.0.1", 0)
-        self.server.start()
-
-    def scrape(self) -> dict[str, Any]:
-        """GET /metrics from the agent's endpoint: status, size, GPU families in it."""
-        import urllib.request
-
-        url = f"http://127.0.0.1:{self.server.port}/metrics"
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                text = response.read().decode()
-                status = response.status
-        except OSError as exc:
-            return {"url": url, "error": str(exc)}
-        families = sorted(
-            {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE gpu_")}
-        )
-        return {"url": url, "status": status, "bytes": len(text), "gpu_families": families}
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.server.stop()
-        self.agent.stop()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.sample()
-
-    def sample(self) -> None:
-        phase = self.series.setdefault(self.phase, {})
-        for family in self.registry.collect():
-            for sample in family.samples:
-                if not sample.name.startswith("gpu_") or sample.name.endswith("_created"):
-                    continue
-                labels = ",".join(
-                    f"{k}={v}" for k, v in sorted(sample.labels.items()) if k not in ("gpu", "uuid")
-                )
-                key = f"{sample.name}{{{labels}}}" if labels else sample.name
-                self.seen.add(sample.name)
-                phase.setdefault(key, []).append(float(sample.value))
-
-    def summary(self) -> dict[str, dict[str, dict[str, float]]]:
-        return {
-            phase: {
-                key: {
-                    "min": min(values),
-                    "mean": statistics.fmean(values),
-                    "max": max(values),
-                    "n": len(values),
-                }
-                for key, values in sorted(series.items())
-            }
-            for phase, series in self.series.items()
-        }
-
-    @property
-    def reason(self) -> str:
-        return self.agent.nvml_reason
 
 
 # -- the runtime on the torch engine ---------------------------------------------------------
@@ -427,115 +342,6 @@ def host_facts(torch: Any) -> dict[str, Any]:
     return facts
 
 
-def _fmt(value: Any, digits: int = 2) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    return str(value)
-
-
-def markdown(result: dict[str, Any]) -> str:
-    """The result as the README's tables."""
-    host, facts = result["host"], result["engine"]
-    lines = [
-        f"# GPU proof — {result['date']}{' (DRY RUN: CPU, FakeNvml)' if result['dry_run'] else ''}",
-        "",
-        f"Host: {host.get('gpu', 'no GPU')}, driver {result['nvml'].get('driver') or '—'}, "
-        f"torch {host['torch']} (CUDA {host['cuda']}), Python {host['python']}, "
-        f"{host['cpus']} CPUs. Run took {result['seconds']:.0f} s.",
-        "",
-        f"Engine: {facts['kind']} on {facts['device']} in {facts['precision']}; FLOPs per item "
-        f"{_fmt(facts['flops_per_item_torch'])} (torch) vs {_fmt(facts['flops_per_item_onnx'])} "
-        f"(ONNX): {'agree' if facts['flops_agree'] else 'DIFFER'}; dense peak "
-        f"{_fmt(facts['peak_flops'] and facts['peak_flops'] / 1e12, 0)} TFLOP/s.",
-        "",
-        "## Calibration (model only)",
-        "",
-        "Runtime: the calibration the runtime serves with (copy in, forward, copy out, "
-        "synchronised). Kernels only: the forward passes on a device-resident input, timed "
-        "with CUDA events (on a CPU, with the clock).",
-        "",
-        "| batch | items/s (runtime, synced) | MFU | items/s (kernels only) | MFU |",
-        "|---:|---:|---:|---:|---:|",
-    ]
-    for row in result["calibration"]:
-        lines.append(
-            f"| {row['batch']} | {_fmt(row['items_per_s'], 0)} | {_fmt(row['mfu'], 3)} | "
-            f"{_fmt(row['kernel_items_per_s'], 0)} | {_fmt(row['kernel_mfu'], 3)} |"
-        )
-    lines += [
-        "",
-        "## Under load",
-        "",
-        "| phase | batch | mean batch | delivered items/s | capacity | pipeline eff. "
-        "| engine eff. | MFU | verdict |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for phase in result["phases"]:
-        lines.append(
-            f"| {phase['name']} | {phase['batch']} | {_fmt(phase['mean_batch'], 1)} | "
-            f"{_fmt(phase['delivered_per_s'], 0)} | {_fmt(phase['capacity_per_s'], 0)} | "
-            f"{_fmt(phase['pipeline_efficiency'], 3)} | {_fmt(phase['engine_efficiency'], 3)} | "
-            f"{_fmt(phase['mfu'], 4)} | {phase['bottleneck'] or '—'} |"
-        )
-    saturation = result.get("verdict_at_saturation") or {}
-    lines += [
-        "",
-        f"Verdict at saturation: **{saturation.get('bottleneck') or '—'}** — "
-        f"{saturation.get('reason') or ''}",
-        "",
-        f"## NVML ({result['nvml']['module']}, state {result['nvml']['reason']})",
-        "",
-        f"Series this GPU exports: {', '.join(result['nvml']['series_seen']) or 'none'}. "
-        f"The agent's /metrics answered {result['nvml']['scrape'].get('status')} with "
-        f"{len(result['nvml']['scrape'].get('gpu_families', []))} GPU families.",
-        "",
-    ]
-    lines += nvml_table(result["nvml"]["phases"])
-    tests = result["gpu_tests"]
-    lines += [
-        "",
-        f"## gpu-marked tests: {tests.get('summary')} (exit {tests.get('returncode')})",
-        "",
-        *[f"- {line}" for line in tests.get("results", [])],
-    ]
-    if result["skipped"]:
-        lines += ["", "Skipped: " + "; ".join(result["skipped"])]
-    return "\n".join(lines) + "\n"
-
-
-#: NVML series shown in the Markdown table (all are in the JSON), with display units.
-_NVML_TABLE = {
-    "gpu_utilization_ratio": ("%", 100.0),
-    "gpu_sm_active_ratio": ("%", 100.0),
-    "gpu_tensor_active_ratio": ("%", 100.0),
-    "gpu_dram_bandwidth_ratio": ("%", 100.0),
-    "gpu_power_watts": ("W", 1.0),
-    "gpu_sm_clock_hertz": ("MHz", 1e-6),
-    "gpu_memory_used_bytes": ("GiB", 1 / 2**30),
-    "gpu_temperature_celsius": ("°C", 1.0),
-}
-
-
-def nvml_table(phases: dict[str, dict[str, dict[str, float]]]) -> list[str]:
-    """One row per series, one column per load phase (and idle before/after): mean (max)."""
-    shown = [p for p in phases if not p.startswith(("calibrate", "calibration", "load"))]
-    lines = [
-        "| series | " + " | ".join(shown) + " |",
-        "|---|" + "---:|" * len(shown),
-    ]
-    for series, (unit, scale) in _NVML_TABLE.items():
-        cells = []
-        for phase in shown:
-            stats = phases[phase].get(series)
-            cells.append(
-                f"{stats['mean'] * scale:,.0f} ({stats['max'] * scale:,.0f})" if stats else "—"
-            )
-        lines.append(f"| {series} [{unit}] | " + " | ".join(cells) + " |")
-    return ["", "Mean (max) per phase:", "", *lines]
-
-
 def saturation_verdict(phases: list[Phase]) -> dict[str, Any] | None:
     """The verdict of the phase that delivered the most items/s with images (the video
     path), else with tensors."""
@@ -627,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args, say)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gpu_proof.json").write_text(json.dumps(result, indent=2, default=str))
+    from .gpu_report import markdown
+
     text = markdown(result)
     (args.out / "gpu_proof.md").write_text(text)
     print(text)
