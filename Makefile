@@ -32,7 +32,7 @@ debs:  ## Debian's prometheus, promtool, alertmanager, amtool, pushgateway, chro
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,torch]'
 	touch $(STAMP)
 
 lint: $(STAMP)  ## ruff (lint + format check) and mypy on the packages

@@ -40,7 +40,7 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "inference_streams_active": ("gauge", (), "Streams currently running."),
     "inference_model_info": ("gauge", ("model", "engine", "device", "input_shape"), "The loaded model (always 1)."),
     "inference_model_capacity_items_per_second": ("gauge", ("model", "batch_size"), "Model-only throughput measured at start-up, by batch size."),
-    "inference_model_flops_per_item": ("gauge", ("model",), "FLOPs of one item's forward pass, counted from the ONNX graph (2 per multiply-add)."),
+    "inference_model_flops_per_item": ("gauge", ("model",), "FLOPs of one item's forward pass, counted from the model (ONNX graph or PyTorch module; 2 per multiply-add)."),
     "inference_model_flops_total": ("counter", ("model",), "FLOPs the engine executed (items × FLOPs per item)."),
     "inference_engine_efficiency_ratio": ("gauge", ("model",), "Calibrated engine time ÷ actual engine time for the batches run: is the model itself at full speed?"),
     "inference_pipeline_efficiency_ratio": ("gauge", ("model",), "Delivered items/s ÷ model-only capacity at the maximum batch size: is the pipeline feeding it?"),

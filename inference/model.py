@@ -5,11 +5,14 @@ average pooling and a linear classifier over 100 classes (~1.3 GFLOP per image, 
 sized so
 that on a CPU the model — not preprocessing — is the expensive stage, which is what a
 real detector or classifier looks like to the pipeline. The same seed always gives the
-same bytes, so calibration and outputs are reproducible.
+same bytes, so calibration and outputs are reproducible. :func:`default_weights` is the
+one source of the parameters: the ONNX file here and the PyTorch module of the ``torch``
+engine are both built from it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
@@ -38,21 +41,46 @@ def _cache_dir() -> Path:
     return Path(root) / "loglog" / "models"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class DefaultWeights:
+    """The default CNN's parameters: the one source both the ONNX file and the PyTorch
+    module (``inference.engines.torch``) are built from, so the two compute the same
+    function."""
+
+    #: (weight (out, in, 3, 3), bias (out,), stride) of each convolution, in order.
+    convs: tuple[tuple[np.ndarray, np.ndarray, int], ...]
+    fc_weight: np.ndarray  # (NUM_CLASSES, channels of the last convolution)
+    fc_bias: np.ndarray  # (NUM_CLASSES,)
+
+
+def default_weights(seed: int = 1234) -> DefaultWeights:
+    """The default CNN's deterministic weights (He-initialised, zero biases) for ``seed``."""
+    rng = np.random.default_rng(seed)
+    convs = []
+    channels = INPUT_SHAPE[0]
+    for out_channels, stride in _LAYERS:
+        fan_in = channels * 9
+        weight = (
+            rng.standard_normal((out_channels, channels, 3, 3)) * np.sqrt(2.0 / fan_in)
+        ).astype(np.float32)
+        convs.append((weight, np.zeros(out_channels, dtype=np.float32), stride))
+        channels = out_channels
+    fc_w = (rng.standard_normal((NUM_CLASSES, channels)) * np.sqrt(1.0 / channels)).astype(
+        np.float32
+    )
+    return DefaultWeights(tuple(convs), fc_w, np.zeros(NUM_CLASSES, dtype=np.float32))
+
+
 def build_default_model(path: str | os.PathLike[str], *, seed: int = 1234) -> Path:
     """Write the default CNN to ``path`` and return it."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    rng = np.random.default_rng(seed)
+    weights = default_weights(seed)
     nodes = []
     initializers = []
-    channels, name = INPUT_SHAPE[0], "input"
-    for index, (out_channels, stride) in enumerate(_LAYERS):
-        fan_in = channels * 9
-        weight = (
-            rng.standard_normal((out_channels, channels, 3, 3)) * np.sqrt(2.0 / fan_in)
-        ).astype(np.float32)
-        bias = np.zeros(out_channels, dtype=np.float32)
+    name = "input"
+    for index, (weight, bias, stride) in enumerate(weights.convs):
         w_name, b_name, conv, relu = f"w{index}", f"b{index}", f"conv{index}", f"relu{index}"
         initializers += [
             numpy_helper.from_array(weight, w_name),
@@ -65,12 +93,11 @@ def build_default_model(path: str | os.PathLike[str], *, seed: int = 1234) -> Pa
             )
         )  # fmt: skip
         nodes.append(helper.make_node("Relu", [conv], [relu]))
-        channels, name = out_channels, relu
-    fc_w = (rng.standard_normal((NUM_CLASSES, channels)) * np.sqrt(1.0 / channels)).astype(
-        np.float32
-    )
-    fc_b = np.zeros(NUM_CLASSES, dtype=np.float32)
-    initializers += [numpy_helper.from_array(fc_w, "fc_w"), numpy_helper.from_array(fc_b, "fc_b")]
+        name = relu
+    initializers += [
+        numpy_helper.from_array(weights.fc_weight, "fc_w"),
+        numpy_helper.from_array(weights.fc_bias, "fc_b"),
+    ]
     nodes += [
         helper.make_node("GlobalAveragePool", [name], ["pooled"]),
         helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),

@@ -84,14 +84,15 @@ class Runtime:
         """Count FLOPs, calibrate the engine alone, then start serving."""
         say = progress or (lambda message: self.log.info(message))
         info, config = self.info, self.config
-        flops = (
+        flops = info.flops_per_item or (
             count_flops(self.model_path)
             if self.model_path and self.model_path.suffix == ".onnx"
             else None
         )
         from agent.peaks import peak_flops
 
-        peak = peak_flops(info.device) if info.device not in ("cpu", "cuda") else None
+        precision = info.precision or "fp16"
+        peak = peak_flops(info.device, precision) if info.device not in ("cpu", "cuda") else None
         max_batch = min(config.max_batch, info.max_batch) if info.max_batch else config.max_batch
         sizes = batch_sizes(max_batch)
         say(f"calibrating {info.name} on {info.device} ({info.threads} thread(s)) at {sizes}")

@@ -72,6 +72,12 @@ class EngineInfo:
     device: str  # "cpu" or the GPU's name
     threads: int = 1
     max_batch: int | None = None  # engines built for a fixed maximum (TensorRT profiles)
+    #: The precision the engine computes in ("fp32", "fp16", "bf16"): the MFU peak is
+    #: looked up for it. None: not stated (then the fp16 peak, as before).
+    precision: str | None = None
+    #: FLOPs per item counted by the engine from its own model (the torch engine); None
+    #: when the runtime should count them from the .onnx file, or nobody can.
+    flops_per_item: int | None = None
 
 
 class Engine(Protocol):

@@ -31,6 +31,8 @@ def _serve(args: argparse.Namespace) -> int:
         allow_drills=args.allow_drills,
         demo_streams=args.demo_streams,
         demo_source=args.demo_source,
+        engine=args.engine,
+        precision=args.precision,
     )
 
 
@@ -65,7 +67,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the inference server")
     serve.add_argument("--config", help="YAML or TOML runtime config (reloaded when it changes)")
-    serve.add_argument("--model", help="an .onnx file or TensorRT engine (default: built-in CNN)")
+    serve.add_argument(
+        "--model", help="an .onnx, TensorRT or PyTorch .pt/.pt2 file (default: built-in CNN)"
+    )
+    serve.add_argument(
+        "--engine",
+        choices=("auto", "onnxruntime", "tensorrt", "torch"),
+        default="auto",
+        help="engine (default: by the model's file type; torch runs the built-in CNN in PyTorch)",
+    )
+    serve.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "fp16", "bf16"),
+        default="auto",
+        help="torch engine precision (default: fp16 on CUDA, fp32 on CPU)",
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--allow-drills", action="store_true", help="enable POST /v1/drills")

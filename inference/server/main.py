@@ -26,8 +26,13 @@ def serve(
     allow_drills: bool = False,
     demo_streams: int = 0,
     demo_source: str = "synthetic://640x480@15",
+    engine: str = "auto",
+    precision: str = "auto",
 ) -> int:
-    """Run the server until interrupted; returns the process exit code."""
+    """Run the server until interrupted; returns the process exit code.
+
+    ``engine`` picks the engine (``auto``: by the model's file type) and ``precision`` the
+    torch engine's compute precision; see :func:`inference.engines.load_engine`."""
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     options: dict[str, Any] = {"registry": registry}
@@ -40,7 +45,7 @@ def serve(
         sys.stderr.write(f"loglog serve: port {port} on {host} is taken; pass --port\n")
         return 2
     try:
-        runtime = Runtime(model=model, config_path=config, registry=registry)
+        runtime = _runtime(model, config, registry, engine, precision)
     except InferenceError as exc:
         sys.stderr.write(f"loglog serve: {exc}\n")
         return 2
@@ -65,3 +70,23 @@ def serve(
     log.info("stopped")
     loglog.shutdown()
     return 0
+
+
+def _runtime(
+    model: str | None,
+    config: str | None,
+    registry: CollectorRegistry,
+    engine: str,
+    precision: str,
+) -> Runtime:
+    if engine == "auto" and precision == "auto":
+        return Runtime(model=model, config_path=config, registry=registry)
+    from ..config import RuntimeConfig, load_config
+    from ..engines import load_engine
+
+    # The config is read once here, for engine_threads, and handed to the runtime.
+    settings = load_config(config) if config else RuntimeConfig()
+    chosen = load_engine(model, kind=engine, precision=precision, threads=settings.engine_threads)
+    return Runtime(
+        model=model, engine=chosen, config=settings, config_path=config, registry=registry
+    )
