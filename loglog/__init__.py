@@ -172,11 +172,11 @@ def _configure_from_environment() -> None:
             problems.append(f"{exc}; logging without file and spill_dir instead")
             config = dataclasses.replace(config, file=None, spill_dir=None)
             _start(config, (), _DEFAULT_REGISTRY)
-    except Exception as exc:  # noqa: BLE001 - the last resort: stderr text, defaults
+    except Exception as exc:
         problems = [f"loglog could not start ({type(exc).__name__}: {exc}); using defaults"]
         try:
             _start(LogConfig(), (), _DEFAULT_REGISTRY)
-        except Exception:  # noqa: BLE001
+        except Exception:
             CORE.emit, CORE.threshold = discard, 10**9
     for problem in problems:
         _stderr_line(f"{redact(problem)}\n")

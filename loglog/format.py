@@ -78,7 +78,7 @@ def placeholder(value: object) -> str:
     """``<TypeName>`` for a value whose text is not computed (no user code runs)."""
     try:
         return f"<{type(value).__name__}>"
-    except Exception:  # noqa: BLE001 - a metaclass may make even this raise
+    except Exception:
         return "<object>"
 
 
@@ -95,8 +95,7 @@ def is_plain(value: object, depth: int = 0) -> bool:
     if kind is dict:
         mapping: dict[object, object] = value  # type: ignore[assignment]
         return all(
-            type(k) is str and is_plain(v, depth + 1)
-            for k, v in list(mapping.items())[:_MAX_ITEMS]
+            type(k) is str and is_plain(v, depth + 1) for k, v in list(mapping.items())[:_MAX_ITEMS]
         )
     return False
 
@@ -105,9 +104,9 @@ def plain_fields(fields: dict[str, object]) -> bool:
     """True when no value of ``fields`` needs user code to render (the common case)."""
     for value in fields.values():
         kind = type(value)
-        if not (kind is str or kind is int or kind is float or kind is bool or value is None):
-            if not is_plain(value):
-                return False
+        builtin = kind is str or kind is int or kind is float or kind is bool or value is None
+        if not builtin and not is_plain(value):
+            return False
     return True
 
 
@@ -281,7 +280,7 @@ def format_exc_safe(exc_info: object) -> str | None:
         plain = type(exc).__str__ is BaseException.__str__ and is_plain(args)
         text = str(exc) if plain else placeholder(exc)
         return f"Traceback (most recent call last):\n{frames}{name}: {text}\n"
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         return f"<traceback unavailable: {type(err).__name__}>"
 
 

@@ -113,7 +113,7 @@ class SinkRunner:
             try:
                 self._run()
                 return
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self.restarts += 1
                 self.tally.add(("restart",))
                 self._writing = []

@@ -209,14 +209,14 @@ def safe_message(msg: object, limit: int) -> str:
     from .core import Fmt
 
     if type(msg) is str:
-        text: str = msg  # type: ignore[assignment]
+        text: str = msg
     elif type(msg) is Fmt:
-        template = msg.msg  # type: ignore[attr-defined]
-        args = msg.args  # type: ignore[attr-defined]
+        template = msg.msg
+        args = msg.args
         if type(template) is str and is_plain(args) and len(template) <= limit:
             try:
                 text = template % args
-            except Exception:  # noqa: BLE001 - wrong %-args: keep both parts
+            except Exception:
                 text = f"{template} {args!r}"
         else:
             text = f"{template if type(template) is str else placeholder(template)} <args>"

@@ -44,9 +44,7 @@ def thread_of(ident: int) -> tuple[str, bool]:
     return name, name.startswith("loglog-")
 
 
-def convert(
-    raw: RawRecord, threads: dict[int, tuple[str, bool]], mode: str | None = ""
-) -> Record:
+def convert(raw: RawRecord, threads: dict[int, tuple[str, bool]], mode: str | None = "") -> Record:
     """Turn a caller's raw tuple into a Record; never raises.
 
     ``threads`` caches :func:`thread_of` for one cycle: within a cycle a thread id cannot
@@ -56,10 +54,10 @@ def convert(
     """
     try:
         return _convert(raw, threads, mode)
-    except Exception as exc:  # noqa: BLE001 - one bad record never costs another
+    except Exception as exc:
         try:
             return _convert(raw, threads, f"<unrepresentable: {type(exc).__name__}>")
-        except Exception:  # noqa: BLE001
+        except Exception:
             seq, stamp, level, name = raw[0], raw[1], raw[2], raw[3]
             text = name if type(name) is str else "<logger>"
             return Record(seq, stamp, level, text, "<unrepresentable record>", {})
@@ -78,9 +76,7 @@ def _convert(raw: RawRecord, threads: dict[int, tuple[str, bool]], mode: str | N
     if mode:  # a placeholder for everything that would run user code
         if type(msg) is not str:
             msg = mode
-        merged = {
-            render_key(k, safe=True): (v if is_plain(v) else mode) for k, v in merged.items()
-        }
+        merged = {render_key(k, safe=True): (v if is_plain(v) else mode) for k, v in merged.items()}
         exc = None
     if type(name) is not str:
         name = render_key(name, safe=True)
@@ -96,10 +92,7 @@ def _convert(raw: RawRecord, threads: dict[int, tuple[str, bool]], mode: str | N
         merged = dict(merged)
         trace_id = str(render_value(merged.pop("trace_id"), safe=True) or "") or None
         span_id = str(render_value(merged.pop("span_id", ""), safe=True) or "") or None
-    if exc is not None:
-        exc_text = format_exc_safe(exc) if safe else format_exc(exc)
-    else:
-        exc_text = None
+    exc_text = (format_exc_safe(exc) if safe else format_exc(exc)) if exc is not None else None
     return Record(
         seq,
         stamp,
@@ -227,9 +220,7 @@ class Worker:
         """Records that need user code go through the bounded renderer, in order."""
         hostile = [item for item in raw if needs_user_code(item)]
         rendered = iter(self.renderer.convert_all(hostile))
-        return [
-            next(rendered) if needs_user_code(item) else convert(item, threads) for item in raw
-        ]
+        return [next(rendered) if needs_user_code(item) else convert(item, threads) for item in raw]
 
     @staticmethod
     def _take(queue: deque[RawRecord]) -> list[RawRecord]:

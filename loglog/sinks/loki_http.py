@@ -2,7 +2,8 @@
 
 Built on ``http.client`` on purpose: every socket operation is bounded by ``timeout``, and
 so is the whole push (connect, send, read): a server that trickles its answer a byte at a
-time is cut off when the deadline passes (a timer shuts the socket down). It logs nothing (so it cannot feed records back into loglog), and it has no pool or retry
+time is cut off when the deadline passes (a timer shuts the socket down). It logs nothing
+(so it cannot feed records back into loglog), and it has no pool or retry
 logic of its own that could hide a hang. Loki's documented semantics (see ANCHORS):
 204 is success; 429 and 5xx are retryable (nothing was stored); 400 and 413 must never be
 retried, because a 400 may be a partial success whose valid streams were already stored.
@@ -112,7 +113,7 @@ class LokiClient:
                 detail=text.strip()[:300],
                 seconds=time.monotonic() - started,
             )
-        except Exception as exc:  # noqa: BLE001 - OSError, HTTPException, garbage answers
+        except Exception:
             self.close()
             if time.monotonic() - started >= self._timeout:
                 exc = TimeoutError(f"no complete answer within {self._timeout} s")
@@ -150,6 +151,6 @@ def _header(response: http.client.HTTPResponse, name: str) -> str | None:
     """One header's value, or None when it is missing or unreadable."""
     try:
         value = response.getheader(name)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
     return value if isinstance(value, str) else None

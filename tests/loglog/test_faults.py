@@ -393,9 +393,7 @@ def test_a_sender_that_dies_is_restarted_counted_and_keeps_shipping():
         def close(self) -> None:
             pass
 
-    config = build_config(
-        {"loki_url": "http://127.0.0.1:9", "loki_batch_wait": 0.05}, environ={}
-    )
+    config = build_config({"loki_url": "http://127.0.0.1:9", "loki_batch_wait": 0.05}, environ={})
     sink = LokiSink(config, MemoryQueue(10**6), client=Flaky())
     sink.name = "loki"
     from prometheus_client import CollectorRegistry, generate_latest
@@ -527,9 +525,7 @@ def test_configure_twice_on_one_spill_dir_delivers_nothing_twice(scenario, tmp_p
     assert result.result["stats"]["replayed"]["spool"] == 0
 
 
-def test_corrupt_spool_and_spill_files_are_moved_aside_counted_and_never_reread(
-    scenario, tmp_path
-):
+def test_corrupt_spool_and_spill_files_are_moved_aside_counted_and_never_reread(scenario, tmp_path):
     """Files a dead owner left, damaged in every way (garbage, truncated, wrong types in
     a valid JSON header, a bad slot size in the name): configure() never raises, each is
     moved to corrupt/ and counted, and the next start reads none of them again."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -82,8 +81,12 @@ VALUES = st.recursive(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-@given(message=st.one_of(st.text(max_size=30), VALUES), fields=st.dictionaries(
-    st.text(min_size=1, max_size=8).filter(str.isidentifier), VALUES, max_size=4))
+@given(
+    message=st.one_of(st.text(max_size=30), VALUES),
+    fields=st.dictionaries(
+        st.text(min_size=1, max_size=8).filter(str.isidentifier), VALUES, max_size=4
+    ),
+)
 def test_hostile_values_never_block_raise_or_cost_another_record(tmp_path, message, fields):
     """Each hostile record sits between two plain ones; all three are delivered, in order,
     and neither the WARNING call (crash spool on) nor the INFO call waits on user code."""
@@ -136,8 +139,11 @@ DOCS = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(docs=st.lists(DOCS, min_size=1, max_size=6))
 def test_every_spooled_field_is_validated_and_each_slot_replayed_or_counted(tmp_path, docs):
     """Arbitrary values in every field of spooled records: recovery replays the valid
@@ -159,11 +165,17 @@ def test_every_spooled_field_is_validated_and_each_slot_replayed_or_counted(tmp_
         assert type(doc["t"]) is int and type(doc["l"]) is int and isinstance(doc["m"], str)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(
-    flips=st.lists(st.tuples(st.integers(0, META_SIZE + 4 * 1024 - 1), st.integers(1, 255)),
-                   min_size=1, max_size=12),
+    flips=st.lists(
+        st.tuples(st.integers(0, META_SIZE + 4 * 1024 - 1), st.integers(1, 255)),
+        min_size=1,
+        max_size=12,
+    ),
     cut=st.one_of(st.none(), st.integers(0, META_SIZE + 4 * 1024)),
     batch=st.binary(max_size=300),
 )
@@ -208,7 +220,7 @@ def test_damaged_files_of_a_dead_owner_never_raise_or_come_back(tmp_path, flips,
         loglog.shutdown(timeout=1)
         return messages, stats
 
-    first, stats = start()
+    first, _stats = start()
     assert len(first) == len(set(first)), "a record replayed twice"
     assert set(first) <= {"m0", "m1", "m2", "m3"}
     leftovers = [p.name for p in directory.glob(f"*{dead}*")]
