@@ -172,7 +172,7 @@ def _configure_from_environment() -> None:
             problems.append(f"{exc}; logging without file and spill_dir instead")
             config = dataclasses.replace(config, file=None, spill_dir=None)
             _start(config, (), _DEFAULT_REGISTRY)
-    except Exception as exc:
+    except Exception as exc:  # the last resort: stderr text, defaults
         problems = [f"loglog could not start ({type(exc).__name__}: {exc}); using defaults"]
         try:
             _start(LogConfig(), (), _DEFAULT_REGISTRY)

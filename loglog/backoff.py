@@ -42,6 +42,6 @@ def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -
             return float(min(int(text), 10**9))
         when = email.utils.parsedate_to_datetime(text)
         delay = when.timestamp() - now()
-    except Exception:
+    except Exception:  # a server's garbage must never end the sender
         return None
     return max(0.0, delay) if delay == delay else None

@@ -215,7 +215,7 @@ def build_config_lenient(
                 return LogConfig(), problems
             problems.append(f"{exc}; using the default for {key}")
             del environ[key]
-        except Exception as exc:
+        except Exception as exc:  # a log call must never raise
             problems.append(f"loglog environment unusable ({type(exc).__name__}); defaults")
             return LogConfig(), problems
     return LogConfig(), problems

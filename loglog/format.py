@@ -78,7 +78,7 @@ def placeholder(value: object) -> str:
     """``<TypeName>`` for a value whose text is not computed (no user code runs)."""
     try:
         return f"<{type(value).__name__}>"
-    except Exception:
+    except Exception:  # a metaclass may make even this raise
         return "<object>"
 
 

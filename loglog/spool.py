@@ -216,7 +216,7 @@ def safe_message(msg: object, limit: int) -> str:
         if type(template) is str and is_plain(args) and len(template) <= limit:
             try:
                 text = template % args
-            except Exception:
+            except Exception:  # wrong %-args: keep both parts
                 text = f"{template} {args!r}"
         else:
             text = f"{template if type(template) is str else placeholder(template)} <args>"

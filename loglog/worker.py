@@ -54,7 +54,7 @@ def convert(raw: RawRecord, threads: dict[int, tuple[str, bool]], mode: str | No
     """
     try:
         return _convert(raw, threads, mode)
-    except Exception as exc:
+    except Exception as exc:  # one bad record never costs another
         try:
             return _convert(raw, threads, f"<unrepresentable: {type(exc).__name__}>")
         except Exception:

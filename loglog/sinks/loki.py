@@ -228,7 +228,7 @@ class LokiSink:
             try:
                 self._send_loop()
                 return
-            except Exception as exc:
+            except Exception as exc:  # shipping must outlive any bug
                 self.restarts += 1
                 self.sender_tally.add(("restart",))
                 head = self.queue.head()

@@ -113,13 +113,14 @@ class LokiClient:
                 detail=text.strip()[:300],
                 seconds=time.monotonic() - started,
             )
-        except Exception:
+        except Exception as exc:  # OSError, HTTPException, a garbage answer: never raise
             self.close()
+            detail = f"{type(exc).__name__}: {exc}"
             if time.monotonic() - started >= self._timeout:
-                exc = TimeoutError(f"no complete answer within {self._timeout} s")
+                detail = f"TimeoutError: no complete answer within {self._timeout} s ({detail})"
             return PushResult(
                 status=0,
-                detail=f"{type(exc).__name__}: {exc}"[:300],
+                detail=detail[:300],
                 seconds=time.monotonic() - started,
             )
         finally:

@@ -328,7 +328,8 @@ def test_a_trickling_loki_is_cut_off_by_the_push_deadline(scenario):
                 log.info("record", i=i)
             started = time.monotonic()
             flushed = loglog.flush(timeout=20)
-            report(flushed=flushed, waited=time.monotonic() - started, stats=flat_stats())
+            report(flushed=flushed, waited=time.monotonic() - started, stats=flat_stats(),
+                   restarts=loglog.stats()["sink_restarts"])
             loglog.shutdown(timeout=2)
             """
             ),
@@ -340,6 +341,7 @@ def test_a_trickling_loki_is_cut_off_by_the_push_deadline(scenario):
     assert connections >= 2, "one push, then one retry"
     stats = result.result["stats"]
     assert total(stats["dropped"], sink="loki", reason="retries_exhausted") == 100
+    assert result.result["restarts"] == {}, "a timeout is an answer, not a crash"
 
 
 @pytest.mark.parametrize("header", ["\u00b2", "Mon, 99 Foo 2026 25:61:61", "1e999", "-3"])
