@@ -77,7 +77,6 @@ def _convert(raw: RawRecord, threads: dict[int, tuple[str, bool]], mode: str | N
         if type(msg) is not str:
             msg = mode
         merged = {render_key(k, safe=True): (v if is_plain(v) else mode) for k, v in merged.items()}
-        exc = None
     if type(name) is not str:
         name = render_key(name, safe=True)
     if type(msg) is str:
@@ -90,8 +89,8 @@ def _convert(raw: RawRecord, threads: dict[int, tuple[str, bool]], mode: str | N
         # No span is current: an explicit trace_id= field (e.g. an item's, logged on a
         # worker thread that never entered its span) becomes the record's trace id.
         merged = dict(merged)
-        trace_id = str(render_value(merged.pop("trace_id"), safe=True) or "") or None
-        span_id = str(render_value(merged.pop("span_id", ""), safe=True) or "") or None
+        trace_id = str(render_value(merged.pop("trace_id"), safe=safe) or "") or None
+        span_id = str(render_value(merged.pop("span_id", ""), safe=safe) or "") or None
     exc_text = (format_exc_safe(exc) if safe else format_exc(exc)) if exc is not None else None
     return Record(
         seq,
