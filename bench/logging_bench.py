@@ -4,7 +4,13 @@ Not a test. Every measurement runs in a child process of its own (loggers are gl
 state), all in the same run on the same machine, so the ratios are comparable even on a
 noisy host. Records are a message and three fields (``stream``, ``frame``, ``ms``).
 
-- caller cost: p50/p99 of one log call (µs), each logger writing to a file;
+- caller cost: p50/p99 of one log call (µs), each logger writing to a file, with a paced
+  producer: after every 1,000 calls (outside the timed calls) the producer waits until the
+  logger has written what it was given, so no logger drops a record — the drops column
+  shows it (records given minus lines in the file, for every row);
+- the CPython floor: a method call with keyword arguments that appends to a deque, timed
+  the same way — no logger can cost less than this;
+- loglog unpaced: the same calls back to back, where loglog sheds load (counted drops);
 - throughput: records/s delivered to a file, measured from the first call until the last
   record is on disk, pinned to one core;
 - stalled pipe: 20k calls with stdout a pipe nobody reads — finished (seconds) or hung;
@@ -27,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+FLOOR = "CPython floor (method call + deque.append)"
 LOGGERS = [
     "loglog",
     "stdlib StreamHandler",
@@ -42,8 +49,52 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # -- child side: one logger, one measurement ------------------------------------------------
 
 
+class _Floor:
+    """What every logger's call costs at least: a bound method call with keyword arguments
+    and one ``deque.append``."""
+
+    def __init__(self) -> None:
+        from collections import deque
+
+        self._queue: Any = deque(maxlen=1024)
+
+    def info(self, msg: str, **fields: Any) -> None:
+        self._queue.append((msg, fields))
+
+
+def _pacer(name: str) -> Callable[[], object]:
+    """Wait until logger ``name`` has written everything it was given (untimed)."""
+    if name.startswith("loglog"):
+        import loglog
+
+        return lambda: loglog.flush(timeout=60)
+    if name == "loguru enqueue=True":
+        from loguru import logger
+
+        return logger.complete
+    if name == "stdlib QueueHandler":
+        import logging
+
+        handlers = logging.getLogger("bench").handlers
+        queue = handlers[0].queue if handlers else None  # type: ignore[attr-defined]
+
+        def drain() -> None:
+            while queue is not None and not queue.empty():
+                time.sleep(0.0005)
+
+        return drain
+    return lambda: None  # synchronous loggers: written when the call returns
+
+
 def _setup(name: str, stream: Any) -> tuple[Callable[[int], None], Callable[[], None]]:
     """Configure logger ``name`` to write to ``stream``; return (log one record, finish)."""
+    if name == FLOOR:
+        floor = _Floor()
+
+        def call_floor(i: int) -> None:
+            floor.info("frame decoded", stream="cam1", frame=i, ms=3.2)
+
+        return call_floor, lambda: None
     if name == "loglog":
         import loglog
 
@@ -139,8 +190,11 @@ def _percentile(samples: list[int], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))] / 1000.0
 
 
-def child_caller(name: str, n: int, stalled_sink: bool) -> dict[str, Any]:
+def child_caller(name: str, n: int, stalled_sink: bool, paced: bool) -> dict[str, Any]:
+    """p50/p99 of one call; ``paced``: wait (untimed) after every 1,000 calls until the
+    logger has written them, so that nothing is dropped."""
     path = Path(tempfile.mkdtemp()) / "caller.log"
+    warmup = 5000
     with open(path, "w") as stream:
         call, finish = _setup(name, stream)
         if stalled_sink:
@@ -153,21 +207,38 @@ def child_caller(name: str, n: int, stalled_sink: bool) -> dict[str, Any]:
                     threading.Event().wait()
 
             loglog.configure(console=None, file=str(path), sinks=[Stalled()], registry=None)
+        pace = _pacer(name) if paced else None
         clock = time.perf_counter_ns
-        for i in range(5000):
+        for i in range(warmup):
             call(i)
+        if pace is not None:
+            pace()
         samples = []
         for i in range(n):
             started = clock()
             call(i)
             samples.append(clock() - started)
-        if stalled_sink:
+            if pace is not None and i % 1000 == 999:
+                pace()
+        dropped_by_loglog = None
+        if name.startswith("loglog"):
             import loglog
 
-            loglog.shutdown(timeout=0.5)
+            loglog.shutdown(timeout=0.5 if stalled_sink else 60)
+            dropped_by_loglog = sum(loglog.stats()["dropped"].values())
         else:
             finish()
-    return {"p50_us": _percentile(samples, 0.5), "p99_us": _percentile(samples, 0.99)}
+    with open(path) as written:
+        lines = sum(1 for _ in written)
+    given = warmup + n
+    return {
+        "p50_us": _percentile(samples, 0.5),
+        "p99_us": _percentile(samples, 0.99),
+        "mean_us": sum(samples) / len(samples) / 1000.0,
+        # Records given minus lines in the file; the floor writes no file.
+        "drops": None if name == FLOOR else given - lines,
+        "drops_counted_by_loglog": dropped_by_loglog,
+    }
 
 
 def child_throughput(name: str, n: int) -> dict[str, Any]:
@@ -246,9 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         out, mode, name, n = args.child[0], args.child[1], args.child[2], int(args.child[3])
         if mode == "caller":
-            result = child_caller(name, n, stalled_sink=False)
+            result = child_caller(name, n, stalled_sink=False, paced=True)
+        elif mode == "caller-unpaced":
+            result = child_caller(name, n, stalled_sink=False, paced=False)
         elif mode == "caller-stalled":
-            result = child_caller(name, n, stalled_sink=True)
+            result = child_caller(name, n, stalled_sink=True, paced=False)
         elif mode == "throughput":
             result = child_throughput(name, n)
         else:
@@ -259,10 +332,11 @@ def main(argv: list[str] | None = None) -> int:
     n_caller = 20_000 if args.quick else 200_000
     n_throughput = 50_000 if args.quick else 300_000
     rows: dict[str, dict[str, Any]] = {}
+    empty = {"p50_us": None, "p99_us": None, "mean_us": None, "drops": None}
     for name in LOGGERS:
         row: dict[str, Any] = {}
         caller, _ = _run_child(["caller", name, str(n_caller)], timeout=300)
-        row.update(caller or {"p50_us": None, "p99_us": None})
+        row.update(caller or empty)
         throughput, _ = _run_child(["throughput", name, str(n_throughput)], timeout=300)
         row["records_per_s"] = throughput["records_per_s"] if throughput else None
         stall, seconds = _run_child(["stall", name, "20000"], timeout=15, stalled_stdout=True)
@@ -271,13 +345,26 @@ def main(argv: list[str] | None = None) -> int:
         )
         rows[name] = row
         print(f"measured {name}", file=sys.stderr)
+    floor, _ = _run_child(["caller", FLOOR, str(n_caller)], timeout=300)
+    rows[FLOOR] = {**(floor or empty), "records_per_s": None, "stalled_pipe": "—"}
+    unpaced, _ = _run_child(["caller-unpaced", "loglog", str(n_caller)], timeout=300)
+    rows["loglog unpaced (sheds load)"] = {
+        **(unpaced or empty),
+        "records_per_s": None,
+        "stalled_pipe": "—",
+    }
     stalled, _ = _run_child(["caller-stalled", "loglog", str(n_caller)], timeout=300)
     base = rows["stdlib StreamHandler"]["p50_us"]
     ours = rows["loglog"]
+    floor_p50 = rows[FLOOR]["p50_us"]
     summary = {
         "loglog_p50_vs_stdlib_streamhandler": ours["p50_us"] / base if base else None,
+        "loglog_p50_over_floor_us": (
+            ours["p50_us"] - floor_p50 if ours["p50_us"] and floor_p50 else None
+        ),
         "loglog_p50_us_with_a_stalled_sink": stalled["p50_us"] if stalled else None,
         "loglog_p99_us_with_a_stalled_sink": stalled["p99_us"] if stalled else None,
+        "stalled_sink_drops_counted": stalled["drops_counted_by_loglog"] if stalled else None,
         "stalled_over_normal_p50": (stalled["p50_us"] / ours["p50_us"]) if stalled else None,
     }
     _print_table(rows, summary)
@@ -298,21 +385,28 @@ def _print_table(rows: dict[str, dict[str, Any]], summary: dict[str, Any]) -> No
     def fmt(value: Any, spec: str) -> str:
         return "—" if value is None else format(value, spec)
 
-    header = ["logger", "caller p50 µs", "caller p99 µs", "to file, 1 core (records/s)"]
-    header.append("stdout pipe never read (20k calls)")
+    header = ["logger", "caller p50 µs", "caller p99 µs", "caller mean µs", "drops"]
+    header += ["to file, 1 core (records/s)", "stdout pipe never read (20k calls)"]
     print("| " + " | ".join(header) + " |")
-    print("|---|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---|")
     for name, row in rows.items():
         cells = [name, fmt(row["p50_us"], ".2f"), fmt(row["p99_us"], ".2f")]
+        cells += [fmt(row.get("mean_us"), ".2f"), fmt(row.get("drops"), ",")]
         cells += [fmt(row["records_per_s"], ",.0f"), row["stalled_pipe"]]
         print("| " + " | ".join(cells) + " |")
     print()
     ratio = fmt(summary["loglog_p50_vs_stdlib_streamhandler"], ".3f")
     print(f"loglog p50 ÷ stdlib StreamHandler p50 (same run): {ratio}")
+    above = fmt(summary["loglog_p50_over_floor_us"], ".2f")
+    print(f"loglog p50 above the CPython floor: {above} µs")
     p50 = fmt(summary["loglog_p50_us_with_a_stalled_sink"], ".2f")
     p99 = fmt(summary["loglog_p99_us_with_a_stalled_sink"], ".2f")
     times = fmt(summary["stalled_over_normal_p50"], ".2f")
-    print(f"loglog with a sink stalled: p50 {p50} µs, p99 {p99} µs (× {times} of its normal p50)")
+    drops = fmt(summary["stalled_sink_drops_counted"], ",")
+    print(
+        f"loglog with a sink stalled (unpaced): p50 {p50} µs, p99 {p99} µs "
+        f"(× {times} of its paced p50); {drops} records dropped and counted"
+    )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ True
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import os
 import sys
 import threading
@@ -24,10 +25,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from .bridges import StdlibHandler, install_stdlib, loguru_sink
-from .config import LogConfig, build_config
+from .config import LogConfig, build_config, build_config_lenient
 from .core import CORE, discard
 from .errors import ConfigError, LoglogError, SinkStalled
 from .logger import Logger, get_logger
+from .redact import redact
 from .types import CRITICAL, DEBUG, ERROR, INFO, TRACE, WARNING, Record, Sink
 
 __all__ = [
@@ -70,8 +72,14 @@ def configure(
     ``registry`` is the prometheus_client registry for loglog's self-metrics (default: the
     global one; ``None``: none). Raises :class:`ConfigError` on any invalid setting.
     """
-    global _last
     config = build_config(options)
+    _start(config, sinks, registry)
+    return config
+
+
+def _start(config: LogConfig, sinks: Iterable[object], registry: Any) -> None:
+    """Build and swap in the pipeline for ``config``; raises ConfigError when it cannot."""
+    global _last
     from .pipeline import Pipeline
 
     with _lock:
@@ -80,7 +88,8 @@ def configure(
         except OSError as exc:
             raise ConfigError(
                 f"loglog cannot open {exc.filename or 'a file'}: {exc.strerror}; "
-                "check the file/spill_dir options point to a writable place"
+                "check the file/spill_dir options point to a writable place",
+                option="spill_dir" if config.spill_dir else "file",
             ) from exc
         except TypeError as exc:
             raise ConfigError(f"loglog sinks: {exc}") from exc
@@ -92,7 +101,6 @@ def configure(
         _register_collector(registry)
     if old is not None:
         old.close(config.shutdown_timeout)
-    return config
 
 
 def flush(timeout: float = 2.0) -> bool:
@@ -146,13 +154,40 @@ def _lazy_emit(level: int, *args: Any, **kwargs: Any) -> None:
     finally:
         _lock.release()
     if needed:
-        try:
-            configure()
-        except Exception as exc:
-            sys.stderr.write(f"loglog: {exc}; logging to stderr with defaults instead\n")
-            configure(**{"level": "info", "console": "text"})
+        _configure_from_environment()
     if level >= CORE.threshold and CORE.emit is not _lazy_emit:
         CORE.emit(level, *args, **kwargs)
+
+
+def _configure_from_environment() -> None:
+    """Configure for a log call: bad ``LOGLOG_*`` values and unusable paths degrade to
+    safe defaults, each reported in one stderr line; this never raises."""
+    try:
+        config, problems = build_config_lenient()
+        try:
+            _start(config, (), _DEFAULT_REGISTRY)
+        except ConfigError as exc:
+            # A path that cannot be opened (read-only spill_dir, missing file directory):
+            # keep everything else, without files on disk.
+            problems.append(f"{exc}; logging without file and spill_dir instead")
+            config = dataclasses.replace(config, file=None, spill_dir=None)
+            _start(config, (), _DEFAULT_REGISTRY)
+    except Exception as exc:  # the last resort: stderr text, defaults
+        problems = [f"loglog could not start ({type(exc).__name__}: {exc}); using defaults"]
+        try:
+            _start(LogConfig(), (), _DEFAULT_REGISTRY)
+        except Exception:
+            CORE.emit, CORE.threshold = discard, 10**9
+    for problem in problems:
+        _stderr_line(f"{redact(problem)}\n")
+
+
+def _stderr_line(text: str) -> None:
+    """Write to fd 2 directly: never sys.stderr's lock, never an exception."""
+    try:  # noqa: SIM105
+        os.write(2, text.encode("utf-8", "replace"))
+    except OSError:
+        pass
 
 
 def _at_exit() -> None:

@@ -30,14 +30,18 @@ def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -
     3.0
     >>> parse_retry_after("garbage") is None
     True
+
+    Anything malformed (unicode digits, an impossible date, a date without a time zone,
+    a number too large for a float) is None: the caller then backs off on its own.
     """
-    if not value:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
     try:
+        if not value or not isinstance(value, str) or len(value) > 100:
+            return None
+        text = value.strip()
+        if text.isascii() and text.isdigit():
+            return float(min(int(text), 10**9))
         when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+        delay = when.timestamp() - now()
+    except Exception:  # a server's garbage must never end the sender
         return None
-    return max(0.0, when.timestamp() - now())
+    return max(0.0, delay) if delay == delay else None

@@ -19,7 +19,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from .ownership import Owner, owner_of
+from .ownership import Owner, owner_of, quarantine
 
 
 @dataclasses.dataclass(slots=True)
@@ -110,6 +110,9 @@ class SpillQueue(MemoryQueue):
         self.directory = owner.directory / kind
         self.directory.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
+        #: Records in adopted files that failed validation, by level ("unknown" when the
+        #: header itself is unreadable: such a file counts as one record).
+        self.corrupt: dict[str, int] = {}
         self.adopted = self._adopt(dead_owners)
 
     def _adopt(self, dead_owners: set[str]) -> int:
@@ -127,10 +130,14 @@ class SpillQueue(MemoryQueue):
                 os.rename(path, mine)  # atomic: a concurrent newcomer cannot take it too
             except OSError:
                 continue
-            batch = _read(mine)
+            batch, levels = _read(mine)
             if batch is not None:
                 super().put(batch)
                 adopted += batch.count
+            else:
+                quarantine(mine, self._owner.directory)
+                for level, count in levels.items():
+                    self.corrupt[level] = self.corrupt.get(level, 0) + count
         return adopted
 
     def put(self, batch: Batch) -> list[Batch]:
@@ -143,10 +150,17 @@ class SpillQueue(MemoryQueue):
         }
         path = self.directory / name
         tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as handle:
-            handle.write(json.dumps(header).encode() + b"\n")
-            handle.write(batch.payload)
-        os.rename(tmp, path)
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(json.dumps(header).encode() + b"\n")
+                handle.write(batch.payload)
+            os.rename(tmp, path)
+        except OSError:
+            # Full disk, read-only or vanished directory, I/O error: the caller counts
+            # the batch as dropped; leave no half-written file behind.
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
         batch.name = name
         return super().put(batch)
 
@@ -161,19 +175,59 @@ class SpillQueue(MemoryQueue):
         return []
 
 
-def _read(path: Path) -> Batch | None:
+_LEVELS = frozenset({"trace", "debug", "info", "warning", "error", "critical"})
+
+
+def _read(path: Path) -> tuple[Batch | None, dict[str, int]]:
+    """A spilled batch, validated field by field; or None and the records it claimed
+    (by level) when anything is wrong with it."""
+    levels: dict[str, int] = {"unknown": 1}
     try:
         data = path.read_bytes()
         header_line, _, payload = data.partition(b"\n")
         header = json.loads(header_line)
-        return Batch(
-            payload=payload,
-            levels={str(k): int(v) for k, v in header["levels"].items()},
-            min_seq=-1,
-            max_seq=-1,
-            oldest_ns=int(header["oldest_ns"]),
-            name=path.name,
-            adopted=True,
-        )
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        raw_levels = header["levels"]
+        if not isinstance(raw_levels, dict) or not raw_levels:
+            return None, levels
+        if not all(
+            k in _LEVELS and type(v) is int and 0 < v < 1 << 31 for k, v in raw_levels.items()
+        ):
+            return None, levels
+        levels = dict(raw_levels)
+        oldest = header["oldest_ns"]
+        if type(oldest) is not int or oldest < 0:
+            return None, levels
+        if sum(levels.values()) != _count_entries(json.loads(payload)):
+            return None, levels
+        batch = Batch(payload, levels, -1, -1, oldest, name=path.name, adopted=True)
+        return batch, levels
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return None, levels
+
+
+def _count_entries(body: object) -> int:
+    """Entries in a Loki push body; raises ValueError when its shape is wrong."""
+    if not isinstance(body, dict) or not isinstance(body.get("streams"), list):
+        raise ValueError("no streams")
+    count = 0
+    for stream in body["streams"]:
+        if not isinstance(stream, dict) or not isinstance(stream.get("stream"), dict):
+            raise ValueError("bad stream")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in stream["stream"].items()):
+            raise ValueError("bad labels")
+        values = stream.get("values")
+        if not isinstance(values, list):
+            raise ValueError("bad values")
+        for entry in values:
+            if (
+                not isinstance(entry, list)
+                or len(entry) not in (2, 3)
+                or not isinstance(entry[0], str)
+                or not entry[0].isascii()
+                or not entry[0].isdigit()
+                or not isinstance(entry[1], str)
+                or (len(entry) == 3 and not isinstance(entry[2], dict))
+            ):
+                raise ValueError("bad entry")
+            count += 1
+    return count

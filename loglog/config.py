@@ -4,7 +4,10 @@ Every option ``name`` can also be set as the environment variable ``LOGLOG_<NAME
 (``LOGLOG_LEVEL=debug``, ``LOGLOG_LOKI_URL=http://loki:3100``,
 ``LOGLOG_LOKI_LABELS=service=inference,env=prod``). Explicit arguments win over the
 environment, which wins over defaults. Mistakes raise :class:`ConfigError` from
-``configure()`` — at start-up, never from a log call.
+``configure()`` — at start-up, never from a log call. When the first log call configures
+loglog from the environment (no ``configure()`` call), a bad ``LOGLOG_*`` value instead
+falls back to that option's default with one stderr line naming it (see
+:func:`build_config_lenient`). URLs in messages have their passwords redacted.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .redact import redact_url
 from .types import INFO, parse_level
 
 ENV_PREFIX = "LOGLOG_"
@@ -66,6 +70,13 @@ class LogConfig:
     capacity: int = 10_000
     spill_dir: str | None = None
     spill_max_bytes: int = 256 * 1024 * 1024
+    #: WARNING+ records the crash spool protects at once (8 KiB each, allocated on disk at
+    #: configure time). A SIGKILL loses nothing of the last ``spool_slots`` WARNING+ records
+    #: not yet delivered; older undelivered ones are counted as ``lost_in_crash`` next start.
+    spool_slots: int = 512
+    #: Longest the worker waits for one record's user ``__str__``/``__repr__`` calls before
+    #: it writes ``<timed out>`` in their place and moves on.
+    render_timeout: float = 0.1
     #: Longest a record waits in the queue before the worker wakes on its own.
     poll_interval: float = 0.05
     shutdown_timeout: float = 2.0
@@ -87,6 +98,8 @@ class LogConfig:
             _fail("file_format", self.file_format, 'use "json" or "text"')
         if self.capacity < 1:
             _fail("capacity", self.capacity, "use a positive number of records")
+        if not 1 <= self.spool_slots <= 1 << 20:
+            _fail("spool_slots", self.spool_slots, "use 1 to 1048576 slots")
         for name in (
             "console_write_timeout",
             "loki_batch_wait",
@@ -94,6 +107,7 @@ class LogConfig:
             "loki_backoff_min",
             "loki_backoff_max",
             "poll_interval",
+            "render_timeout",
         ):
             if getattr(self, name) <= 0:
                 _fail(name, getattr(self, name), "use a positive number of seconds")
@@ -104,13 +118,9 @@ class LogConfig:
         for name in ("loki_batch_bytes", "loki_max_line_bytes", "loki_buffer_bytes"):
             if getattr(self, name) < 1024:
                 _fail(name, getattr(self, name), "use at least 1024 bytes")
-        if self.loki_url is not None:
-            parts = urlsplit(self.loki_url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                _fail("loki_url", self.loki_url, "use http(s)://host:port, e.g. http://loki:3100")
-        if self.otlp_endpoint is not None and not self.otlp_endpoint.startswith(
-            ("http://", "https://")
-        ):
+        if self.loki_url is not None and not _valid_url(self.loki_url):
+            _fail("loki_url", self.loki_url, "use http(s)://host:port, e.g. http://loki:3100")
+        if self.otlp_endpoint is not None and not _valid_url(self.otlp_endpoint):
             _fail("otlp_endpoint", self.otlp_endpoint, "use http(s)://host:4318/v1/logs")
         self._check_labels()
 
@@ -134,8 +144,25 @@ class LogConfig:
                 )
 
 
+def _valid_url(url: object) -> bool:
+    """http(s), a host, and a port that exists (urlsplit only checks it when asked)."""
+    if not isinstance(url, str):
+        return False
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError for a port out of 0-65535 or not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _shown(value: object) -> str:
+    """An option value as error messages show it: URLs without their passwords."""
+    return repr(redact_url(value)) if isinstance(value, str) and "://" in value else repr(value)
+
+
 def _fail(option: str, value: object, fix: str) -> None:
-    raise ConfigError(f"loglog option {option}={value!r} is invalid: {fix}")
+    raise ConfigError(f"loglog option {option}={_shown(value)} is invalid: {fix}", option=option)
 
 
 def build_config(options: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> LogConfig:
@@ -159,6 +186,39 @@ def build_config(options: Mapping[str, Any], environ: Mapping[str, str] | None =
         elif env_name in environ:
             values[name] = _coerce(name, field.type, environ[env_name], source=env_name)
     return LogConfig(**values)
+
+
+def build_config_lenient(
+    environ: Mapping[str, str] | None = None,
+) -> tuple[LogConfig, list[str]]:
+    """The configuration a log call uses when nobody called ``configure()``: never raises.
+
+    Each ``LOGLOG_*`` value that is invalid (alone or together with the others) is dropped
+    in favour of its default; the returned messages name each one and its fix, for one
+    stderr line apiece.
+
+    >>> config, problems = build_config_lenient({"LOGLOG_CAPACITY": "lots"})
+    >>> config.capacity, problems[0].split(":")[0]
+    (10000, "loglog option LOGLOG_CAPACITY='lots' is invalid")
+    """
+    environ = dict(os.environ if environ is None else environ)
+    names = {ENV_PREFIX + f.name.upper() for f in dataclasses.fields(LogConfig)}
+    environ = {key: value for key, value in environ.items() if key in names}
+    problems: list[str] = []
+    for _ in range(len(names) + 1):
+        try:
+            return build_config({}, environ), problems
+        except ConfigError as exc:
+            key = ENV_PREFIX + exc.option.upper() if exc.option else ""
+            if key not in environ:  # a problem no single variable explains: all defaults
+                problems.append(f"{exc}; using defaults for every LOGLOG_* option")
+                return LogConfig(), problems
+            problems.append(f"{exc}; using the default for {key}")
+            del environ[key]
+        except Exception as exc:  # a log call must never raise
+            problems.append(f"loglog environment unusable ({type(exc).__name__}); defaults")
+            return LogConfig(), problems
+    return LogConfig(), problems
 
 
 def _coerce(name: str, kind: Any, value: Any, *, source: str) -> Any:
@@ -186,7 +246,9 @@ def _coerce(name: str, kind: Any, value: Any, *, source: str) -> Any:
             raise TypeError(f"expected a string, got {type(value).__name__}")
         return value
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"loglog option {source}={value!r} is invalid: {exc}") from exc
+        raise ConfigError(
+            f"loglog option {source}={_shown(value)} is invalid: {exc}", option=name
+        ) from exc
 
 
 def _to_bool(value: Any) -> bool | None:

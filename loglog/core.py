@@ -123,14 +123,6 @@ def make_emit(
                 else:
                     full[level]()
                 return
-            number = next_seq()
-            stamp = time_ns or now()
-            context = context_get()
-            slot = -1
-            if protect is not None:
-                # WARNING+ is written to the crash spool on this thread, before the call
-                # returns: a SIGKILL right after it cannot lose the record.
-                slot = protect(number, stamp, level, name, msg, fields, bound, context, exc)
             size = len(high)
             if size >= high_capacity:
                 try:  # noqa: SIM105 - hot path: a plain try costs nothing when it succeeds
@@ -140,8 +132,20 @@ def make_emit(
                 if size >= high_limit:
                     full[level]()
                     return
+            stamp = time_ns or now()
+            context = context_get()
+            slot = -1
+            if protect is not None:
+                # WARNING+ is written to the crash spool on this thread, before the call
+                # returns: a SIGKILL right after it cannot lose the record. The sequence
+                # number is taken after that write, so a flush() never counts a record
+                # that is still being spooled as queued.
+                try:
+                    slot = protect(stamp, level, name, msg, fields, bound, context, exc)
+                except Exception:
+                    internal_error()  # no crash protection for this one; still delivered
             high.append(
-                (number, stamp, level, name, msg, fields, bound, context, ident(), exc, slot)
+                (next_seq(), stamp, level, name, msg, fields, bound, context, ident(), exc, slot)
             )
             wake(wake_fd)
         except Exception:

@@ -15,13 +15,20 @@ class LoglogError(Exception):
 
 
 class ConfigError(LoglogError, ValueError):
-    """A configuration value is wrong; the message names the option and how to fix it."""
+    """A configuration value is wrong; the message names the option and how to fix it.
+    ``option`` is that option's name when one option is to blame."""
+
+    def __init__(self, message: str, option: str = "") -> None:
+        super().__init__(message)
+        self.option = option
 
 
 class SinkStalled(LoglogError):
     """Raised by a sink that gave up on part of a batch; the first ``delivered`` records
-    went out, the rest are counted as dropped with reason ``sink_timeout``."""
+    went out, the rest are counted as dropped with ``reason`` (``sink_timeout``, or
+    ``disk_full``/``disk_error`` when a file write failed)."""
 
-    def __init__(self, message: str, delivered: int) -> None:
+    def __init__(self, message: str, delivered: int, reason: str = "sink_timeout") -> None:
         super().__init__(message)
         self.delivered = delivered
+        self.reason = reason

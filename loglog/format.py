@@ -52,15 +52,62 @@ def render_value(value: object, depth: int = 0, *, safe: bool = False) -> JSONVa
         if kind is dict:
             mapping: dict[object, object] = value  # type: ignore[assignment]
             return {
-                str(k): render_value(v, depth + 1, safe=safe)
+                render_key(k, safe=safe): render_value(v, depth + 1, safe=safe)
                 for k, v in list(mapping.items())[:_MAX_ITEMS]
             }
     if safe:
-        return f"<{kind.__name__}>"
+        return placeholder(value)
     try:
         return render_value(str(value), depth + 1, safe=True)
-    except Exception as exc:  # a broken __str__ must not lose the record
-        return f"<unrepresentable {kind.__name__}: {type(exc).__name__}>"
+    except Exception as exc:  # a broken __str__ (or one that recurses) must not lose the record
+        return f"<unrepresentable {placeholder(value)[1:-1]}: {type(exc).__name__}>"
+
+
+def render_key(key: object, *, safe: bool = False) -> str:
+    """A mapping key as a string; a key whose ``__str__`` raises gets a placeholder."""
+    kind = type(key)
+    if kind is str:
+        return key  # type: ignore[return-value]
+    if kind is int or kind is bool or kind is float or key is None:
+        return str(key)
+    rendered = render_value(key, _MAX_DEPTH, safe=safe)
+    return rendered if type(rendered) is str else placeholder(key)
+
+
+def placeholder(value: object) -> str:
+    """``<TypeName>`` for a value whose text is not computed (no user code runs)."""
+    try:
+        return f"<{type(value).__name__}>"
+    except Exception:  # a metaclass may make even this raise
+        return "<object>"
+
+
+def is_plain(value: object, depth: int = 0) -> bool:
+    """True when rendering ``value`` runs no user code (builtins all the way down)."""
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return True
+    if depth >= _MAX_DEPTH:
+        return False
+    if kind is list or kind is tuple:
+        items: list[object] = list(value)[:_MAX_ITEMS]  # type: ignore[call-overload]
+        return all(is_plain(item, depth + 1) for item in items)
+    if kind is dict:
+        mapping: dict[object, object] = value  # type: ignore[assignment]
+        return all(
+            type(k) is str and is_plain(v, depth + 1) for k, v in list(mapping.items())[:_MAX_ITEMS]
+        )
+    return False
+
+
+def plain_fields(fields: dict[str, object]) -> bool:
+    """True when no value of ``fields`` needs user code to render (the common case)."""
+    for value in fields.values():
+        kind = type(value)
+        builtin = kind is str or kind is int or kind is float or kind is bool or value is None
+        if not builtin and not is_plain(value):
+            return False
+    return True
 
 
 def render_fields(fields: dict[str, object], *, safe: bool = False) -> dict[str, JSONValue]:
@@ -82,7 +129,7 @@ def render_fields(fields: dict[str, object], *, safe: bool = False) -> dict[str,
             break
     else:
         return fields
-    return {str(k): render_value(v, safe=safe) for k, v in fields.items()}
+    return {render_key(k, safe=safe): render_value(v, safe=safe) for k, v in fields.items()}
 
 
 def second_formatter(
@@ -216,6 +263,25 @@ def _text(value: JSONValue) -> str:
     if type(value) is str:
         return value if value and " " not in value else json.dumps(value, ensure_ascii=False)
     return _encode(value)
+
+
+def format_exc_safe(exc_info: object) -> str | None:
+    """Like :func:`format_exc` without running user code (for the caller's thread): the
+    frames, the exception's type, and its arguments only when they are builtins."""
+    import traceback
+
+    try:
+        exc = exc_info[1] if isinstance(exc_info, tuple) and len(exc_info) == 3 else exc_info
+        if not isinstance(exc, BaseException):
+            return None
+        frames = "".join(traceback.format_tb(exc.__traceback__)) if exc.__traceback__ else ""
+        name = type(exc).__qualname__
+        args = exc.args
+        plain = type(exc).__str__ is BaseException.__str__ and is_plain(args)
+        text = str(exc) if plain else placeholder(exc)
+        return f"Traceback (most recent call last):\n{frames}{name}: {text}\n"
+    except Exception as err:
+        return f"<traceback unavailable: {type(err).__name__}>"
 
 
 def format_exc(exc_info: object) -> str | None:

@@ -30,6 +30,9 @@ REPLAYED_TOTAL = "loglog_replayed_total"
 TRUNCATED_TOTAL = "loglog_truncated_total"
 INTERNAL_ERRORS_TOTAL = "loglog_internal_errors_total"
 SPOOL_OVERWRITTEN_TOTAL = "loglog_spool_overwritten_total"
+SINK_RESTARTS_TOTAL = "loglog_sink_restarts_total"
+RENDER_TIMEOUTS_TOTAL = "loglog_render_timeouts_total"
+SPOOL_ENABLED = "loglog_spool_enabled"
 
 #: name → (type, help). Dashboards and alerts may only use names declared here.
 METRICS: dict[str, tuple[str, str]] = {
@@ -50,6 +53,18 @@ METRICS: dict[str, tuple[str, str]] = {
     SPOOL_OVERWRITTEN_TOTAL: (
         "counter",
         "WARNING+ records that lost crash protection because the spool ring was full.",
+    ),
+    SINK_RESTARTS_TOTAL: (
+        "counter",
+        "Sink or sender threads that died on an exception and were restarted, by sink.",
+    ),
+    RENDER_TIMEOUTS_TOTAL: (
+        "counter",
+        "Records whose user __str__/__repr__ outlasted render_timeout (written <timed out>).",
+    ),
+    SPOOL_ENABLED: (
+        "gauge",
+        "1 when WARNING+ records are crash-protected; 0 without spill_dir or with no room.",
     ),
 }
 
@@ -111,6 +126,20 @@ class LoglogCollector(Collector):
             INTERNAL_ERRORS_TOTAL,
             METRICS[INTERNAL_ERRORS_TOTAL][1],
             value=stats["internal_errors"],
+        )
+        restarts = CounterMetricFamily(
+            SINK_RESTARTS_TOTAL, METRICS[SINK_RESTARTS_TOTAL][1], labels=["sink"]
+        )
+        for sink in sorted(stats["latency"]):
+            restarts.add_metric([sink], stats["sink_restarts"].get(sink, 0))
+        yield restarts
+        yield CounterMetricFamily(
+            RENDER_TIMEOUTS_TOTAL,
+            METRICS[RENDER_TIMEOUTS_TOTAL][1],
+            value=stats["render_timeouts"],
+        )
+        yield GaugeMetricFamily(
+            SPOOL_ENABLED, METRICS[SPOOL_ENABLED][1], value=int(stats["spool"]["enabled"])
         )
         yield CounterMetricFamily(
             SPOOL_OVERWRITTEN_TOTAL,

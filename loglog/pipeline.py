@@ -8,6 +8,7 @@ only executes the closure :func:`loglog.core.make_emit` returns.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 import time
@@ -21,7 +22,7 @@ from .batches import MemoryQueue, SpillQueue
 from .config import LogConfig
 from .core import CallerStats, Emit, RawRecord, make_emit, wake
 from .counters import AtomicCounter, Tally, merge
-from .ownership import Owner, owner_of
+from .ownership import Owner, owner_of, quarantine
 from .runner import SinkRunner
 from .sinks.console import ConsoleSink
 from .sinks.file import FileSink
@@ -67,14 +68,25 @@ class Pipeline:
         self.idle = [False]  # set by the worker while it sleeps long; read by log calls
         self.owner: Owner | None = None
         self.spool: spool_mod.Spool | None = None
+        self.spool_error = ""  # why there is no crash spool despite a spill_dir
         self.replayed_spool = 0
+        self.recovery = Tally()  # records lost before this process started, by reason
         dead: set[str] = set()
         replay: list[tuple[Record, int]] = []
         if config.spill_dir:
             self.owner = Owner(config.spill_dir)
             if adopt:
                 dead = self.owner.dead_owners(_referenced_owners(self.owner.directory))
-            self.spool = spool_mod.Spool(self.owner)
+            try:
+                self.spool = spool_mod.Spool(self.owner, slots=config.spool_slots)
+            except OSError as exc:
+                # A full or read-only disk: run without crash protection, and say so once.
+                self.spool_error = f"{errno.errorcode.get(exc.errno or 0, 'OSError')}: {exc}"
+                _stderr_line(
+                    f"loglog: crash spool unavailable in {config.spill_dir} "
+                    f"({self.spool_error}); WARNING+ records are not protected against "
+                    "a crash until the next configure() with room on that disk\n"
+                )
             replay = self._recover_spools(dead)
         self.sinks: list[Sink] = [*self._builtin_sinks(config, dead)]
         self.sinks += [normalise_sink(sink) for sink in self.extra_sinks]
@@ -93,6 +105,7 @@ class Pipeline:
             poll_interval=config.poll_interval,
             replay=replay,
             idle=self.idle,
+            render_timeout=config.render_timeout,
         )
         self.emit: Emit = make_emit(
             low=self.low,
@@ -133,6 +146,8 @@ class Pipeline:
             queue: MemoryQueue | SpillQueue
             if self.owner is not None:
                 queue = SpillQueue(self.owner, "loki", config.spill_max_bytes, dead)
+                for level, count in queue.corrupt.items():
+                    self.recovery.add(("dropped", level, "corrupt"), count)
             else:
                 queue = MemoryQueue(config.loki_buffer_bytes)
             sinks.append(LokiSink(config, queue))
@@ -143,18 +158,38 @@ class Pipeline:
         return sinks
 
     def _recover_spools(self, dead: set[str]) -> list[tuple[Record, int]]:
-        """Records that dead processes spooled but never delivered, re-protected by ours."""
-        assert self.owner is not None and self.spool is not None
+        """Records that dead processes spooled but never delivered, re-protected by ours.
+
+        Each file is first claimed by renaming it to our owner id (atomic: of two processes
+        starting together, one gets it), read once and validated slot by slot, then removed,
+        or moved to ``corrupt/`` when anything in it was invalid. Never raises.
+        """
+        assert self.owner is not None
+        directory = self.owner.directory
         replay: list[tuple[Record, int]] = []
-        for path in sorted(self.owner.directory.glob("*.spool")):
+        for path in sorted(directory.glob("*.spool")):
             if owner_of(path.name) not in dead:
                 continue
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                for doc in spool_mod.recover(path):
-                    seq = self.seq.inc()
-                    slot = self.spool.write_doc(seq, doc)
-                    replay.append((_record_from_doc(seq, doc), slot))
-                path.unlink()
+            stamp, _, rest = path.name.partition("-")
+            claimed = directory / f"{stamp}-{self.owner.id}-{rest.rsplit('-', 1)[-1]}"
+            try:
+                os.rename(path, claimed)
+                recovered = spool_mod.recover(claimed)
+            except OSError:
+                continue  # another process claimed it first, or it vanished
+            for level, count in recovered.corrupt.items():
+                self.recovery.add(("dropped", level, "corrupt"), count)
+            if recovered.lost_in_crash:
+                self.recovery.add(("dropped", "warning", "lost_in_crash"), recovered.lost_in_crash)
+            for doc in recovered.docs:
+                seq = self.seq.inc()
+                token = self.spool.write_doc(doc) if self.spool is not None else -1
+                replay.append((_record_from_doc(seq, doc), token))
+            if recovered.intact:
+                with contextlib.suppress(OSError):
+                    claimed.unlink()
+            else:
+                quarantine(claimed, directory)
         self.replayed_spool = len(replay)
         return replay
 
@@ -169,17 +204,28 @@ class Pipeline:
         return self._flush_target
 
     def flush(self, timeout: float) -> bool:
-        """Wait until every record queued before the call is delivered or counted as dropped."""
+        """Wait until every record whose log call returned before this call is delivered
+        or counted as dropped.
+
+        Exact because it waits for a worker cycle that *started* after this call (so it
+        took every such record from the queues), then for every sink to finish the last
+        batch offered by then and to have nothing older pending.
+        """
         if threading.current_thread().name.startswith("loglog-"):
             return False  # a sink flushing from its own thread would wait on itself
         target = self.seq.value - 1
+        cycle = self.worker.cycles
         self._flush_target = max(self._flush_target, target)
         wake(self._wake_w)
         deadline = time.monotonic() + timeout
         pause = 0.0005
+        offered = -2
         while True:
-            if self.worker.dispatched >= target and all(
-                runner.done_seq >= target for runner in self.runners
+            if offered == -2 and self.worker.cycle_done >= cycle:
+                offered = self.worker.offered_cycle
+            if offered != -2 and all(
+                runner.done_cycle >= offered and runner.done_seq >= target
+                for runner in self.runners
             ):
                 return True
             if time.monotonic() >= deadline:
@@ -188,6 +234,8 @@ class Pipeline:
             # included) and must not take a lock a sink thread could be holding.
             time.sleep(pause)
             pause = min(pause * 2, 0.002)
+            if offered == -2:
+                wake(self._wake_w)
 
     def close(self, timeout: float) -> bool:
         """Flush, stop every thread and close every sink, all within ``timeout`` seconds."""
@@ -233,12 +281,19 @@ class Pipeline:
         errors: dict[str, int] = {}
         truncated: dict[str, int] = {}
         replayed = {"spool": self.replayed_spool, "spill": 0}
+        restarts: dict[str, int] = {}
         for level, count in self.caller.queue_full.values().items():
             if count:
                 dropped[("all", level, "queue_full")] = count
+        for key, count in self.recovery.snapshot().items():
+            assert isinstance(key, tuple)
+            dropped[("all", key[1], key[2])] = dropped.get(("all", key[1], key[2]), 0) + count
         for runner in self.runners:
             tallies = [runner.tally, runner.offer_tally, *getattr(runner.sink, "tallies", ())]
             for key, count in merge(tallies).items():
+                if key == ("restart",):
+                    restarts[runner.name] = restarts.get(runner.name, 0) + count
+                    continue
                 _file(key, runner.name, count, dropped, delivered, errors, truncated, replayed)
         for key, count in self.shutdown_tally.snapshot().items():
             assert isinstance(key, tuple)
@@ -253,7 +308,14 @@ class Pipeline:
             "queued": len(self.low) + len(self.high),
             "capacity": self.config.capacity + self.config.high_capacity,
             "internal_errors": self.caller.internal_errors.value + self.worker.errors.value,
+            "sink_restarts": restarts,
+            "render_timeouts": self.worker.renderer.timeouts.value,
             "spool_overwritten": self.spool.overwritten.value if self.spool else 0,
+            "spool": {
+                "enabled": self.spool is not None,
+                "slots": self.spool.slots if self.spool is not None else 0,
+                "error": self.spool_error,
+            },
             "spill_bytes": sum(
                 queue.nbytes
                 for queue in (getattr(sink, "queue", None) for sink in self.sinks)
@@ -310,3 +372,10 @@ def _record_from_doc(seq: int, doc: dict[str, Any]) -> Record:
         exc_text=doc.get("x"),
         replayed=True,
     )
+
+
+def _stderr_line(text: str) -> None:
+    try:  # noqa: SIM105 - fd 2 directly: never sys.stderr's lock
+        os.write(2, text.encode("utf-8", "replace"))
+    except OSError:
+        pass

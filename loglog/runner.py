@@ -50,7 +50,7 @@ class SinkRunner:
         self.capacity = capacity
         self._flush_target = flush_target
         self._forced = -1
-        self._inbox: deque[tuple[list[Record], int]] = deque()
+        self._inbox: deque[tuple[list[Record], int, int]] = deque()
         self._pending = 0
         self._cond = threading.Condition()
         self._stopping = False
@@ -59,12 +59,15 @@ class SinkRunner:
         self.offer_tally = Tally()  # written by the worker thread
         self.latency = WriterHistogram(LATENCY_BUCKETS)
         self._processed = -1
+        self._processed_cycle = -1
+        self.done_cycle = -1  # the worker cycle whose batch this sink has finished
+        self.restarts = 0
         self._writing: list[Record] = []  # the batch inside sink.write right now
         self.done_seq = -1
         self.durable_seq = -1
         self._log = Logger("loglog.sink", {"sink": self.name})
         self._warned = -_WARN_EVERY
-        self._thread = threading.Thread(target=self._run, name=f"loglog-sink-{self.name}")
+        self._thread = threading.Thread(target=self._supervise, name=f"loglog-sink-{self.name}")
         self._thread.daemon = True
 
     def start(self) -> None:
@@ -72,9 +75,9 @@ class SinkRunner:
 
     # -- worker thread ------------------------------------------------------------------
 
-    def offer(self, records: list[Record], upto: int, internal: bool) -> None:
-        """Queue a batch (may be empty: it still carries the ``upto`` watermark);
-        ``internal`` says whether any record in it came from a loglog thread."""
+    def offer(self, records: list[Record], upto: int, internal: bool, cycle: int = -1) -> None:
+        """Queue a batch (may be empty: it still carries the ``upto`` and ``cycle``
+        watermarks); ``internal`` says whether any record in it came from a loglog thread."""
         own = self._thread.ident
         kept = records
         if internal:
@@ -87,7 +90,7 @@ class SinkRunner:
         with self._cond:
             if kept and self._pending + len(kept) > self.capacity:
                 kept = self._shed(kept)
-            self._inbox.append((kept, upto))
+            self._inbox.append((kept, upto, cycle))
             self._pending += len(kept)
             self._cond.notify()
 
@@ -102,6 +105,20 @@ class SinkRunner:
         return kept
 
     # -- sink thread --------------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        """Run the loop; an exception outside ``sink.write`` (a bug, a hook) restarts it,
+        counted as a restart, instead of ending delivery for this sink."""
+        while True:
+            try:
+                self._run()
+                return
+            except Exception as exc:
+                self.restarts += 1
+                self.tally.add(("restart",))
+                self._writing = []
+                self._warn("sink thread failed; restarted it", exc)
+                time.sleep(0.01)
 
     def _run(self) -> None:
         while True:
@@ -122,20 +139,20 @@ class SinkRunner:
             self._guard(self._close, max(0.0, self._deadline - time.monotonic()))
         self._update_progress()
 
-    def _take(self) -> tuple[list[Record], int] | None:
+    def _take(self) -> tuple[list[Record], int, int] | None:
         """Pop pending batches, merged up to MAX_BATCH records (lock held)."""
         if not self._inbox:
             return None
-        records, upto = self._inbox.popleft()
+        records, upto, cycle = self._inbox.popleft()
         if self._inbox and len(records) < MAX_BATCH:
             records = list(records)
             while self._inbox and len(records) + len(self._inbox[0][0]) <= MAX_BATCH:
-                more, upto = self._inbox.popleft()
+                more, upto, cycle = self._inbox.popleft()
                 records.extend(more)
         self._pending -= len(records)
-        return records, upto
+        return records, upto, cycle
 
-    def _deliver(self, records: list[Record], upto: int) -> None:
+    def _deliver(self, records: list[Record], upto: int, cycle: int) -> None:
         if records:
             started = time.perf_counter()
             delivered = len(records)
@@ -144,7 +161,10 @@ class SinkRunner:
                 self.sink.write(records)
             except SinkStalled as stall:
                 delivered = max(0, min(stall.delivered, len(records)))
-                self._count(records[delivered:], "sink_timeout")
+                self._count(records[delivered:], stall.reason)
+                if stall.reason != "sink_timeout":
+                    self.tally.add(("sink_error",))
+                    self._warn("sink failed; the rest of its batch was dropped", stall)
             except Exception as exc:
                 delivered = 0
                 self.tally.add(("sink_error",))
@@ -157,6 +177,7 @@ class SinkRunner:
                 for level, count in Counter([record.level for record in sent]).items():
                     self.tally.add(("delivered", level_name(level)), count)
         self._processed = upto
+        self._processed_cycle = cycle
 
     def _maybe_tick(self) -> None:
         if self._tick is None:
@@ -169,15 +190,18 @@ class SinkRunner:
 
     def _update_progress(self) -> None:
         processed = self._processed
+        cycle = self._processed_cycle
         if self._progress is None:
             self.durable_seq = self.done_seq = processed
-            return
-        try:
-            durable, done = self._progress()
-        except Exception:
-            return
-        self.durable_seq = processed if durable is None else min(processed, durable - 1)
-        self.done_seq = processed if done is None else min(processed, done - 1)
+        else:
+            try:
+                durable, done = self._progress()
+            except Exception:
+                return
+            self.durable_seq = processed if durable is None else min(processed, durable - 1)
+            self.done_seq = processed if done is None else min(processed, done - 1)
+        # Published after done_seq: flush() reads done_cycle first, then done_seq.
+        self.done_cycle = cycle
 
     def _count(self, records: list[Record], reason: str) -> None:
         for level, count in Counter([record.level for record in records]).items():
@@ -211,7 +235,7 @@ class SinkRunner:
         if not self._thread.is_alive():
             return True
         # The thread is abandoned (a daemon stuck in the sink): what it holds is lost.
-        stuck = [self._writing] + [records for records, _ in list(self._inbox)]
+        stuck = [self._writing] + [item[0] for item in list(self._inbox)]
         for records in stuck:
             for record in records:
                 tally.add(("dropped", record.levelname, "shutdown", self.name))

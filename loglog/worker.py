@@ -21,9 +21,10 @@ from collections import deque
 from operator import itemgetter
 from typing import TYPE_CHECKING
 
-from .core import RawRecord, wake
+from .core import Fmt, RawRecord, wake
 from .counters import AtomicCounter
-from .format import format_exc, render_fields, render_value
+from .format import format_exc, format_exc_safe, is_plain, render_fields, render_key, render_value
+from .render import BoundedRenderer, needs_user_code
 from .tracing import span_ids
 from .types import Record
 
@@ -43,41 +44,65 @@ def thread_of(ident: int) -> tuple[str, bool]:
     return name, name.startswith("loglog-")
 
 
-def convert(raw: RawRecord, threads: dict[int, tuple[str, bool]]) -> Record:
-    """Turn a caller's raw tuple into a Record (worker thread).
+def convert(raw: RawRecord, threads: dict[int, tuple[str, bool]], mode: str | None = "") -> Record:
+    """Turn a caller's raw tuple into a Record; never raises.
 
     ``threads`` caches :func:`thread_of` for one cycle: within a cycle a thread id cannot
-    be reused by a new thread, so the cache is exact.
+    be reused by a new thread, so the cache is exact. ``mode`` ``""`` renders values with
+    user code; ``None`` without (``<TypeName>``); any other text replaces every value that
+    would need user code (``<timed out>``).
     """
+    try:
+        return _convert(raw, threads, mode)
+    except Exception as exc:  # one bad record never costs another
+        try:
+            return _convert(raw, threads, f"<unrepresentable: {type(exc).__name__}>")
+        except Exception:
+            seq, stamp, level, name = raw[0], raw[1], raw[2], raw[3]
+            text = name if type(name) is str else "<logger>"
+            return Record(seq, stamp, level, text, "<unrepresentable record>", {})
+
+
+def _convert(raw: RawRecord, threads: dict[int, tuple[str, bool]], mode: str | None) -> Record:
     seq, stamp, level, name, msg, fields, bound, context, ident, exc, _slot = raw
     known = threads.get(ident)
     if known is None:
         known = threads[ident] = thread_of(ident)
     thread_name, internal = known
     merged = {**bound, **fields} if bound else fields
+    safe = internal or mode != ""
+    if type(msg) is Fmt and type(msg.msg) is str and is_plain(msg.args):
+        msg = str(msg)  # builtins only: no user code runs
+    if mode:  # a placeholder for everything that would run user code
+        if type(msg) is not str:
+            msg = mode
+        merged = {render_key(k, safe=True): (v if is_plain(v) else mode) for k, v in merged.items()}
+    if type(name) is not str:
+        name = render_key(name, safe=True)
     if type(msg) is str:
         message = msg
     else:
-        rendered = render_value(msg, safe=internal)
+        rendered = render_value(msg, safe=safe)
         message = rendered if type(rendered) is str else str(rendered)
     trace_id, span_id = span_ids(context) if context else (None, None)
     if trace_id is None and "trace_id" in merged:
         # No span is current: an explicit trace_id= field (e.g. an item's, logged on a
         # worker thread that never entered its span) becomes the record's trace id.
         merged = dict(merged)
-        trace_id = str(merged.pop("trace_id") or "") or None
-        span_id = str(merged.pop("span_id", "") or "") or None
+        trace_id = str(render_value(merged.pop("trace_id"), safe=safe) or "") or None
+        span_id = str(render_value(merged.pop("span_id", ""), safe=safe) or "") or None
+    exc_text = (format_exc_safe(exc) if safe else format_exc(exc)) if exc is not None else None
     return Record(
         seq,
         stamp,
         level,
         name,
         message,
-        render_fields(merged, safe=internal) if merged else {},
+        render_fields(merged, safe=safe) if merged else {},
         trace_id,
         span_id,
         thread_name,
-        format_exc(exc) if exc is not None else None,
+        exc_text,
         internal,
         False,
         ident,
@@ -99,6 +124,7 @@ class Worker:
         poll_interval: float,
         replay: list[tuple[Record, int]],
         idle: list[bool],
+        render_timeout: float = 0.1,
     ) -> None:
         self._low = low
         self._high = high
@@ -113,6 +139,10 @@ class Worker:
         # past the watermark its record was dispatched with.
         self._slots: deque[tuple[int, int, int]] = deque()
         self.dispatched = -1
+        self.cycles = 0  # cycles started; flush() waits for one that starts after it
+        self.cycle_done = -1  # index of the last finished cycle
+        self.offered_cycle = -1  # index of the last cycle that offered records to runners
+        self.renderer = BoundedRenderer(convert, render_timeout)
         self.errors = AtomicCounter()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="loglog-worker")
@@ -149,6 +179,14 @@ class Worker:
 
     def cycle(self) -> bool:
         """Dispatch what is queued; False when there was nothing to do."""
+        index = self.cycles
+        self.cycles = index + 1
+        try:
+            return self._cycle(index)
+        finally:
+            self.cycle_done = index
+
+    def _cycle(self, index: int) -> bool:
         upto = self._seq.value - 1
         raw = self._take(self._high) + self._take(self._low)
         if not raw and not self._replay and upto == self.dispatched:
@@ -156,20 +194,32 @@ class Worker:
             return False
         raw.sort(key=_by_seq)
         threads: dict[int, tuple[str, bool]] = {}
-        records = [convert(item, threads) for item in raw]
+        if any(needs_user_code(item) for item in raw):
+            records = self._convert_bounded(raw, threads)
+        else:
+            records = [convert(item, threads) for item in raw]
         if self._replay:
             records[:0] = [record for record, _ in self._replay]
             self._slots.extend(
                 (upto, record.seq, slot) for record, slot in self._replay if slot >= 0
             )
             self._replay = []
-        internal = any(known[1] for known in threads.values())
+        internal = any(record.internal for record in records)
         for runner in self._runners:
-            runner.offer(records, upto, internal)
+            runner.offer(records, upto, internal, index)
+        self.offered_cycle = index
         self.dispatched = upto
         self._slots.extend((upto, item[0], item[-1]) for item in raw if item[-1] >= 0)
         self._release()
         return True
+
+    def _convert_bounded(
+        self, raw: list[RawRecord], threads: dict[int, tuple[str, bool]]
+    ) -> list[Record]:
+        """Records that need user code go through the bounded renderer, in order."""
+        hostile = [item for item in raw if needs_user_code(item)]
+        rendered = iter(self.renderer.convert_all(hostile))
+        return [next(rendered) if needs_user_code(item) else convert(item, threads) for item in raw]
 
     @staticmethod
     def _take(queue: deque[RawRecord]) -> list[RawRecord]:
@@ -183,8 +233,8 @@ class Worker:
         durable = min((runner.durable_seq for runner in self._runners), default=self.dispatched)
         slots = self._slots
         while slots and slots[0][0] <= durable:
-            _, seq, slot = slots.popleft()
-            self._spool.release(slot, seq)
+            _, _seq, token = slots.popleft()
+            self._spool.release(token)
 
     def stop(self, deadline: float, wake_write_fd: int) -> None:
         """Run one last cycle and exit; wait until ``deadline`` at most."""

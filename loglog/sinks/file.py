@@ -8,11 +8,13 @@ call, which is what makes one core deliver hundreds of thousands of records a se
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..errors import SinkStalled
 from ..format import JsonRenderer, TextRenderer
 from ..types import Record
 
@@ -51,14 +53,25 @@ class FileSink:
     def write(self, records: Sequence[Record]) -> None:
         render = self._render
         data = ("\n".join([render(record) for record in records]) + "\n").encode("utf-8", "replace")
-        self._reopen_if_moved()
         view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        self._size += len(data)
+        try:
+            if self._fd < 0:  # a failed rotation or reopen: try again
+                self._open()
+            self._reopen_if_moved()
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as exc:
+            # Full disk, read-only remount, I/O error: the records whose line went out
+            # whole are delivered, the rest are counted with the reason.
+            done = data.count(b"\n", 0, len(data) - len(view))
+            reason = "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "disk_error"
+            raise SinkStalled(f"cannot write {self.path}: {exc}", done, reason) from exc
+        finally:
+            self._size += len(data) - len(view)
         if self._max and self._size >= self._max:
-            self._rotate()
+            with contextlib.suppress(OSError):
+                self._rotate()
 
     def _reopen_if_moved(self) -> None:
         now = time.monotonic()

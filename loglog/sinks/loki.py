@@ -15,6 +15,7 @@ label count and names were checked at configure time.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import socket
 import threading
@@ -32,6 +33,10 @@ from ..types import WARNING, Record, level_name
 from .loki_http import LokiClient, PushResult
 
 _WARN_EVERY = 10.0
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: A batch that makes the sender fail this many times in a row is dropped (``sink_error``):
+#: a bug triggered by one batch must not stop shipping for good.
+_MAX_CRASHES_PER_BATCH = 3
 
 
 class LokiSink:
@@ -69,7 +74,8 @@ class LokiSink:
         self._reset_open()
         self._cond = threading.Condition()
         self._stopping = False
-        self._sender = threading.Thread(target=self._send_loop, name="loglog-loki-sender")
+        self.restarts = 0  # times the sender loop died on an exception and was restarted
+        self._sender = threading.Thread(target=self._supervise, name="loglog-loki-sender")
         self._sender.daemon = True
         self._sender.start()
 
@@ -169,8 +175,16 @@ class LokiSink:
             return
         payload = json.dumps({"streams": streams}, ensure_ascii=False, separators=(",", ":"))
         batch = Batch(payload.encode(), levels, min_seq, max_seq, oldest)
-        for evicted in self.queue.put(batch):
-            self._count_batch(self.tally, evicted, "buffer_full")
+        try:
+            evicted = self.queue.put(batch)
+        except OSError as exc:
+            # The spill cannot take it (full disk, read-only, I/O error): a counted drop.
+            reason = "disk_full" if exc.errno in _DISK_FULL else "disk_error"
+            self._count_batch(self.tally, batch, reason)
+            self._warn(reason, "cannot spill a Loki batch; dropped it", error=str(exc))
+            return
+        for old in evicted:
+            self._count_batch(self.tally, old, "buffer_full")
         with self._cond:
             self._cond.notify()
 
@@ -205,6 +219,31 @@ class LokiSink:
 
     # -- sender thread ---------------------------------------------------------------
 
+    def _supervise(self) -> None:
+        """Run the send loop; if it dies on an exception, count a restart and run it again,
+        dropping (and counting) a batch that keeps killing it."""
+        culprit: Batch | None = None
+        crashes = 0
+        while True:
+            try:
+                self._send_loop()
+                return
+            except Exception as exc:  # shipping must outlive any bug
+                self.restarts += 1
+                self.sender_tally.add(("restart",))
+                head = self.queue.head()
+                crashes = crashes + 1 if head is not None and head is culprit else 1
+                culprit = head
+                if head is not None and crashes >= _MAX_CRASHES_PER_BATCH:
+                    self._count_batch(self.sender_tally, head, "sink_error")
+                    self.queue.pop(head)
+                    culprit, crashes = None, 0
+                self._warn("restart", "Loki sender failed; restarted it", error=repr(exc))
+                with self._cond:
+                    if self._stopping:
+                        return
+                    self._cond.wait(min(0.05 * 2**crashes, 1.0))
+
     def _send_loop(self) -> None:
         attempt = 0
         while True:
@@ -228,7 +267,7 @@ class LokiSink:
                 attempt = 0
                 continue
             delay = result.retry_after
-            if delay is None:
+            if delay is None or not 0.0 <= delay < float("inf"):
                 delay = backoff_delay(
                     attempt, self._cfg.loki_backoff_min, self._cfg.loki_backoff_max
                 )
@@ -280,7 +319,7 @@ class LokiSink:
         for stream in body["streams"]:
             kept = []
             for entry in stream["values"]:
-                level = stream["stream"].get("level") or json.loads(entry[1]).get("level", "info")
+                level = stream["stream"].get("level") or _line_level(entry[1])
                 if int(entry[0]) < oldest_allowed:
                     self.sender_tally.add(("dropped", level, "too_old"))
                 else:
@@ -306,3 +345,15 @@ class LokiSink:
         if now - self._warned.get(key, -_WARN_EVERY) >= _WARN_EVERY:
             self._warned[key] = now
             self._log.warning(message, **fields)
+
+
+def _line_level(line: str) -> str:
+    """The level a JSON line carries (for counting), ``unknown`` when it has none."""
+    try:
+        level = json.loads(line).get("level")
+    except (ValueError, AttributeError, RecursionError):
+        return "unknown"
+    return level if isinstance(level, str) and level in _KNOWN_LEVELS else "unknown"
+
+
+_KNOWN_LEVELS = frozenset({"trace", "debug", "info", "warning", "error", "critical"})

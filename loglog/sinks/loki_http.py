@@ -1,7 +1,9 @@
 """One HTTP POST to Loki's push API, and what its answer means for a retry.
 
-Built on ``http.client`` on purpose: every socket operation is bounded by ``timeout``, it
-logs nothing (so it cannot feed records back into loglog), and it has no pool or retry
+Built on ``http.client`` on purpose: every socket operation is bounded by ``timeout``, and
+so is the whole push (connect, send, read): a server that trickles its answer a byte at a
+time is cut off when the deadline passes (a timer shuts the socket down). It logs nothing
+(so it cannot feed records back into loglog), and it has no pool or retry
 logic of its own that could hide a hang. Loki's documented semantics (see ANCHORS):
 204 is success; 429 and 5xx are retryable (nothing was stored); 400 and 413 must never be
 retried, because a 400 may be a partial success whose valid streams were already stored.
@@ -14,6 +16,8 @@ import contextlib
 import dataclasses
 import gzip
 import http.client
+import socket
+import threading
 import time
 from urllib.parse import unquote, urlsplit
 
@@ -86,31 +90,45 @@ class LokiClient:
         self._conn: http.client.HTTPConnection | None = None
 
     def push(self, payload: bytes) -> PushResult:
-        """POST one JSON body; never raises."""
-        body = gzip.compress(payload, compresslevel=self._level)
+        """POST one JSON body within ``timeout`` seconds overall; never raises."""
         started = time.monotonic()
+        timer: threading.Timer | None = None
         try:
+            body = gzip.compress(payload, compresslevel=self._level)
             conn = self._conn or self._connect()
+            timer = threading.Timer(self._timeout, _cut, args=(conn,))
+            timer.name = "loglog-loki-deadline"
+            timer.daemon = True
+            timer.start()
             conn.request("POST", self.path, body=body, headers=self._headers)
             response = conn.getresponse()
             text = response.read(64 * 1024).decode("utf-8", "replace")
+            if time.monotonic() - started >= self._timeout:
+                raise TimeoutError(f"no complete answer within {self._timeout} s")
             if response.will_close or not response.isclosed():
                 self.close()
             return PushResult(
                 status=response.status,
-                retry_after=parse_retry_after(response.getheader("Retry-After")),
+                retry_after=parse_retry_after(_header(response, "Retry-After")),
                 detail=text.strip()[:300],
                 seconds=time.monotonic() - started,
             )
-        except (OSError, http.client.HTTPException) as exc:
+        except Exception as exc:  # OSError, HTTPException, a garbage answer: never raise
             self.close()
+            detail = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() - started >= self._timeout:
+                detail = f"TimeoutError: no complete answer within {self._timeout} s ({detail})"
             return PushResult(
                 status=0,
-                detail=f"{type(exc).__name__}: {exc}",
+                detail=detail[:300],
                 seconds=time.monotonic() - started,
             )
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     def _connect(self) -> http.client.HTTPConnection:
+        # Each socket operation has the whole deadline at most; the timer bounds their sum.
         kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
         self._conn = kind(self._host, self._port, timeout=self._timeout)
         return self._conn
@@ -120,3 +138,20 @@ class LokiClient:
         if conn is not None:
             with contextlib.suppress(OSError):
                 conn.close()
+
+
+def _cut(conn: http.client.HTTPConnection) -> None:
+    """The push deadline passed: unblock the sender by shutting its socket down."""
+    sock = conn.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _header(response: http.client.HTTPResponse, name: str) -> str | None:
+    """One header's value, or None when it is missing or unreadable."""
+    try:
+        value = response.getheader(name)
+    except Exception:
+        return None
+    return value if isinstance(value, str) else None

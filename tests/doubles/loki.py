@@ -282,3 +282,53 @@ class SilentServer:
 
     def close(self) -> None:
         self._sock.close()
+
+
+class TrickleServer:
+    """Answers every connection with a valid start of a response, one byte every
+    ``interval`` seconds, forever: the headers never complete. Each byte arrives well
+    within any per-read socket timeout, so only an overall deadline ends a push."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self._sock.settimeout(0.2)
+        self.port = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.connections = 0
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        data = b"HTTP/1.1 204 No Content\r\n" + b"X-Padding: " + b"a" * 100_000
+        with conn:
+            for byte in data:
+                if self._stop.wait(self._interval):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    def __enter__(self) -> TrickleServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._sock.close()

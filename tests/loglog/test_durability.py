@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,48 +10,54 @@ import time
 
 from loglog.batches import Batch, SpillQueue
 from loglog.ownership import Owner, owner_of
-from loglog.spool import Spool, recover
+from loglog.spool import META_SIZE, Spool, recover
 
 
 def test_spool_keeps_pending_slots_and_forgets_released_ones(tmp_path):
     """recover() returns exactly the records still pending, oldest first."""
     owner = Owner(tmp_path)
     spool = Spool(owner, slots=8, slot_size=1024)
-    slots = [spool.write_doc(seq, {"m": f"r{seq}", "l": 30}) for seq in range(5)]
-    spool.release(slots[1], 1)
-    spool.release(slots[3], 3)
-    spool.release(slots[4], 999)  # wrong seq: a reused slot must not be released
-    assert [d["m"] for d in recover(spool.path)] == ["r0", "r2", "r4"]
+    tokens = [spool.write_doc({"m": f"r{n}", "l": 30, "t": n}) for n in range(5)]
+    spool.release(tokens[1])
+    spool.release(tokens[3])
+    spool.release(tokens[4] + 8)  # another token of the same slot: must not release it
+    assert [d["m"] for d in recover(spool.path).docs] == ["r0", "r2", "r4"]
     assert spool.pending() == 3
 
 
-def test_spool_skips_torn_slots(tmp_path):
-    """A slot whose bytes do not match its CRC (a write cut short) is skipped, not replayed."""
+def test_spool_counts_torn_slots_as_corrupt(tmp_path):
+    """A pending slot whose bytes do not match its CRC is not replayed: counted corrupt."""
     owner = Owner(tmp_path)
     spool = Spool(owner, slots=4, slot_size=1024)
-    spool.write_doc(1, {"m": "good"})
-    index = spool.write_doc(2, {"m": "torn"})
+    spool.write_doc({"m": "good", "l": 30, "t": 1})
+    token = spool.write_doc({"m": "torn", "l": 40, "t": 2})
     spool.abandon()
     data = bytearray(spool.path.read_bytes())
-    data[index * 1024 + 25] ^= 0xFF
+    data[META_SIZE + token * 1024 + 25] ^= 0xFF
     spool.path.write_bytes(bytes(data))
-    assert [d["m"] for d in recover(spool.path)] == ["good"]
+    found = recover(spool.path)
+    assert [d["m"] for d in found.docs] == ["good"]
+    assert found.corrupt == {"warning": 1} and not found.intact
 
 
 def test_a_full_ring_reuses_the_oldest_slot_and_counts_it(tmp_path):
-    """More pending WARNING+ records than slots: the oldest loses crash protection, counted."""
+    """More pending WARNING+ records than slots: the oldest loses crash protection, counted,
+    and a crash then is counted as lost_in_crash by the next reader."""
     spool = Spool(Owner(tmp_path), slots=2, slot_size=512)
-    for seq in range(5):
-        spool.write_doc(seq, {"m": seq})
+    tokens = [spool.write_doc({"m": str(n), "l": 30, "t": n}) for n in range(5)]
     assert spool.overwritten.value == 3
-    assert [d["m"] for d in recover(spool.path)] == [3, 4]
+    found = recover(spool.path)
+    assert [d["m"] for d in found.docs] == ["3", "4"]
+    assert found.lost_in_crash == 3
+    spool.release(tokens[0])  # an overwritten record became durable after all
+    assert recover(spool.path).lost_in_crash == 2
 
 
 def test_oversized_records_are_shrunk_to_fit_a_slot(tmp_path):
     """A record bigger than a slot keeps its head (message, level) and stays valid JSON."""
     spool = Spool(Owner(tmp_path), slots=2, slot_size=512)
-    spool.write_doc(1, {"m": "x" * 5000, "f": {"big": "y" * 5000}, "l": 40})
-    (doc,) = recover(spool.path)
+    spool.write_doc({"m": "x" * 5000, "f": {"big": "y" * 5000}, "l": 40, "t": 1})
+    (doc,) = recover(spool.path).docs
     assert doc["l"] == 40 and doc["m"].startswith("xxx") and doc["f"] == {"_truncated": True}
 
 
@@ -84,7 +91,7 @@ def test_spill_files_of_a_dead_owner_are_adopted_oldest_first(tmp_path):
     dead = Owner(tmp_path)
     queue = SpillQueue(dead, "loki", 10**6, set())
     for n in range(3):
-        queue.put(Batch(f"payload{n}".encode(), {"info": n + 1}, n, n, time.time_ns()))
+        queue.put(Batch(_body(n, n + 1), {"info": n + 1}, n, n, time.time_ns()))
     dead.abandon()  # releases the lock as process death would
     heir = Owner(tmp_path)
     adopted = SpillQueue(heir, "loki", 10**6, heir.dead_owners({dead.id}))
@@ -94,5 +101,11 @@ def test_spill_files_of_a_dead_owner_are_adopted_oldest_first(tmp_path):
         order.append(batch.payload)
         assert owner_of(batch.name) == heir.id
         adopted.pop(batch)
-    assert order == [b"payload0", b"payload1", b"payload2"]
+    assert order == [_body(0, 1), _body(1, 2), _body(2, 3)]
     assert list((tmp_path / "loki").iterdir()) == []
+
+
+def _body(tag: int, entries: int) -> bytes:
+    """A Loki push body with ``entries`` entries, told apart by ``tag``."""
+    values = [[str(1_700_000_000_000_000_000 + tag), f'{{"msg":"{tag}"}}'] for _ in range(entries)]
+    return json.dumps({"streams": [{"stream": {"service": "t"}, "values": values}]}).encode()
