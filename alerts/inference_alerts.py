@@ -81,8 +81,8 @@ def inference_alerts(cfg: Config) -> list[Alert]:
                 Case(
                     "keeps firing through a near-stall that lets one item through now and then",
                     {
-                        f'inference_stage_stalled{{{INF}, stage="infer"}}': "1 1 1 1 1 0 1 1 1 1 1 0 1 1 1 1",
-                        f'inference_stage_oldest_inflight_seconds{{{INF}, stage="infer"}}': "10 20 30 40 50 1 10 20 30 40 50 1 10 20 30 40",
+                        f'inference_stage_stalled{{{INF}, stage="infer"}}': "1 1 1 1 1 1 0 1 1 1 1 1 0 1 1 1",
+                        f'inference_stage_oldest_inflight_seconds{{{INF}, stage="infer"}}': "10 20 30 40 50 60 1 10 20 30 40 50 1 10 20 30",
                     },
                     "120s",
                     ({**SERVER, "stage": "infer"},),

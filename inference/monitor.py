@@ -111,7 +111,7 @@ class Monitor:
         stages = self.pipeline.stages
         counters = {stage: stages[stage].ledger.snapshot(now) for stage in STAGES}
         depths = {name: len(queue) for name, queue in self.pipeline.queues.items()}
-        return now, counters, depths, self.pipeline.stages["decode"].call.calls  # type: ignore[attr-defined]
+        return now, counters, depths, self.pipeline.decode.calls
 
     def sample(self) -> Verdict | None:
         """Take a snapshot, compute the window against the oldest one inside it."""

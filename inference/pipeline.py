@@ -116,8 +116,9 @@ class Pipeline:
         flops = calibration.flops_per_item or 0
         flops_total = metrics.model_flops_total.labels(self.info.name)
         count_flops = (lambda ok: flops_total.inc(flops * ok)) if flops and instrumented else None
+        self.decode = Decode(self.preprocess)
         calls: dict[str, Stage] = {
-            "decode": Decode(self.preprocess),
+            "decode": self.decode,
             "preprocess": self.preprocess,
             "infer": Infer(engine, on_done=count_flops),
             "postprocess": self.postprocess,

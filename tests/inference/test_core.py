@@ -307,3 +307,44 @@ def test_an_error_in_a_stage_fails_the_item_and_leaves_nothing_in_flight(core):
 
 def _raise(items):
     raise RuntimeError("boom")
+
+
+def test_an_http_body_is_decoded_in_the_timed_decode_stage(core):
+    """A request carrying an encoded body enters at decode: the decode stage's workers
+    load it, its time is in stage_ms, and a hung decode is named stalled like any stage."""
+    import io
+
+    from inference.server.bodies import request_item
+
+    c = core()
+    decode = c.pipeline.stages["decode"].call
+    armed, entered, release = threading.Event(), threading.Event(), threading.Event()
+
+    def decode_or_hang(items):
+        if armed.is_set():
+            entered.set()
+            assert release.wait(GUARD)
+        return decode(items)
+
+    c.pipeline.stages["decode"].call = decode_or_hang  # a decoder that can hang on demand
+    c.start()
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros(SHAPE, np.float32))
+    item = request_item(buffer.getvalue(), "application/x-npy")
+    item.future = Future()
+    assert c.pipeline.submit(item, timeout=GUARD)
+    done = item.future.result(GUARD)
+    assert set(done.stage_ms) == {"decode", "preprocess", "infer", "postprocess", "encode"}
+    assert c.pipeline.stages["decode"].ledger.snapshot().items == 1
+
+    c.monitor.sample()
+    armed.set()
+    stuck = request_item(buffer.getvalue(), "application/x-npy")
+    stuck.future = Future()
+    assert c.pipeline.submit(stuck, timeout=GUARD)
+    assert entered.wait(GUARD)
+    c.clock.advance(10.0)
+    result = c.monitor.sample()
+    assert result.stalled == ("decode",) and "decode is stalled" in result.reason
+    release.set()
+    assert stuck.future.result(GUARD).result is not None
