@@ -128,11 +128,13 @@ def build(cfg: Config) -> dict[str, Any]:
     headroom = (
         f"(sum(job:inference_capacity_items:max{{{SEL}}}) - sum(job:inference_delivered_items:rate5m{{{SEL}}}))"
         f" / (sum(job:inference_delivered_items:rate5m{{{SEL}}}) / sum(inference_streams_active{{{SEL}}}))"
+        # No headroom while a stage is stalled: delivered drops, but nothing more would fit.
+        f" and on () (max(inference_stage_stalled{{{SEL}}}) or vector(0)) == 0"
     )
     d.add(
         stat(
             "Capacity headroom (streams)",
-            "How many more streams like the current ones fit before the model is the limit: spare model capacity ÷ items/s per stream. Empty when no stream runs.",
+            "How many more streams like the current ones fit before the model is the limit: spare model capacity ÷ items/s per stream. Empty when no stream runs, and while a stage is stalled (nothing more would fit).",
             "short",
             [prom(headroom, "streams", instant=True)],
             decimals=1,
