@@ -348,3 +348,38 @@ def test_an_http_body_is_decoded_in_the_timed_decode_stage(core):
     assert result.stalled == ("decode",) and "decode is stalled" in result.reason
     release.set()
     assert stuck.future.result(GUARD).result is not None
+
+
+def test_loglog_profile_names_a_hang_from_two_scrapes(core):
+    """`loglog profile` reads the same in-flight numbers from /metrics: with one call
+    stuck for 42 s between two scrapes, its verdict names infer stalled, and its table
+    shows the call in flight with its age."""
+    from inference.profile import from_scrapes, judge, render
+
+    def samples(c: Core) -> dict:
+        text = generate_latest(c.registry).decode()
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    c = core()
+    c.start()
+    c.run(20)
+    c.engine.hold = True
+    assert c.pipeline.submit(c.item(1), timeout=GUARD)
+    assert c.engine.entered.wait(GUARD)
+    c.clock.advance(40.0)
+    first = samples(c)
+    c.clock.advance(2.0)
+    data = from_scrapes(first, samples(c), 2.0)
+    result = judge(data)
+    assert result.bottleneck == "infer" and result.stalled == ("infer",)
+    assert (
+        "infer is stalled (hung, not slow): one item has been in progress for 42 s" in result.reason
+    )
+    (infer,) = [row for row in data["rows"] if row["stage"] == "infer"]
+    assert infer["inflight"] == 1 and infer["oldest_inflight_s"] == pytest.approx(42.0)
+    assert infer["utilization"] == pytest.approx(1.0)
+    assert "Bottleneck: infer (STALLED)" in render(data, result)
