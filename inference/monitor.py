@@ -8,7 +8,12 @@ seconds ÷ wall seconds ÷ workers), the fill and growth of each input queue, an
 - pipeline efficiency = delivered items/s ÷ model-only capacity at the max batch size
   (is the pipeline feeding it?);
 - MFU = items/s × FLOPs per item ÷ the GPU's dense peak, only when the peak is known;
-- the bottleneck verdict (see :mod:`inference.bottleneck`), exported as a 0/1 gauge.
+- the bottleneck verdict (see :mod:`inference.bottleneck`), exported as a 0/1 gauge, and
+  which stages are stalled (``inference_stage_stalled``).
+
+Busy time and in-flight ages come from the stage ledgers (:mod:`inference.stats`), which
+count work in progress: a window that ends while a stage is stuck sees it busy and stuck,
+so a hang is named within a second of its call passing the stall threshold.
 """
 
 from __future__ import annotations
