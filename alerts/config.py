@@ -16,7 +16,13 @@ class Timing:
 
     rate: str = "2m"  # short rate window for "is anything coming out"
     window: str = "5m"  # averaging window for "is input waiting", drops, efficiency
-    stall_for: str = "2m"
+    #: A stall pages in ≤ 2 min with these (verdict ≤ 10 s, scrape and evaluation 5 s,
+    #: Alertmanager group_wait 10 s): the window bridges the seconds between two items of
+    #: a near-stall, so the page does not flap.
+    stall_for: str = "30s"
+    stall_window: str = "30s"
+    collapse_window: str = "30s"  # rate window for "output collapsed against input"
+    collapse_for: str = "30s"
     down_for: str = "1m"
     absent_for: str = "5m"
     saturated_for: str = "5m"
@@ -36,6 +42,9 @@ FAST = Timing(
     rate="10s",
     window="20s",
     stall_for="5s",
+    stall_window="10s",
+    collapse_window="10s",
+    collapse_for="5s",
     down_for="5s",
     absent_for="10s",
     saturated_for="5s",
@@ -63,6 +72,11 @@ class Config:
     #: … and this share of them must (99 %: a 1 % error budget). Same target for errors.
     slo_target: float = 0.99
     queue_saturation: float = 0.9
+    #: A call in progress this long is hung whatever the server's verdict says (a backstop
+    #: for a server whose monitor is itself stuck) …
+    hung_seconds: float = 60.0
+    #: … and output below this share of the frames coming in is a collapse (≥ 95 % lost).
+    collapse_ratio: float = 0.05
     drop_ratio: float = 0.05
     lag_seconds: float = 2.0
     underfed_efficiency: float = 0.5
@@ -81,6 +95,11 @@ class Config:
     @property
     def agent(self) -> str:
         return f'job="{self.agent_job}"'
+
+    @property
+    def older_than(self) -> str:
+        """The ``older_than`` label of inference_requests_inflight at the latency SLO."""
+        return f"{float(self.latency_slo_seconds):g}"
 
     @property
     def budget(self) -> float:

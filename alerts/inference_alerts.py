@@ -52,43 +52,111 @@ def inference_alerts(cfg: Config) -> list[Alert]:
         Alert(
             name="InferenceStalled",
             expr=(
-                f"sum by (job, instance) (inference_streams_active{{{job}}}) > 0 and on (job, instance) "
-                f'sum by (job, instance) (rate(inference_stage_items_total{{{job}, stage="encode"}}[{t.rate}])) == 0'
+                f"max by (job, instance, stage) (max_over_time(inference_stage_oldest_inflight_seconds{{{job}}}[{t.stall_window}]))"
+                f" and on (job, instance, stage) max by (job, instance, stage) (max_over_time(inference_stage_stalled{{{job}}}[{t.stall_window}])) > 0"
+                f" or max by (job, instance, stage) (inference_stage_oldest_inflight_seconds{{{job}}}) > {cfg.hung_seconds:g}"
+                f' or time() - max by (job, instance) (inference_stage_last_completion_timestamp_seconds{{{job}, stage="encode"}}) > {cfg.hung_seconds:g}'
+                f" and on (job, instance) sum by (job, instance) (inference_stage_inflight{{{job}}}) > 0"
             ),
             for_=t.stall_for,
             severity="critical",
             component="inference",
-            summary="Inference on {{ $labels.instance }} is stalled: streams run, nothing comes out",
-            description="{{ $value | humanize }} streams are active but no item has left the pipeline recently.",
-            meaning="Frames go in but no result comes out: a stage is stuck (a hung engine call, a deadlock, a drill with a huge delay).",
-            confirm="`loglog profile --url http://<instance>`: the stuck stage is busy with a full input queue. `GET /v1/drills` shows any drill; the server log shows stage errors.",
-            fix="End drills (`DELETE /v1/drills`). If the engine is hung (GPU fault: check XID alerts), restart the server; if a stage deadlocked, capture `py-spy dump` first, then restart.",
+            summary="Inference on {{ $labels.instance }} is stalled (stage: {{ $labels.stage }})",
+            description="A call has been in progress for {{ $value | humanize }}s, far longer than the stage's normal duration (or nothing has left the pipeline for that long while items are in flight).",
+            meaning="A stage is hung, not slow: a call in it has run far longer than its normal duration (the server's own stall verdict, or over a minute whatever the verdict), or items are in flight and none has come out for a minute. Items behind it wait; live streams drop frames; requests time out.",
+            confirm="`curl -s http://<instance>/v1/profile` or `loglog profile --url http://<instance>`: the verdict says which stage is stalled and for how long (the in flight and oldest columns). `GET /v1/drills` shows any drill; the profiler dashboard's in-flight panels show when it started.",
+            fix="End drills (`DELETE /v1/drills`). If the engine is hung (GPU fault: check XID alerts), restart the server; if another stage is stuck, capture `py-spy dump --pid <pid>` first, then restart.",
             cases=(
                 Case(
-                    "fires when streams run and encode stops",
+                    "fires on the server's stall verdict, with the call's age",
                     {
-                        f"inference_streams_active{{{INF}}}": "3x10",
-                        f'inference_stage_items_total{{{INF}, stage="encode"}}': "100x10",
+                        f'inference_stage_stalled{{{INF}, stage="postprocess"}}': "0 0 1x20",
+                        f'inference_stage_oldest_inflight_seconds{{{INF}, stage="postprocess"}}': "0 0 10+10x20",
                     },
-                    "10m",
+                    "2m",
+                    ({**SERVER, "stage": "postprocess"},),
+                    110,
+                    interval="10s",
+                ),
+                Case(
+                    "keeps firing through a near-stall that lets one item through now and then",
+                    {
+                        f'inference_stage_stalled{{{INF}, stage="infer"}}': "1 1 1 1 1 1 0 1 1 1 1 1 0 1 1 1",
+                        f'inference_stage_oldest_inflight_seconds{{{INF}, stage="infer"}}': "10 20 30 40 50 60 1 10 20 30 40 50 1 10 20 30",
+                    },
+                    "120s",
+                    ({**SERVER, "stage": "infer"},),
+                    50,
+                    interval="10s",
+                ),
+                Case(
+                    "fires on a call older than a minute even without a verdict",
+                    {f'inference_stage_oldest_inflight_seconds{{{INF}, stage="infer"}}': "0+10x20"},
+                    "3m",
+                    ({**SERVER, "stage": "infer"},),
+                    180,
+                    interval="10s",
+                ),
+                Case(
+                    "healthy: calls finish in milliseconds",
+                    {
+                        f'inference_stage_stalled{{{INF}, stage="infer"}}': "0x20",
+                        f'inference_stage_oldest_inflight_seconds{{{INF}, stage="infer"}}': "0.01x20",
+                        f'inference_stage_inflight{{{INF}, stage="infer"}}': "4x20",
+                        f'inference_stage_last_completion_timestamp_seconds{{{INF}, stage="encode"}}': "0+10x20",
+                    },
+                    "3m",
+                    interval="10s",
+                ),
+            ),
+        ),
+        Alert(
+            name="InferenceThroughputCollapsed",
+            expr=(
+                f'sum by (job, instance) (rate(inference_stage_items_total{{{job}, stage="encode"}}[{t.collapse_window}]))'
+                f" < {cfg.collapse_ratio:g} * sum by (job, instance) (rate(inference_frames_total{{{job}}}[{t.collapse_window}]))"
+                f" and on (job, instance) sum by (job, instance) (inference_streams_active{{{job}}}) > 0"
+            ),
+            for_=t.collapse_for,
+            severity="critical",
+            component="inference",
+            summary="Output of {{ $labels.instance }} collapsed against its input",
+            description="Only {{ $value | humanize }} items/s come out, under 5 % of the frames the streams bring in.",
+            meaning="Streams bring frames in but at most one in twenty comes out: a stage has all but stopped (a near-stall that still lets an item through now and then, which a 'nothing comes out' rule never sees).",
+            confirm="`loglog profile --url http://<instance>`: the verdict names the stalled or saturated stage; `GET /v1/streams` shows frames dropped as behind.",
+            fix="As for InferenceStalled: end drills, then find the stuck stage (py-spy dump) and restart; if a stage is merely far too slow, add workers or move streams to another server.",
+            cases=(
+                Case(
+                    "fires when 1 item/s comes out of 60 frames/s",
+                    {
+                        f"inference_streams_active{{{INF}}}": "2x20",
+                        f'inference_frames_total{{{INF}, stream="cam1"}}': "0+600x20",
+                        f'inference_stage_items_total{{{INF}, stage="encode"}}': "0+10x20",
+                    },
+                    "2m",
                     (SERVER,),
-                    3,
+                    1,
+                    interval="10s",
                 ),
                 Case(
-                    "healthy: items flow",
+                    "healthy: half the frames come out (a slow stage, not a collapse)",
                     {
-                        f"inference_streams_active{{{INF}}}": "3x10",
-                        f'inference_stage_items_total{{{INF}, stage="encode"}}': "0+60x10",
+                        f"inference_streams_active{{{INF}}}": "2x20",
+                        f'inference_frames_total{{{INF}, stream="cam1"}}': "0+600x20",
+                        f'inference_stage_items_total{{{INF}, stage="encode"}}': "0+300x20",
                     },
-                    "10m",
+                    "2m",
+                    interval="10s",
                 ),
                 Case(
-                    "healthy: idle with no streams",
+                    "healthy: no streams",
                     {
-                        f"inference_streams_active{{{INF}}}": "0x10",
-                        f'inference_stage_items_total{{{INF}, stage="encode"}}': "100x10",
+                        f"inference_streams_active{{{INF}}}": "0x20",
+                        f'inference_frames_total{{{INF}, stream="cam1"}}': "100x20",
+                        f'inference_stage_items_total{{{INF}, stage="encode"}}': "100x20",
                     },
-                    "10m",
+                    "2m",
+                    interval="10s",
                 ),
             ),
         ),
@@ -293,6 +361,7 @@ def inference_alerts(cfg: Config) -> list[Alert]:
         f"inference_request_duration_seconds_bucket{le}",
         f"inference_request_duration_seconds_count{{{INF}}}",
     )
+    stuck = f'inference_requests_inflight{{{INF}, older_than="{cfg.older_than}"}}'
     job_only = {"job": "inference"}
     alerts += burn_rate_alerts(
         cfg, slo="errors", ratio="job:inference_request_errors:ratio_rate", what="fail",
@@ -312,6 +381,7 @@ def inference_alerts(cfg: Config) -> list[Alert]:
         cases={
             "critical": (
                 Case("fires when half the requests are slow", {count: "0+100x120", bucket: "0+50x120"}, "90m", (job_only,), 0.5),
+                Case("fires when requests are stuck in flight and none finish", {count: "100x120", bucket: "100x120", stuck: "200x120"}, "90m", (job_only,), 1),
                 Case("healthy when all are fast", {count: "0+100x120", bucket: "0+100x120"}, "90m"),
             ),
             "warning": (

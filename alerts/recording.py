@@ -66,12 +66,20 @@ def recording_rules(cfg: Config) -> list[dict[str, Any]]:
                 f' / sum by (job) (rate(inference_requests_total{{{job}, status=~"ok|error"}}[{window}]))',
             }
         )
+        # Slow = finished later than the SLO, or still in flight and already older than it
+        # (a stuck request is a miss before it ends). The in-flight ones are spread over
+        # the window as a rate; one that finishes inside the window may count twice — the
+        # error is on the side of paging.
+        count = f"sum by (job) (rate(inference_request_duration_seconds_count{{{job}}}[{window}]))"
+        fast = f'sum by (job) (rate(inference_request_duration_seconds_bucket{{{job}, le="{le}"}}[{window}]))'
+        stuck = (
+            f'(sum by (job) (max_over_time(inference_requests_inflight{{{job}, older_than="{cfg.older_than}"}}[{window}]))'
+            f" / {_seconds(window)} or {count} * 0)"
+        )
         rules.append(
             {
                 "record": f"job:inference_request_slow:ratio_rate{window}",
-                "expr": "1 - ("
-                f'sum by (job) (rate(inference_request_duration_seconds_bucket{{{job}, le="{le}"}}[{window}]))'
-                f" / sum by (job) (rate(inference_request_duration_seconds_count{{{job}}}[{window}])))",
+                "expr": f"({count} - {fast} + {stuck}) / ({count} + {stuck})",
             }
         )
     rules += [
@@ -85,6 +93,12 @@ def recording_rules(cfg: Config) -> list[dict[str, Any]]:
         },
     ]
     return rules
+
+
+def _seconds(duration: str) -> int:
+    """A PromQL duration like 5m, 1h or 3d in seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    return int(duration[:-1]) * units[duration[-1]]
 
 
 def recorded_names(cfg: Config | None = None) -> set[str]:

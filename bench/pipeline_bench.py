@@ -79,24 +79,32 @@ def saturated(instrumented: bool, seconds: float) -> dict[str, float]:
 
 def instrumentation_cost_per_item(n: int = 20_000) -> float:
     """Seconds of instrumentation one item costs: the accounting of its four worker
-    stages (histogram with exemplar slot, counters, stats), its four queues' depth and
-    wait updates, and its outcome — timed directly, so machine noise cannot hide it."""
+    stages (in-flight entry, histogram with exemplar slot, counters, ledger), its four
+    queues' depth and wait updates, its in-flight entry in the pipeline and its outcome —
+    timed directly, so machine noise cannot hide it."""
     from inference.types import Item
 
     runtime = _runtime(True)
     pipeline = runtime.pipeline
     try:
         item = Item("bench", 0)
-        queues = list(pipeline.queues.values())
+        stages = [
+            pipeline.stages[name] for name in ("preprocess", "infer", "postprocess", "encode")
+        ]
+        queues = [pipeline.queues[stage.name] for stage in stages]
+        inflight = pipeline._inflight
         clock = time.perf_counter
         started = clock()
         for _ in range(n):
-            for stage in ("preprocess", "infer", "postprocess", "encode"):
-                pipeline._account(stage, [item], 0.0, 0.001)
+            inflight[id(item)] = item.created
+            for stage in stages:
+                token, _ = stage.ledger.enter(1)
+                pipeline._observe(stage, [item], token, clock(), 0.0)
             for queue in queues:
                 queue._set_depth(1)
                 queue._observe_wait(0.0001)
                 queue._set_depth(0)
+            inflight.pop(id(item), None)
             pipeline._count_outcome(item)
         return (clock() - started) / n
     finally:

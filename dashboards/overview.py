@@ -81,16 +81,24 @@ def build(cfg: Config) -> dict[str, Any]:
         ),
         w=12,
     )  # fmt: skip
-    errors_30d = (
-        f'sum(increase(inference_requests_total{{{SEL}, status="error"}}[30d]))'
-        f' / sum(increase(inference_requests_total{{{SEL}, status=~"ok|error"}}[30d]))'
+    # A request is bad when it failed, finished later than the latency SLO, or is still
+    # in flight and already older than it (a stuck request is a miss before it ends).
+    le = repr(float(cfg.latency_slo_seconds))
+    bad_30d = (
+        f'(sum(increase(inference_requests_total{{{SEL}, status="error"}}[30d]))'
+        f" + sum(increase(inference_request_duration_seconds_count{{{SEL}}}[30d]))"
+        f' - sum(increase(inference_request_duration_seconds_bucket{{{SEL}, le="{le}"}}[30d]))'
+        f' + (sum(inference_requests_inflight{{{SEL}, older_than="{cfg.older_than}"}}) or vector(0)))'
+        f' / (sum(increase(inference_requests_total{{{SEL}, status=~"ok|error"}}[30d]))'
+        f' + (sum(inference_requests_inflight{{{SEL}, older_than="{cfg.older_than}"}}) or vector(0)))'
     )
+    slo = f"fail, or take longer than {cfg.latency_slo_seconds:g}s (in flight and older counts too)"
     d.add(
         stat(
             "SLO attainment, 30 days",
-            f"Share of requests that succeeded over 30 days; the SLO is {cfg.slo_target:.0%}.",
+            f"Share of requests that succeeded within {cfg.latency_slo_seconds:g}s over 30 days; the SLO is {cfg.slo_target:.0%}. Bad requests {slo}.",
             "percentunit",
-            [prom(f"1 - ({errors_30d})", "attainment", instant=True)],
+            [prom(f"1 - {bad_30d}", "attainment", instant=True)],
             thresholds=thresholds((None, "red"), (cfg.slo_target, "green")),
         ),
         w=6,
@@ -99,9 +107,9 @@ def build(cfg: Config) -> dict[str, Any]:
     d.add(
         stat(
             "Error budget left, 30 days",
-            f"Share of the 30-day error budget ({budget:.2%} of requests) not yet spent; below 0 the SLO is missed.",
+            f"Share of the 30-day error budget ({budget:.2%} of requests) not yet spent, errors and latency together; below 0 the SLO is missed.",
             "percentunit",
-            [prom(f"1 - ({errors_30d}) / {budget}", "budget left", instant=True)],
+            [prom(f"1 - {bad_30d} / {budget}", "budget left", instant=True)],
             thresholds=thresholds((None, "red"), (0.25, "orange"), (0.5, "green")),
         ),
         w=6,
@@ -120,11 +128,13 @@ def build(cfg: Config) -> dict[str, Any]:
     headroom = (
         f"(sum(job:inference_capacity_items:max{{{SEL}}}) - sum(job:inference_delivered_items:rate5m{{{SEL}}}))"
         f" / (sum(job:inference_delivered_items:rate5m{{{SEL}}}) / sum(inference_streams_active{{{SEL}}}))"
+        # No headroom while a stage is stalled: delivered drops, but nothing more would fit.
+        f" and on () (max(inference_stage_stalled{{{SEL}}}) or vector(0)) == 0"
     )
     d.add(
         stat(
             "Capacity headroom (streams)",
-            "How many more streams like the current ones fit before the model is the limit: spare model capacity ÷ items/s per stream. Empty when no stream runs.",
+            "How many more streams like the current ones fit before the model is the limit: spare model capacity ÷ items/s per stream. Empty when no stream runs, and while a stage is stalled (nothing more would fit).",
             "short",
             [prom(headroom, "streams", instant=True)],
             decimals=1,

@@ -62,6 +62,31 @@ def build(cfg: Config) -> dict[str, Any]:
         ),
         w=12,
     )  # fmt: skip
+    d.row("In flight: what each stage holds now (true during a stall)")
+    d.add(
+        timeseries(
+            "Oldest call in progress", "How long each stage's oldest call in progress has been running, read at scrape time. A stage stuck on an item climbs here while its latency histograms see nothing (nothing finished).", "s",
+            [prom(f"max by (stage) (inference_stage_oldest_inflight_seconds{{{SEL}}})", "{{stage}}")],
+        ),
+        w=8,
+    )  # fmt: skip
+    d.add(
+        timeseries(
+            "Items in progress", "Items each stage is working on right now (a batch counts its items).", "short",
+            [prom(f"sum by (stage) (inference_stage_inflight{{{SEL}}})", "{{stage}}")],
+        ),
+        w=8,
+    )  # fmt: skip
+    d.add(
+        panel(
+            "bargauge", "Stalled stages and time since last completion", "Bars: 1 for a stage the server calls stalled (hung: a call far older than its normal duration). Second query: seconds since each stage last finished a call.", "short",
+            [prom(f"max by (stage) (inference_stage_stalled{{{SEL}}})", "stalled {{stage}}", instant=True),
+             prom(f"time() - max by (stage) (inference_stage_last_completion_timestamp_seconds{{{SEL}}})", "idle s {{stage}}", instant=True)],
+            defaults={"min": 0, "thresholds": thresholds((None, "green"), (1, "red"))},
+            options={"orientation": "horizontal", "displayMode": "basic", "reduceOptions": {"calcs": ["lastNotNull"]}},
+        ),
+        w=8,
+    )  # fmt: skip
     d.row("Queues and batching")
     d.add(
         timeseries(

@@ -8,8 +8,17 @@ for that shape: among stages whose utilization is at least ``saturation``, the o
 the most pressure in front (input queue full or growing) and the least behind (output
 queue empty). When nothing is saturated, throughput is set by the offered load
 (``input``); infer then waits for work — "engine starved" — and the spare capacity is
-headroom. This module is pure: the server's monitor and ``loglog profile`` (from
-/metrics or Prometheus) feed it the same numbers.
+headroom.
+
+Before any of that, the verdict looks for a *stalled* stage: one whose oldest call in
+progress has run far longer than the stage's normal (median) duration — at least
+:data:`STALL_MIN_S`, and :data:`STALL_FACTOR` times the median. A stalled stage is hung,
+not slow: it is named first, said to be stalled in words, and no headroom is claimed
+while it lasts (nothing comes out). A slow stage still finishes items: it shows as
+saturated and is called the bottleneck, "slow but moving".
+
+This module is pure: the server's monitor and ``loglog profile`` (from /metrics or
+Prometheus) feed it the same numbers.
 """
 
 from __future__ import annotations
@@ -17,6 +26,12 @@ from __future__ import annotations
 import dataclasses
 
 SATURATION = 0.8
+#: A call in progress this long (seconds) at least, before its stage counts as stalled …
+STALL_MIN_S = 3.0
+#: … and this many times the stage's median call duration.
+STALL_FACTOR = 50.0
+#: The host's CPUs count as busy (contention possible) above this share.
+CPU_BUSY = 0.8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +44,21 @@ class StageWindow:
     workers: int
     queue_fill: float | None = None  # input queue depth ÷ capacity (None: decode)
     queue_growth: float = 0.0  # input queue depth change per second
+    inflight: int = 0  # items in progress now
+    oldest_inflight_s: float = 0.0  # age of the oldest call in progress (0: idle)
+    p50_s: float | None = None  # the stage's normal call duration (recent median)
+    p99_s: float | None = None
+    drilled_share: float = 0.0  # share of the busy time spent in drill delays
+
+    @property
+    def stalled(self) -> bool:
+        """Hung: the oldest call in progress is far older than a normal one."""
+        return self.oldest_inflight_s >= stall_threshold(self.p50_s)
+
+
+def stall_threshold(p50_s: float | None) -> float:
+    """Seconds a call may run before its stage counts as stalled."""
+    return max(STALL_MIN_S, STALL_FACTOR * (p50_s or 0.0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +71,8 @@ class Verdict:
     capacity_per_s: float
     pipeline_efficiency: float | None
     engine_efficiency: float | None
+    #: Stages that are stalled (hung), most stuck first; empty when everything moves.
+    stalled: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -53,10 +85,22 @@ def verdict(
     capacity_per_s: float,
     engine_efficiency: float | None,
     saturation: float = SATURATION,
+    cpu_busy: float | None = None,
 ) -> Verdict:
-    """Name the stage that limits throughput; ``stages`` in pipeline order."""
+    """Name the stage that limits throughput; ``stages`` in pipeline order. ``cpu_busy``
+    is the host's CPU busy share (None: unknown), which decides whether a slow engine
+    is called contention."""
     by_name = {stage.name: stage for stage in stages}
     pipeline_efficiency = delivered_per_s / capacity_per_s if capacity_per_s > 0 else None
+    stalled = sorted(
+        (stage for stage in stages if stage.stalled),
+        key=lambda stage: stage.oldest_inflight_s,
+        reverse=True,
+    )
+    if stalled:
+        return _stalled(
+            stalled, delivered_per_s, capacity_per_s, pipeline_efficiency, engine_efficiency
+        )
     best: tuple[float, StageWindow] | None = None
     for index, stage in enumerate(stages):
         if stage.utilization < saturation:
@@ -92,16 +136,18 @@ def verdict(
         )
     stage = best[1]
     fill = "" if stage.queue_fill is None else f", input queue {stage.queue_fill:.0%} full"
+    p99 = "" if stage.p99_s is None else f", p99 {_duration(stage.p99_s)}"
     reason = (
-        f"{stage.name} is the bottleneck (utilization {stage.utilization:.0%} over "
-        f"{stage.workers} worker{'s' if stage.workers != 1 else ''}{fill}); the pipeline "
+        f"{stage.name} is the bottleneck, slow but moving ({stage.items_per_s:.1f} items/s, "
+        f"utilization {stage.utilization:.0%} over {stage.workers} "
+        f"worker{'s' if stage.workers != 1 else ''}{fill}{p99}); the pipeline "
         f"delivers {share} of model capacity ({delivered})."
     )
     return Verdict(
         stage.name,
         starved,
         reason,
-        _advice(stage, engine_efficiency),
+        _advice(stage, engine_efficiency, cpu_busy),
         delivered_per_s,
         capacity_per_s,
         pipeline_efficiency,
@@ -109,13 +155,81 @@ def verdict(
     )
 
 
-def _advice(stage: StageWindow, engine_efficiency: float | None) -> str:
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds * 1000:.0f} ms"
+
+
+def _stalled(
+    stalled: list[StageWindow],
+    delivered_per_s: float,
+    capacity_per_s: float,
+    pipeline_efficiency: float | None,
+    engine_efficiency: float | None,
+) -> Verdict:
+    """The verdict while a stage is hung: name it, say so, claim no headroom."""
+    stage = stalled[0]
+    age = _duration(stage.oldest_inflight_s)
+    held = (
+        f"one item has been in progress for {age}"
+        if stage.inflight <= 1
+        else f"{stage.inflight} items are in progress, the oldest for {age}"
+    )
+    normal = (
+        "no call has finished yet to compare with"
+        if stage.p99_s is None
+        else f"p99 is {_duration(stage.p99_s)}"
+    )
+    others = f" Also stalled: {', '.join(s.name for s in stalled[1:])}." if stalled[1:] else ""
+    reason = (
+        f"{stage.name} is stalled (hung, not slow): {held}; {normal}. The pipeline "
+        f"delivers {delivered_per_s:.1f} items/s while it lasts.{others}"
+    )
+    if stage.name == "infer":
+        cause = "a hung engine call (on a GPU, check the XID and throttling alerts)"
+    elif stage.name == "decode":
+        cause = "a source or decoder that blocks"
+    else:
+        cause = f"a {stage.name} call that blocks (a lock, an I/O call without timeout)"
+    advice = (
+        "No headroom while a stage is stalled: nothing gets through it. Check `GET "
+        "/v1/drills` first (a drill with a long delay looks exactly like this; `DELETE "
+        f"/v1/drills` ends it). Otherwise suspect {cause}: capture the stacks (`py-spy dump "
+        "--pid <server pid>`), then restart the server."
+    )
+    return Verdict(
+        stage.name,
+        False,
+        reason,
+        advice,
+        delivered_per_s,
+        capacity_per_s,
+        pipeline_efficiency,
+        engine_efficiency,
+        tuple(s.name for s in stalled),
+    )
+
+
+def _advice(stage: StageWindow, engine_efficiency: float | None, cpu_busy: float | None) -> str:
+    if stage.drilled_share >= 0.5:
+        return (
+            f"A drill makes {stage.name} slow ({stage.drilled_share:.0%} of its busy time is "
+            "drill delay): `DELETE /v1/drills` ends it. The stage itself is not the cause."
+        )
     if stage.name == "infer":
         if engine_efficiency is not None and engine_efficiency < 0.8:
+            if cpu_busy is not None and cpu_busy >= CPU_BUSY:
+                return (
+                    f"The engine runs at {engine_efficiency:.0%} of its calibrated speed with "
+                    f"the host's CPUs {cpu_busy:.0%} busy: other stages or processes compete "
+                    "for its cores (CPU contention). Give the engine fewer threads than "
+                    "cores, move other work off this host, or move the engine to a GPU."
+                )
+            busy = "" if cpu_busy is None else f" while the host's CPUs are {cpu_busy:.0%} busy"
             return (
-                f"The engine runs at {engine_efficiency:.0%} of its calibrated speed: other "
-                "stages compete for its cores (CPU contention) or the device is throttled. "
-                "Give the engine fewer threads than cores, or move it to a GPU."
+                f"The engine runs at {engine_efficiency:.0%} of its calibrated speed{busy}: "
+                "not contention — the device is throttled (power, thermal) or the engine "
+                "itself slowed. Check the GPU throttle reasons; restart to recalibrate if "
+                "the hardware changed."
             )
         return (
             "The model itself is the limit — the best case for the pipeline. To go faster: "

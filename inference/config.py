@@ -27,9 +27,10 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .types import STAGES
 
 RELOADABLE = frozenset({"max_batch", "batch_policy", "max_wait_ms", "workers", "sampling_ratio"})
-_STAGE_WORKERS = ("preprocess", "infer", "postprocess", "encode")
+_STAGE_WORKERS = STAGES  # every stage has workers (decode's serve HTTP bodies)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -41,9 +42,7 @@ class RuntimeConfig:
     #: max_batch); "max": always fill batches up to max_batch.
     batch_policy: str = "calibrated"
     max_wait_ms: float = 5.0
-    workers: Mapping[str, int] = dataclasses.field(
-        default_factory=lambda: {"preprocess": 1, "infer": 1, "postprocess": 1, "encode": 1}
-    )
+    workers: Mapping[str, int] = dataclasses.field(default_factory=lambda: dict.fromkeys(STAGES, 1))
     sampling_ratio: float = 0.01
     queue_capacity: int = 64
     max_streams: int = 16

@@ -24,8 +24,14 @@ class Drills:
     """Active drills by stage; ``delay(stage)`` is called per item on the hot path."""
 
     def __init__(
-        self, metrics: RuntimeMetrics, clock: Callable[[], float] = time.monotonic
+        self,
+        metrics: RuntimeMetrics,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], object] | None = None,
     ) -> None:
+        """``sleep``: how a drilled stage waits (default: a wait that ``stop_all`` cuts
+        short); tests pass one that advances their fake clock."""
+        self._sleep = sleep
         self._active: dict[str, tuple[float, float]] = {}  # stage → (delay s, until)
         self._lock = threading.Lock()
         self._cancel = threading.Event()  # set by stop_all: wakes every sleeping stage
@@ -68,7 +74,10 @@ class Drills:
             return 0.0
         seconds = max(0.0, min(drill[0] * items, drill[1] - self._clock()))
         started = self._clock()
-        self._cancel.wait(seconds)
+        if self._sleep is not None:
+            self._sleep(seconds)
+        else:
+            self._cancel.wait(seconds)
         return self._clock() - started
 
     def stop_all(self) -> int:

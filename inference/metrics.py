@@ -10,7 +10,15 @@ sub-millisecond preprocess and a 10–100 ms inference.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from .stats import StageLedger
 
 STAGE_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -50,7 +58,22 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "inference_config_reloads_total": ("counter", ("result",), "Config file reloads, by result (applied, rejected)."),
     "inference_ready": ("gauge", (), "1 once the model is loaded and calibrated."),
     "inference_drill_delay_seconds": ("gauge", ("stage",), "Delay a drill adds per item to a stage (0 when none)."),
+    "inference_stage_inflight": ("gauge", ("stage",), "Items the stage is working on right now (read at scrape time)."),
+    "inference_stage_oldest_inflight_seconds": ("gauge", ("stage",), "How long the stage's oldest call in progress has been running (0 when idle; read at scrape time)."),
+    "inference_stage_last_completion_timestamp_seconds": ("gauge", ("stage",), "Unix time the stage last finished a call (its start time until the first)."),
+    "inference_stage_stalled": ("gauge", ("stage",), "1 while a call in the stage has run far longer than the stage's normal duration (hung, not slow)."),
+    "inference_requests_inflight": ("gauge", ("older_than",), "Items in the pipeline (entered, not finished) older than older_than seconds; older_than=\"0\" counts them all."),
 }  # fmt: skip
+
+#: Computed when Prometheus scrapes (see :class:`ScrapeCollector`), so they are true
+#: between completions; the others are updated as work happens.
+SCRAPED = frozenset({
+    "inference_stage_busy_seconds_total",
+    "inference_stage_inflight",
+    "inference_stage_oldest_inflight_seconds",
+    "inference_stage_last_completion_timestamp_seconds",
+    "inference_requests_inflight",
+})  # fmt: skip
 
 
 #: What ``loglog loadgen --pushgateway`` pushes for each run (a batch job: Pushgateway).
@@ -69,6 +92,8 @@ class RuntimeMetrics:
         self.registry = registry
         for name, (kind, labels, help_text) in METRICS.items():
             short = name.removeprefix("inference_")
+            if name in SCRAPED:
+                continue  # built at scrape time by ScrapeCollector
             if kind == "counter":
                 metric: Counter | Gauge | Histogram = Counter(
                     name, help_text, labels, registry=registry
@@ -86,7 +111,6 @@ class RuntimeMetrics:
     # Typed accessors for the ones used on hot paths (attributes are set dynamically).
     stage_duration_seconds: Histogram
     stage_items_total: Counter
-    stage_busy_seconds_total: Counter
     stage_workers: Gauge
     stage_errors_total: Counter
     stage_utilization_ratio: Gauge
@@ -113,3 +137,51 @@ class RuntimeMetrics:
     config_reloads_total: Counter
     ready: Gauge
     drill_delay_seconds: Gauge
+    stage_stalled: Gauge
+
+
+class ScrapeCollector:
+    """Per-stage in-flight numbers and busy seconds, computed when Prometheus scrapes.
+
+    ``ledgers`` maps stage → :class:`inference.stats.StageLedger`; ``request_ages`` returns
+    the ages (seconds) of the items in the pipeline now. ``clock`` is the ledgers' clock;
+    ``wall`` turns their times into Unix timestamps.
+    """
+
+    def __init__(
+        self,
+        ledgers: Mapping[str, StageLedger],
+        request_ages: Callable[[], list[float]],
+        *,
+        clock: Callable[[], float],
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._ledgers = ledgers
+        self._request_ages = request_ages
+        self._clock = clock
+        self._wall = wall
+
+    def collect(self) -> Iterator[Metric]:
+        def family(name: str, kind: str) -> Any:
+            cls = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+            return cls(name, METRICS[name][2], labels=METRICS[name][1])
+
+        busy = family("inference_stage_busy_seconds_total", "counter")
+        inflight = family("inference_stage_inflight", "gauge")
+        oldest = family("inference_stage_oldest_inflight_seconds", "gauge")
+        last = family("inference_stage_last_completion_timestamp_seconds", "gauge")
+        now, wall = self._clock(), self._wall()
+        for stage, ledger in self._ledgers.items():
+            snap = ledger.snapshot(now)
+            busy.add_metric([stage], snap.busy)
+            inflight.add_metric([stage], snap.inflight)
+            oldest.add_metric([stage], snap.oldest_age)
+            last.add_metric([stage], wall - (now - snap.last_completion))
+        requests = family("inference_requests_inflight", "gauge")
+        ages = self._request_ages()
+        for bound in (0.0, *REQUEST_BUCKETS):
+            requests.add_metric([f"{bound:g}"], sum(age > bound for age in ages))
+        yield from (busy, inflight, oldest, last, requests)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # no eager collect at registration: the ledgers may be empty

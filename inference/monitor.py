@@ -8,13 +8,17 @@ seconds ÷ wall seconds ÷ workers), the fill and growth of each input queue, an
 - pipeline efficiency = delivered items/s ÷ model-only capacity at the max batch size
   (is the pipeline feeding it?);
 - MFU = items/s × FLOPs per item ÷ the GPU's dense peak, only when the peak is known;
-- the bottleneck verdict (see :mod:`inference.bottleneck`), exported as a 0/1 gauge.
+- the bottleneck verdict (see :mod:`inference.bottleneck`), exported as a 0/1 gauge, and
+  which stages are stalled (``inference_stage_stalled``).
+
+Busy time and in-flight ages come from the stage ledgers (:mod:`inference.stats`), which
+count work in progress: a window that ends while a stage is stuck sees it busy and stuck,
+so a hang is named within a second of its call passing the stall threshold.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -25,11 +29,36 @@ from .pipeline import Pipeline
 from .stats import StageCounters
 from .types import STAGES
 
-_Snapshot = tuple[float, dict[str, StageCounters], dict[str, int]]
+_Snapshot = tuple[float, dict[str, StageCounters], dict[str, int], int]
+
+
+class HostCpu:
+    """The host's CPU busy share between two calls, from ``/proc/stat`` (None where
+    there is none, or on the first call)."""
+
+    def __init__(self, path: str = "/proc/stat") -> None:
+        self._path = path
+        self._last: tuple[int, int] | None = None
+
+    def __call__(self) -> float | None:
+        try:
+            with open(self._path) as file:
+                fields = [int(x) for x in file.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle, total = fields[3] + (fields[4] if len(fields) > 4 else 0), sum(fields)
+        last, self._last = self._last, (idle, total)
+        if last is None or total <= last[1]:
+            return None
+        return 1.0 - (idle - last[0]) / (total - last[1])
 
 
 class Monitor:
-    """Samples the pipeline; ``latest`` holds the most recent verdict and stage windows."""
+    """Samples the pipeline; ``latest`` holds the most recent verdict and stage windows.
+
+    ``clock`` defaults to the pipeline's: in-flight ages and window lengths must be read
+    on the same clock (tests pass a fake one to both).
+    """
 
     def __init__(
         self,
@@ -38,19 +67,20 @@ class Monitor:
         *,
         interval: float,
         window: float,
-        decode_workers: Callable[[], int],
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
+        cpu_busy: Callable[[], float | None] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.metrics = metrics
         self.interval = interval
         self.window = window
-        self._decode_workers = decode_workers
-        self._clock = clock
+        self._clock = clock or pipeline.clock
+        self._cpu_busy = cpu_busy or HostCpu()
         self._history: deque[_Snapshot] = deque()
         self.latest: Verdict | None = None
         self.stages: list[StageWindow] = []
         self.mfu: float | None = None
+        self.cpu: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="monitor", daemon=True)
         model = pipeline.info.name
@@ -63,6 +93,9 @@ class Monitor:
         self._utilization = {
             stage: metrics.stage_utilization_ratio.labels(stage) for stage in STAGES
         }
+        self._stalled = {stage: metrics.stage_stalled.labels(stage) for stage in STAGES}
+        for gauge in self._stalled.values():
+            gauge.set(0)
 
     def start(self) -> None:
         self.sample()
@@ -79,13 +112,16 @@ class Monitor:
                 continue
 
     def _snapshot(self) -> _Snapshot:
-        counters = {stage: self.pipeline.meters[stage].stats.snapshot() for stage in STAGES}
+        now = self._clock()
+        stages = self.pipeline.stages
+        counters = {stage: stages[stage].ledger.snapshot(now) for stage in STAGES}
         depths = {name: len(queue) for name, queue in self.pipeline.queues.items()}
-        return self._clock(), counters, depths
+        return now, counters, depths, self.pipeline.decode.calls
 
     def sample(self) -> Verdict | None:
         """Take a snapshot, compute the window against the oldest one inside it."""
         now = self._snapshot()
+        self.cpu = self._cpu_busy()
         self._history.append(now)
         while len(self._history) > 2 and now[0] - self._history[1][0] >= self.window:
             self._history.popleft()
@@ -106,27 +142,52 @@ class Monitor:
             delivered_per_s=delivered,
             capacity_per_s=capacity,
             engine_efficiency=engine_efficiency,
+            cpu_busy=self.cpu,
         )
         self.latest = result
         self._export(result, infer_now, infer_then, elapsed)
         return result
 
+    def _workers(self, stage: str, then: _Snapshot, now: _Snapshot) -> int:
+        """Threads that could work for the stage over the window. For decode: the streams'
+        source threads, plus the HTTP decode workers if HTTP bodies came in (idle HTTP
+        decoders must not dilute the streams' utilization)."""
+        workers = self.pipeline.workers(stage)
+        if stage != "decode":
+            return workers
+        http = now[3] > then[3] or now[2]["decode"] > 0
+        streams = self.pipeline.stream_decoders()
+        return streams + (workers if http or not streams else 0)
+
     def _windows(self, then: _Snapshot, now: _Snapshot, elapsed: float) -> list[StageWindow]:
         samples = [snap for snap in self._history if snap[0] >= then[0]]
         windows = []
         for stage in STAGES:
-            items = now[1][stage].items - then[1][stage].items
-            busy = now[1][stage].busy - then[1][stage].busy
-            workers = self._decode_workers() if stage == "decode" else self.pipeline.workers(stage)
-            fill = None
-            growth = 0.0
-            queue = self.pipeline.queues.get(stage)
-            if queue is not None:
-                depths = [snap[2][stage] for snap in samples]
-                fill = (sum(depths) / len(depths)) / queue.capacity
-                growth = (now[2][stage] - then[2][stage]) / elapsed
+            current, before = now[1][stage], then[1][stage]
+            items = current.items - before.items
+            busy = current.busy - before.busy
+            drilled = current.drilled - before.drilled
+            workers = self._workers(stage, then, now)
+            queue = self.pipeline.queues[stage]
+            depths = [snap[2][stage] for snap in samples]
+            fill = (sum(depths) / len(depths)) / queue.capacity
+            growth = (now[2][stage] - then[2][stage]) / elapsed
             utilization = min(1.0, busy / (elapsed * workers)) if workers else 0.0
-            windows.append(StageWindow(stage, items / elapsed, utilization, workers, fill, growth))
+            windows.append(
+                StageWindow(
+                    stage,
+                    items / elapsed,
+                    utilization,
+                    workers,
+                    fill,
+                    growth,
+                    inflight=current.inflight,
+                    oldest_inflight_s=current.oldest_age,
+                    p50_s=current.p50,
+                    p99_s=current.p99,
+                    drilled_share=min(1.0, drilled / busy) if busy > 0 else 0.0,
+                )
+            )
         return windows
 
     def _export(
@@ -134,6 +195,10 @@ class Monitor:
     ) -> None:
         for window in self.stages:
             self._utilization[window.name].set(window.utilization)
+            if window.name == "decode":
+                self.pipeline.stages["decode"].workers.set(window.workers)
+        for name, gauge in self._stalled.items():
+            gauge.set(1 if name in result.stalled else 0)
         if result.engine_efficiency is not None:
             self._engine_eff.set(result.engine_efficiency)
         if result.pipeline_efficiency is not None:
@@ -154,7 +219,8 @@ class Monitor:
             self.sample()
         return {
             "verdict": self.latest.as_dict() if self.latest else None,
-            "stages": [window.__dict__ for window in self.stages],
+            "stages": [{**window.__dict__, "stalled": window.stalled} for window in self.stages],
             "mfu": self.mfu,
+            "cpu_busy": self.cpu,
             "window_s": self.window,
         }

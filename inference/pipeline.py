@@ -1,19 +1,27 @@
-"""The pipeline: stage workers joined by bounded queues, with every stage measured.
+"""The pipeline: one stage loop per worker, stages joined by bounded queues, all measured.
 
-Running a stage is "read clock, call, read clock, account": the metric children, labels
-and callables are all resolved when the pipeline is built. A drill's delay is added
-inside the timed region, so it looks exactly like a slow stage. An item that fails in a
-stage leaves the pipeline there, counted as an error; the others carry on.
+The stages come from :data:`inference.types.PIPELINE`; each is built once into a
+:class:`_Stage` (its input, its callable, its metric children, its ledger). Every worker of
+every stage runs the same loop, :meth:`Pipeline.run_stage`::
+
+    take from the input (queue, or batcher) → enter the ledger → drill → call
+    → read clock → leave the ledger and observe → forward (or finish)
+
+The ledger knows what is in progress at any moment (see :mod:`inference.stats`), so a stage
+stuck on an item is visible *while* it is stuck. A drill's delay is inside the timed
+region, so it looks exactly like a slow stage; its seconds are also counted apart, so the
+engine's own speed excludes it. An item that fails in a stage leaves the pipeline there,
+counted as an error; the others carry on. The clock is a parameter: tests drive the
+whole pipeline with a fake one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
-
-import numpy as np
 
 from loglog.counters import AtomicCounter
 
@@ -21,29 +29,44 @@ from .batching import Batcher
 from .calibration import Calibration
 from .drills import Drills
 from .errors import InferenceError, InputError
-from .metrics import RuntimeMetrics
+from .metrics import RuntimeMetrics, ScrapeCollector
 from .queues import StageQueue
-from .stages import Encode, Postprocess, Preprocess
-from .stats import StageStats
+from .stages import Decode, Encode, Infer, Postprocess, Preprocess
+from .stats import StageLedger
 from .tracing import Tracing
-from .types import STAGES, Engine, Item
+from .types import NEXT, PIPELINE, STAGES, Engine, Item, Stage, StageSpec
 
-#: stage → the stage after it (encode is last)
-NEXT = {"preprocess": "infer", "infer": "postprocess", "postprocess": "encode", "encode": None}
-WORKER_STAGES = ("preprocess", "infer", "postprocess", "encode")
+#: Stages with worker threads of their own (all of them; decode's serve HTTP bodies,
+#: while each stream decodes on its own source thread).
+WORKER_STAGES = STAGES
+#: Where an item that needs no decoding enters.
+FIRST_AFTER_DECODE = NEXT["decode"] or "preprocess"
 
 
-class _StageMeters:
-    """The metric children and counters of one stage, resolved once."""
+@dataclasses.dataclass(eq=False)
+class _Stage:
+    """One stage, resolved once: input, callable, metric children, ledger."""
 
-    def __init__(self, stage: str, metrics: RuntimeMetrics) -> None:
-        self.duration = metrics.stage_duration_seconds.labels(stage)
-        self.items = metrics.stage_items_total.labels(stage)
-        self.busy = metrics.stage_busy_seconds_total.labels(stage)
-        self.errors = metrics.stage_errors_total.labels(stage)
-        self.workers = metrics.stage_workers.labels(stage)
-        self.stats = StageStats()
-        self.workers.set(0)
+    spec: StageSpec
+    call: Stage
+    take: Callable[[], list[Item]]
+    ledger: StageLedger
+    duration: Any  # Histogram child
+    items: Any  # Counter child
+    errors: Any  # Counter child
+    workers: Any  # Gauge child
+    next_queue: StageQueue | None
+    #: infer: calibrated seconds for a batch of n (engine efficiency); None elsewhere.
+    expected: Callable[[int], float] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def stats(self) -> StageLedger:
+        """The stage's ledger (kept under this name for tools reading snapshots)."""
+        return self.ledger
 
 
 class Pipeline:
@@ -64,6 +87,7 @@ class Pipeline:
         top_k: int = 5,
         log: Any = None,
         instrumented: bool = True,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.engine = engine
         self.info = engine.describe()
@@ -73,19 +97,15 @@ class Pipeline:
         self.drills = drills
         self.log = log
         self.instrumented = instrumented
+        self.clock = clock
         self.queues = {
-            stage: StageQueue(stage, queue_capacity, metrics, instrumented=instrumented)
-            for stage in WORKER_STAGES
+            name: StageQueue(name, queue_capacity, metrics, instrumented=instrumented)
+            for name in STAGES
         }
-        self.meters = {stage: _StageMeters(stage, metrics) for stage in STAGES}
-        self.preprocess = Preprocess(self.info)
+        self.keep_images: set[str] = set()  # streams whose frames are re-encoded
+        self.preprocess = Preprocess(self.info, keep_images=self.keep_images)
         self.postprocess = Postprocess(self.info, top_k=top_k)
         self.encode = encode
-        self._functions: dict[str, Callable[[list[Item]], list[Item]]] = {
-            "preprocess": self.preprocess,
-            "postprocess": self.postprocess,
-            "encode": self.encode,
-        }
         self.batcher = Batcher(
             self.queues["infer"],
             max_batch=self.clamp_batch(max_batch),
@@ -93,20 +113,56 @@ class Pipeline:
             metrics=metrics,
             instrumented=instrumented,
         )
-        self._flops = calibration.flops_per_item or 0
-        self._flops_total = metrics.model_flops_total.labels(self.info.name)
+        flops = calibration.flops_per_item or 0
+        flops_total = metrics.model_flops_total.labels(self.info.name)
+        count_flops = (lambda ok: flops_total.inc(flops * ok)) if flops and instrumented else None
+        self.decode = Decode(self.preprocess)
+        calls: dict[str, Stage] = {
+            "decode": self.decode,
+            "preprocess": self.preprocess,
+            "infer": Infer(engine, on_done=count_flops),
+            "postprocess": self.postprocess,
+            "encode": self.encode,
+        }
+        self.stages: dict[str, _Stage] = {}
+        for spec in PIPELINE:
+            queue = self.queues[spec.name]
+            after = NEXT[spec.name]
+            self.stages[spec.name] = _Stage(
+                spec=spec,
+                call=calls[spec.name],
+                take=self.batcher.next_batch if spec.batched else _one_from(queue),
+                ledger=StageLedger(clock),
+                duration=metrics.stage_duration_seconds.labels(spec.name),
+                items=metrics.stage_items_total.labels(spec.name),
+                errors=metrics.stage_errors_total.labels(spec.name),
+                workers=metrics.stage_workers.labels(spec.name),
+                next_queue=self.queues[after] if after else None,
+                expected=calibration.latency if spec.name == "infer" else None,
+            )
+            self.stages[spec.name].workers.set(0)
+        self.meters = self.stages  # the name tools and benchmarks used before
         self._requests = {s: metrics.requests_total.labels(s) for s in ("ok", "error", "rejected")}
         self._latency = metrics.request_duration_seconds
+        self._inflight: dict[int, float] = {}  # id(item) → created (monotonic)
         self._workers: dict[str, list[threading.Event]] = {stage: [] for stage in WORKER_STAGES}
+        self._stream_decoders = 0
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self.keep_images: set[str] = set()  # streams whose frames are re-encoded
         self.completed = AtomicCounter()  # items out of the pipeline, counted in every mode
-        if not instrumented:
-            # Benchmarks measure the pipeline without its instrumentation: the same code
-            # path, with the accounting decided away here rather than tested per call.
-            self._account = self._account_nothing  # type: ignore[method-assign]
+        if instrumented:
+            metrics.registry.register(
+                ScrapeCollector(
+                    {name: stage.ledger for name, stage in self.stages.items()},
+                    self.request_ages,
+                    clock=clock,
+                )
+            )
+        else:
+            # Benchmarks measure the pipeline without its instrumentation: the same loop,
+            # with the accounting decided away here rather than tested per item.
+            self._observe = _observe_nothing  # type: ignore[method-assign]
 
     def clamp_batch(self, max_batch: int) -> int:
         """An engine built for a fixed maximum batch caps the batcher."""
@@ -120,30 +176,70 @@ class Pipeline:
             stops = self._workers[stage]
             while len(stops) < count:
                 stop = threading.Event()
-                target = self._infer_loop if stage == "infer" else self._item_loop
                 thread = threading.Thread(
-                    target=target, args=(stage, stop), name=f"{stage}-{len(stops)}", daemon=True
+                    target=self.run_stage,
+                    args=(self.stages[stage], stop),
+                    name=f"{stage}-{len(stops)}",
+                    daemon=True,
                 )
                 stops.append(stop)
                 self._threads.append(thread)
                 thread.start()
             while len(stops) > count:
                 stops.pop().set()  # that worker exits after its current item
-            self.meters[stage].workers.set(count)
+            self._set_worker_gauge(stage)
 
     def workers(self, stage: str) -> int:
+        """Worker threads of ``stage`` (for decode: HTTP decoders, not stream sources)."""
         return len(self._workers[stage])
 
+    def set_stream_decoders(self, count: int) -> None:
+        """Streams decode on their own threads: the decode stage counts them as workers."""
+        self._stream_decoders = count
+        self._set_worker_gauge("decode")
+
+    def stream_decoders(self) -> int:
+        return self._stream_decoders
+
+    def _set_worker_gauge(self, stage: str) -> None:
+        count = len(self._workers[stage])
+        if stage == "decode" and self._stream_decoders:
+            # Idle HTTP decoders must not dilute the streams' utilization; the monitor
+            # adds them back while HTTP bodies come in.
+            count = self._stream_decoders
+        self.stages[stage].workers.set(count)
+
     def submit(self, item: Item, timeout: float | None = None, kind: str = "frame") -> bool:
-        """Hand an item to the pipeline (blocking while the first queue is full)."""
+        """Hand an item to the pipeline, blocking while its first queue is full: an HTTP
+        body (``item.payload``) enters at decode, a decoded frame or tensor after it."""
         self.tracing.start(item, kind)
         if item.tensor is not None:
             item.tensor = self.preprocess.check(item.tensor)
-        return self.queues["preprocess"].put(item, timeout)
+        first = "decode" if item.payload is not None else FIRST_AFTER_DECODE
+        if self.instrumented:
+            self._inflight[id(item)] = item.created
+        if self.queues[first].put(item, timeout):
+            return True
+        self._inflight.pop(id(item), None)
+        return False
 
-    def record_decode(self, item: Item, started: float, seconds: float) -> None:
-        """Account a frame a stream's source decoded (sources run their own threads)."""
-        self._account("decode", [item], started, started + seconds)
+    def request_ages(self) -> list[float]:
+        """Ages of the items in the pipeline now (entered, not finished)."""
+        now = time.monotonic()
+        return [now - created for created in tuple(self._inflight.values())]
+
+    def begin_decode(self, seconds: float) -> int:
+        """A stream's source decoded a frame in ``seconds`` and now hands it over (a drill
+        may hold it first): count it in progress in the decode stage from its start."""
+        if not self.instrumented:
+            return 0
+        token, _ = self.stages["decode"].ledger.enter(1, self.clock() - seconds)
+        return token
+
+    def end_decode(self, token: int, item: Item) -> None:
+        """The frame ``begin_decode`` announced is decoded: account it."""
+        stage = self.stages["decode"]
+        self._observe(stage, [item], token, self.clock(), 0.0)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop every worker and fail what is still queued (an HTTP caller gets an error)."""
@@ -168,72 +264,37 @@ class Pipeline:
             item.error = InferenceError("the server is shutting down; retry elsewhere")
             self._finish(item)
         else:
+            self._inflight.pop(id(item), None)
             self.metrics.frames_dropped_total.labels(item.stream, "shutdown").inc()
 
-    # -- workers -----------------------------------------------------------------------
+    # -- the stage loop ------------------------------------------------------------------
 
-    def _item_loop(self, stage: str, stop: threading.Event) -> None:
-        source = self.queues[stage]
-        function = self._functions[stage]
-        pause = self.drills.pause
-        last = NEXT[stage] is None
-        clock = time.perf_counter
+    def run_stage(self, stage: _Stage, stop: threading.Event) -> None:
+        """The loop every worker of every stage runs until ``stop`` is set."""
+        take, call, name = stage.take, stage.call, stage.name
+        enter = stage.ledger.enter if self.instrumented else _enter_nothing
+        clock, pause = self.clock, self.drills.pause
+        last = stage.next_queue is None
         while not stop.is_set():
-            item = source.get(0.2)
-            if item is None:
-                continue
-            started = clock()
-            try:
-                pause(stage)
-                function([item])
-            except Exception as exc:
-                item.error = exc
-            self._account(stage, [item], started, clock())
-            if stage == "preprocess" and item.stream not in self.keep_images:
-                item.image = None  # the tensor is all the rest of the pipeline needs
-            if item.error is not None or last:
-                self._finish(item)
-            else:
-                self._forward(item, stage)
-
-    def _infer_loop(self, stage: str, stop: threading.Event) -> None:
-        run = self.engine.run
-        pause = self.drills.pause
-        clock = time.perf_counter
-        while not stop.is_set():
-            batch = self.batcher.next_batch()
+            batch = take()
             if not batch:
                 continue
-            started = clock()
+            token, _ = enter(len(batch))
+            drilled = 0.0
             try:
-                pause("infer", len(batch))  # per item: a drill makes a real bottleneck
-                outputs = run(np.stack([item.tensor for item in batch]))  # type: ignore[misc]
-                for index, item in enumerate(batch):
-                    item.outputs = {name: value[index] for name, value in outputs.items()}
+                drilled = pause(name, len(batch))  # per item: a drill makes a real bottleneck
+                call(batch)
             except Exception as exc:
                 for item in batch:
                     item.error = exc
-            ended = clock()
-            ok = sum(item.error is None for item in batch)
-            if ok and self._flops:
-                self._flops_total.inc(self._flops * ok)
-            self._account(
-                "infer",
-                batch,
-                started,
-                ended,
-                engine_seconds=ended - started,
-                expected=self.calibration.latency(len(batch)),
-            )
+            self._observe(stage, batch, token, clock(), drilled)
             for item in batch:
-                if item.error is not None:
+                if item.error is not None or last:
                     self._finish(item)
                 else:
-                    item.tensor = None
-                    self._forward(item, "infer")
+                    self._forward(item, stage.next_queue)  # type: ignore[arg-type]
 
-    def _forward(self, item: Item, stage: str) -> None:
-        target = self.queues[NEXT[stage]]  # type: ignore[index]
+    def _forward(self, item: Item, target: StageQueue) -> None:
         while not target.put(item, timeout=0.5):
             if self._stopping.is_set():
                 self._abandon(item)
@@ -241,35 +302,33 @@ class Pipeline:
 
     # -- accounting --------------------------------------------------------------------
 
-    def _account(
-        self,
-        stage: str,
-        items: list[Item],
-        started: float,
-        ended: float,
-        engine_seconds: float = 0.0,
-        expected: float = 0.0,
+    def _observe(
+        self, stage: _Stage, items: list[Item], token: int, ended: float, drilled: float
     ) -> None:
-        meters = self.meters[stage]
+        errors = sum(item.error is not None for item in items)
+        ok = len(items) - errors
+        engine = stage.expected is not None and ok > 0
+        started = stage.ledger.leave(
+            token,
+            ended,
+            ok=ok,
+            errors=errors,
+            drilled=drilled,
+            engine=engine,
+            expected_seconds=stage.expected(len(items)) if engine else 0.0,  # type: ignore[misc]
+        )
         seconds = ended - started
-        errors = 0
+        name = stage.name
         exemplar: dict[str, str] | None = None
         for item in items:
-            item.stage_ms[stage] = seconds * 1000.0
-            if item.error is not None:
-                errors += 1
+            item.stage_ms[name] = seconds * 1000.0
             if item.span is not None:
-                self.tracing.stage(item, stage, started, ended)
+                self.tracing.stage(item, name, started, ended)
                 exemplar = {"trace_id": item.trace_id or ""}
-        meters.duration.observe(seconds, exemplar)
-        meters.items.inc(len(items) - errors)
-        meters.busy.inc(seconds)
+        stage.duration.observe(seconds, exemplar)
+        stage.items.inc(ok)
         if errors:
-            meters.errors.inc(errors)
-        meters.stats.add(len(items) - errors, seconds, errors, engine_seconds, expected)
-
-    def _account_nothing(self, stage: str, items: list[Item], *args: Any, **kwargs: Any) -> None:
-        return None
+            stage.errors.inc(errors)
 
     def _count_outcome(self, item: Item) -> None:
         error = item.error
@@ -290,6 +349,7 @@ class Pipeline:
         error = item.error
         self.completed.inc()
         if self.instrumented:
+            self._inflight.pop(id(item), None)
             self._count_outcome(item)
         self.tracing.finish(item)
         future = item.future
@@ -298,3 +358,24 @@ class Pipeline:
                 future.set_result(item)
             else:
                 future.set_exception(error)
+
+
+def _one_from(queue: StageQueue) -> Callable[[], list[Item]]:
+    """A per-item stage's input: one item from its queue, or none after a short wait."""
+    get = queue.get
+
+    def take() -> list[Item]:
+        item = get(0.2)
+        return [item] if item is not None else []
+
+    return take
+
+
+def _enter_nothing(items: int) -> tuple[int, float]:
+    return 0, 0.0
+
+
+def _observe_nothing(
+    stage: _Stage, items: list[Item], token: int, ended: float, drilled: float
+) -> None:
+    return None

@@ -100,12 +100,21 @@ def from_scrapes(first: Samples, second: Samples, elapsed: float) -> dict[str, A
         depth_before = _value(first, "inference_queue_depth", queue=stage)
         depth_after = _value(second, "inference_queue_depth", queue=stage)
         busy = delta("inference_stage_busy_seconds_total", stage=stage)
+        # The stage's normal speed over its whole life: a hung stage finishes nothing
+        # in the interval, yet its usual duration is still known.
+        lifetime = _buckets(second, "inference_stage_duration_seconds", stage=stage)
         rows.append(
             {
                 "stage": stage,
                 "items_per_s": delta("inference_stage_items_total", stage=stage) / elapsed,
                 "p50_s": quantile(0.5, durations),
                 "p99_s": quantile(0.99, durations),
+                "normal_p50_s": quantile(0.5, lifetime),
+                "normal_p99_s": quantile(0.99, lifetime),
+                "inflight": int(_value(second, "inference_stage_inflight", stage=stage)),
+                "oldest_inflight_s": _value(
+                    second, "inference_stage_oldest_inflight_seconds", stage=stage
+                ),
                 "utilization": busy / elapsed / workers if workers else 0.0,
                 "workers": workers,
                 "queue_depth": (depth_before + depth_after) / 2 if capacity else None,
@@ -139,11 +148,15 @@ def from_prometheus(base: str, window: str = "1m") -> dict[str, Any]:
             out[key] = value if math.isfinite(value) else 0.0
         return out
 
-    def quantile_of(q: float, metric: str, by: str) -> dict[str, float]:
-        rates = f"sum by (le, {by}) (rate({metric}_bucket[{window}]))"
+    def quantile_of(q: float, metric: str, by: str, over: str = window) -> dict[str, float]:
+        rates = f"sum by (le, {by}) (rate({metric}_bucket[{over}]))"
         return query(f"histogram_quantile({q}, {rates})")
 
     items = query(f"sum by (stage) (rate(inference_stage_items_total[{window}]))")
+    inflight = query("sum by (stage) (inference_stage_inflight)")
+    oldest = query("max by (stage) (inference_stage_oldest_inflight_seconds)")
+    normal50 = quantile_of(0.5, "inference_stage_duration_seconds", "stage", "1h")
+    normal99 = quantile_of(0.99, "inference_stage_duration_seconds", "stage", "1h")
     busy = query(f"sum by (stage) (rate(inference_stage_busy_seconds_total[{window}]))")
     workers = query("sum by (stage) (inference_stage_workers)")
     p50 = quantile_of(0.5, "inference_stage_duration_seconds", "stage")
@@ -163,6 +176,10 @@ def from_prometheus(base: str, window: str = "1m") -> dict[str, Any]:
                 "items_per_s": items.get(stage, 0.0),
                 "p50_s": p50.get(stage),
                 "p99_s": p99.get(stage),
+                "normal_p50_s": normal50.get(stage),
+                "normal_p99_s": normal99.get(stage),
+                "inflight": int(inflight.get(stage, 0)),
+                "oldest_inflight_s": oldest.get(stage, 0.0),
                 "utilization": busy.get(stage, 0.0) / count if count else 0.0,
                 "workers": count,
                 "queue_depth": depth.get(stage),
@@ -188,6 +205,10 @@ def judge(data: dict[str, Any]) -> Verdict:
             row["workers"],
             (row["queue_depth"] / row["queue_capacity"]) if row["queue_capacity"] else None,
             row["queue_growth"],
+            inflight=row["inflight"],
+            oldest_inflight_s=row["oldest_inflight_s"],
+            p50_s=row["normal_p50_s"] or None,
+            p99_s=row["normal_p99_s"] or None,
         )
         for row in data["rows"]
     ]
@@ -205,7 +226,7 @@ def render(data: dict[str, Any], result: Verdict) -> str:
 
     lines = [
         f"{'stage':<12}{'items/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'util':>7}{'workers':>9}"
-        f"{'queue':>12}{'wait p99 ms':>13}",
+        f"{'queue':>12}{'wait p99 ms':>13}{'in flight':>11}{'oldest s':>10}",
     ]
     for row in data["rows"]:
         queue = (
@@ -216,8 +237,15 @@ def render(data: dict[str, Any], result: Verdict) -> str:
         lines.append(
             f"{row['stage']:<12}{row['items_per_s']:>9.1f}{ms(row['p50_s']):>9}{ms(row['p99_s']):>9}"
             f"{row['utilization']:>7.0%}{row['workers']:>9}{queue:>12}{ms(row['wait_p99_s']):>13}"
+            f"{row['inflight']:>11}{row['oldest_inflight_s']:>10.1f}"
         )
-    lines += ["", f"Bottleneck: {result.bottleneck}", result.reason, f"Advice: {result.advice}"]
+    state = " (STALLED)" if result.stalled else ""
+    lines += [
+        "",
+        f"Bottleneck: {result.bottleneck}{state}",
+        result.reason,
+        f"Advice: {result.advice}",
+    ]
     if result.engine_efficiency is not None:
         lines.append(
             f"Engine efficiency (model speed vs its calibration): {result.engine_efficiency:.0%}"

@@ -19,7 +19,6 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from prometheus_client import CollectorRegistry
 
 from loglog import get_logger
@@ -28,19 +27,16 @@ from .calibration import Calibration, batch_sizes, calibrate
 from .config import ConfigWatcher, RuntimeConfig, load_config
 from .drills import Drills
 from .engines import load_engine
-from .errors import InputError, OverloadedError
+from .errors import OverloadedError
 from .flops import count_flops
 from .metrics import RuntimeMetrics
 from .model import default_model_path
 from .monitor import Monitor
 from .pipeline import Pipeline
-from .stages import Encode, parse_npy
+from .stages import Encode
 from .streams import StreamManager
 from .tracing import Tracing
 from .types import Engine, Item
-from .video import decode_image
-
-_NPY_TYPES = ("application/x-npy", "application/npy", "application/octet-stream")
 
 
 class Runtime:
@@ -142,7 +138,6 @@ class Runtime:
             self.metrics,
             interval=config.monitor_interval_s,
             window=config.monitor_window_s,
-            decode_workers=self.streams.active,
         )
         if self.instrumented:
             self.monitor.start()
@@ -216,27 +211,9 @@ class Runtime:
 
     # -- requests ------------------------------------------------------------------------
 
-    def request_item(self, body: bytes, content_type: str) -> Item:
-        """Turn an HTTP body into an item: an image (JPEG/PNG) or a .npy array."""
-        kind = (content_type or "").split(";")[0].strip().lower()
-        item = Item("http", 0)
-        if kind in _NPY_TYPES or body[:6] == b"\x93NUMPY":
-            array = parse_npy(body)
-            if array.ndim == 3 and array.shape[-1] in (1, 3) and array.dtype == np.uint8:
-                item.image = array if array.shape[-1] == 3 else np.repeat(array, 3, axis=2)
-            else:
-                item.tensor = array  # checked against the model input by Pipeline.submit
-        elif kind.startswith("image/") or not kind:
-            item.image = decode_image(body)
-        else:
-            raise InputError(
-                f"unsupported Content-Type {content_type!r}: send image/jpeg, image/png or "
-                "application/x-npy"
-            )
-        return item
-
     def submit(self, item: Item, timeout: float | None = None) -> Future[Item]:
-        """Queue a request item; the future resolves when it leaves the pipeline."""
+        """Queue a request item (an HTTP body to decode, a picture or a tensor); the future
+        resolves when it leaves the pipeline."""
         assert self.pipeline is not None
         item.future = Future()
         if not self.pipeline.submit(item, timeout=timeout, kind="request"):

@@ -1,7 +1,9 @@
-"""The stage callables: preprocess, postprocess, encode. Each takes and returns a list.
+"""The stage callables: decode, preprocess, infer, postprocess, encode. Each takes and
+returns a list of items.
 
 They are plain callables on purpose: the pipeline times, counts and traces them; they
-only transform items. ``infer`` is the engine itself, called by the pipeline on a batch.
+only transform items. ``infer`` wraps the engine: it stacks a batch, runs it, splits the
+outputs back onto the items.
 """
 
 from __future__ import annotations
@@ -9,14 +11,62 @@ from __future__ import annotations
 import io
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
 from .errors import InputError, ShapeError
-from .types import EngineInfo, Item
-from .video import resize_rgb
+from .types import Engine, EngineInfo, Item
+from .video import decode_image, resize_rgb
+
+
+class Decode:
+    """HTTP bodies into pictures or tensors: JPEG/PNG are decoded, .npy arrays loaded.
+
+    A uint8 H×W×3 (or ×1) array is a picture and goes through preprocess; any other array
+    is a tensor, checked against the model input here. Stream frames arrive decoded.
+    """
+
+    def __init__(self, preprocess: Preprocess) -> None:
+        self._check = preprocess.check
+        self.calls = 0  # HTTP decode calls (the monitor: did HTTP bodies come in?)
+
+    def __call__(self, items: list[Item]) -> list[Item]:
+        self.calls += 1
+        for item in items:
+            body, item.payload = item.payload, None
+            if body is None:
+                continue
+            if item.payload_kind == "npy":
+                array = parse_npy(body)
+                if array.ndim == 3 and array.shape[-1] in (1, 3) and array.dtype == np.uint8:
+                    item.image = array if array.shape[-1] == 3 else np.repeat(array, 3, axis=2)
+                else:
+                    item.tensor = self._check(array)
+            else:
+                item.image = decode_image(body)
+        return items
+
+
+class Infer:
+    """The engine as a stage: one ``engine.run`` per batch. ``on_done(ok)`` is told how
+    many items succeeded (the pipeline counts FLOPs with it)."""
+
+    def __init__(self, engine: Engine, on_done: Callable[[int], None] | None = None) -> None:
+        self._run = engine.run
+        self._on_done = on_done
+
+    def __call__(self, items: list[Item]) -> list[Item]:
+        outputs = self._run(np.stack([item.tensor for item in items]))  # type: ignore[misc]
+        for index, item in enumerate(items):
+            item.outputs = {name: value[index] for name, value in outputs.items()}
+            item.tensor = None
+        if self._on_done is not None:
+            self._on_done(len(items))
+        return items
+
 
 _MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255
 _INV_STD = 1.0 / (np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255)
@@ -27,7 +77,9 @@ _INV_STD_CHW = _INV_STD.reshape(3, 1, 1)
 class Preprocess:
     """Resize (swscale) and normalise a picture into the model's input tensor."""
 
-    def __init__(self, info: EngineInfo) -> None:
+    def __init__(self, info: EngineInfo, *, keep_images: set[str] | None = None) -> None:
+        #: streams whose pictures the encode stage re-encodes: keep them past preprocess
+        self.keep_images = keep_images if keep_images is not None else set()
         self.shape = info.input_shape
         self.dtype = np.dtype(info.input_dtype)
         shape = self.shape
@@ -52,6 +104,8 @@ class Preprocess:
         for item in items:
             if item.tensor is None:
                 item.tensor = self.tensor(item.image)
+            if item.stream not in self.keep_images:
+                item.image = None  # the tensor is all the rest of the pipeline needs
         return items
 
     def tensor(self, image: Any) -> np.ndarray:

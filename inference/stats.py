@@ -1,52 +1,124 @@
-"""Plain counters per stage, read by the monitor to compute windows (rates, utilization).
+"""What each stage did and what it holds right now, read by the monitor and at scrape time.
 
-Prometheus counters are for scrapers; the runtime's own analysis needs consistent
-snapshots of the same quantities, cheaply. Each stage keeps a tiny lock-protected record.
+A stage's ledger counts finished calls (items, busy seconds, errors, engine and drill
+seconds) *and* the calls in progress, with the start time of each. Busy time therefore
+includes the elapsed part of work that has not finished: a stage stuck on one item for a
+minute reads 100 % busy during that minute, not 0 % until the item finally comes out.
+
+One lock per stage makes "leave a call and add its seconds" atomic with respect to a
+reader, so ``busy`` read at any moment (finished + in progress) never goes backwards.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+#: How many recent call durations a stage keeps to know its normal speed.
+RECENT = 256
 
 
 @dataclasses.dataclass
 class StageCounters:
-    """Cumulative numbers for one stage."""
+    """Cumulative numbers for one stage, plus what is in progress at snapshot time."""
 
     items: int = 0
-    busy: float = 0.0
+    busy: float = 0.0  # finished calls' seconds + the elapsed part of calls in progress
     errors: int = 0
     calls: int = 0
-    #: infer only: engine seconds actually spent, and what calibration predicted for them.
+    #: Seconds spent in drill delays (inside busy); the stage's own work is busy − drilled.
+    drilled: float = 0.0
+    #: infer only: engine seconds actually spent (drill excluded), and what calibration
+    #: predicted for them.
     engine_seconds: float = 0.0
     expected_seconds: float = 0.0
+    #: At snapshot time: items in progress, and how long the oldest call has run.
+    inflight: int = 0
+    oldest_age: float = 0.0
+    #: Clock time of the last finished call (the ledger's creation until the first).
+    last_completion: float = 0.0
+    #: Recent call durations: p50 is the stage's normal speed, p99 its slow tail.
+    p50: float | None = None
+    p99: float | None = None
 
 
-class StageStats:
-    """Thread-safe accumulation and snapshots of :class:`StageCounters`."""
+class StageLedger:
+    """Thread-safe accounting of one stage: ``enter`` before a call, ``leave`` after.
 
-    def __init__(self) -> None:
-        self._counters = StageCounters()
+    >>> clock = iter([0.0, 0.0, 2.0]).__next__
+    >>> ledger = StageLedger(clock=clock)
+    >>> token = ledger.enter(1)
+    >>> ledger.snapshot().oldest_age
+    2.0
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
         self._lock = threading.Lock()
+        self._counters = StageCounters(last_completion=clock())
+        self._inflight: dict[int, tuple[float, int]] = {}  # token → (started, items)
+        self._tokens = itertools.count()
+        self._recent: deque[float] = deque(maxlen=RECENT)
 
-    def add(
-        self,
-        items: int,
-        busy: float,
-        errors: int = 0,
-        engine_seconds: float = 0.0,
-        expected_seconds: float = 0.0,
-    ) -> None:
+    def enter(self, items: int, started: float | None = None) -> tuple[int, float]:
+        """Mark a call of ``items`` items as started (now, or at ``started``)."""
+        token = next(self._tokens)  # itertools.count is atomic under the GIL
+        when = self.clock() if started is None else started
         with self._lock:
+            self._inflight[token] = (when, items)
+        return token, when
+
+    def leave(
+        self,
+        token: int,
+        ended: float,
+        *,
+        ok: int,
+        errors: int = 0,
+        drilled: float = 0.0,
+        engine: bool = False,
+        expected_seconds: float = 0.0,
+    ) -> float:
+        """Mark the call finished at ``ended``; returns when it started. ``engine``: the
+        call's time less ``drilled`` was the engine's own (infer)."""
+        with self._lock:
+            started, _ = self._inflight.pop(token)
+            seconds = ended - started
             c = self._counters
-            c.items += items
-            c.busy += busy
+            c.items += ok
+            c.busy += seconds
             c.errors += errors
             c.calls += 1
-            c.engine_seconds += engine_seconds
-            c.expected_seconds += expected_seconds
+            c.drilled += drilled
+            if engine:
+                c.engine_seconds += seconds - drilled
+                c.expected_seconds += expected_seconds
+            c.last_completion = ended
+            self._recent.append(seconds)
+        return started
 
-    def snapshot(self) -> StageCounters:
+    def snapshot(self, now: float | None = None) -> StageCounters:
+        """The counters, with in-progress work counted up to ``now`` (default: the clock)."""
         with self._lock:
-            return dataclasses.replace(self._counters)
+            at = self.clock() if now is None else now
+            snap = dataclasses.replace(self._counters)
+            calls = tuple(self._inflight.values())
+            recent = sorted(self._recent)
+        if calls:
+            ages = [max(0.0, at - started) for started, _ in calls]
+            snap.busy += sum(ages)
+            snap.inflight = sum(items for _, items in calls)
+            snap.oldest_age = max(ages)
+        snap.p50, snap.p99 = percentile(recent, 0.5), percentile(recent, 0.99)
+        return snap
+
+
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    """The ``q`` quantile (0–1) of already sorted values (nearest rank)."""
+    if not sorted_values:
+        return None
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]

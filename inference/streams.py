@@ -180,12 +180,12 @@ class StreamManager:
         late_seen = 0
         try:
             for frame in stream.source.frames(lambda: stream.stopping):
-                started = time.perf_counter() - frame.decode_seconds
+                token = self.pipeline.begin_decode(frame.decode_seconds)  # in progress now
                 self.drills.pause("decode")
                 item = Item(
                     stream.id, frame.index, frame.pts, image=frame.image, captured=frame.captured
                 )
-                self.pipeline.record_decode(item, started, time.perf_counter() - started)
+                self.pipeline.end_decode(token, item)
                 frames_total.inc()
                 stream.frames += 1
                 late = getattr(stream.source, "late", 0)
@@ -249,7 +249,7 @@ class StreamManager:
         return None
 
     def _update_workers(self) -> None:
-        self.pipeline.meters["decode"].workers.set(self.active())
+        self.pipeline.set_stream_decoders(self.active())
         self.metrics.streams_active.set(self.active())
 
     def _close_recorder(self, stream: _Stream) -> None:

@@ -2,13 +2,17 @@
 
 ::
 
-    source ─decode─▶ [q] ─preprocess─▶ [q] ─batcher─▶ infer ─▶ [q] ─postprocess─▶ [q] ─encode─▶
-     (a thread per stream)   (workers)        (engine)       (workers)          (results)
+    HTTP body ─▶ [q] ─decode─┐ (workers)
+    stream source ─decode────┴▶ [q] ─preprocess─▶ [q] ─batcher─▶ infer ─▶ [q] ─postprocess─▶
+    (a thread per stream)         (workers)        (engine)  [q] ─encode─▶ (results)
 
 An :class:`Item` is one frame or one request travelling through the pipeline. A stage is
 a plain callable from a list of items to a list of items (per-item stages receive one
 item; ``infer`` receives a batch); the runtime times it. An engine is anything with
 ``run(batch)`` and ``describe()``.
+
+:data:`PIPELINE` is the one list of stages: every other stage list (names, queues, the
+stages after each, config validation, drills) is derived from it.
 """
 
 from __future__ import annotations
@@ -21,14 +25,34 @@ from typing import Any, Protocol
 
 import numpy as np
 
-STAGES = ("decode", "preprocess", "infer", "postprocess", "encode")
-#: The queue in front of each stage (decode reads from its source, not from a queue).
-QUEUES = {
-    "preprocess": "preprocess",
-    "infer": "infer",
-    "postprocess": "postprocess",
-    "encode": "encode",
-}
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StageSpec:
+    """One stage of the pipeline, as the runtime builds it.
+
+    Every stage has an input queue and workers running the same stage loop. ``batched``
+    stages take their input from a batcher (up to ``max_batch`` items per call) instead of
+    one item at a time.
+    """
+
+    name: str
+    batched: bool = False
+
+
+#: The pipeline, in order. Stream sources decode on their own threads and enter at the
+#: stage after ``decode``; HTTP bodies enter the ``decode`` queue.
+PIPELINE: tuple[StageSpec, ...] = (
+    StageSpec("decode"),
+    StageSpec("preprocess"),
+    StageSpec("infer", batched=True),
+    StageSpec("postprocess"),
+    StageSpec("encode"),
+)
+STAGES: tuple[str, ...] = tuple(spec.name for spec in PIPELINE)
+#: The queue in front of each stage (named after it).
+QUEUES: dict[str, str] = {name: name for name in STAGES}
+#: stage → the stage after it (None for the last).
+NEXT: dict[str, str | None] = dict(zip(STAGES, (*STAGES[1:], None), strict=True))
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -53,6 +77,10 @@ class Item:
     future: Future[Item] | None = None  # set for HTTP requests
     error: BaseException | None = None
     enqueued: float = 0.0  # when it entered its current queue
+    #: An HTTP body still to decode, and its media kind ("image" or "npy"); the decode
+    #: stage turns it into ``image`` or ``tensor``.
+    payload: bytes | None = None
+    payload_kind: str = ""
 
 
 #: A stage: takes a list of items (one for per-item stages, a batch for infer), returns it.

@@ -152,11 +152,12 @@ def until(predicate: Any, timeout: float, what: str) -> Any:
 
 @pytest.fixture
 def loglog_up(tmp_path: Path) -> Iterator[Any]:
-    """Start the real `loglog up --fast-alerts` on free ports; returns component URLs.
+    """Start the real `loglog up` (``--fast-alerts`` unless told otherwise) on free ports;
+    returns component URLs.
     At teardown it sends SIGTERM (what Ctrl-C does) and checks nothing is left listening."""
     started: list[tuple[subprocess.Popen[bytes], Path, dict[str, int]]] = []
 
-    def start() -> dict[str, str]:
+    def start(fast_alerts: bool = True) -> dict[str, str]:
         names = (
             "inference",
             "agent",
@@ -166,8 +167,10 @@ def loglog_up(tmp_path: Path) -> Iterator[Any]:
             "alert-receiver",
         )
         ports = {name: free_port() for name in names}
-        args = [sys.executable, "-m", "stack.cli", "up", "--fast-alerts", "--demo-streams", "2",
+        args = [sys.executable, "-m", "stack.cli", "up", "--demo-streams", "2",
                 "--state-dir", str(tmp_path / "state"), "--duration", "400"]  # fmt: skip
+        if fast_alerts:
+            args.append("--fast-alerts")
         for name, port in ports.items():
             args += [f"--{name}-port", str(port)]
         log_path = tmp_path / "up.log"

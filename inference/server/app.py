@@ -31,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..errors import DrillError, InferenceError, InputError, OverloadedError
 from ..runtime import Runtime
+from .bodies import request_item
 
 MAX_BODY = 32 * 1024 * 1024
 REQUEST_TIMEOUT = 30.0
@@ -94,9 +95,7 @@ def create_app(
         body = await request.body()
         if len(body) > MAX_BODY:
             raise InputError(f"the body is {len(body)} bytes; the limit is {MAX_BODY}")
-        item = await run_in_threadpool(
-            runtime.request_item, body, request.headers.get("content-type", "")
-        )
+        item = request_item(body, request.headers.get("content-type", ""))
         future = await run_in_threadpool(runtime.submit, item, 5.0)
         try:
             done = await asyncio.wait_for(asyncio.wrap_future(future), REQUEST_TIMEOUT)

@@ -49,12 +49,65 @@ def test_upstream_stages_blocked_by_backpressure_do_not_steal_the_verdict():
     assert not result.engine_starved
 
 
-def test_a_saturated_engine_below_its_calibration_is_called_contention():
-    """infer saturated while running at 60 % of its calibrated speed: advice says so."""
+def test_a_saturated_engine_below_its_calibration_with_busy_cores_is_called_contention():
+    """infer saturated, running at 60 % of its calibrated speed, the host's CPUs 95 % busy:
+    the advice says CPU contention."""
     stages = _stages(infer=StageWindow("infer", 100, 1.0, 1, 0.9))
-    result = verdict(stages, delivered_per_s=100, capacity_per_s=170, engine_efficiency=0.6)
+    result = verdict(
+        stages, delivered_per_s=100, capacity_per_s=170, engine_efficiency=0.6, cpu_busy=0.95
+    )
     assert result.bottleneck == "infer"
     assert "CPU contention" in result.advice
+
+
+def test_a_slow_engine_on_idle_cores_is_not_called_contention():
+    """The same slow engine with the cores 30 % busy: throttling or the engine, not
+    contention, and no advice to move to a GPU."""
+    stages = _stages(infer=StageWindow("infer", 100, 1.0, 1, 0.9))
+    result = verdict(
+        stages, delivered_per_s=100, capacity_per_s=170, engine_efficiency=0.6, cpu_busy=0.3
+    )
+    assert "contention" in result.advice and "not contention" in result.advice
+    assert "GPU" not in result.advice.split("—")[0]
+
+
+def test_a_drilled_slow_stage_is_called_slow_and_the_drill_is_named():
+    """infer saturated with most of its busy time in a drill: the verdict calls it slow
+    but moving and the advice points at the drill, not at the hardware."""
+    stages = _stages(infer=StageWindow("infer", 30, 1.0, 1, 0.9, drilled_share=0.9, p99_s=0.24))
+    result = verdict(stages, delivered_per_s=30, capacity_per_s=170, engine_efficiency=1.0)
+    assert result.bottleneck == "infer" and not result.stalled
+    assert "slow but moving" in result.reason and "p99 240 ms" in result.reason
+    assert "DELETE /v1/drills" in result.advice and "contention" not in result.advice
+
+
+def test_a_hung_stage_is_stalled_named_first_and_no_headroom_is_claimed():
+    """postprocess holds one item for 42 s with a 4 ms p99 and reads idle elsewhere: the
+    verdict names it stalled in words and claims no headroom."""
+    stages = _stages(
+        postprocess=StageWindow(
+            "postprocess", 0.0, 1.0, 1, 1.0, inflight=1, oldest_inflight_s=42.0,
+            p50_s=0.002, p99_s=0.004,
+        ),
+        infer=StageWindow("infer", 0.0, 0.0, 1, 0.0),
+    )  # fmt: skip
+    result = verdict(stages, delivered_per_s=0.0, capacity_per_s=180, engine_efficiency=None)
+    assert result.bottleneck == "postprocess" and result.stalled == ("postprocess",)
+    assert (
+        "postprocess is stalled (hung, not slow): one item has been in progress for 42 s; "
+        "p99 is 4 ms" in result.reason
+    )
+    assert "Headroom" not in result.advice and "No headroom" in result.advice
+
+
+def test_a_long_call_of_a_slow_stage_is_not_a_stall():
+    """A stage whose normal call takes 2 s has a call in progress for 20 s: 10× its
+    median, below the 50× needed to call it hung."""
+    stages = _stages(
+        infer=StageWindow("infer", 0.5, 1.0, 1, 1.0, inflight=8, oldest_inflight_s=20.0, p50_s=2.0)
+    )
+    result = verdict(stages, delivered_per_s=0.5, capacity_per_s=1.0, engine_efficiency=1.0)
+    assert result.stalled == () and result.bottleneck == "infer"
 
 
 def test_decode_saturated_sources_are_named():

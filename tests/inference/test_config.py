@@ -20,7 +20,13 @@ def test_yaml_and_toml_give_the_same_config(tmp_path):
     )
     yaml_config = load_config(tmp_path / "c.yaml")
     assert yaml_config == load_config(tmp_path / "c.toml")
-    assert yaml_config.workers == {"preprocess": 2, "infer": 1, "postprocess": 1, "encode": 1}
+    assert yaml_config.workers == {
+        "decode": 1,
+        "preprocess": 2,
+        "infer": 1,
+        "postprocess": 1,
+        "encode": 1,
+    }
     assert yaml_config.max_wait_ms == RuntimeConfig().max_wait_ms
 
 

@@ -153,7 +153,8 @@ def test_a_file_is_processed_whole_and_recording_writes_a_playable_video(make_ru
     deadline = time.monotonic() + 30
     while runtime.streams.list()[0]["state"] == "running" and time.monotonic() < deadline:
         time.sleep(0.1)
-    time.sleep(0.5)
+    while runtime.pipeline.completed.value < 40 and time.monotonic() < deadline:
+        time.sleep(0.05)  # the last frames are still in the pipeline (hang guard above)
     (stream,) = runtime.streams.list()
     assert stream["state"] == "ended" and stream["frames"] == 40 and stream["dropped"] == {}
     lines = [json.loads(line) for line in results.read_text().splitlines()]

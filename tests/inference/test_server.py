@@ -74,7 +74,9 @@ def test_infer_accepts_jpeg_png_and_npy(api):
     assert jpeg.status_code == 200, jpeg.text
     body = jpeg.json()
     assert len(body["outputs"]["top"]) == 5
-    assert set(body["stage_ms"]) == {"preprocess", "infer", "postprocess", "encode"}
+    # The body is decoded in the pipeline's timed decode stage, not before it.
+    assert set(body["stage_ms"]) == {"decode", "preprocess", "infer", "postprocess", "encode"}
+    assert body["stage_ms"]["decode"] > 0
     image = api.post("/v1/infer", content=_npy(np.zeros((100, 120, 3), np.uint8)),
                      headers={"content-type": "application/x-npy"})  # fmt: skip
     assert image.status_code == 200
