@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-SRC := loglog inference agent dashboards alerts stack
+SRC := loglog inference agent dashboards alerts stack fleet
 
 .PHONY: up test lint fmt bench deps debs generate clean
 
