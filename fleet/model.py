@@ -89,6 +89,7 @@ class Job:
     redeliveries: int = 0
     started: float | None = None
     finished: float | None = None
+    last_progress: float | None = None
     error: str | None = None
     result: str | None = None
     workers: tuple[str, ...] = ()

@@ -58,12 +58,13 @@ if ARGV[3] == '1' then redis.call('HINCRBY', KEYS[1], 'redeliveries', 1) end
 return '{RUNNING}'
 """
 
-# KEYS: job, done. ARGV: index, frames. Returns {state, segments_done, segments}.
+# KEYS: job, done. ARGV: index, frames, now. Returns {state, segments_done, segments}.
 _COMPLETE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
   redis.call('HINCRBY', KEYS[1], 'frames_done', ARGV[2])
   redis.call('HINCRBY', KEYS[1], 'segments_done', 1)
+  redis.call('HSET', KEYS[1], 'last_progress', ARGV[3])
 end
 local f = redis.call('HMGET', KEYS[1], 'state', 'segments_done', 'segments')
 return {f[1], tonumber(f[2]), tonumber(f[3])}
@@ -207,7 +208,7 @@ class JobStore:
         job's state and whether all its segments are done."""
         keys = [self._key("job", job_id), self._key("job", job_id, "done")]
         with _translated(self.url):
-            out = self._complete(keys=keys, args=[index, frames])
+            out = self._complete(keys=keys, args=[index, frames, self.clock()])
         if out is None:
             raise JobNotFound(f"no job {job_id!r}")
         state, done, total = out
@@ -277,6 +278,7 @@ def _job(data: dict[str, str], workers: set[str]) -> Job:
         created=float(data["created"]),
         started=number("started"),
         finished=number("finished"),
+        last_progress=number("last_progress"),
         error=data.get("error"),
         result=data.get("result"),
         workers=tuple(sorted(workers)),

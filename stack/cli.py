@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from agent.cli import add_parser as add_agent
     from dashboards.cli import add_parser as add_dashboards
+    from fleet.cli import add_parser as add_fleet
     from stack.receiver import add_parser as add_receiver
     from stack.up import add_parser as add_up
 
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_agent(sub)
     add_receiver(sub)
     add_dashboards(sub)
+    add_fleet(sub)
     return parser
 
 
