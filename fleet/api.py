@@ -94,15 +94,17 @@ class FleetCollector(Collector):
             by_state.add_metric([state], sum(1 for job in jobs if job.state == state))
         yield by_state
         open_jobs = [job for job in jobs if job.state not in TERMINAL]
-        progress = gauge("fleet_job_progress_ratio", ("job",))
-        eta = gauge("fleet_job_eta_seconds", ("job",))
-        stalled = gauge("fleet_job_last_progress_age_seconds", ("job",))
+        # job_id, not job: "job" is the scrape job's label in Prometheus.
+        progress = gauge("fleet_job_progress_ratio", ("job_id",))
+        eta = gauge("fleet_job_eta_seconds", ("job_id",))
+        stalled = gauge("fleet_job_last_progress_age_seconds", ("job_id",))
         for job in open_jobs[:JOB_SERIES_BUDGET]:
             progress.add_metric([job.id], job.progress)
             left = job.eta_seconds(now)
             if left is not None:
                 eta.add_metric([job.id], left)
-            stalled.add_metric([job.id], now - (job.last_progress or job.created))
+            if job.state == RUNNING:  # a queued job waits for the backlog, it is not stalled
+                stalled.add_metric([job.id], now - (job.last_progress or job.started or now))
         yield from (progress, eta, stalled)
         backlog = sum(job.total_frames - job.frames_done for job in open_jobs)
         g = gauge("fleet_backlog_frames")

@@ -38,9 +38,9 @@ WORKER_METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
 #: name → (type, labels, help): what the jobs API exports.
 API_METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "fleet_jobs": ("gauge", ("state",), "Jobs in the store, by state."),
-    "fleet_job_progress_ratio": ("gauge", ("job",), "Frames done ÷ total of each unfinished job (at most 50 jobs: cardinality budget)."),
-    "fleet_job_eta_seconds": ("gauge", ("job",), "Seconds left for each running job at its own rate so far."),
-    "fleet_job_last_progress_age_seconds": ("gauge", ("job",), "Seconds since each unfinished job last finished a segment (since submit when none)."),
+    "fleet_job_progress_ratio": ("gauge", ("job_id",), "Frames done ÷ total of each unfinished job (at most 50 jobs: cardinality budget)."),
+    "fleet_job_eta_seconds": ("gauge", ("job_id",), "Seconds left for each running job at its own rate so far."),
+    "fleet_job_last_progress_age_seconds": ("gauge", ("job_id",), "Seconds since each running job last finished a segment (since it started when none)."),
     "fleet_backlog_frames": ("gauge", (), "Frames of unfinished jobs not analysed yet."),
     "fleet_backlog_segments": ("gauge", (), "Segments ready in the broker's queue (not yet delivered to a worker)."),
     "fleet_queue_consumers": ("gauge", (), "Consumers (workers) on the segment queue, as the broker counts them."),
