@@ -16,11 +16,13 @@ test: deps lint  ## linters, then the whole suite, slow end-to-end tests include
 
 deps: debs $(STAMP)
 
-debs:  ## Debian's prometheus, promtool, alertmanager, amtool, pushgateway (only when missing)
+debs:  ## Debian's prometheus, promtool, alertmanager, amtool, pushgateway, rabbitmq-server, redis (only when missing)
 	@missing=""; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v prometheus-alertmanager >/dev/null 2>&1 || missing="$$missing prometheus-alertmanager"; \
 	command -v prometheus-pushgateway >/dev/null 2>&1 || missing="$$missing prometheus-pushgateway"; \
+	test -x /usr/lib/rabbitmq/bin/rabbitmq-server || missing="$$missing rabbitmq-server"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then \
 	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
 	  echo "installing Debian packages:$$missing"; \
@@ -50,6 +52,7 @@ bench: $(STAMP)  ## benchmarks (not tests): print tables, write JSON under bench
 	$(PY) -m bench.logging_bench
 	$(PY) -m bench.pipeline_bench
 	$(PY) -m bench.agent_bench
+	$(PY) -m bench.fleet_bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache bench/results

@@ -7,6 +7,7 @@ Each test uses its own queue and key prefix; the node is shared by the module (i
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,33 +41,39 @@ def fleet(rabbit: PrivateRabbit, store: JobStore, tmp_path: Path) -> Iterator[Fl
 
 
 def test_sigkill_mid_segment_is_redelivered_and_every_frame_lands_once(fleet: Fleet) -> None:
-    """Worker A is SIGKILLed while it holds a segment; worker B gets that segment again and
-    the job finishes with frames 0…N-1 each exactly once. With prefetch 1, A held exactly
-    one unacknowledged segment, so exactly one redelivery is counted."""
+    """Worker A is SIGKILLed part-way through a segment (some of its frames analysed, the
+    segment not finished); worker B gets that segment again and the job finishes with
+    frames 0…N-1 each exactly once. With prefetch 1, A held exactly one unacknowledged
+    segment, so exactly one redelivery is counted."""
+    fleet.segment_seconds = 3.0  # 30 frames a segment: long enough to land inside one
     with fleet.api() as api:
         fleet.start_worker("a")
-        fleet.wait_worker("a")
+        metrics_addr = fleet.wait_worker("a")["metrics"]
         job = api.post(
-            "/v1/jobs", json={"source": "synthetic://64x48@10?seconds=12", "id": "kill1"}
+            "/v1/jobs", json={"source": "synthetic://64x48@10?seconds=36", "id": "kill1"}
         ).json()
         assert job["state"] == "queued" and job["segments"] == 12
-        wait_for("worker a to hold a segment",
-                 lambda: api.get("/v1/jobs/kill1").json()["state"] == "running", every=0.02)  # fmt: skip
+
+        def mid_segment() -> bool:
+            body = (
+                urllib.request.urlopen(f"http://{metrics_addr}/metrics", timeout=5).read().decode()
+            )
+            frames = metric(body, "fleet_worker_frames_total") or 0
+            return metric(body, "fleet_worker_busy") == 1 and 3 <= frames % 30 <= 24
+
+        wait_for("worker a to be part-way through a segment", mid_segment, every=0.01)
         fleet.kill("a")
-        before = api.get("/v1/jobs/kill1").json()
-        assert before["segments_done"] < 12
+        assert api.get("/v1/jobs/kill1").json()["segments_done"] < 12
         fleet.start_worker("b")
         done = fleet.wait_state(api, "kill1", ("succeeded", "failed"))
         assert done["state"] == "succeeded", done
-        assert result_frames(done["result"]) == list(range(120))
-        assert done["frames_done"] == 120 and done["progress"] == 1.0
+        assert result_frames(done["result"]) == list(range(360))
+        assert done["frames_done"] == 360 and done["progress"] == 1.0
         assert done["redeliveries"] == 1
         assert "b" in done["workers"]
         # B's own metrics count the redelivery (http_sd lists where to scrape them).
         targets = api.get("/v1/sd/workers").json()
         assert [t["labels"]["worker"] for t in targets] == ["b"]
-        import urllib.request
-
         body = (
             urllib.request.urlopen(f"http://{targets[0]['targets'][0]}/metrics", timeout=10)
             .read()
