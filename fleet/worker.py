@@ -71,13 +71,14 @@ class WorkerConfig:
 
 
 class RateWindow:
-    """Frames per second over the last ``window`` seconds."""
+    """Frames per second while working, over the last ``window`` seconds: frames in the
+    window ÷ time since the oldest of them (not since the window opened, so idle time
+    before a job does not dilute the rate the fleet ETA is computed from)."""
 
     def __init__(self, window: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.window, self.clock = window, clock
         self._events: collections.deque[tuple[float, int]] = collections.deque()
         self._lock = threading.Lock()
-        self._started = clock()
 
     def add(self, frames: int) -> None:
         with self._lock:
@@ -88,9 +89,11 @@ class RateWindow:
         with self._lock:
             while self._events and self._events[0][0] < now - self.window:
                 self._events.popleft()
+            if not self._events:
+                return 0.0
             frames = sum(n for _, n in self._events)
-        span = min(self.window, max(now - self._started, 1e-3))
-        return frames / span
+            oldest = self._events[0][0]
+        return frames / max(now - oldest, 1.0)
 
 
 class SegmentRunner:

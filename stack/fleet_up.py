@@ -32,6 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs-api-port", type=int, default=8100)
     parser.add_argument("--amqp-port", type=int, default=5682)
     parser.add_argument("--rabbitmq-prometheus-port", type=int, default=15702)
+    parser.add_argument("--rabbitmq-dist-port", type=int, default=25682,
+                        help="Erlang distribution port of the broker node")  # fmt: skip
+    parser.add_argument("--worker-metrics-port", type=int, default=9500,
+                        help="worker i serves /metrics on this port + i")  # fmt: skip
 
 
 def ports(args: Any) -> dict[str, int]:
@@ -39,9 +43,10 @@ def ports(args: Any) -> dict[str, int]:
     if not getattr(args, "workers", 0):
         return {}
     out = {"jobs api": args.jobs_api_port}
+    out |= {f"worker {i} metrics": args.worker_metrics_port + i for i in range(args.workers)}
     if not args.broker:
         out |= {"amqp": args.amqp_port, "rabbitmq prometheus": args.rabbitmq_prometheus_port,
-                "rabbitmq dist": args.amqp_port + 20000}  # fmt: skip
+                "rabbitmq dist": args.rabbitmq_dist_port}  # fmt: skip
     return out
 
 
@@ -95,7 +100,7 @@ def components(args: Any, host: str, state: Path) -> list[tuple[Process, str, fl
     ))  # fmt: skip
     for index in range(args.workers):
         name = f"worker-{index}"
-        metrics_port = args.jobs_api_port + 100 + index
+        metrics_port = args.worker_metrics_port + index
         out.append((
             Process(name, [py, "-m", "stack.cli", "worker", *common, "--name", name,
                            "--metrics-host", host, "--metrics-port", str(metrics_port)],
@@ -132,7 +137,7 @@ def _rabbit(args: Any, host: str, state: Path) -> tuple[Process, str, float]:
     env = {
         "RABBITMQ_NODENAME": f"loglog{args.amqp_port}@localhost",
         "RABBITMQ_NODE_PORT": str(args.amqp_port),
-        "RABBITMQ_DIST_PORT": str(args.amqp_port + 20000),
+        "RABBITMQ_DIST_PORT": str(args.rabbitmq_dist_port),
         "RABBITMQ_MNESIA_BASE": str(root / "mnesia"),
         "RABBITMQ_LOG_BASE": str(root / "log"),
         "RABBITMQ_CONFIG_FILE": str(root / "rabbitmq"),

@@ -48,6 +48,7 @@ class Fleet:
         self.broker, self.store, self.tmp = broker, store, tmp
         self.queue = f"loglog.test.{uuid.uuid4().hex[:8]}"
         self.results_dir = tmp / "results"
+        tmp.mkdir(parents=True, exist_ok=True)
         self.config = tmp / "runtime.yaml"
         self.config.write_text(RUNTIME_CONFIG)
         self.segment_seconds = segment_seconds

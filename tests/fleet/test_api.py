@@ -112,15 +112,19 @@ def test_worker_config_fails_at_start_up_with_the_fix() -> None:
         Dispatcher(None, None, queue="q", segment_seconds=3600)  # type: ignore[arg-type]
 
 
-def test_rate_window_counts_the_last_window_only() -> None:
-    """Frames/s over the window, on a fake clock."""
-    now = [0.0]
+def test_rate_window_is_the_working_rate_of_the_last_window() -> None:
+    """Frames/s since the oldest frame in the window (idle time before it does not count),
+    zero once everything fell out of the window; on a fake clock."""
+    now = [100.0]  # idle for 100 s before the first frame
     rate = RateWindow(window=10.0, clock=lambda: now[0])
-    now[0] = 5.0
-    rate.add(50)
-    assert rate.rate() == 10.0  # 50 frames in the 5 s since start
-    now[0] = 20.0
-    assert rate.rate() == 0.0  # they fell out of the window
+    assert rate.rate() == 0.0
+    for second in range(5):
+        now[0] = 100.0 + second
+        rate.add(10)
+    now[0] = 105.0
+    assert rate.rate() == 10.0  # 50 frames over the 5 s since the first
+    now[0] = 120.0
+    assert rate.rate() == 0.0
 
 
 def test_progress_bar_shows_progress_eta_and_error() -> None:
