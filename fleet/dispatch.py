@@ -9,6 +9,7 @@ a segment is idempotent (see :mod:`fleet.results`).
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -45,6 +46,11 @@ class Dispatcher:
         self.app, self.store, self.queue = app, store, queue
         self.segment_seconds, self.clock = segment_seconds, clock
         self.log = get_logger("fleet.dispatch")
+        # One publisher at a time in this process: the request thread and the republish
+        # loop would otherwise both read "published: 0" and send every segment twice.
+        # (Harmless for results, but double work. Several API replicas would need a lock
+        # in Redis; one API per fleet is the supported layout.)
+        self._publishing = threading.Lock()
 
     def submit(self, source: str, *, job_id: str | None = None, priority: int = 0) -> Job:
         """Probe, split and store the job, then try to publish it (a broker outage leaves
@@ -66,6 +72,10 @@ class Dispatcher:
 
     def publish(self, job: Job) -> int:
         """Publish the job's segments the broker has not confirmed yet; returns how many."""
+        with self._publishing:
+            return self._publish(job)
+
+    def _publish(self, job: Job) -> int:
         current = self.store.get(job.id)
         if current.state in TERMINAL:
             self.store.drop_pending(job.id)

@@ -6,6 +6,7 @@ Each test uses its own queue and key prefix; the node is shared by the module (i
 
 from __future__ import annotations
 
+import contextlib
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -136,6 +137,40 @@ def test_unreadable_source_fails_alone_and_cancel_stops_queued_segments(
         assert 'fleet_jobs{state="failed"} 1.0' in text
         assert metric(text, "fleet_broker_up") == 1.0
     assert not (fleet.results_dir / "big").exists()
+
+
+def test_concurrent_publishers_send_each_segment_once(fleet: Fleet) -> None:
+    """The request thread and the republish loop publishing the same job at once put each
+    segment in the queue once (they used to both read 'published: 0')."""
+    import threading
+
+    from fleet.errors import BrokerUnavailable
+
+    dispatcher = fleet.dispatcher()
+    job = fleet.store.create(dispatcher_job(dispatcher, "twice", segments=40))
+    start = threading.Barrier(4)
+
+    def publish() -> None:
+        start.wait()
+        with contextlib.suppress(BrokerUnavailable):
+            dispatcher.publish(job)
+
+    threads = [threading.Thread(target=publish) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert fleet.store.get("twice").segments_published == 40
+    assert dispatcher.backlog() == (40, 0)
+
+
+def dispatcher_job(dispatcher, job_id: str, segments: int):  # type: ignore[no-untyped-def]
+    """A queued job of ``segments`` one-frame segments (stored, not yet published)."""
+    from fleet.model import QUEUED, Job
+
+    return Job(id=job_id, source=f"synthetic://64x48@10?seconds={segments / 10:g}", state=QUEUED,
+               priority=0, total_frames=segments, fps=10.0, segment_frames=1,
+               segments=segments, created=time.time())  # fmt: skip
 
 
 def test_broker_down_20s_then_back_loses_no_job(fleet: Fleet, rabbit: PrivateRabbit) -> None:
