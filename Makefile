@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-SRC := loglog inference agent dashboards alerts stack report
+SRC := loglog inference agent dashboards alerts stack report fleet
 
 .PHONY: up test lint fmt bench deps debs generate clean
 
@@ -17,13 +17,15 @@ test: deps lint  ## linters, then the whole suite, slow end-to-end tests include
 deps: debs $(STAMP)
 
 # chromium and poppler-utils: the report tests open the HTML in a browser and read the PDF.
-debs:  ## Debian's prometheus, promtool, alertmanager, amtool, pushgateway, chromium, poppler-utils (when missing)
+debs:  ## Debian's prometheus, promtool, alertmanager, amtool, pushgateway, chromium, poppler-utils, rabbitmq-server, redis (when missing)
 	@missing=""; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v prometheus-alertmanager >/dev/null 2>&1 || missing="$$missing prometheus-alertmanager"; \
 	command -v prometheus-pushgateway >/dev/null 2>&1 || missing="$$missing prometheus-pushgateway"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v pdfinfo >/dev/null 2>&1 || missing="$$missing poppler-utils"; \
+	test -x /usr/lib/rabbitmq/bin/rabbitmq-server || missing="$$missing rabbitmq-server"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then \
 	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
 	  echo "installing Debian packages:$$missing"; \
@@ -53,6 +55,7 @@ bench: $(STAMP)  ## benchmarks (not tests): print tables, write JSON under bench
 	$(PY) -m bench.logging_bench
 	$(PY) -m bench.pipeline_bench
 	$(PY) -m bench.agent_bench
+	$(PY) -m bench.fleet_bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache bench/results

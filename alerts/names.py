@@ -116,6 +116,7 @@ GRAFANA_WORDS = frozenset({"__rate_interval", "__interval", "__range", "__range_
 def declared() -> frozenset[str]:
     """Every exported series name, histogram suffixes included."""
     from agent.metrics import METRICS as AGENT
+    from fleet.metrics import METRICS as FLEET
     from inference.metrics import LOADGEN_METRICS
     from inference.metrics import METRICS as INFERENCE
     from loglog.metrics import METRICS as LOGGER
@@ -123,7 +124,7 @@ def declared() -> frozenset[str]:
     names: set[str] = {"up", "scrape_duration_seconds", "ALERTS", "ALERTS_FOR_STATE"}
     tables = [
         (name, spec[0])
-        for table in (AGENT, INFERENCE, LOADGEN_METRICS)
+        for table in (AGENT, INFERENCE, LOADGEN_METRICS, FLEET)
         for name, spec in table.items()
     ]
     tables += [(name, kind) for name, (kind, _help) in LOGGER.items()]

@@ -13,6 +13,7 @@ from typing import Any
 
 from .catalog import Alert
 from .config import Config
+from .fleet_alerts import fleet_alerts
 from .inference_alerts import inference_alerts
 from .platform_alerts import platform_alerts
 from .recording import recording_rules
@@ -22,7 +23,7 @@ _PRINTF = re.compile(r'^\$value \| printf "(%[^"]+)"$')
 
 
 def all_alerts(cfg: Config) -> list[Alert]:
-    return inference_alerts(cfg) + platform_alerts(cfg)
+    return inference_alerts(cfg) + platform_alerts(cfg) + fleet_alerts(cfg)
 
 
 def humanize(value: float) -> str:

@@ -17,7 +17,7 @@ import yaml
 
 from alerts.config import Config
 
-from . import gpu, logs, oncall, overview, profiler
+from . import gpu, jobs, logs, oncall, overview, profiler
 from .variables import LOKI_UID, PROMETHEUS_UID, TEMPO_UID
 
 HERE = Path(__file__).resolve().parent
@@ -28,6 +28,7 @@ BUILDERS: dict[str, Callable[[Config], dict[str, Any]]] = {
     profiler.UID: profiler.build,
     gpu.UID: gpu.build,
     logs.UID: logs.build,
+    jobs.UID: jobs.build,
 }
 
 

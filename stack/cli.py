@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.cli import add_parser as add_agent
     from dashboards.cli import add_parser as add_dashboards
     from report.cli import add_parser as add_report
+    from fleet.cli import add_parser as add_fleet
     from stack.receiver import add_parser as add_receiver
     from stack.up import add_parser as add_up
 
@@ -121,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_receiver(sub)
     add_dashboards(sub)
     add_report(sub)
+    add_fleet(sub)
     return parser
 
 

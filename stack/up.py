@@ -31,6 +31,7 @@ from alerts.config import FAST, PRODUCTION, Config
 from alerts.generate import write as write_alerts
 from inference.server.ports import port_free
 
+from . import fleet_up
 from .processes import Process, StackError
 from .prometheus import prometheus_config
 from .receiver import AlertReceiver
@@ -64,6 +65,7 @@ class Options:
     model: str | None = None
     config: str | None = None
     duration: float | None = None  # stop by itself after this many seconds
+    fleet: Any = None  # the fleet options (stack.fleet_up), or None: no fleet
 
     def ports(self) -> dict[str, int]:
         return {
@@ -73,6 +75,7 @@ class Options:
             "alertmanager": self.alertmanager_port,
             "pushgateway": self.pushgateway_port,
             "alert receiver": self.receiver_port,
+            **fleet_up.ports(self.fleet),
         }
 
 
@@ -107,6 +110,8 @@ class Stack:
                 f"missing Debian package(s): {', '.join(missing)}. Install them with "
                 f"`sudo apt-get install {' '.join(missing)}`, or run `make up`, which does."
             )
+        if self.o.fleet is not None:
+            fleet_up.preflight(self.o.fleet)
         taken = [
             f"{name} ({port})"
             for name, port in self.o.ports().items()
@@ -151,6 +156,8 @@ class Stack:
             scrape_interval="1s" if fast else self.o.scrape_interval,
             evaluation_interval="1s" if fast else self.o.scrape_interval,
         )
+        if self.o.fleet is not None:
+            prom["scrape_configs"] += fleet_up.scrape_configs(self.o.fleet, h)
         prom_path = state / "prometheus.yml"
         prom_path.write_text(yaml.safe_dump(prom, sort_keys=False))
         _check(
@@ -266,6 +273,8 @@ class Stack:
                 60.0,
             ),
         ]
+        if o.fleet is not None:
+            components += fleet_up.components(o.fleet, o.host, state)
         for process, where, timeout in components:
             if self.out.isatty():
                 self.out.write(f"  … {process.name:<15} starting\r")
@@ -274,6 +283,8 @@ class Stack:
             self.processes.append(process)
             seconds = process.wait_ready(timeout, self.stopping.is_set)
             self._done(process.name, where, seconds)
+        if o.fleet is not None and o.fleet.workers and o.demo:
+            self.say(f"  demo jobs: {', '.join(fleet_up.submit_demo_jobs(o.fleet, o.host))}")
 
     def _done(self, name: str, where: str, seconds: float) -> None:
         self.say(f"  ✓ {name:<15} {where}  ({seconds:.1f} s)")
@@ -387,6 +398,7 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--duration", type=float, help="stop by itself after this many seconds")
     for name, default in Options(state_dir=Path(".")).ports().items():
         parser.add_argument(f"--{name.replace(' ', '-')}-port", type=int, default=default)
+    fleet_up.add_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -408,6 +420,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model,
         config=args.config,
         duration=args.duration,
+        fleet=args if args.workers else None,
     )
     code = Stack(options).run()
     loglog.shutdown()

@@ -18,6 +18,7 @@ ROOT = COMPOSE.parent
 SERVICES = {
     "inference", "agent", "alert-receiver", "prometheus", "alertmanager", "pushgateway",
     "loki", "tempo", "otel-collector", "grafana",
+    "rabbitmq", "redis", "jobs-api", "fleet-worker",
 }  # fmt: skip
 #: Images whose container has a tool to run a health check with (python or busybox wget).
 CHECKABLE = {
@@ -26,6 +27,8 @@ CHECKABLE = {
     "prom/alertmanager",
     "prom/pushgateway",
     "grafana/grafana",
+    "rabbitmq",
+    "redis",
 }
 
 
@@ -96,7 +99,7 @@ def test_prometheus_config_is_current_and_passes_promtool(compose, tmp_path):
     hosts = {
         target.split(":")[0]
         for job in config["scrape_configs"]
-        for sc in job["static_configs"]
+        for sc in job.get("static_configs", [])  # http_sd jobs have none
         for target in sc["targets"]
     }
     assert hosts - {"localhost"} <= set(compose["services"]), (

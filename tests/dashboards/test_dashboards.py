@@ -38,7 +38,14 @@ def test_the_five_dashboards_exist_with_stable_uids():
         files
         == sorted(dashboards())
         == sorted(
-            ["loglog-overview", "loglog-oncall", "loglog-pipeline", "loglog-gpu", "loglog-logs"]
+            [
+                "loglog-overview",
+                "loglog-oncall",
+                "loglog-pipeline",
+                "loglog-gpu",
+                "loglog-logs",
+                "loglog-jobs",
+            ]
         )
     )
 

@@ -50,6 +50,8 @@ def test_every_prometheus_query_runs_and_returns_data_where_its_metrics_exist(lo
     )
     ran, with_data, expected_empty = 0, 0, []
     for uid, board in dashboards().items():
+        if uid == "loglog-jobs":
+            continue  # needs a fleet: tests/fleet/test_up.py runs it against `up --workers 1`
         for panel in board["panels"]:
             for target in panel.get("targets", []):
                 if target["datasource"]["type"] != "prometheus":

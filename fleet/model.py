@@ -1,0 +1,117 @@
+"""Jobs and segments: what a job is, its states, and how it is split into time ranges.
+
+A job is one finite source (a video file) analysed frame by frame. It is split into
+segments of at most ``segment_seconds`` of video each, so that no broker message stays
+unacknowledged for long (RabbitMQ cancels a consumer whose delivery stays unacked past
+its ``consumer_timeout``, 30 min by default) and so that the work spreads over the fleet::
+
+    split(total_frames=250, fps=25.0, segment_seconds=4.0)
+    # [Segment(0, 0, 100), Segment(1, 100, 200), Segment(2, 200, 250)]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+from .errors import FleetConfigError
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
+    "queued",
+    "running",
+    "succeeded",
+    "failed",
+    "cancelled",
+)
+#: Every job state, in the order a dashboard lists them.
+STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+#: States a job never leaves.
+TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
+
+_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def check_job_id(job_id: str) -> str:
+    """Return ``job_id`` when it is safe as a key and a file name; raise otherwise."""
+    if not _JOB_ID.match(job_id or ""):
+        raise FleetConfigError(
+            f"job id {job_id!r} is invalid: use 1–64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return job_id
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Segment:
+    """Frames ``[start, end)`` of a job's source."""
+
+    index: int
+    start: int
+    end: int
+
+    @property
+    def frames(self) -> int:
+        return self.end - self.start
+
+
+def split(*, total_frames: int, fps: float, segment_seconds: float) -> list[Segment]:
+    """Cut ``total_frames`` frames into segments of ``segment_seconds`` of video at most."""
+    if total_frames < 1:
+        raise FleetConfigError(f"a job needs at least one frame, got {total_frames}")
+    if not (fps > 0 and segment_seconds > 0):
+        raise FleetConfigError(
+            f"fps ({fps}) and segment_seconds ({segment_seconds}) must be positive"
+        )
+    size = max(1, round(fps * segment_seconds))
+    return [
+        Segment(index, start, min(start + size, total_frames))
+        for index, start in enumerate(range(0, total_frames, size))
+    ]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Job:
+    """A job as the store holds it (``GET /v1/jobs/{id}`` serves :meth:`as_dict`)."""
+
+    id: str
+    source: str
+    state: str
+    priority: int
+    total_frames: int
+    fps: float
+    segment_frames: int
+    segments: int
+    created: float
+    frames_done: int = 0
+    segments_done: int = 0
+    segments_published: int = 0
+    redeliveries: int = 0
+    started: float | None = None
+    finished: float | None = None
+    last_progress: float | None = None
+    error: str | None = None
+    result: str | None = None
+    workers: tuple[str, ...] = ()
+
+    @property
+    def progress(self) -> float:
+        """Share of frames done, 0–1."""
+        return self.frames_done / self.total_frames if self.total_frames else 0.0
+
+    def eta_seconds(self, now: float) -> float | None:
+        """Seconds left at the job's own average rate so far (None before any progress)."""
+        if self.state != RUNNING or not self.started or self.frames_done <= 0:
+            return None
+        elapsed = max(now - self.started, 1e-6)
+        rate = self.frames_done / elapsed
+        return (self.total_frames - self.frames_done) / rate
+
+    def as_dict(self, now: float) -> dict[str, Any]:
+        """The JSON the API serves."""
+        data = dataclasses.asdict(self)
+        data["workers"] = list(self.workers)
+        data["progress"] = round(self.progress, 4)
+        eta = self.eta_seconds(now)
+        data["eta_seconds"] = None if eta is None else round(eta, 1)
+        return data

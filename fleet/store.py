@@ -1,0 +1,286 @@
+"""Job state in Redis: jobs, per-segment completion, worker heartbeats.
+
+Why Redis (and not PostgreSQL): every update a worker makes is one atomic Lua script
+(``SADD`` of the segment index, then counters only when it was new), so a redelivered
+segment never counts twice and no transaction or lock is held across the network; the
+worker heartbeats are keys with a TTL, so a SIGKILLed worker disappears from service
+discovery by itself; and Redis is what Celery deployments already run. State outlives
+the API process (the API holds none); it outlives a Redis restart as far as Redis'
+persistence (RDB/AOF) is configured — see the README.
+
+Keys under a prefix (one per deployment, or per test)::
+
+    {p}:job:{id}          hash   the job's fields
+    {p}:job:{id}:done     set    indices of finished segments
+    {p}:job:{id}:workers  set    workers that ran one of its segments
+    {p}:jobs              zset   every job id, scored by creation time
+    {p}:pending           zset   jobs with segments not yet confirmed by the broker
+    {p}:worker:{name}     string a worker's last heartbeat (JSON), expires by itself
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+
+from .errors import JobConflict, JobNotFound, StoreUnavailable
+from .model import FAILED, QUEUED, RUNNING, SUCCEEDED, TERMINAL, Job
+
+_TERMINAL_LUA = "local terminal = {" + ", ".join(f"['{s}']=true" for s in sorted(TERMINAL)) + "}"
+
+# KEYS: job, jobs, pending. ARGV: id, source, created, then field/value pairs.
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return redis.call('HGET', KEYS[1], 'source')
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+return false
+"""
+
+# KEYS: job, workers. ARGV: worker, now, redelivered (0/1). Returns the state.
+_START = f"""
+{_TERMINAL_LUA}
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return false end
+if terminal[state] then return state end
+if state == '{QUEUED}' then
+  redis.call('HSET', KEYS[1], 'state', '{RUNNING}', 'started', ARGV[2])
+end
+redis.call('SADD', KEYS[2], ARGV[1])
+if ARGV[3] == '1' then redis.call('HINCRBY', KEYS[1], 'redeliveries', 1) end
+return '{RUNNING}'
+"""
+
+# KEYS: job, done. ARGV: index, frames, now. Returns {state, segments_done, segments}.
+_COMPLETE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
+  redis.call('HINCRBY', KEYS[1], 'frames_done', ARGV[2])
+  redis.call('HINCRBY', KEYS[1], 'segments_done', 1)
+  redis.call('HSET', KEYS[1], 'last_progress', ARGV[3])
+end
+local f = redis.call('HMGET', KEYS[1], 'state', 'segments_done', 'segments')
+return {f[1], tonumber(f[2]), tonumber(f[3])}
+"""
+
+# KEYS: job. ARGV: new state, now, then field/value pairs. Only from a non-terminal state.
+_END = f"""
+{_TERMINAL_LUA}
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return false end
+if terminal[state] then return state end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'finished', ARGV[2])
+if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end
+return ARGV[1]
+"""
+
+_INT_FIELDS = ("priority", "total_frames", "segment_frames", "segments", "frames_done",
+               "segments_done", "segments_published", "redeliveries")  # fmt: skip
+
+
+@contextmanager
+def _translated(url: str) -> Iterator[None]:
+    try:
+        yield
+    except redis.exceptions.ConnectionError as exc:
+        raise StoreUnavailable(
+            f"the job store at {url} is unreachable ({exc}): start Redis or fix --store"
+        ) from exc
+    except redis.exceptions.TimeoutError as exc:
+        raise StoreUnavailable(f"the job store at {url} timed out ({exc})") from exc
+
+
+class JobStore:
+    """Every read and write of job state. Safe to share between threads."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str = "loglog:fleet",
+        url: str = "redis",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client, self.prefix, self.url, self.clock = client, prefix, url, clock
+        self._create = client.register_script(_CREATE)
+        self._start = client.register_script(_START)
+        self._complete = client.register_script(_COMPLETE)
+        self._end = client.register_script(_END)
+
+    @classmethod
+    def connect(cls, url: str, *, prefix: str = "loglog:fleet", timeout: float = 5.0) -> JobStore:
+        """A store on the Redis at ``url``; raises :class:`StoreUnavailable` when it is down."""
+        client = redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
+        )
+        store = cls(client, prefix=prefix, url=url)
+        with _translated(url):
+            client.ping()
+        return store
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    def create(self, job: Job) -> Job:
+        """Store a new job; the same id with the same source returns the stored job."""
+        fields: list[Any] = []
+        for name in ("id", "source", "state", "priority", "total_frames", "fps",
+                     "segment_frames", "segments", "created"):  # fmt: skip
+            fields += [name, getattr(job, name)]
+        fields += ["frames_done", 0, "segments_done", 0, "segments_published", 0,
+                   "redeliveries", 0]  # fmt: skip
+        keys = [self._key("job", job.id), self._key("jobs"), self._key("pending")]
+        with _translated(self.url):
+            existing = self._create(keys=keys, args=[job.id, job.source, job.created, *fields])
+        if existing is not None:
+            if existing != job.source:
+                raise JobConflict(
+                    f"job {job.id!r} exists already for {existing!r}: choose another id"
+                )
+            return self.get(job.id)
+        return job
+
+    def get(self, job_id: str) -> Job:
+        """The job, or :class:`JobNotFound`."""
+        with _translated(self.url):
+            pipe = self.client.pipeline()
+            pipe.hgetall(self._key("job", job_id))
+            pipe.smembers(self._key("job", job_id, "workers"))
+            data, workers = pipe.execute()
+        if not data:
+            raise JobNotFound(f"no job {job_id!r}: list jobs with GET /v1/jobs")
+        return _job(data, workers)
+
+    def jobs(self, state: str | None = None, limit: int = 1000) -> list[Job]:
+        """Jobs, newest first, optionally only those in ``state``."""
+        with _translated(self.url):
+            ids = [str(i) for i in self.client.zrevrange(self._key("jobs"), 0, -1)]
+            pipe = self.client.pipeline()
+            for job_id in ids:
+                pipe.hgetall(self._key("job", job_id))
+                pipe.smembers(self._key("job", job_id, "workers"))
+            raw = pipe.execute()
+        jobs = [_job(raw[i], raw[i + 1]) for i in range(0, len(raw), 2) if raw[i]]
+        if state is not None:
+            jobs = [job for job in jobs if job.state == state]
+        return jobs[:limit]
+
+    def pending(self) -> list[str]:
+        """Jobs with segments the broker has not confirmed yet, oldest first."""
+        with _translated(self.url):
+            return [str(i) for i in self.client.zrange(self._key("pending"), 0, -1)]
+
+    def mark_published(self, job_id: str, published: int, total: int) -> None:
+        """Record that the broker confirmed segments ``[0, published)``."""
+        with _translated(self.url):
+            pipe = self.client.pipeline()
+            pipe.hset(self._key("job", job_id), "segments_published", published)
+            if published >= total:
+                pipe.zrem(self._key("pending"), job_id)
+            pipe.execute()
+
+    def drop_pending(self, job_id: str) -> None:
+        """Stop publishing this job's segments (it ended)."""
+        with _translated(self.url):
+            self.client.zrem(self._key("pending"), job_id)
+
+    # -- segments (called by workers) ------------------------------------------------------
+
+    def start_segment(self, job_id: str, worker: str, *, redelivered: bool) -> str | None:
+        """Mark the job running; return its state (None when the job is unknown). A worker
+        skips the segment when the state is terminal (cancelled, failed)."""
+        keys = [self._key("job", job_id), self._key("job", job_id, "workers")]
+        with _translated(self.url):
+            state = self._start(keys=keys, args=[worker, self.clock(), int(redelivered)])
+        return None if state is None else str(state)
+
+    def complete_segment(self, job_id: str, index: int, frames: int) -> tuple[str, bool]:
+        """Count segment ``index`` done (once, however often it is delivered); return the
+        job's state and whether all its segments are done."""
+        keys = [self._key("job", job_id), self._key("job", job_id, "done")]
+        with _translated(self.url):
+            out = self._complete(keys=keys, args=[index, frames, self.clock()])
+        if out is None:
+            raise JobNotFound(f"no job {job_id!r}")
+        state, done, total = out
+        return str(state), int(done) >= int(total)
+
+    def state(self, job_id: str) -> str | None:
+        """The job's state alone (cheap: workers poll it between frames)."""
+        with _translated(self.url):
+            state = self.client.hget(self._key("job", job_id), "state")
+        return None if state is None else str(state)
+
+    def succeed(self, job_id: str, result: str) -> str:
+        """Mark the job succeeded with its results file; returns the final state."""
+        return self._finish(job_id, SUCCEEDED, "result", result)
+
+    def fail(self, job_id: str, error: str) -> str:
+        """Mark the job failed with ``error`` (unless it ended already)."""
+        return self._finish(job_id, FAILED, "error", error)
+
+    def cancel(self, job_id: str) -> str:
+        """Cancel the job (unless it ended already); returns the final state."""
+        from .model import CANCELLED
+
+        return self._finish(job_id, CANCELLED)
+
+    def _finish(self, job_id: str, state: str, *fields: str) -> str:
+        with _translated(self.url):
+            out = self._end(keys=[self._key("job", job_id)], args=[state, self.clock(), *fields])
+            if out is None:
+                raise JobNotFound(f"no job {job_id!r}: list jobs with GET /v1/jobs")
+            if out == state:
+                self.client.zrem(self._key("pending"), job_id)
+        return str(out)
+
+    # -- workers ----------------------------------------------------------------------------
+
+    def heartbeat(self, name: str, info: dict[str, Any], ttl: float) -> None:
+        """Record that worker ``name`` is alive; the record expires after ``ttl`` seconds."""
+        body = json.dumps({**info, "name": name, "seen": self.clock()})
+        with _translated(self.url):
+            self.client.set(self._key("worker", name), body, px=int(ttl * 1000))
+
+    def forget_worker(self, name: str) -> None:
+        """Remove a worker's heartbeat (it stopped cleanly)."""
+        with _translated(self.url):
+            self.client.delete(self._key("worker", name))
+
+    def workers(self) -> list[dict[str, Any]]:
+        """The heartbeats of live workers, by name."""
+        with _translated(self.url):
+            keys = sorted(self.client.scan_iter(self._key("worker", "*"), count=500))
+            values = self.client.mget(keys) if keys else []
+        return [json.loads(value) for value in values if value]
+
+
+def _job(data: dict[str, str], workers: set[str]) -> Job:
+    def number(name: str) -> float | None:
+        value = data.get(name)
+        return float(value) if value not in (None, "") else None
+
+    ints = {name: int(data.get(name) or 0) for name in _INT_FIELDS}
+    return Job(
+        id=data["id"],
+        source=data["source"],
+        state=data["state"],
+        fps=float(data["fps"]),
+        created=float(data["created"]),
+        started=number("started"),
+        finished=number("finished"),
+        last_progress=number("last_progress"),
+        error=data.get("error"),
+        result=data.get("result"),
+        workers=tuple(sorted(workers)),
+        **ints,
+    )

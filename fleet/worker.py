@@ -1,0 +1,280 @@
+"""``loglog worker``: a Celery worker that runs job segments through the inference pipeline.
+
+One process per GPU (``--gpu N`` sets ``CUDA_VISIBLE_DEVICES`` before the engine loads),
+Celery's ``solo`` pool, one unacknowledged segment at a time (see :mod:`fleet.celeryapp`).
+A segment is: mark the job running, decode frames ``[start, end)``, run them through
+:class:`inference.runtime.Runtime` (only its public ``start``/``submit``/``report``/``stop``),
+write the lines as the segment's part file, count the segment done in the store, and —
+when it was the last — assemble the job's results. The message is acknowledged after
+that, so a worker killed at any point leaves the segment to be redelivered, and every
+step is idempotent so the redelivery finishes the job with each frame once.
+
+The worker serves its own ``/metrics`` (pipeline + fleet) and beats into the store every
+``heartbeat_s`` with its address, so the API's http_sd endpoint lists it for Prometheus.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from loglog import get_logger
+
+from .errors import FleetConfigError, FleetError, SourceUnreadable, StoreUnavailable
+from .metrics import WorkerMetrics
+from .model import TERMINAL
+from .results import Results
+from .sources import read
+from .store import JobStore
+
+#: Frames between two looks at the job's state (a cancel stops a running segment).
+CANCEL_CHECK_FRAMES = 16
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class WorkerConfig:
+    """What ``loglog worker`` is started with; validated once."""
+
+    broker: str = "amqp://guest:guest@127.0.0.1:5672//"
+    store: str = "redis://127.0.0.1:6379/0"
+    prefix: str = "loglog:fleet"
+    queue: str = "loglog.segments"
+    results_dir: Path = Path("fleet-results")
+    name: str = ""
+    gpu: int | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
+    heartbeat_s: float = 5.0
+    model: str | None = None
+    runtime_config: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.broker.startswith(("amqp://", "amqps://", "pyamqp://")):
+            raise FleetConfigError(
+                f"--broker {self.broker!r}: give an AMQP URL, e.g. amqp://guest:guest@127.0.0.1:5672//"
+            )
+        if self.gpu is not None and self.gpu < 0:
+            raise FleetConfigError(f"--gpu {self.gpu}: give a GPU index ≥ 0")
+        if not 0 <= self.metrics_port <= 65535:
+            raise FleetConfigError(f"--metrics-port {self.metrics_port}: 0–65535 (0 = any free)")
+        if not 0.1 <= self.heartbeat_s <= 300:
+            raise FleetConfigError("heartbeat_s must be 0.1–300")
+
+
+class RateWindow:
+    """Frames per second while working, over the last ``window`` seconds: frames in the
+    window ÷ time since the oldest of them (not since the window opened, so idle time
+    before a job does not dilute the rate the fleet ETA is computed from)."""
+
+    def __init__(self, window: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window, self.clock = window, clock
+        self._events: collections.deque[tuple[float, int]] = collections.deque()
+        self._lock = threading.Lock()
+
+    def add(self, frames: int) -> None:
+        with self._lock:
+            self._events.append((self.clock(), frames))
+
+    def rate(self) -> float:
+        now = self.clock()
+        with self._lock:
+            while self._events and self._events[0][0] < now - self.window:
+                self._events.popleft()
+            if not self._events:
+                return 0.0
+            frames = sum(n for _, n in self._events)
+            oldest = self._events[0][0]
+        return frames / max(now - oldest, 1.0)
+
+
+class SegmentRunner:
+    """Runs one segment at a time; the Celery task is a thin call into :meth:`run`."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        store: JobStore,
+        results: Results,
+        runtime: Any,
+        metrics: WorkerMetrics,
+        window: int = 8,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name, self.store, self.results, self.runtime = name, store, results, runtime
+        self.metrics, self.window, self.clock = metrics, window, clock
+        self.rate = RateWindow(clock=clock)
+        self.current: str | None = None
+        self.log = get_logger("fleet.worker").bind(worker=name)
+
+    def run(self, *, job: str, index: int, start: int, end: int, source: str, segments: int,
+            redelivered: bool = False) -> str:  # fmt: skip
+        """Run one segment; returns ``done``, ``failed`` or ``skipped``."""
+        if redelivered:
+            self.metrics.redeliveries_total.inc()
+        state = self.store.start_segment(job, self.name, redelivered=redelivered)
+        if state is None or state in TERMINAL:
+            self.log.info("segment skipped: job ended", job=job, segment=index, state=state)
+            return self._count("skipped")
+        began = self.clock()
+        self.current = job
+        self.metrics.busy.set(1)
+        try:
+            lines = self._analyse(job, index, start, end, source)
+        except SourceUnreadable as exc:
+            self.log.error("job failed: source unreadable", job=job, segment=index, error=str(exc))
+            self.store.fail(job, f"segment {index} (frames {start}–{end - 1}): {exc}")
+            return self._count("failed")
+        except _JobEnded:
+            return self._count("skipped")
+        except StoreUnavailable:
+            raise  # not acknowledged as failed: the message goes back (see the task)
+        except Exception as exc:  # an engine or pipeline error: fail this job, keep serving
+            self.log.error("job failed", job=job, segment=index, error=repr(exc))
+            self.store.fail(job, f"segment {index}: analysis failed: {exc!r}")
+            return self._count("failed")
+        finally:
+            self.metrics.busy.set(0)
+            self.current = None
+        self.results.write_segment(job, index, lines)
+        state, complete = self.store.complete_segment(job, index, len(lines))
+        self.metrics.segment_duration_seconds.observe(self.clock() - began)
+        if complete and state not in TERMINAL:
+            path = self.results.assemble(job, segments)
+            if self.store.succeed(job, str(path)) == "succeeded":
+                record = self.store.get(job)
+                self.metrics.job_duration_seconds.observe(max(0.0, time.time() - record.created))
+                self.log.info("job succeeded", job=job, frames=record.frames_done, result=str(path))
+        return self._count("done")
+
+    def _count(self, result: str) -> str:
+        self.metrics.segments_total.labels(result).inc()
+        return result
+
+    def _analyse(
+        self, job: str, index: int, start: int, end: int, source: str
+    ) -> list[dict[str, Any]]:
+        from inference.types import Item
+
+        pending: collections.deque[tuple[int, float | None, Future[Any]]] = collections.deque()
+        lines: list[dict[str, Any]] = []
+
+        def collect(limit: int) -> None:
+            while len(pending) > limit:
+                frame, pts, future = pending.popleft()
+                item = future.result(timeout=120)
+                ms = {stage: round(value, 3) for stage, value in item.stage_ms.items()}
+                lines.append({"job": job, "segment": index, "frame": frame, "pts": pts,
+                              "result": item.result, "ms": ms})  # fmt: skip
+                self.metrics.frames_total.inc()
+                self.rate.add(1)
+
+        for count, (frame, pts, rgb) in enumerate(read(source, start, end)):
+            if count and count % CANCEL_CHECK_FRAMES == 0 and self.store.state(job) in TERMINAL:
+                raise _JobEnded(job)
+            # A window of frames in flight lets the batcher fill batches; results stay in order.
+            item = Item(f"job:{job}", frame, pts=pts, image=rgb)
+            pending.append((frame, pts, self.runtime.submit(item, timeout=60)))
+            collect(self.window)
+        collect(0)
+        return lines
+
+    def heartbeat_info(self, metrics_addr: str, gpu: int | None) -> dict[str, Any]:
+        return {
+            "metrics": metrics_addr,
+            "gpu": gpu,
+            "busy": self.current is not None,
+            "job": self.current,
+            "frames_per_second": round(self.rate.rate(), 3),
+            "capacity_frames_per_second": self.metrics.capacity._value.get(),
+        }
+
+
+class _JobEnded(FleetError):
+    """The job was cancelled or failed while this segment ran."""
+
+
+def capacity_of(runtime: Any) -> float:
+    """The best calibrated model-only items/s, from the runtime's public report."""
+    report = runtime.report()
+    values = [float(v) for v in (report.get("capacity_items_per_s") or {}).values()]
+    return max(values, default=0.0)
+
+
+class Heartbeat(threading.Thread):
+    """Beats into the store until stopped; a store outage is logged, not fatal."""
+
+    def __init__(self, store: JobStore, name: str, info: Callable[[], dict[str, Any]],
+                 interval: float) -> None:  # fmt: skip
+        super().__init__(name="fleet-heartbeat", daemon=True)
+        self.store, self.worker, self.info, self.interval = store, name, info, interval
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        log = get_logger("fleet.worker")
+        while not self.stopped.is_set():
+            try:
+                self.store.heartbeat(self.worker, self.info(), ttl=self.interval * 3)
+            except StoreUnavailable as exc:
+                log.warning("heartbeat failed; retrying", error=str(exc))
+            self.stopped.wait(self.interval)
+
+
+def run_worker(config: WorkerConfig) -> int:
+    """Start the runtime, the metrics server and the Celery consumer; block until stopped."""
+    if config.gpu is not None:
+        # Before the engine loads: the one GPU this process may see.
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(config.gpu)
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from inference.config import load_config
+    from inference.runtime import Runtime
+
+    from .celeryapp import SEGMENT_TASK, make_app
+
+    log = get_logger("fleet.worker")
+    name = config.name or f"worker-{socket.gethostname()}-{os.getpid()}"
+    store = JobStore.connect(config.store, prefix=config.prefix)
+    registry = CollectorRegistry()
+    runtime_config = load_config(Path(config.runtime_config)) if config.runtime_config else None
+    runtime = Runtime(model=config.model, config=runtime_config, registry=registry)
+    metrics = WorkerMetrics(registry)
+    runtime.start(progress=lambda message: log.info(message))
+    metrics.capacity.set(capacity_of(runtime))
+    server, _ = start_http_server(config.metrics_port, config.metrics_host, registry=registry)
+    metrics_addr = f"{config.metrics_host}:{server.server_port}"
+    runner = SegmentRunner(
+        name=name, store=store, results=Results(config.results_dir), runtime=runtime,
+        metrics=metrics, window=2 * max(1, runtime.config.max_batch),
+    )  # fmt: skip
+    app = make_app(config.broker, config.queue)
+
+    @app.task(name=SEGMENT_TASK, bind=True, acks_late=True)
+    def segment(task: Any, **kwargs: Any) -> str:
+        redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
+        return runner.run(redelivered=redelivered, **kwargs)
+
+    beat = Heartbeat(store, name, lambda: runner.heartbeat_info(metrics_addr, config.gpu),
+                     config.heartbeat_s)  # fmt: skip
+    beat.start()
+    print(f"worker {name}: metrics http://{metrics_addr}/metrics, queue {config.queue}", flush=True)
+    try:
+        app.worker_main(["worker", "--pool=solo", "--concurrency=1", f"--hostname={name}",
+                         f"--queues={config.queue}", "--without-gossip", "--without-mingle",
+                         "--without-heartbeat", "--loglevel=WARNING"])  # fmt: skip
+    finally:
+        beat.stopped.set()
+        with contextlib.suppress(StoreUnavailable):
+            store.forget_worker(name)
+        server.shutdown()
+        runtime.stop()
+    return 0

@@ -1,0 +1,71 @@
+"""Fleet fixtures: a private key prefix in a real Redis per test.
+
+The local Redis on 6379 when it runs; otherwise a private ``redis-server`` on a free port
+for the session (CI without a Redis service still runs these tests for real).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fleet.errors import StoreUnavailable
+from fleet.store import JobStore
+from tests.conftest import free_port
+
+LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A reachable Redis: the local one, or a private one started here."""
+    try:
+        JobStore.connect(LOCAL_REDIS, timeout=1.0)
+        yield LOCAL_REDIS
+        return
+    except StoreUnavailable:
+        pass
+    if shutil.which("redis-server") is None:
+        pytest.skip("no Redis on 6379 and no redis-server to start (make deps installs it)")
+    port, data = free_port(), Path(tmp_path_factory.mktemp("redis"))
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
+         "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            JobStore.connect(url, timeout=0.5)
+            break
+        except StoreUnavailable:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix no other test (or engineer) uses."""
+    return f"loglog-test:{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def store(redis_url: str, prefix: str) -> Iterator[JobStore]:
+    """A JobStore on a real Redis under a private prefix, emptied afterwards."""
+    store = JobStore.connect(redis_url, prefix=prefix)
+    yield store
+    keys = list(store.client.scan_iter(f"{prefix}:*", count=1000))
+    if keys:
+        store.client.delete(*keys)

@@ -1,0 +1,136 @@
+"""The jobs API and CLI pieces that need no worker: validation, errors, http_sd, metrics
+with the broker down (a real closed port, not a fake)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from fastapi.testclient import TestClient
+
+from fleet.api import create_app, drain_eta
+from fleet.celeryapp import make_app, settings
+from fleet.cli import progress_bar
+from fleet.dispatch import Dispatcher
+from fleet.errors import FleetConfigError
+from fleet.store import JobStore
+from fleet.worker import RateWindow, WorkerConfig
+from tests.conftest import free_port
+from tests.fleet.harness import metric
+
+
+@pytest.fixture
+def api(store: JobStore):
+    """The API with a broker that is down (nothing listens on its port)."""
+    broker = f"amqp://guest:guest@127.0.0.1:{free_port()}//"
+    dispatcher = Dispatcher(make_app(broker, "q"), store, queue="q", segment_seconds=1.0)
+    with TestClient(create_app(dispatcher, publish_interval=60)) as client:
+        yield client
+
+
+def test_broker_down_jobs_are_accepted_pending_and_the_metrics_say_so(api: TestClient) -> None:
+    """POST works without a broker: the job is queued with 0 of N segments published,
+    and /metrics reports the broker down and the unpublished segments."""
+    response = api.post("/v1/jobs", json={"source": "synthetic://64x48@10?seconds=3", "id": "p1"})
+    assert response.status_code == 202
+    body = response.json()
+    assert (body["state"], body["segments"], body["segments_published"]) == ("queued", 3, 0)
+    text = api.get("/metrics").text
+    assert metric(text, "fleet_broker_up") == 0.0
+    assert metric(text, "fleet_store_up") == 1.0
+    assert metric(text, "fleet_segments_unpublished") == 3.0
+    assert metric(text, "fleet_backlog_frames") == 30.0
+    assert metric(text, "fleet_frames_submitted_total") == 30.0
+    assert 'fleet_jobs{state="queued"} 1.0' in text
+    assert 'fleet_job_progress_ratio{job_id="p1"} 0.0' in text
+
+
+def test_errors_are_json_with_the_fix(api: TestClient) -> None:
+    """422 unreadable source, 400 bad id/priority/state, 404 unknown job, 409 id reuse."""
+    bad = api.post("/v1/jobs", json={"source": "rtsp://cam/1"})
+    assert bad.status_code == 422 and "not a finite source" in bad.json()["error"]
+    assert (
+        api.post(
+            "/v1/jobs", json={"source": "synthetic://64x48@10?seconds=1", "id": "../x"}
+        ).status_code
+        == 400
+    )
+    assert (
+        api.post(
+            "/v1/jobs", json={"source": "synthetic://64x48@10?seconds=1", "priority": 11}
+        ).status_code
+        == 400
+    )
+    assert api.get("/v1/jobs?state=done").status_code == 400
+    missing = api.get("/v1/jobs/nope")
+    assert missing.status_code == 404 and "GET /v1/jobs" in missing.json()["error"]
+    assert api.delete("/v1/jobs/nope").status_code == 404
+    api.post("/v1/jobs", json={"source": "synthetic://64x48@10?seconds=1", "id": "same"})
+    again = api.post("/v1/jobs", json={"source": "synthetic://64x48@10?seconds=2", "id": "same"})
+    assert again.status_code == 409
+    rejected = api.get("/metrics").text
+    assert 'fleet_jobs_submitted_total{result="rejected"} 4.0' in rejected
+
+
+def test_http_sd_lists_live_workers_in_the_prometheus_format(
+    api: TestClient, store: JobStore
+) -> None:
+    """Each heartbeat with a metrics address becomes a target group with worker/gpu labels."""
+    store.heartbeat("w0", {"metrics": "10.0.0.5:9500", "gpu": 0, "busy": True}, ttl=60)
+    store.heartbeat("w1", {"metrics": "10.0.0.6:9500", "gpu": None}, ttl=60)
+    assert api.get("/v1/sd/workers").json() == [
+        {"targets": ["10.0.0.5:9500"], "labels": {"worker": "w0", "gpu": "0"}},
+        {"targets": ["10.0.0.6:9500"], "labels": {"worker": "w1", "gpu": ""}},
+    ]
+    text = api.get("/metrics").text
+    assert 'fleet_workers{state="busy"} 1.0' in text and 'fleet_workers{state="idle"} 1.0' in text
+
+
+def test_drain_eta_is_zero_without_backlog_and_infinite_without_throughput() -> None:
+    assert drain_eta(0, 0) == 0.0
+    assert drain_eta(100, 0) == math.inf
+    assert drain_eta(100, 4) == 25.0
+
+
+def test_broker_settings_are_the_ones_long_gpu_segments_need() -> None:
+    """acks_late, prefetch 1, confirms, durable priority queue, persistent, retry forever."""
+    conf = settings("q")
+    assert conf["task_acks_late"] and conf["worker_prefetch_multiplier"] == 1
+    assert conf["broker_transport_options"] == {"confirm_publish": True}
+    assert conf["task_default_delivery_mode"] == "persistent"
+    assert conf["broker_connection_max_retries"] is None
+    queue = conf["task_queues"][0]
+    assert queue.durable and queue.queue_arguments == {"x-max-priority": 9}
+
+
+def test_worker_config_fails_at_start_up_with_the_fix() -> None:
+    with pytest.raises(FleetConfigError, match="AMQP URL"):
+        WorkerConfig(broker="redis://x")
+    with pytest.raises(FleetConfigError, match="GPU index"):
+        WorkerConfig(gpu=-1)
+    with pytest.raises(FleetConfigError, match="consumer_timeout"):
+        Dispatcher(None, None, queue="q", segment_seconds=3600)  # type: ignore[arg-type]
+
+
+def test_rate_window_is_the_working_rate_of_the_last_window() -> None:
+    """Frames/s since the oldest frame in the window (idle time before it does not count),
+    zero once everything fell out of the window; on a fake clock."""
+    now = [100.0]  # idle for 100 s before the first frame
+    rate = RateWindow(window=10.0, clock=lambda: now[0])
+    assert rate.rate() == 0.0
+    for second in range(5):
+        now[0] = 100.0 + second
+        rate.add(10)
+    now[0] = 105.0
+    assert rate.rate() == 10.0  # 50 frames over the 5 s since the first
+    now[0] = 120.0
+    assert rate.rate() == 0.0
+
+
+def test_progress_bar_shows_progress_eta_and_error() -> None:
+    line = progress_bar({"progress": 0.5, "frames_done": 5, "total_frames": 10,
+                         "eta_seconds": 3.2, "state": "running"}, width=10)  # fmt: skip
+    assert line == "[#####.....]  50.0%  5/10 frames  ETA 3s  running"
+    failed = progress_bar({"progress": 0.0, "frames_done": 0, "total_frames": 10,
+                           "eta_seconds": None, "state": "failed", "error": "boom"}, width=4)  # fmt: skip
+    assert failed.endswith("failed  error: boom")
