@@ -112,8 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from agent.cli import add_parser as add_agent
     from dashboards.cli import add_parser as add_dashboards
-    from report.cli import add_parser as add_report
     from fleet.cli import add_parser as add_fleet
+    from report.cli import add_parser as add_report
     from stack.receiver import add_parser as add_receiver
     from stack.up import add_parser as add_up
 
