@@ -170,7 +170,11 @@ class Monitor:
             workers = self._workers(stage, then, now)
             queue = self.pipeline.queues[stage]
             depths = [snap[2][stage] for snap in samples]
-            fill = (sum(depths) / len(depths)) / queue.capacity
+            fill: float | None = (sum(depths) / len(depths)) / queue.capacity
+            if stage == "decode" and not any(depths):
+                # Streams queue frames in their own mailboxes, which are not measured: an
+                # unused HTTP decode queue says nothing about the pressure on decode.
+                fill = None
             growth = (now[2][stage] - then[2][stage]) / elapsed
             utilization = min(1.0, busy / (elapsed * workers)) if workers else 0.0
             windows.append(

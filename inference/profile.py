@@ -196,6 +196,14 @@ def from_prometheus(base: str, window: str = "1m") -> dict[str, Any]:
     }
 
 
+def _fill(row: dict[str, Any]) -> float | None:
+    """The input queue's fill; None where unknown — and for decode when its (HTTP) queue
+    is empty, since streams queue frames in mailboxes that are not measured."""
+    if not row["queue_capacity"] or (row["stage"] == "decode" and not row["queue_depth"]):
+        return None
+    return float(row["queue_depth"] / row["queue_capacity"])
+
+
 def judge(data: dict[str, Any]) -> Verdict:
     windows = [
         StageWindow(
@@ -203,7 +211,7 @@ def judge(data: dict[str, Any]) -> Verdict:
             row["items_per_s"],
             min(1.0, row["utilization"]),
             row["workers"],
-            (row["queue_depth"] / row["queue_capacity"]) if row["queue_capacity"] else None,
+            _fill(row),
             row["queue_growth"],
             inflight=row["inflight"],
             oldest_inflight_s=row["oldest_inflight_s"],

@@ -27,7 +27,9 @@ def make_runtime():
 
     def make(**options):
         tracing = options.pop("tracing", None)
+        model = options.pop("model", None)
         runtime = Runtime(
+            model=model,
             config=RuntimeConfig(**{**FAST, **options}),
             registry=CollectorRegistry(),
             tracing=tracing,
@@ -215,12 +217,21 @@ def test_the_config_file_is_reloaded_live(make_runtime, tmp_path):
         runtime.stop()
 
 
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A 3×32×32 one-convolution CNN: far faster than any drilled stage, so the drill —
+    not the model on a busy 2-core machine — is what the verdict must find."""
+    from bench.stall_bench import tiny_model as build
+
+    return build(tmp_path_factory.mktemp("model") / "tiny.onnx")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", STAGES)
-def test_the_verdict_names_each_drilled_stage(make_runtime, stage):
+def test_the_verdict_names_each_drilled_stage(make_runtime, tiny_model, stage):
     """Slow one stage with a drill while streams run: the monitor's verdict names it and
     exports it as the bottleneck gauge."""
-    runtime = make_runtime(max_batch=4, monitor_window_s=2.0)
+    runtime = make_runtime(model=tiny_model, max_batch=4, monitor_window_s=2.0)
     for index in range(3):
         runtime.streams.add("synthetic://320x240@20", f"s{index}")
     delay = {"decode": 80, "preprocess": 30, "infer": 30, "postprocess": 30, "encode": 30}[stage]
@@ -235,3 +246,36 @@ def test_the_verdict_names_each_drilled_stage(make_runtime, stage):
         f'inference_pipeline_bottleneck{{stage="{stage}"}} 1.0'
         in generate_latest(runtime.registry).decode()
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", STAGES)
+def test_a_hung_stage_is_named_stalled_within_ten_seconds(make_runtime, tiny_model, stage):
+    """Hang one stage (60 s per item) while streams run: within 10 s the verdict names it
+    stalled in words, exports it on both gauges, and claims no headroom."""
+    runtime = make_runtime(model=tiny_model, max_batch=4)
+    for index in range(3):
+        runtime.streams.add("synthetic://320x240@20", f"s{index}")
+    encode = runtime.pipeline.stages["encode"].ledger
+    deadline = time.monotonic() + 30
+    while encode.snapshot().items < 10 and time.monotonic() < deadline:
+        time.sleep(0.05)  # normal calls first, so every stage has a normal duration
+    started = time.monotonic()
+    runtime.drills.start(stage, 60_000, 60)
+    try:
+        while time.monotonic() - started < 10:
+            latest = runtime.monitor.latest
+            if latest is not None and latest.stalled[:1] == (stage,):
+                break
+            time.sleep(0.1)
+        latest = runtime.monitor.latest
+        assert latest.stalled[:1] == (stage,), latest.reason
+        assert (
+            latest.bottleneck == stage and f"{stage} is stalled (hung, not slow)" in latest.reason
+        )
+        assert "No headroom" in latest.advice
+        text = generate_latest(runtime.registry).decode()
+        assert f'inference_stage_stalled{{stage="{stage}"}} 1.0' in text
+        assert f'inference_pipeline_bottleneck{{stage="{stage}"}} 1.0' in text
+    finally:
+        runtime.drills.stop_all()  # wakes the sleeping stage so the runtime stops promptly
