@@ -40,6 +40,9 @@ COUNTERS = {
     f'inference_stage_items_total{{{LABELS},stage="encode"}}': 10.0,
     f'inference_requests_total{{{LABELS},status="ok"}}': 10.0,
     f'inference_requests_total{{{LABELS},status="error"}}': 0.01,
+    # Every finished request is timed; 0.02/s of them took longer than the 1 s SLO.
+    f"inference_request_duration_seconds_count{{{LABELS}}}": 10.01,
+    f'inference_request_duration_seconds_bucket{{{LABELS},le="1.0"}}': 9.99,
 }
 
 

@@ -63,5 +63,5 @@ def test_report_of_a_running_embedded_stack(loglog_up, tmp_path: Path):
     assert sentences["throughput"].startswith("Delivered "), sentences
     assert "of model capacity on average" in sentences["capacity"], sentences
     assert "Data starts" in sentences["throughput"]  # the stack is younger than ten minutes
-    assert sentences["jobs"].startswith("No job metrics")
+    assert sentences["jobs"].startswith("No job reported progress")  # no fleet in this stack
     assert html.count('<figure class="chart"') >= 3
