@@ -21,6 +21,7 @@ from .types import JSONValue, Record, level_name
 _MAX_DEPTH = 4
 _MAX_ITEMS = 100
 _MAX_TEXT = 64 * 1024
+MAX_TEXT = _MAX_TEXT  # longest string value kept whole (the worker's fast path checks it)
 #: Keys every JSON line owns; a user field with one of these names is written as "_<name>".
 RESERVED = frozenset(
     {"ts", "level", "logger", "msg", "trace_id", "span_id", "thread", "exc", "replayed"}

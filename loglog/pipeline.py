@@ -88,7 +88,15 @@ class Pipeline:
                     "a crash until the next configure() with room on that disk\n"
                 )
             replay = self._recover_spools(dead)
-        self.sinks: list[Sink] = [*self._builtin_sinks(config, dead)]
+        try:
+            self.sinks: list[Sink] = [*self._builtin_sinks(config, dead)]
+        except BaseException:
+            # A sink that cannot open (a read-only file path): give the directory back.
+            if self.spool is not None:
+                self.spool.close()
+            if self.owner is not None:
+                self.owner.close()
+            raise
         self.sinks += [normalise_sink(sink) for sink in self.extra_sinks]
         self._flush_target = -1
         self.runners = [

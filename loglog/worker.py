@@ -23,7 +23,15 @@ from typing import TYPE_CHECKING
 
 from .core import Fmt, RawRecord, wake
 from .counters import AtomicCounter
-from .format import format_exc, format_exc_safe, is_plain, render_fields, render_key, render_value
+from .format import (
+    MAX_TEXT,
+    format_exc,
+    format_exc_safe,
+    is_plain,
+    render_fields,
+    render_key,
+    render_value,
+)
 from .render import BoundedRenderer, needs_user_code
 from .tracing import span_ids
 from .types import Record
@@ -61,6 +69,43 @@ def convert(raw: RawRecord, threads: dict[int, tuple[str, bool]], mode: str | No
             seq, stamp, level, name = raw[0], raw[1], raw[2], raw[3]
             text = name if type(name) is str else "<logger>"
             return Record(seq, stamp, level, text, "<unrepresentable record>", {})
+
+
+def convert_plain(raw: RawRecord, threads: dict[int, tuple[str, bool]]) -> Record | None:
+    """The worker's fast path: a Record when ``raw`` holds only a string message and
+    scalar builtin fields (nearly always), else None. Runs no user code."""
+    seq, stamp, level, name, msg, fields, bound, context, ident, exc, _slot = raw
+    if exc is not None or type(name) is not str:
+        return None
+    if type(msg) is not str:
+        if type(msg) is Fmt and type(msg.msg) is str and is_plain(msg.args):
+            msg = str(msg)  # builtins only: no user code runs
+        else:
+            return None
+    merged = {**bound, **fields} if bound else fields
+    for value in merged.values():
+        kind = type(value)
+        if kind is str:
+            if len(value) > MAX_TEXT:
+                return None
+        elif kind is float:
+            if value - value != 0.0:  # NaN and ±inf
+                return None
+        elif not (kind is int or kind is bool or value is None):
+            return None
+    if "trace_id" in merged:
+        return None
+    known = threads.get(ident)
+    if known is None:
+        known = threads[ident] = thread_of(ident)
+    trace_id, span_id = span_ids(context) if context else (None, None)
+    return Record(
+        seq, stamp, level, name, msg, merged if merged else {}, trace_id, span_id,
+        known[0], None, known[1], False, ident,
+    )  # fmt: skip
+
+
+_PENDING_RENDER = Record(-1, 0, 0, "", "", {})  # a place held for the bounded renderer
 
 
 def _convert(raw: RawRecord, threads: dict[int, tuple[str, bool]], mode: str | None) -> Record:
@@ -194,17 +239,30 @@ class Worker:
             return False
         raw.sort(key=_by_seq)
         threads: dict[int, tuple[str, bool]] = {}
-        if any(needs_user_code(item) for item in raw):
-            records = self._convert_bounded(raw, threads)
-        else:
-            records = [convert(item, threads) for item in raw]
+        records: list[Record] = []
+        hostile: list[RawRecord] = []
+        places: list[int] = []
+        for item in raw:
+            record = convert_plain(item, threads)
+            if record is None:
+                if needs_user_code(item):
+                    places.append(len(records))
+                    hostile.append(item)
+                    record = _PENDING_RENDER
+                else:
+                    record = convert(item, threads)
+            records.append(record)
+        internal = any(known[1] for known in threads.values())
+        if hostile:
+            for place, rendered in zip(places, self.renderer.convert_all(hostile), strict=True):
+                records[place] = rendered
+                internal = internal or rendered.internal
         if self._replay:
             records[:0] = [record for record, _ in self._replay]
             self._slots.extend(
                 (upto, record.seq, slot) for record, slot in self._replay if slot >= 0
             )
             self._replay = []
-        internal = any(record.internal for record in records)
         for runner in self._runners:
             runner.offer(records, upto, internal, index)
         self.offered_cycle = index
@@ -212,14 +270,6 @@ class Worker:
         self._slots.extend((upto, item[0], item[-1]) for item in raw if item[-1] >= 0)
         self._release()
         return True
-
-    def _convert_bounded(
-        self, raw: list[RawRecord], threads: dict[int, tuple[str, bool]]
-    ) -> list[Record]:
-        """Records that need user code go through the bounded renderer, in order."""
-        hostile = [item for item in raw if needs_user_code(item)]
-        rendered = iter(self.renderer.convert_all(hostile))
-        return [next(rendered) if needs_user_code(item) else convert(item, threads) for item in raw]
 
     @staticmethod
     def _take(queue: deque[RawRecord]) -> list[RawRecord]:

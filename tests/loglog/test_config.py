@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loglog.config import build_config
+from loglog.config import build_config, build_config_lenient
 from loglog.errors import ConfigError
 
 
@@ -53,3 +53,30 @@ def test_a_bad_environment_value_names_the_variable():
     """A typo in an environment variable points at that variable."""
     with pytest.raises(ConfigError, match="LOGLOG_CAPACITY='lots'"):
         build_config({}, environ={"LOGLOG_CAPACITY": "lots"})
+
+
+def test_explicit_configure_still_raises_and_never_shows_the_password():
+    """configure() fails at start-up on a port that cannot exist; the message names the
+    option and hides the URL's password."""
+    with pytest.raises(ConfigError) as caught:
+        build_config({"loki_url": "http://admin:hunter2@loki:99999"}, environ={})
+    assert "loki_url" in str(caught.value) and "hunter2" not in str(caught.value)
+    with pytest.raises(ConfigError) as caught:
+        build_config({}, environ={"LOGLOG_OTLP_ENDPOINT": "ftp://u:secret@x"})
+    assert "secret" not in str(caught.value)
+
+
+def test_lenient_environment_drops_each_bad_value_for_its_default():
+    """The log-call path: every bad LOGLOG_* value falls back to its default, one message
+    each, and the good ones are kept."""
+    config, problems = build_config_lenient(
+        {
+            "LOGLOG_CAPACITY": "lots",
+            "LOGLOG_LOKI_URL": "http://u:pw@loki:99999",
+            "LOGLOG_LEVEL": "debug",
+            "LOGLOG_SPOOL_SLOTS": "0",
+        }
+    )
+    assert config.capacity == 10_000 and config.loki_url is None and config.spool_slots == 512
+    assert config.level == 10
+    assert len(problems) == 3 and not any("pw@" in problem for problem in problems)
