@@ -35,7 +35,7 @@ from .model import default_model_path
 from .monitor import Monitor
 from .pipeline import Pipeline
 from .stages import Encode, parse_npy
-from .streams import StreamManager
+from .streams import StreamManager, stream_limits
 from .tracing import Tracing
 from .types import Engine, Item
 from .video import decode_image
@@ -135,6 +135,7 @@ class Runtime:
             max_streams=config.max_streams,
             buffer=config.stream_buffer,
             log=self.log,
+            **stream_limits(config),
         )
         self.monitor = Monitor(
             self.pipeline,

@@ -8,7 +8,6 @@
     loglog loadgen    load: requests per second, or streams
     loglog agent      the node agent (GPU via NVML, host, watched processes)
     loglog receiver   the Alertmanager webhook receiver
-    loglog receiver   the Alertmanager webhook receiver
     loglog dashboards generate / push
 """
 
@@ -30,6 +29,7 @@ def _serve(args: argparse.Namespace) -> int:
         allow_drills=args.allow_drills,
         demo_streams=args.demo_streams,
         demo_source=args.demo_source,
+        token_file=args.token_file,
     )
 
 
@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--allow-drills", action="store_true", help="enable POST /v1/drills")
     serve.add_argument("--demo-streams", type=int, default=0, help="start N synthetic streams")
     serve.add_argument("--demo-source", default="synthetic://640x480@15")
+    serve.add_argument(
+        "--token-file",
+        help="bearer token for streams/drills (required off loopback; env LOGLOG_TOKEN_FILE)",
+    )
     serve.set_defaults(run=_serve)
 
     profile = sub.add_parser("profile", help="per-stage table and bottleneck verdict")
