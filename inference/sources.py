@@ -58,6 +58,8 @@ def parse_source(url: str, policy: SourcePolicy | None = None) -> SourceSpec:
     text = (url or "").strip()
     if len(text) > 2048:
         raise SourceError("the source is over 2048 characters")
+    if any(ord(char) < 32 or ord(char) == 127 for char in text):
+        raise SourceError("the source contains control characters")
     match = _SYNTHETIC.match(text)
     if match:
         policy.check_scheme("synthetic", text)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from inference.errors import SourceError
 from inference.access import SourcePolicy
+from inference.errors import SourceError
 from inference.sources import SyntheticSource, parse_source
 
 
