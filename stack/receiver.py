@@ -177,6 +177,9 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9095)
     parser.add_argument("--out", default="alerts.jsonl", help="JSON-lines file of notifications")
+    parser.add_argument(
+        "--runbooks", default=str(RUNBOOKS), help="directory served at /runbooks/<Alert>.md"
+    )
     parser.set_defaults(run=_run)
 
 
@@ -188,7 +191,7 @@ def _run(args: Any) -> int:
 
     loglog.configure()
     try:
-        receiver = AlertReceiver(args.host, args.port, args.out)
+        receiver = AlertReceiver(args.host, args.port, args.out, runbooks=args.runbooks)
     except OSError as exc:
         sys.stderr.write(
             f"loglog receiver: cannot listen on {args.host}:{args.port}: {exc.strerror}\n"
