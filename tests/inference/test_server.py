@@ -97,6 +97,13 @@ def test_infer_accepts_jpeg_png_and_npy(api):
             "model input is 3×224×224",
         ),
         (b"{}", "application/json", 400, "unsupported Content-Type"),
+        (
+            _npy(np.full((3, 224, 224), np.nan, np.float32)),
+            "application/x-npy",
+            422,
+            "NaN or infinite",
+        ),
+        (_npy(np.zeros((1, 1, 1, 1, 1, 1, 1, 1, 1), np.float32)), "", 422, "dimensions"),
     ],
 )
 def test_bad_inputs_get_a_4xx_that_says_what_to_fix_and_the_server_lives_on(
@@ -125,6 +132,16 @@ def test_streams_can_be_added_listed_and_deleted(api):
     assert api.delete("/v1/streams/cam1").status_code == 204
     missing = api.delete("/v1/streams/cam1")
     assert missing.status_code == 404 and "GET /v1/streams" in missing.json()["detail"]
+
+
+def test_credentials_in_a_refused_source_are_not_echoed(api):
+    """A camera URL's password and token are '***' in the error the client gets."""
+    refused = api.post(
+        "/v1/streams", json={"source": "rtsp://admin:hunter2@10.0.0.7/live?token=abc"}
+    )
+    assert refused.status_code == 422
+    assert "hunter2" not in refused.text and "token=abc" not in refused.text
+    assert "admin:***@10.0.0.7" in refused.json()["detail"]
 
 
 def test_stream_count_is_capped():
