@@ -98,7 +98,7 @@ def test_create_delete_races_never_orphan_a_thread(make_runtime):
     (before: 'cannot join thread before it is started', a 500, and a running source)."""
     runtime = make_runtime(max_stream_pixel_rate=1e12)
     errors: list[BaseException] = []
-    for round_ in range(25):
+    for round_ in range(40):
         stream_id = f"race-{round_}"
         barrier = threading.Barrier(2)
 
@@ -111,8 +111,11 @@ def test_create_delete_races_never_orphan_a_thread(make_runtime):
             except BaseException as exc:
                 errors.append(exc)
 
-        def delete(stream_id: str = stream_id, barrier: threading.Barrier = barrier) -> None:
+        def delete(
+            stream_id: str = stream_id, barrier: threading.Barrier = barrier, lag: float = 0.0
+        ) -> None:
             barrier.wait()
+            time.sleep(lag)  # swept over the rounds: hits every phase of the create
             for _ in range(200):  # keep trying until the create is visible or done
                 try:
                     runtime.streams.remove(stream_id)
@@ -123,7 +126,11 @@ def test_create_delete_races_never_orphan_a_thread(make_runtime):
                     errors.append(exc)
                     return
 
-        pair = [threading.Thread(target=create), threading.Thread(target=delete)]
+        lag = (round_ % 20) * 0.004
+        pair = [
+            threading.Thread(target=create),
+            threading.Thread(target=delete, args=(stream_id, barrier, lag)),
+        ]
         for thread in pair:
             thread.start()
         for thread in pair:
