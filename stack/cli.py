@@ -110,12 +110,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from loglog.errors import ConfigError
+    from loglog.redact import redact
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except ConfigError as exc:
+        # A bad LOGLOG_* setting (e.g. LOGLOG_LOKI_URL): the fix, with any password in
+        # it redacted, instead of a traceback that prints the password.
+        sys.stderr.write(f"loglog {args.command}: {redact(str(exc))}\n")
+        return 2
 
 
 if __name__ == "__main__":
