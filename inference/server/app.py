@@ -24,6 +24,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_TYPE
@@ -97,6 +98,19 @@ def create_app(
             {"error": type(exc).__name__, "detail": redact(str(exc))},
             status_code=exc.status,
             headers=headers,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes the offending input, which may be NaN/inf (and then
+        # fails to serialise: a 500) or a secret. Say where and what, never the value.
+        problems = [
+            f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg', '')}"
+            for error in exc.errors()[:10]
+        ]
+        return JSONResponse(
+            {"error": "InvalidRequest", "detail": redact("; ".join(problems))[:2000]},
+            status_code=422,
         )
 
     @app.exception_handler(Exception)
