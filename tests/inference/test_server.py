@@ -203,3 +203,47 @@ def test_profile_endpoint_reports_the_live_verdict(api):
         "encode",
     }
     assert float(report["capacity_items_per_s"]["1"]) > 0
+
+
+def test_limits_refuse_before_the_decode_stage_and_the_finite_check_runs_after_the_parse():
+    """In the staged flow (bodies decoded in the timed ``decode`` stage), the size, pixel
+    and .npy-shape limits still refuse a body before it reaches the decode stage, which
+    never sees it; the NaN check needs the values, so it is the decode stage's (422)."""
+    runtime = Runtime(
+        config=RuntimeConfig(
+            calibration_seconds=0.1,
+            monitor_interval_s=0.2,
+            monitor_window_s=2,
+            max_body_bytes=4 * 1024 * 1024,
+            max_image_pixels=1_000_000,
+            max_tensor_elements=200_000,
+        ),
+        registry=CollectorRegistry(),
+    )
+    with TestClient(create_app(runtime)) as client:
+        deadline = time.monotonic() + 60
+        while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert runtime.pipeline is not None
+        decode = runtime.pipeline.decode
+        before = decode.calls
+        refused = [
+            (encode_jpeg(np.zeros((1000, 1200, 3), np.uint8)), "image/jpeg", "max_image_pixels"),
+            (_npy(np.zeros((4, 224, 224), np.float32)), "application/x-npy", "max_tensor_elements"),
+            (b"\0" * (4 * 1024 * 1024 + 1), "image/png", "max_body_bytes"),
+        ]
+        for content, content_type, limit in refused:
+            response = client.post(
+                "/v1/infer", content=content, headers={"content-type": content_type}
+            )
+            assert response.status_code == 413 and limit in response.json()["detail"]
+        assert decode.calls == before, "a refused body never reached the decode stage"
+        nan = client.post(
+            "/v1/infer",
+            content=_npy(np.full((3, 224, 224), np.inf, np.float32)),
+            headers={"content-type": "application/x-npy"},
+        )
+        assert nan.status_code == 422 and "NaN or infinite" in nan.json()["detail"]
+        assert decode.calls == before + 1, "the finite check runs in the decode stage"
+        good = client.post("/v1/infer", content=_jpeg(), headers={"content-type": "image/jpeg"})
+        assert good.status_code == 200 and good.json()["stage_ms"]["decode"] > 0
