@@ -2,7 +2,8 @@
 
 Each check runs before the expensive step it guards (reading, allocating, decoding), so a
 hostile request costs what its limit allows and no more. They are pure functions of the
-bytes and the limits; the server calls them at its call sites::
+bytes and the limits. The server runs the size and header checks before a body enters
+the pipeline; ``check_finite`` needs the parsed values, so the ``decode`` stage runs it::
 
     body = await read_body(request.headers, request.stream(), limit=32 << 20)  # 413 past it
     check_npy_header(body, max_elements=1 << 24)      # before numpy allocates anything
