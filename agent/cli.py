@@ -52,7 +52,14 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:
         sys.stderr.write("loglog agent: --interval and --hang-timeout take e.g. 1s, 500ms, 2m\n")
         return 2
-    if not 0.05 <= interval <= 3600 or hang_timeout < interval:
+    if not 1 <= args.port <= 65535:
+        sys.stderr.write(f"loglog agent: --port {args.port} is not a TCP port: use 1–65535\n")
+        return 2
+    if any(pid < 1 for pid in args.watch_pid):
+        sys.stderr.write("loglog agent: --watch-pid takes a process id ≥ 1\n")
+        return 2
+    # Written as positive ranges so that NaN (which compares False) is refused too.
+    if not 0.05 <= interval <= 3600 or not interval <= hang_timeout <= 86_400:
         sys.stderr.write(
             "loglog agent: --interval must be 50ms–1h and --hang-timeout ≥ --interval\n"
         )
@@ -70,9 +77,11 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         server = MetricsServer(registry, args.host, args.port)
-    except OSError as exc:
+    except (OSError, OverflowError, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
         sys.stderr.write(
-            f"loglog agent: cannot listen on {args.host}:{args.port}: {exc.strerror}; pass --port\n"
+            f"loglog agent: cannot listen on {args.host}:{args.port}: {reason}; "
+            "pass --host/--port\n"
         )
         return 2
     registry.register(agent)

@@ -119,6 +119,7 @@ class Agent(Collector):
             target=self._supervise, name="agent-supervisor", daemon=True
         )
         self._next_nvml_try = 0.0
+        self._warned: set[str] = set()
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -164,11 +165,25 @@ class Agent(Collector):
         self.log.info("NVML ready", gpus=len(devices), driver=self.driver)
 
     def _supervise(self) -> None:
+        # This thread also runs the GPU-hang watchdog: if it died, stale GPUs would go
+        # unnoticed. Every step is guarded; a failure is counted and the loop goes on.
         while not self.stopping.wait(self.interval):
-            self._sample_host()
-            if self.nvml_reason != "ok" and self.clock() >= self._next_nvml_try:
-                self._try_nvml()
-            self._watchdog()
+            for step in (self._sample_host, self._retry_nvml, self._watchdog):
+                try:
+                    step()
+                except Exception as exc:
+                    self.count_error(f"supervisor:{type(exc).__name__}")
+                    self._warn_once(step.__name__, exc)
+
+    def _retry_nvml(self) -> None:
+        if self.nvml_reason != "ok" and self.clock() >= self._next_nvml_try:
+            self._try_nvml()
+
+    def _warn_once(self, where: str, exc: Exception) -> None:
+        key = f"{where}:{type(exc).__name__}"
+        if key not in self._warned:
+            self._warned.add(key)
+            self.log.error("agent step failed; it is retried", step=where, detail=str(exc)[:300])
 
     def _watchdog(self) -> None:
         now = self.clock()
@@ -206,9 +221,18 @@ class Agent(Collector):
             self.count_error(f"host:{type(exc).__name__}")
         pids = list(self.watch_pids)
         for pattern in self.watch_names:
-            pids += self.host.find(pattern)
+            try:
+                pids += self.host.find(pattern)
+            except (OSError, ValueError) as exc:
+                self.count_error(f"find:{type(exc).__name__}")
         for pid in dict.fromkeys(pids):
-            reading = self.host.process(pid)
+            try:
+                reading = self.host.process(pid)
+            except (OSError, ValueError, IndexError) as exc:
+                # Unreadable (permissions, hidepid) or malformed /proc/<pid>/stat: this
+                # process is skipped this round, nothing else is.
+                self.count_error(f"process:{type(exc).__name__}")
+                continue
             name = reading.name if reading else "gone"
             values[("watched_process_up", (str(pid), name))] = 1.0 if reading else 0.0
             if reading is not None:

@@ -53,7 +53,7 @@ AGENT_METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "agent_nvml_up": ("gauge", ("reason",), "1 when NVML works (reason=ok); 0 with the reason when it is missing or failing."),
     "agent_gpus": ("gauge", (), "GPUs NVML reports."),
     "agent_collect_duration_seconds": ("histogram", (), "Time one GPU's sample took."),
-    "agent_collect_errors_total": ("counter", ("call",), "Failed NVML calls (not counting unsupported ones), by call."),
+    "agent_collect_errors_total": ("counter", ("call",), "Failed collection calls (NVML, /proc, the supervisor), by call; unsupported NVML calls are not counted."),
     "agent_last_success_timestamp_seconds": ("gauge", (), "When a full collection last succeeded (unix seconds)."),
     "agent_hung_samplers": ("gauge", (), "Sampler threads abandoned inside a hung NVML call."),
 }  # fmt: skip

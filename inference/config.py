@@ -16,8 +16,10 @@ the start.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import stat
 import threading
 import tomllib
 from collections.abc import Callable, Mapping
@@ -53,8 +55,32 @@ class RuntimeConfig:
     results_path: str | None = None
     monitor_interval_s: float = 1.0
     monitor_window_s: float = 10.0
+    # -- limits and the control plane (README: "Security and limits") --
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    max_tensor_elements: int = 16 * 1024 * 1024
+    #: Σ width × height × fps over running streams (16 × 1080p30 ≈ 1.0e9).
+    max_stream_pixel_rate: float = 1.0e9
+    #: Connections (plus in-flight requests) past which new ones get a 503 at once.
+    max_connections: int = 512
+    #: A connection whose request headers are not complete after this long is closed.
+    header_timeout_s: float = 10.0
+    #: A request body not fully received after this long is answered 408.
+    body_timeout_s: float = 30.0
+    #: Seconds an ended or failed stream stays listed (and counted) before it is reaped.
+    stream_reap_s: float = 60.0
+    #: ``record=`` names a new file in this directory; nothing is written elsewhere.
+    record_dir: str = "recordings"
+    #: Directories file sources may be read from (empty: no file sources).
+    source_dirs: tuple[str, ...] = (".",)
+    #: URL schemes a stream source may use.
+    source_schemes: tuple[str, ...] = ("synthetic", "file", "rtsp", "rtsps", "http", "https")
+    #: Hosts or CIDRs network sources may reach; empty: any public address. Private,
+    #: loopback and link-local addresses are refused unless listed here.
+    source_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        _check_types(self)
         checks: list[tuple[bool, str]] = [
             (1 <= self.max_batch <= 1024, "max_batch must be 1–1024"),
             (self.batch_policy in ("calibrated", "max"), 'batch_policy is "calibrated" or "max"'),
@@ -74,6 +100,14 @@ class RuntimeConfig:
                 self.monitor_window_s >= self.monitor_interval_s,
                 "monitor_window_s must be ≥ monitor_interval_s",
             ),
+            (1024 <= self.max_body_bytes <= 2**31, "max_body_bytes must be 1024–2^31"),
+            (1 <= self.max_image_pixels <= 2**31, "max_image_pixels must be 1–2^31"),
+            (1 <= self.max_tensor_elements <= 2**31, "max_tensor_elements must be 1–2^31"),
+            (0 < self.max_stream_pixel_rate <= 1e12, "max_stream_pixel_rate must be > 0"),
+            (0 <= self.stream_reap_s <= 86_400, "stream_reap_s must be 0–86400"),
+            (1 <= self.max_connections <= 100_000, "max_connections must be 1–100000"),
+            (0.1 <= self.header_timeout_s <= 600, "header_timeout_s must be 0.1–600"),
+            (0.1 <= self.body_timeout_s <= 3600, "body_timeout_s must be 0.1–3600"),
         ]  # fmt: skip
         for ok, message in checks:
             if not ok:
@@ -90,24 +124,112 @@ class RuntimeConfig:
         object.__setattr__(
             self, "workers", {stage: int(self.workers.get(stage, 1)) for stage in _STAGE_WORKERS}
         )
+        for name in ("source_dirs", "source_schemes", "source_hosts"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+
+
+def _check_types(config: RuntimeConfig) -> None:
+    """Strict types: ``max_batch: 8.5`` or ``true`` is an error, not 8 or 1. A float option
+    takes an int (``max_wait_ms: 5``) but never a bool; NaN fails the range checks."""
+    hints = {
+        "int": (int,),
+        "float": (int, float),
+        "str": (str,),
+        "int | None": (int, type(None)),
+        "str | None": (str, type(None)),
+    }
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        kinds = hints.get(str(field.type))
+        if kinds is not None:
+            if isinstance(value, bool) or not isinstance(value, kinds):
+                raise ConfigError(
+                    f"{field.name} must be {_KIND_WORDS[str(field.type)]}, got {_show(value)}"
+                )
+        elif str(field.type) == "tuple[str, ...]":
+            if (
+                isinstance(value, str)
+                or not isinstance(value, (list, tuple))
+                or not all(isinstance(item, str) for item in value)
+            ):
+                raise ConfigError(f"{field.name} must be a list of strings, got {_show(value)}")
+        elif field.name == "workers" and not isinstance(value, Mapping):
+            raise ConfigError(f"workers must be a mapping of stage: count, got {_show(value)}")
+        if isinstance(value, float) and value != value:
+            raise ConfigError(f"{field.name} must be a number, got NaN")
+
+
+_KIND_WORDS = {
+    "int": "a whole number",
+    "float": "a number",
+    "str": "a string",
+    "int | None": "a whole number or null",
+    "str | None": "a string or null",
+}
+
+
+def _show(value: Any) -> str:
+    """A short, safe rendering of a config value for an error message (never a huge repr:
+    an alias-expanded YAML value could be megabytes)."""
+    text = (
+        repr(value)
+        if isinstance(value, (int, float, str, bool, type(None)))
+        else type(value).__name__
+    )
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+#: A config file larger than this is refused (a real one is a few hundred bytes).
+MAX_CONFIG_BYTES = 64 * 1024
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors/aliases: a "billion laughs" file cannot expand to gigabytes
+    (a 1 KB alias bomb froze the server for 8 s). A runtime config never needs them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases (*name) are not allowed in a config", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def read_config_text(file: Path, limit: int = MAX_CONFIG_BYTES) -> str:
+    """The file's text, if it is a regular file under ``limit`` bytes. Opened without
+    blocking, so a FIFO or device put in its place cannot hang the caller."""
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {str(file)!r}: {exc.strerror}") from exc
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"config {str(file)!r} is not a regular file")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise ConfigError(f"config {str(file)!r} is over {limit} bytes; is it the right file?")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config {str(file)!r} is not UTF-8 text") from exc
 
 
 def load_config(path: str | os.PathLike[str], base: RuntimeConfig | None = None) -> RuntimeConfig:
     """Read a YAML (.yaml/.yml) or TOML (.toml) file over ``base`` (default values)."""
     file = Path(path)
-    try:
-        text = file.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {str(file)!r}: {exc.strerror}") from exc
+    if file.suffix not in (".toml", ".yaml", ".yml"):
+        raise ConfigError(f"config {str(file)!r}: use a .yaml, .yml or .toml file")
+    text = read_config_text(file)
     try:
         if file.suffix == ".toml":
             data: Any = tomllib.loads(text)
-        elif file.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text) or {}
         else:
-            raise ConfigError(f"config {str(file)!r}: use a .yaml, .yml or .toml file")
-    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"config {str(file)!r} does not parse: {exc}") from exc
+            data = yaml.load(text, Loader=_NoAliasLoader) or {}
+    except (yaml.YAMLError, tomllib.TOMLDecodeError, RecursionError) as exc:
+        detail = str(exc)[:300]
+        raise ConfigError(f"config {str(file)!r} does not parse: {detail}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config {str(file)!r} must be a mapping of option: value")
     return build(data, base)
@@ -116,10 +238,13 @@ def load_config(path: str | os.PathLike[str], base: RuntimeConfig | None = None)
 def build(data: Mapping[str, Any], base: RuntimeConfig | None = None) -> RuntimeConfig:
     """Apply ``data`` over ``base``; unknown keys and wrong types fail with a clear message."""
     fields = {f.name: f for f in dataclasses.fields(RuntimeConfig)}
+    bad = [key for key in data if not isinstance(key, str)]
+    if bad:
+        raise ConfigError(f"option names must be strings, got {_show(bad[0])}")
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(
-            f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}"
+            f"unknown option(s) {', '.join(unknown)[:200]}; known: {', '.join(sorted(fields))}"
         )
     values = dataclasses.asdict(base) if base is not None else {}
     values.update(data)
@@ -168,7 +293,9 @@ class ConfigWatcher:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            self.check()
+            # check() counts its own failures; nothing may end this thread.
+            with contextlib.suppress(Exception):
+                self.check()
 
     def check(self) -> str | None:
         """Reload if the file changed; returns "applied", "rejected" or None."""
@@ -192,6 +319,9 @@ class ConfigWatcher:
             self._apply(new, self.current)
         except ConfigError as exc:
             self._on_result("rejected", str(exc))
+            return "rejected"
+        except Exception as exc:  # the watcher must outlive any bad file or apply bug
+            self._on_result("rejected", f"{type(exc).__name__}: {str(exc)[:300]}")
             return "rejected"
         self.current = new
         self._on_result("applied", "")

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from .errors import DrillError
+from .errors import DrillInputError
 from .metrics import RuntimeMetrics
 from .types import STAGES
 
@@ -42,9 +42,9 @@ class Drills:
 
     def start(self, stage: str, delay_ms: float, duration_s: float) -> dict[str, float | str]:
         if stage not in STAGES:
-            raise DrillError(f"unknown stage {stage!r}: drills apply to {', '.join(STAGES)}")
+            raise DrillInputError(f"unknown stage {stage!r}: drills apply to {', '.join(STAGES)}")
         if not (0 < delay_ms <= MAX_DELAY_MS) or not (0 < duration_s <= MAX_DURATION_S):
-            raise DrillError(
+            raise DrillInputError(
                 f"delay_ms must be in (0, {MAX_DELAY_MS}] and duration_s in (0, {MAX_DURATION_S}]"
             )
         until = self._clock() + duration_s

@@ -8,12 +8,17 @@ translated at the boundary into these, and every message says what to do.
     ├── ModelError           the model file cannot be loaded or is not usable
     ├── EngineError          the engine failed while running a batch
     ├── InputError           a request's payload is not usable (HTTP 4xx)
-    │   └── ShapeError       the tensor does not match the model input
+    │   ├── ShapeError       the tensor does not match the model input, or is not finite (422)
+    │   ├── TooLargeError    the body, image or tensor is over a configured limit (HTTP 413)
+    │   └── BodyTimeoutError the body did not arrive within body_timeout_s (HTTP 408)
     ├── SourceError          a stream source cannot be opened or read
+    │   └── BudgetError      the streams' pixel-rate budget would be exceeded (HTTP 422)
+    ├── AuthError            a mutating endpoint without the right bearer token (HTTP 401)
     ├── OverloadedError      the pipeline stayed full; retry shortly (HTTP 503)
     ├── StreamLimitError     too many streams (HTTP 429)
     ├── UnknownStreamError   no such stream (HTTP 404)
-    └── DrillError           drills are disabled or the drill is malformed
+    ├── DrillError           drills are disabled (HTTP 403)
+    └── DrillInputError      the drill is malformed (HTTP 422)
 """
 
 from __future__ import annotations
@@ -45,8 +50,24 @@ class ShapeError(InputError):
     status = 422
 
 
+class TooLargeError(InputError):
+    status = 413
+
+
+class BodyTimeoutError(InputError):
+    status = 408
+
+
 class SourceError(InferenceError):
     status = 422
+
+
+class BudgetError(SourceError):
+    status = 422
+
+
+class AuthError(InferenceError):
+    status = 401
 
 
 class OverloadedError(InferenceError):
@@ -66,3 +87,7 @@ class UnknownStreamError(InferenceError, KeyError):
 
 class DrillError(InferenceError):
     status = 403
+
+
+class DrillInputError(DrillError):
+    status = 422

@@ -34,7 +34,7 @@ from .model import default_model_path
 from .monitor import Monitor
 from .pipeline import Pipeline
 from .stages import Encode
-from .streams import StreamManager
+from .streams import StreamManager, stream_limits
 from .tracing import Tracing
 from .types import Engine, Item
 
@@ -132,6 +132,7 @@ class Runtime:
             max_streams=config.max_streams,
             buffer=config.stream_buffer,
             log=self.log,
+            **stream_limits(config),
         )
         self.monitor = Monitor(
             self.pipeline,

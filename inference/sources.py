@@ -16,6 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from loglog.redact import redact
+
+from .access import SourcePolicy
 from .errors import SourceError
 
 _SYNTHETIC = re.compile(r"^synthetic://(\d+)x(\d+)(?:@(\d+(?:\.\d+)?))?$")
@@ -44,11 +47,22 @@ class SourceSpec:
     fps: float = 0.0
 
 
-def parse_source(url: str) -> SourceSpec:
-    """Validate a source URL; raise :class:`SourceError` saying what is accepted."""
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+_NETWORK = ("rtsp", "rtsps", "http", "https")
+
+
+def parse_source(url: str, policy: SourcePolicy | None = None) -> SourceSpec:
+    """Validate a source URL against ``policy`` (default: :class:`SourcePolicy()`); raise
+    :class:`SourceError` saying what is accepted."""
+    policy = policy or SourcePolicy()
     text = (url or "").strip()
+    if len(text) > 2048:
+        raise SourceError("the source is over 2048 characters")
+    if any(ord(char) < 32 or ord(char) == 127 for char in text):
+        raise SourceError("the source contains control characters")
     match = _SYNTHETIC.match(text)
     if match:
+        policy.check_scheme("synthetic", text)
         width, height = int(match.group(1)), int(match.group(2))
         fps = float(match.group(3) or 30)
         if not (16 <= width <= 7680 and 16 <= height <= 4320 and 0 < fps <= 240):
@@ -57,17 +71,37 @@ def parse_source(url: str) -> SourceSpec:
             )
         return SourceSpec(text, "synthetic", True, width, height, fps)
     if text.startswith(("synthetic:", "synthetic://")):
-        raise SourceError(f"{text!r} is not a valid synthetic source: use synthetic://640x480@30")
-    if text.startswith(("rtsp://", "rtsps://", "http://", "https://")):
+        raise SourceError(
+            f"{text[:100]!r} is not a valid synthetic source: use synthetic://640x480@30"
+        )
+    scheme = _SCHEME.match(text)
+    if scheme and scheme.group(1).lower() in _NETWORK:
+        policy.check_network(text)
         return SourceSpec(text, "network", True)
+    if scheme and scheme.group(1).lower() != "file":
+        raise SourceError(
+            f"source scheme {scheme.group(1)[:20]!r} is not supported: use synthetic://WxH@FPS, "
+            "a video file path, or an rtsp/http URL"
+        )
     path = text.removeprefix("file://")
     if not path:
         raise SourceError(
             "no source given: use synthetic://640x480@30, a video file path, or an rtsp/http URL"
         )
-    if not Path(path).is_file():
-        raise SourceError(f"no such video file {path!r}: give an existing path or an rtsp/http URL")
-    return SourceSpec(path, "file", False)
+    policy.check_scheme("file", text)
+    real = policy.check_file(path)
+    if not Path(real).is_file():
+        raise SourceError(_cannot_open(path))
+    return SourceSpec(real, "file", False)
+
+
+def _cannot_open(url: str) -> str:
+    # One message for a missing file, an unreadable one, a closed port and a wrong
+    # codec: a caller must not learn which paths or ports exist from it.
+    return (
+        f"cannot open source {redact(url)[:200]!r}: check that it exists, is readable, "
+        "has a video stream and (for a URL) that the server is reachable"
+    )
 
 
 class SyntheticSource:
@@ -119,7 +153,7 @@ class VideoSource:
         from .video import VideoReader
 
         self.spec = spec
-        self._reader = VideoReader(spec.url)
+        self._reader: VideoReader | None = VideoReader(spec.url)
         self.fps = self._reader.fps
         self.width, self.height = self._reader.width, self._reader.height
         self.late = 0
@@ -127,17 +161,28 @@ class VideoSource:
 
     def frames(self, stop: Callable[[], bool]) -> Iterator[Frame]:
         try:
+            if self._reader is None:
+                return
             for index, (image, pts, seconds) in enumerate(self._reader.frames()):
                 if stop():
                     return
                 captured = self._wall() if self.spec.live else None
                 yield Frame(image, index, pts, captured, seconds)
         finally:
-            self._reader.close()
+            self.close()
+
+    def close(self) -> None:
+        """Release the container and its decoder threads (idempotent)."""
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
 
 
 def open_source(spec: SourceSpec) -> SyntheticSource | VideoSource:
     """Open ``spec`` (network and files are opened now, so errors surface at once)."""
     if spec.kind == "synthetic":
         return SyntheticSource(spec)
-    return VideoSource(spec)
+    try:
+        return VideoSource(spec)
+    except SourceError:
+        raise SourceError(_cannot_open(spec.url)) from None

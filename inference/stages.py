@@ -18,6 +18,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from .errors import InputError, ShapeError
+from .server.limits import check_finite
 from .types import Engine, EngineInfo, Item
 from .video import decode_image, resize_rgb
 
@@ -44,7 +45,10 @@ class Decode:
                 if array.ndim == 3 and array.shape[-1] in (1, 3) and array.dtype == np.uint8:
                     item.image = array if array.shape[-1] == 3 else np.repeat(array, 3, axis=2)
                 else:
+                    # The server checked the .npy header (shape, size) before the body
+                    # came in; finiteness needs the values, so it is checked here (422).
                     item.tensor = self._check(array)
+                    check_finite(item.tensor)
             else:
                 item.image = decode_image(body)
         return items

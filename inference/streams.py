@@ -15,17 +15,24 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
+from loglog.redact import redact
+
+from .access import SourcePolicy, record_path
 from .drills import Drills
-from .errors import SourceError, StreamLimitError, UnknownStreamError
+from .errors import BudgetError, SourceError, StreamLimitError, UnknownStreamError
 from .metrics import RuntimeMetrics
 from .pipeline import Pipeline
 from .sources import SourceSpec, open_source, parse_source
 from .types import Item
 
-_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# A letter or digit first ("..", ".hidden" and "-x" are refused); \Z, not $, so that a
+# trailing newline does not pass.
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 _FPS_WINDOW = 5.0
+_ENDED = ("ended", "failed")
 
 
 class _Stream:
@@ -45,6 +52,23 @@ class _Stream:
         self.thread: threading.Thread | None = None
         self.recorder: Any = None
         self.started = time.time()
+        self.ended_at: float | None = None  # manager clock, when it ended or failed
+        self.pixel_rate = spec.width * spec.height * spec.fps  # updated once opened
+
+
+def stream_limits(config: Any) -> dict[str, Any]:
+    """StreamManager's limit keywords from a RuntimeConfig (one place to add new ones)."""
+    return {
+        "policy": SourcePolicy(
+            schemes=config.source_schemes,
+            hosts=config.source_hosts,
+            file_dirs=config.source_dirs,
+        ),
+        "max_pixel_rate": config.max_stream_pixel_rate,
+        "max_pixels": config.max_image_pixels,
+        "reap_after": config.stream_reap_s,
+        "record_dir": config.record_dir,
+    }
 
 
 class StreamManager:
@@ -59,6 +83,12 @@ class StreamManager:
         max_streams: int,
         buffer: int,
         log: Any = None,
+        policy: SourcePolicy | None = None,
+        max_pixel_rate: float = 1.0e9,
+        max_pixels: int = 40_000_000,
+        reap_after: float = 60.0,
+        record_dir: str = "recordings",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.pipeline = pipeline
         self.metrics = metrics
@@ -66,6 +96,12 @@ class StreamManager:
         self.max_streams = max_streams
         self.buffer = buffer
         self.log = log
+        self.policy = policy or SourcePolicy()
+        self.max_pixel_rate = max_pixel_rate
+        self.max_pixels = max_pixels
+        self.reap_after = reap_after
+        self.record_dir = record_dir
+        self._clock = clock
         self._streams: dict[str, _Stream] = {}
         self._order: deque[str] = deque()
         self._cond = threading.Condition()
@@ -79,68 +115,163 @@ class StreamManager:
     def add(
         self, source: str, stream_id: str | None = None, record: str | None = None
     ) -> dict[str, Any]:
-        """Start a stream; raises SourceError / StreamLimitError with what to do."""
-        spec = parse_source(source)
+        """Start a stream; raises SourceError / BudgetError / StreamLimitError with what
+        to do. The id is reserved atomically first, so of concurrent creates with one id
+        exactly one succeeds, and a DELETE that arrives while it opens wins cleanly."""
+        spec = parse_source(source, self.policy)
+        if stream_id is not None and not _ID.match(stream_id):
+            raise SourceError(
+                f"stream id {stream_id[:80]!r}: use 1–64 letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit"
+            )
+        self.reap()
         with self._cond:
-            running = sum(s.state == "running" for s in self._streams.values())
-            if running >= self.max_streams:
+            if len(self._streams) >= self.max_streams:
                 raise StreamLimitError(
-                    f"{running} streams are running, the limit is {self.max_streams}: "
-                    "delete one first, or raise max_streams in the config"
+                    f"{len(self._streams)} streams exist (ended ones count until reaped after "
+                    f"{self.reap_after:.0f}s), the limit is {self.max_streams}: delete one "
+                    "first, or raise max_streams in the config"
                 )
             if stream_id is None:
                 self._counter += 1
+                while f"stream-{self._counter}" in self._streams:
+                    self._counter += 1
                 stream_id = f"stream-{self._counter}"
-            if not _ID.match(stream_id):
-                raise SourceError(
-                    f"stream id {stream_id!r}: use 1–64 letters, digits, '.', '_' or '-'"
-                )
-            if stream_id in self._streams and self._streams[stream_id].state == "running":
+            if stream_id in self._streams:
                 raise SourceError(
                     f"stream {stream_id!r} already exists: pick another id or delete it"
                 )
-        opened = open_source(spec)  # opens files/URLs now: errors reach the caller
-        stream = _Stream(stream_id, spec, opened, self.buffer)
+            stream = _Stream(stream_id, spec, None, self.buffer)
+            stream.state = "starting"
+            self._check_budget(stream)
+            self._streams[stream_id] = stream  # the reservation
+        try:
+            self._open(stream, record)
+        except BaseException:
+            with self._cond:
+                if self._streams.get(stream_id) is stream:
+                    del self._streams[stream_id]
+            self._release(stream)
+            raise
+        with self._cond:
+            if stream.stopping or self._streams.get(stream_id) is not stream:
+                deleted = True
+            else:
+                deleted = False
+                stream.state = "running"
+                self._order.append(stream_id)
+                # Started under the lock: a remove() that finds the stream finds its
+                # thread started, so its join() cannot race the start.
+                stream.thread = threading.Thread(
+                    target=self._source_loop,
+                    args=(stream,),
+                    name=f"source-{stream_id}",
+                    daemon=True,
+                )
+                stream.thread.start()
+        if deleted:
+            self._release(stream)
+            raise UnknownStreamError(f"stream {stream_id!r} was deleted while it was starting")
+        self._update_workers()
+        if self.log is not None:
+            self.log.info(
+                "stream started", stream=stream_id, source=redact(spec.url), live=spec.live
+            )
+        return self.describe(stream)
+
+    def _check_budget(self, stream: _Stream) -> None:
+        """Under the lock: refuse a stream that would take the summed pixel rate
+        (width × height × fps of every live stream) over ``max_pixel_rate``."""
+        others = sum(
+            s.pixel_rate
+            for s in self._streams.values()
+            if s is not stream and s.state in ("starting", "running")
+        )
+        if others + stream.pixel_rate > self.max_pixel_rate:
+            raise BudgetError(
+                f"stream {stream.id!r} needs {stream.pixel_rate:.3g} pixels/s and the running "
+                f"streams use {others:.3g}; the budget is {self.max_pixel_rate:.3g} pixels/s "
+                "(max_stream_pixel_rate): use a smaller size or fps, or delete a stream"
+            )
+
+    def _open(self, stream: _Stream, record: str | None) -> None:
+        spec = stream.spec
+        stream.source = open_source(spec)  # opens files/URLs now: errors reach the caller
+        width = spec.width or stream.source.width
+        height = spec.height or stream.source.height
+        if width * height > self.max_pixels:
+            raise BudgetError(
+                f"the source is {width}×{height}, over {self.max_pixels} pixels (max_image_pixels)"
+            )
+        with self._cond:
+            stream.pixel_rate = width * height * stream.source.fps
+            self._check_budget(stream)
         if record:
             from .video import Recorder
 
-            width = spec.width or opened.width
-            height = spec.height or opened.height
-            stream.recorder = Recorder(record, width=width, height=height, fps=opened.fps)
-            self.pipeline.keep_images.add(stream_id)
-            self.pipeline.encode.attach(stream_id, stream.recorder)
-        with self._cond:
-            self._streams[stream_id] = stream
-            self._order.append(stream_id)
-        stream.thread = threading.Thread(
-            target=self._source_loop, args=(stream,), name=f"source-{stream_id}", daemon=True
-        )
-        stream.thread.start()
-        self._update_workers()
-        if self.log is not None:
-            self.log.info("stream started", stream=stream_id, source=spec.url, live=spec.live)
-        return self.describe(stream)
+            path = record_path(self.record_dir, record)
+            stream.recorder = Recorder(str(path), width=width, height=height, fps=stream.source.fps)
+            self.pipeline.keep_images.add(stream.id)
+            self.pipeline.encode.attach(stream.id, stream.recorder)
+
+    def _release(self, stream: _Stream) -> None:
+        """Close what a stream that never ran had opened."""
+        self._close_recorder(stream)
+        close = getattr(stream.source, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                close()
 
     def remove(self, stream_id: str) -> None:
         with self._cond:
             stream = self._streams.pop(stream_id, None)
             if stream is None:
-                raise UnknownStreamError(f"no stream {stream_id!r}: GET /v1/streams lists them")
+                raise UnknownStreamError(
+                    f"no stream {stream_id[:80]!r}: GET /v1/streams lists them"
+                )
             if stream_id in self._order:
                 self._order.remove(stream_id)
+            starting = stream.state == "starting"
             stream.stopping = True
             stream.state = "stopped"
             self._cond.notify_all()
+        if starting:
+            return  # add() sees the stop, releases what it opened and answers 404
+        self._finish(stream)
+
+    def _finish(self, stream: _Stream) -> None:
+        """Join the stream's thread, close its recording, drop its series."""
         if stream.thread is not None:
             stream.thread.join(timeout=5)
         self._close_recorder(stream)
         for metric in (self.metrics.frames_total, self.metrics.stream_lag_seconds):
-            self._forget(metric, stream_id)
+            self._forget(metric, stream.id)
         for reason in list(stream.dropped):
-            self._forget(self.metrics.frames_dropped_total, stream_id, reason)
+            self._forget(self.metrics.frames_dropped_total, stream.id, reason)
         self._update_workers()
 
+    def reap(self) -> int:
+        """Remove streams that ended or failed more than ``reap_after`` seconds ago
+        (threads joined, series removed); returns how many."""
+        now = self._clock()
+        with self._cond:
+            done = [
+                s
+                for s in self._streams.values()
+                if s.state in _ENDED
+                and s.ended_at is not None
+                and now - s.ended_at >= self.reap_after
+            ]
+            for stream in done:
+                del self._streams[stream.id]
+                if stream.id in self._order:
+                    self._order.remove(stream.id)
+        for stream in done:
+            self._finish(stream)
+        return len(done)
+
     def list(self) -> list[dict[str, Any]]:
+        self.reap()
         with self._cond:
             streams = list(self._streams.values())
         return [self.describe(stream) for stream in streams]
@@ -151,10 +282,10 @@ class StreamManager:
         span = min(_FPS_WINDOW, max(now - (stream.ingested[0] if stream.ingested else now), 1e-9))
         return {
             "id": stream.id,
-            "source": stream.spec.url,
+            "source": redact(stream.spec.url),
             "live": stream.spec.live,
             "state": stream.state,
-            "error": stream.error or None,
+            "error": redact(stream.error) if stream.error else None,
             "frames": stream.frames,
             "fps": round(recent / span, 2) if recent else 0.0,
             "lag_s": round(stream.lag, 4),
@@ -196,14 +327,19 @@ class StreamManager:
             if not stream.stopping:
                 stream.state = "ended"
         except SourceError as exc:
-            stream.state, stream.error = "failed", str(exc)
+            stream.state, stream.error = "failed", redact(str(exc))
             if self.log is not None:
-                self.log.error("stream failed", stream=stream.id, error=str(exc))
+                self.log.error("stream failed", stream=stream.id, error=stream.error)
         except Exception as exc:  # a broken stream ends alone
-            stream.state, stream.error = "failed", f"{type(exc).__name__}: {exc}"
+            stream.state, stream.error = "failed", redact(f"{type(exc).__name__}: {exc}")
             if self.log is not None:
-                self.log.exception("stream crashed", stream=stream.id)
+                self.log.error("stream crashed", stream=stream.id, error=stream.error)
         finally:
+            stream.ended_at = self._clock()
+            close = getattr(stream.source, "close", None)
+            if close is not None:  # release decoder threads now, not when reaped
+                with contextlib.suppress(Exception):
+                    close()
             self._update_workers()
 
     def _deliver(self, stream: _Stream, item: Item) -> None:
@@ -223,7 +359,15 @@ class StreamManager:
         self.metrics.frames_dropped_total.labels(stream.id, reason).inc(count)
 
     def _ingest_loop(self) -> None:
+        next_reap = self._clock() + 1.0
         while not self._stopping:
+            if self._clock() >= next_reap:
+                next_reap = self._clock() + 1.0
+                try:
+                    self.reap()
+                except Exception as exc:  # reaping must never stop ingest
+                    if self.log is not None:
+                        self.log.error("reaping streams failed", error=str(exc))
             taken = self._take()
             if taken is None:
                 continue

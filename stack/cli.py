@@ -8,7 +8,6 @@
     loglog loadgen    load: requests per second, or streams
     loglog agent      the node agent (GPU via NVML, host, watched processes)
     loglog receiver   the Alertmanager webhook receiver
-    loglog receiver   the Alertmanager webhook receiver
     loglog dashboards generate / push
     loglog report     an HTML (and PDF) report for managers
 """
@@ -33,6 +32,7 @@ def _serve(args: argparse.Namespace) -> int:
         demo_source=args.demo_source,
         engine=args.engine,
         precision=args.precision,
+        token_file=args.token_file,
     )
 
 
@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--allow-drills", action="store_true", help="enable POST /v1/drills")
     serve.add_argument("--demo-streams", type=int, default=0, help="start N synthetic streams")
     serve.add_argument("--demo-source", default="synthetic://640x480@15")
+    serve.add_argument(
+        "--token-file",
+        help="bearer token for streams/drills (required off loopback; env LOGLOG_TOKEN_FILE)",
+    )
     serve.set_defaults(run=_serve)
 
     profile = sub.add_parser("profile", help="per-stage table and bottleneck verdict")
@@ -127,12 +131,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from loglog.errors import ConfigError
+    from loglog.redact import redact
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except ConfigError as exc:
+        # A bad LOGLOG_* setting (e.g. LOGLOG_LOKI_URL): the fix, with any password in
+        # it redacted, instead of a traceback that prints the password.
+        sys.stderr.write(f"loglog {args.command}: {redact(str(exc))}\n")
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
 """Child processes of ``loglog up``: start, wait until ready, stop the whole group.
 
-Each child gets a session of its own, so a Ctrl-C in the terminal reaches only ``loglog
-up``, which then stops the children in order (SIGTERM, then SIGKILL after a grace period)
-and checks that none is left.
+Each child gets a session (and process group) of its own, so a Ctrl-C or a closed
+terminal reaches only ``loglog up``, which then stops the children's groups in order
+(SIGTERM, then SIGKILL after a grace period) and checks that none is left. Should ``loglog
+up`` itself be killed outright (SIGKILL, OOM), Linux's parent-death signal still sends
+each child SIGTERM, so no component outlives it holding its port.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -16,6 +19,19 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+_PR_SET_PDEATHSIG = 1
+try:  # resolved here, in the parent: the child between fork and exec should not dlopen
+    _prctl: Any = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux
+    _prctl = None
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies (Linux; a no-op elsewhere)."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
 
 
 class StackError(Exception):
@@ -32,8 +48,10 @@ class Process:
         ready_url: str,
         log: Path,
         env: dict[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.name = name
+        self.cwd = cwd
         self.argv = argv
         self.ready_url = ready_url
         self.log = log
@@ -51,6 +69,8 @@ class Process:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
                 env={**os.environ, **(self.env or {})},
+                cwd=self.cwd,
+                preexec_fn=_die_with_parent,
             )
         except OSError as exc:
             raise StackError(f"{self.name}: cannot run {self.argv[0]}: {exc.strerror}") from exc

@@ -3,12 +3,19 @@
 ``POST /alerts/<receiver>`` takes Alertmanager's webhook payload (version "4"), records
 every notification through loglog (critical as ERROR, the rest as WARNING; resolved as
 INFO) and appends it to a JSON-lines file. ``GET /alerts`` returns what arrived (newest
-last), for people and for tests. A malformed payload gets a 400 that says what is missing.
+last), for people and for tests. A malformed payload gets a 400 that says what is missing;
+one over ``MAX_PAYLOAD`` bytes a 413.
+
+``GET /runbooks/<Alert>.md`` serves the runbooks in ``alerts/runbooks/``, so the
+``runbook_url`` in a page is a link whoever receives it can open (not a ``file://`` path
+on the machine that ran ``loglog up``). Only plain ``Name.md`` files in that directory are
+served.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections import deque
@@ -19,20 +26,33 @@ from typing import Any
 from loglog import get_logger
 
 _REQUIRED = ("version", "status", "receiver", "alerts")
+MAX_PAYLOAD = 4 * 1024 * 1024
+RUNBOOKS = Path(__file__).resolve().parent.parent / "alerts" / "runbooks"
+_RUNBOOK = re.compile(r"^/runbooks/([A-Za-z0-9_-]{1,100}\.md)\Z")
 
 
 class AlertReceiver:
     """Serves the webhook on ``host:port`` from a daemon thread."""
 
-    def __init__(self, host: str, port: int, out: str | Path, keep: int = 1000) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        out: str | Path,
+        keep: int = 1000,
+        runbooks: str | Path | None = RUNBOOKS,
+    ) -> None:
         self.out = Path(out)
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.notifications: deque[dict[str, Any]] = deque(maxlen=keep)
         self.log = get_logger("alerts")
         self._lock = threading.Lock()
+        self.runbooks = Path(runbooks) if runbooks is not None else None
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = 10  # seconds a client may take per read: slow clients are dropped
+
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
@@ -40,7 +60,14 @@ class AlertReceiver:
                 if not self.path.startswith("/alerts"):
                     self._send(404, {"error": "POST the webhook to /alerts/<receiver>"})
                     return
-                length = int(self.headers.get("Content-Length", "0"))
+                try:
+                    length = int(self.headers.get("Content-Length", "0"))
+                except ValueError:
+                    self._send(400, {"error": "Content-Length is not a number"})
+                    return
+                if not 0 <= length <= MAX_PAYLOAD:
+                    self._send(413, {"error": f"the payload limit is {MAX_PAYLOAD} bytes"})
+                    return
                 try:
                     payload = json.loads(self.rfile.read(length) or b"null")
                     receiver.record(payload, self.path.removeprefix("/alerts").strip("/"))
@@ -50,12 +77,25 @@ class AlertReceiver:
                 self._send(200, {"status": "recorded"})
 
             def do_GET(self) -> None:
+                runbook = _RUNBOOK.match(self.path)
                 if self.path == "/healthz":
                     self._send(200, {"status": "ok"})
+                elif runbook and receiver.runbooks is not None:
+                    page = receiver.runbooks / runbook.group(1)
+                    try:
+                        text = page.read_bytes()
+                    except OSError:
+                        self._send(404, {"error": "no such runbook; see alerts/runbooks/"})
+                        return
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/markdown; charset=utf-8")
+                    self.send_header("Content-Length", str(len(text)))
+                    self.end_headers()
+                    self.wfile.write(text)
                 elif self.path.startswith("/alerts"):
                     self._send(200, list(receiver.notifications))
                 else:
-                    self._send(404, {"error": "see /alerts"})
+                    self._send(404, {"error": "see /alerts and /runbooks/<Alert>.md"})
 
             def _send(self, status: int, body: Any) -> None:
                 data = json.dumps(body).encode()
@@ -137,6 +177,9 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9095)
     parser.add_argument("--out", default="alerts.jsonl", help="JSON-lines file of notifications")
+    parser.add_argument(
+        "--runbooks", default=str(RUNBOOKS), help="directory served at /runbooks/<Alert>.md"
+    )
     parser.set_defaults(run=_run)
 
 
@@ -148,7 +191,7 @@ def _run(args: Any) -> int:
 
     loglog.configure()
     try:
-        receiver = AlertReceiver(args.host, args.port, args.out)
+        receiver = AlertReceiver(args.host, args.port, args.out, runbooks=args.runbooks)
     except OSError as exc:
         sys.stderr.write(
             f"loglog receiver: cannot listen on {args.host}:{args.port}: {exc.strerror}\n"

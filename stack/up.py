@@ -3,9 +3,15 @@
 Starts, on loopback: the alert receiver (in this process), the inference server with
 synthetic demo streams and drills allowed, the node agent, a Pushgateway, Alertmanager and
 Prometheus (Debian's binaries) — with generated configs checked by ``promtool`` and
-``amtool`` first. Prints what runs where, then a status line now and then, until Ctrl-C
-or SIGTERM, and stops everything it started. Exits 2 on a problem found before starting
-(a binary missing, a port taken), 1 when a component fails to come up.
+``amtool`` first. Prints what runs where, then a timestamped status line now and then,
+until Ctrl-C, SIGTERM or SIGHUP (a closed terminal), and stops everything it started, on
+every exit path. Exits 2 on a problem found before starting (a binary missing, a port
+taken), 1 when a component fails to come up.
+
+Every file the stack writes (configs, logs, TSDB, Alertmanager and Pushgateway state,
+recordings) is under ``--state-dir``; the children run with it as their working
+directory. Runbook links in alerts point at ``--runbook-base-url``, by default the alert
+receiver, which serves ``alerts/runbooks/`` over HTTP.
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ class Options:
     config: str | None = None
     duration: float | None = None  # stop by itself after this many seconds
     fleet: Any = None  # the fleet options (stack.fleet_up), or None: no fleet
+    runbook_base_url: str | None = None  # default: the alert receiver's /runbooks
 
     def ports(self) -> dict[str, int]:
         return {
@@ -88,15 +95,26 @@ class Stack:
     """The embedded stack; ``run()`` is ``loglog up``."""
 
     def __init__(self, options: Options, out: TextIO = sys.stdout) -> None:
+        # Absolute paths: the children run with the state directory as their cwd.
+        options.state_dir = options.state_dir.resolve()
+        for name in ("model", "config"):
+            value = getattr(options, name)
+            if value:
+                setattr(options, name, str(Path(value).resolve()))
         self.o = options
         self.out = out
         self.processes: list[Process] = []
         self.receiver: AlertReceiver | None = None
         self.stopping = threading.Event()
+        self.alerts_path = "/alerts"  # Prometheus UI; set once it answers (see _alerts_ui)
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
         self.out.flush()
+
+    def stamp(self, text: str) -> None:
+        """A status line, with the local time first (logs are read after the fact)."""
+        self.say(f"{time.strftime('%H:%M:%S')} {text}")
 
     def url(self, port: int) -> str:
         return f"http://{self.o.host}:{port}"
@@ -127,11 +145,11 @@ class Stack:
         """Write and check the configs in the state directory."""
         state = self.o.state_dir
         state.mkdir(parents=True, exist_ok=True)
+        receiver = self.url(self.o.receiver_port)
         cfg = Config(
             timing=FAST if self.o.fast_alerts else PRODUCTION,
-            runbook_base=(REPO / "alerts" / "runbooks").as_uri(),
+            runbook_base=(self.o.runbook_base_url or f"{receiver}/runbooks").rstrip("/"),
         )
-        receiver = self.url(self.o.receiver_port)
         written = write_alerts(state / "alerts", cfg, receiver)
         fast = self.o.fast_alerts
         am = alertmanager_config(
@@ -198,7 +216,14 @@ class Stack:
             serve += ["--model", o.model]
         if o.config:
             serve += ["--config", o.config]
-        child_env = {"LOGLOG_CONSOLE": "json", "LOGLOG_CONSOLE_STREAM": "stdout"}
+        # The children run in the state directory (so relative outputs such as
+        # recordings land there) and find this checkout through PYTHONPATH.
+        path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+        child_env = {
+            "LOGLOG_CONSOLE": "json",
+            "LOGLOG_CONSOLE_STREAM": "stdout",
+            "PYTHONPATH": path,
+        }
         agent = [py, "-m", "stack.cli", "agent", "--host", o.host, "--port", str(o.agent_port)]
         agent += ["--watch-name", "stack.cli serve"]
         streams = o.demo_streams if o.demo else "no"
@@ -211,6 +236,7 @@ class Stack:
                     f"{inference_url}/readyz",
                     state / "logs" / "inference.log",
                     child_env,
+                    cwd=state,
                 ),
                 f"{inference_url}  ({streams} demo streams, drills allowed)",
                 180.0,
@@ -222,6 +248,7 @@ class Stack:
                     f"{self.url(o.agent_port)}/healthz",
                     state / "logs" / "agent.log",
                     child_env,
+                    cwd=state,
                 ),
                 f"{self.url(o.agent_port)}/metrics",
                 60.0,
@@ -232,9 +259,11 @@ class Stack:
                     [
                         "prometheus-pushgateway",
                         f"--web.listen-address={o.host}:{o.pushgateway_port}",
+                        f"--persistence.file={state / 'pushgateway' / 'metrics.db'}",
                     ],
                     f"{self.url(o.pushgateway_port)}/-/ready",
                     state / "logs" / "pushgateway.log",
+                    cwd=state,
                 ),
                 self.url(o.pushgateway_port),
                 30.0,
@@ -251,6 +280,7 @@ class Stack:
                     ],
                     f"{self.url(o.alertmanager_port)}/-/ready",
                     state / "logs" / "alertmanager.log",
+                    cwd=state,
                 ),
                 self.url(o.alertmanager_port),
                 30.0,
@@ -268,6 +298,7 @@ class Stack:
                     ],
                     f"{self.url(o.prometheus_port)}/-/ready",
                     state / "logs" / "prometheus.log",
+                    cwd=state,
                 ),
                 self.url(o.prometheus_port),
                 60.0,
@@ -275,6 +306,7 @@ class Stack:
         ]
         if o.fleet is not None:
             components += fleet_up.components(o.fleet, o.host, state)
+        (state / "pushgateway").mkdir(parents=True, exist_ok=True)
         for process, where, timeout in components:
             if self.out.isatty():
                 self.out.write(f"  … {process.name:<15} starting\r")
@@ -282,9 +314,27 @@ class Stack:
             process.start()
             self.processes.append(process)
             seconds = process.wait_ready(timeout, self.stopping.is_set)
+            if process.name == "prometheus":
+                self.alerts_path = self._alerts_ui()
+                where = f"{where}{self.alerts_path}"
             self._done(process.name, where, seconds)
         if o.fleet is not None and o.fleet.workers and o.demo:
             self.say(f"  demo jobs: {', '.join(fleet_up.submit_demo_jobs(o.fleet, o.host))}")
+
+    def _alerts_ui(self) -> str:
+        """The Prometheus alerts page that answers: ``/alerts`` where the bundled UI has
+        it (3.x, upstream 2.x), ``/classic/alerts`` on Debian's 2.x, which ships without
+        the React UI (its ``/alerts`` is a 404)."""
+        for path in ("/alerts", "/classic/alerts"):
+            try:
+                with urllib.request.urlopen(
+                    f"{self.url(self.o.prometheus_port)}{path}", timeout=5
+                ) as response:
+                    if response.status == 200:
+                        return path
+            except (OSError, ValueError):
+                continue
+        return "/classic/alerts" if _prometheus_major() == 2 else "/alerts"
 
     def _done(self, name: str, where: str, seconds: float) -> None:
         self.say(f"  ✓ {name:<15} {where}  ({seconds:.1f} s)")
@@ -322,14 +372,14 @@ class Stack:
         while not self.stopping.wait(0.5):
             dead = [p for p in self.processes if not p.alive()]
             if dead:
-                self.say(
+                self.stamp(
                     f"loglog up: {dead[0].name} stopped unexpectedly; its log:\n{dead[0].tail()}"
                 )
                 return 1
             if deadline is not None and time.monotonic() >= deadline:
                 return 0
             if time.monotonic() >= next_status:
-                self.say(self.status())
+                self.stamp(self.status())
                 next_status = time.monotonic() + 30
         return 0
 
@@ -339,10 +389,12 @@ class Stack:
         if self.receiver is not None:
             self.receiver.stop()
         left = [p.name for p in self.processes if p.alive()]
-        self.say("stopped everything" if not left else f"could not stop: {', '.join(left)}")
+        self.stamp("stopped everything" if not left else f"could not stop: {', '.join(left)}")
 
     def run(self) -> int:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        # SIGHUP too: a closed terminal or a dropped SSH session must stop the stack like
+        # Ctrl-C does (before, it killed only this process and orphaned five children).
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, lambda *_: self.stopping.set())
         self.say(f"loglog up — state and logs in {self.o.state_dir}")
         try:
@@ -353,14 +405,13 @@ class Stack:
             return 2
         try:
             self.start(configs)
+            self.say(_next_steps(self.o, self.alerts_path))
+            return self.wait()
         except StackError as exc:
             self.say(f"loglog up: {exc}")
-            self.stop()
             return 1
-        self.say(_next_steps(self.o))
-        code = self.wait()
-        self.stop()
-        return code
+        finally:  # every exit path, exceptions included, stops what was started
+            self.stop()
 
 
 def _check(argv: list[str], message: str) -> None:
@@ -369,15 +420,39 @@ def _check(argv: list[str], message: str) -> None:
         raise StackError(f"{message}:\n{result.stdout}{result.stderr}")
 
 
-def _next_steps(o: Options) -> str:
+def _prometheus_major() -> int:
+    """The major version of the ``prometheus`` binary (2 when it cannot be told)."""
+    try:
+        result = subprocess.run(
+            ["prometheus", "--version"], capture_output=True, text=True, timeout=10, check=False
+        )
+        words = (result.stdout + result.stderr).split()
+        version = words[words.index("version") + 1]
+        return int(version.split(".")[0])
+    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+        return 2
+
+
+def _next_steps(o: Options, alerts_path: str = "/alerts") -> str:
     inference = f"http://{o.host}:{o.inference_port}"
+    loglog = Path(sys.executable).parent / "loglog"
+    on_path = shutil.which("loglog") == str(loglog)
+    command = "loglog" if on_path else str(loglog)
+    activate = Path(sys.executable).parent / "activate"
+    hint = (
+        ""
+        if on_path or not activate.exists()
+        else f"  (to type just `loglog`: . {os.path.relpath(activate)})\n"
+    )
     return (
         "Everything is up. Try:\n"
-        f"  loglog profile --url {inference}\n"
+        f"{hint}"
+        f"  {command} profile --url {inference}\n"
         f"  curl -s -XPOST {inference}/v1/drills -H 'content-type: application/json' "
         '-d \'{"stage": "preprocess", "delay_ms": 30, "duration_s": 120}\'\n'
-        f"  open http://{o.host}:{o.prometheus_port}/alerts  ·  http://{o.host}:{o.alertmanager_port}\n"
-        f"  loglog report --prometheus http://{o.host}:{o.prometheus_port} "
+        f"  open http://{o.host}:{o.prometheus_port}{alerts_path}  ·  "
+        f"http://{o.host}:{o.alertmanager_port}\n"
+        f"  {command} report --prometheus http://{o.host}:{o.prometheus_port} "
         f"--out {o.state_dir / 'reports'} --pdf\n"
         "Ctrl-C stops everything."
     )
@@ -396,6 +471,10 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--model", help="serve this .onnx file instead of the built-in model")
     parser.add_argument("--config", help="runtime config (YAML/TOML) for the inference server")
     parser.add_argument("--duration", type=float, help="stop by itself after this many seconds")
+    parser.add_argument(
+        "--runbook-base-url",
+        help="where alerts' runbook links point (default: the alert receiver's /runbooks)",
+    )
     for name, default in Options(state_dir=Path(".")).ports().items():
         parser.add_argument(f"--{name.replace(' ', '-')}-port", type=int, default=default)
     fleet_up.add_arguments(parser)
@@ -421,6 +500,7 @@ def run(args: argparse.Namespace) -> int:
         config=args.config,
         duration=args.duration,
         fleet=args if args.workers else None,
+        runbook_base_url=args.runbook_base_url,
     )
     code = Stack(options).run()
     loglog.shutdown()

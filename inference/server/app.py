@@ -10,7 +10,9 @@
   ``--allow-drills``
 
 Every runtime error becomes a JSON ``{"error", "detail"}`` with the status its class
-carries (4xx for the client's mistakes), and the server keeps serving.
+carries (4xx for the client's mistakes), and the server keeps serving. Limits are checked
+before the work they guard (see ``limits.py``); with a token configured, every mutating
+endpoint needs ``Authorization: Bearer <token>`` (see ``auth.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_TYPE
@@ -29,11 +32,14 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import DrillError, InferenceError, InputError, OverloadedError
-from ..runtime import Runtime
-from .bodies import request_item
+from loglog.redact import redact
 
-MAX_BODY = 32 * 1024 * 1024
+from ..errors import BodyTimeoutError, DrillError, InferenceError, OverloadedError
+from ..runtime import Runtime
+from .auth import check_bearer
+from .bodies import request_item
+from .limits import check_request, read_body
+
 REQUEST_TIMEOUT = 30.0
 
 
@@ -41,12 +47,14 @@ class StreamRequest(BaseModel):
     source: str = Field(
         description="synthetic://640x480@30, a video file path, or an rtsp/http URL"
     )
-    id: str | None = None
-    record: str | None = Field(default=None, description="re-encode annotated frames to this .mp4")
+    id: str | None = Field(default=None, max_length=64)
+    record: str | None = Field(
+        default=None, description="a new .mp4/.mkv/.ts file name in the server's record_dir"
+    )
 
 
 class DrillRequest(BaseModel):
-    stage: str
+    stage: str = Field(max_length=64)
     delay_ms: float
     duration_s: float = 60.0
 
@@ -56,8 +64,15 @@ def create_app(
     *,
     allow_drills: bool = False,
     on_ready: Callable[[Runtime], None] | None = None,
+    token: str | None = None,
 ) -> FastAPI:
-    """The FastAPI app; the runtime is started (calibrated) in the background on startup."""
+    """The FastAPI app; the runtime is started (calibrated) in the background on startup.
+    With ``token``, mutating endpoints need ``Authorization: Bearer <token>``."""
+
+    async def authorized(request: Request) -> None:
+        check_bearer(request.headers.get("authorization"), token)
+
+    mutating = [Depends(authorized)]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -79,8 +94,35 @@ def create_app(
 
     @app.exception_handler(InferenceError)
     async def inference_error(request: Request, exc: InferenceError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return JSONResponse(
-            {"error": type(exc).__name__, "detail": str(exc)}, status_code=exc.status
+            {"error": type(exc).__name__, "detail": redact(str(exc))},
+            status_code=exc.status,
+            headers=headers,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes the offending input, which may be NaN/inf (and then
+        # fails to serialise: a 500) or a secret. Say where and what, never the value.
+        problems = [
+            f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg', '')}"
+            for error in exc.errors()[:10]
+        ]
+        return JSONResponse(
+            {"error": "InvalidRequest", "detail": redact("; ".join(problems))[:2000]},
+            status_code=422,
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # A bug, not the client's fault: say so without echoing internals (paths, URLs).
+        runtime.log.error(
+            "unhandled error", path=request.url.path, error=redact(f"{type(exc).__name__}: {exc}")
+        )
+        return JSONResponse(
+            {"error": "InternalError", "detail": "the server failed; see its log"},
+            status_code=500,
         )
 
     def require_ready() -> None:
@@ -92,10 +134,26 @@ def create_app(
     @app.post("/v1/infer")
     async def infer(request: Request) -> dict[str, Any]:
         require_ready()
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            raise InputError(f"the body is {len(body)} bytes; the limit is {MAX_BODY}")
-        item = request_item(body, request.headers.get("content-type", ""))
+        config = runtime.config
+        try:
+            body = await asyncio.wait_for(
+                read_body(request.headers, request.stream(), limit=config.max_body_bytes),
+                config.body_timeout_s,
+            )
+        except TimeoutError:
+            raise BodyTimeoutError(
+                f"the body did not arrive within {config.body_timeout_s:g}s (body_timeout_s)"
+            ) from None
+        content_type = request.headers.get("content-type", "")
+        # Header-only checks (pixels, .npy shape) before the decode stage does the work;
+        # the decode stage checks the parsed tensor is finite (422).
+        check_request(
+            body,
+            content_type,
+            max_pixels=config.max_image_pixels,
+            max_elements=config.max_tensor_elements,
+        )
+        item = request_item(body, content_type)
         future = await run_in_threadpool(runtime.submit, item, 5.0)
         try:
             done = await asyncio.wait_for(asyncio.wrap_future(future), REQUEST_TIMEOUT)
@@ -110,7 +168,7 @@ def create_app(
             "model": runtime.info.name,
         }
 
-    @app.post("/v1/streams", status_code=201)
+    @app.post("/v1/streams", status_code=201, dependencies=mutating)
     async def add_stream(body: StreamRequest) -> dict[str, Any]:
         require_ready()
         assert runtime.streams is not None
@@ -120,7 +178,7 @@ def create_app(
     async def list_streams() -> list[dict[str, Any]]:
         return runtime.streams.list() if runtime.streams is not None else []
 
-    @app.delete("/v1/streams/{stream_id}", status_code=204)
+    @app.delete("/v1/streams/{stream_id}", status_code=204, dependencies=mutating)
     async def remove_stream(stream_id: str) -> Response:
         require_ready()
         assert runtime.streams is not None
@@ -152,13 +210,13 @@ def create_app(
     async def list_drills() -> dict[str, Any]:
         return {"allowed": allow_drills, "active": runtime.drills.active()}
 
-    @app.post("/v1/drills", status_code=201)
+    @app.post("/v1/drills", status_code=201, dependencies=mutating)
     async def start_drill(body: DrillRequest) -> dict[str, Any]:
         if not allow_drills:
             raise DrillError("drills are disabled: start the server with --allow-drills")
         return runtime.drills.start(body.stage, body.delay_ms, body.duration_s)
 
-    @app.delete("/v1/drills")
+    @app.delete("/v1/drills", dependencies=mutating)
     async def stop_drills() -> dict[str, int]:
         if not allow_drills:
             raise DrillError("drills are disabled: start the server with --allow-drills")

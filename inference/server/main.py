@@ -14,6 +14,8 @@ import loglog
 from ..errors import InferenceError
 from ..runtime import Runtime
 from .app import create_app
+from .auth import TOKEN_ENV, load_token, require_token_for
+from .connections import uvicorn_options
 from .ports import port_free
 
 
@@ -28,11 +30,21 @@ def serve(
     demo_source: str = "synthetic://640x480@15",
     engine: str = "auto",
     precision: str = "auto",
+    token_file: str | None = None,
 ) -> int:
     """Run the server until interrupted; returns the process exit code.
 
     ``engine`` picks the engine (``auto``: by the model's file type) and ``precision`` the
-    torch engine's compute precision; see :func:`inference.engines.load_engine`."""
+    torch engine's compute precision; see :func:`inference.engines.load_engine`.
+    ``token_file`` (else ``$LOGLOG_TOKEN_FILE``) holds the control plane's bearer token;
+    without one, binding a non-loopback ``host`` is refused (exit 2, with the fix)."""
+    token_file = token_file or os.environ.get(TOKEN_ENV) or None
+    try:
+        token = load_token(token_file) if token_file else None
+        require_token_for(host, token)
+    except InferenceError as exc:
+        sys.stderr.write(f"loglog serve: {exc}\n")
+        return 2
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     options: dict[str, Any] = {"registry": registry}
@@ -56,17 +68,32 @@ def serve(
             ready.streams.add(demo_source, f"demo-{index + 1}")
 
     app = create_app(
-        runtime, allow_drills=allow_drills, on_ready=start_demo if demo_streams else None
+        runtime,
+        allow_drills=allow_drills,
+        on_ready=start_demo if demo_streams else None,
+        token=token,
     )
     import uvicorn
 
-    log.info("serving", url=f"http://{host}:{port}", model=runtime.info.name, drills=allow_drills)
+    log.info(
+        "serving",
+        url=f"http://{host}:{port}",
+        model=runtime.info.name,
+        drills=allow_drills,
+        token=token is not None,
+    )
     # Uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal into
     # the handler that was there before it; with the default one the process would die
     # right there, before the logger is flushed. These handlers let serve() finish.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: None)
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+    limits = uvicorn_options(
+        header_timeout=runtime.config.header_timeout_s,
+        max_connections=runtime.config.max_connections,
+    )
+    uvicorn.run(
+        app, host=host, port=port, log_config=None, access_log=False, lifespan="on", **limits
+    )
     log.info("stopped")
     loglog.shutdown()
     return 0

@@ -333,3 +333,38 @@ def test_real_nvml_under_load_reports_a_busy_gpu():
     finally:
         stop.set()
         agent.stop()
+
+
+def _proc_tree(proc, load: str = "1.50") -> None:
+    proc.mkdir(parents=True, exist_ok=True)
+    (proc / "stat").write_text(
+        "cpu  1000 0 500 8000 100 0 0 0 0 0\ncpu0 1000 0 500 8000 100 0 0 0 0 0\n"
+    )
+    (proc / "meminfo").write_text("MemTotal: 16000000 kB\nMemAvailable: 8000000 kB\n")
+    (proc / "loadavg").write_text(f"{load} 1.00 0.50 2/300 4242\n")
+
+
+def test_the_supervisor_survives_unreadable_and_vanishing_proc_entries(tmp_path, run_agent):
+    """An unreadable /proc/<pid>/stat (here a directory), a malformed one, and the whole
+    tree vanishing are counted in agent_collect_errors_total while host metrics and the
+    hang watchdog keep running (before: the first one killed the supervisor thread)."""
+    proc = tmp_path / "proc"
+    _proc_tree(proc)
+    (proc / "4242" / "stat").mkdir(parents=True)  # reading it raises IsADirectoryError
+    (proc / "4243").mkdir()
+    (proc / "4243" / "stat").write_text("garbage without parentheses")
+    (proc / "4243" / "cmdline").write_bytes(b"loglog serve\0")
+    agent, registry = run_agent(
+        no_driver(), proc=str(proc), watch_pids=[4242], watch_names=["loglog serve"]
+    )
+    assert _wait(lambda: _value(_samples(registry), "agent_collect_errors_total",
+                                call="process:IsADirectoryError") not in ([], 0))  # fmt: skip
+    assert _value(_samples(registry), "agent_collect_errors_total", call="process:ValueError")
+    moved = tmp_path / "gone"
+    proc.rename(moved)  # every read fails now, including the directory listing
+    assert _wait(lambda: _value(_samples(registry), "agent_collect_errors_total",
+                                call="find:FileNotFoundError") not in ([], 0))  # fmt: skip
+    moved.rename(proc)
+    (proc / "loadavg").write_text("7.25 1.00 0.50 2/300 4242\n")
+    assert _wait(lambda: _value(_samples(registry), "host_load1") == 7.25)
+    assert agent._supervisor.is_alive()

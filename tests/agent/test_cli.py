@@ -8,6 +8,8 @@ import subprocess
 import sys
 import urllib.request
 
+import pytest
+
 from tests.conftest import free_port, until
 
 
@@ -42,3 +44,25 @@ def test_bad_arguments_fail_with_what_to_write(tmp_path):
         text=True,
     )
     assert result.returncode == 2 and "e.g. 1s, 500ms, 2m" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--port", "70000"], "--port 70000 is not a TCP port"),
+        (["--port", "-1"], "is not a TCP port"),
+        (["--port", "eighty"], "invalid int value"),
+        (["--interval", "nan"], "--interval must be 50ms–1h"),
+        (["--hang-timeout", "nan"], "--hang-timeout ≥ --interval"),
+        (["--watch-pid", "0"], "--watch-pid takes a process id"),
+        (["--host", "no.such.host.invalid"], "cannot listen on no.such.host.invalid"),
+    ],
+)
+def test_every_bad_flag_exits_2_with_a_message_not_a_traceback(args, message):
+    """Bad flags exit 2 saying what to write (before: --port 70000 ended in a traceback)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "stack.cli", "agent", *args],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr

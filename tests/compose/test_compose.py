@@ -169,3 +169,23 @@ def test_the_image_contains_every_package_the_distribution_installs():
     for pattern in packages:
         name = pattern.rstrip("*")
         assert f"COPY {name} ./{name}" in dockerfile, name
+
+
+def test_loglog_services_run_unprivileged_and_the_control_plane_needs_a_token(compose):
+    """No loglog container runs as root, and the inference server, bound to 0.0.0.0,
+    gets its bearer token from a compose secret (before: root, and no authentication)."""
+    dockerfile = (COMPOSE / "Dockerfile").read_text()
+    assert "USER 10001:10001" in dockerfile and "useradd" in dockerfile
+    for name in ("inference", "agent", "alert-receiver"):
+        service = compose["services"][name]
+        assert service["user"] == "10001:10001", name
+        assert service["user"].split(":")[0] != "0"
+    inference = compose["services"]["inference"]
+    command = inference["command"]
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    token = command[command.index("--token-file") + 1]
+    assert inference["secrets"] == ["loglog_token"]
+    assert token == "/run/secrets/loglog_token"
+    assert compose["secrets"]["loglog_token"]["file"] == "./loglog_token"
+    ignored = (COMPOSE.parent / ".gitignore").read_text().splitlines()
+    assert "compose/loglog_token" in ignored, "the token must never be committed"

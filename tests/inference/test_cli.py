@@ -153,3 +153,17 @@ def test_profile_reads_prometheus_across_replicas(loglog_up):
     result = _loglog("profile", "--prometheus", urls["prometheus"], "--window", "15s")
     assert result.returncode == 0, result.stderr
     assert "Bottleneck: postprocess" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "1"], ["agent", "--port", "1"]])
+def test_a_bad_logging_url_is_reported_without_its_password(command):
+    """An invalid LOGLOG_LOKI_URL exits 2 with the fix and the password hidden (before: a
+    traceback whose ConfigError printed the password)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "stack.cli", *command],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "LOGLOG_LOKI_URL": "ftp://user:hunter2@loki:3100"},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "hunter2" not in result.stderr + result.stdout and "Traceback" not in result.stderr
+    assert "user:***@loki" in result.stderr and "http(s)://" in result.stderr

@@ -150,19 +150,22 @@ def test_a_file_is_processed_whole_and_recording_writes_a_playable_video(make_ru
         recorder.add(np.full((120, 160, 3), index * 5, np.uint8))
     recorder.close()
     results = tmp_path / "results.jsonl"
-    runtime = make_runtime(results_path=str(results))
+    runtime = make_runtime(
+        results_path=str(results), source_dirs=(str(tmp_path),), record_dir=str(tmp_path)
+    )
     runtime.streams.add(str(source), "file")
     deadline = time.monotonic() + 30
     while runtime.streams.list()[0]["state"] == "running" and time.monotonic() < deadline:
         time.sleep(0.1)
-    while runtime.pipeline.completed.value < 40 and time.monotonic() < deadline:
-        time.sleep(0.05)  # the last frames are still in the pipeline (hang guard above)
     (stream,) = runtime.streams.list()
     assert stream["state"] == "ended" and stream["frames"] == 40 and stream["dropped"] == {}
+    deadline = time.monotonic() + 30  # the last frames may still be in the pipeline
+    while len(results.read_text().splitlines()) < 40 and time.monotonic() < deadline:
+        time.sleep(0.1)
     lines = [json.loads(line) for line in results.read_text().splitlines()]
     assert sorted(line["frame"] for line in lines if line["stream"] == "file") == list(range(40))
     recorded = tmp_path / "out.mp4"
-    runtime.streams.add("synthetic://160x120@20", "rec", record=str(recorded))
+    runtime.streams.add("synthetic://160x120@20", "rec", record="out.mp4")
     time.sleep(1.5)
     runtime.streams.remove("rec")
     frames = list(VideoReader(str(recorded)).frames())

@@ -88,9 +88,10 @@ def test_infer_accepts_jpeg_png_and_npy(api):
 @pytest.mark.parametrize(
     ("content", "content_type", "status", "message"),
     [
-        (b"\xff\xd8 not really a jpeg", "image/jpeg", 400, "could not decode the body as an image"),
+        (b"\xff\xd8 not really a jpeg", "image/jpeg", 400, "not a JPEG, PNG"),
         (b"", "image/png", 400, "the request body is empty"),
-        (b"\x93NUMPYgarbage", "application/x-npy", 400, "not a valid .npy array"),
+        (b"\x93NUMPYgarbage", "application/x-npy", 400, ".npy"),
+        (b"garbage", "application/x-npy", 400, "not a .npy array"),
         (
             _npy(np.zeros((3, 64, 64), np.float32)),
             "application/x-npy",
@@ -98,6 +99,13 @@ def test_infer_accepts_jpeg_png_and_npy(api):
             "model input is 3×224×224",
         ),
         (b"{}", "application/json", 400, "unsupported Content-Type"),
+        (
+            _npy(np.full((3, 224, 224), np.nan, np.float32)),
+            "application/x-npy",
+            422,
+            "NaN or infinite",
+        ),
+        (_npy(np.zeros((1, 1, 1, 1, 1, 1, 1, 1, 1), np.float32)), "", 422, "dimensions"),
     ],
 )
 def test_bad_inputs_get_a_4xx_that_says_what_to_fix_and_the_server_lives_on(
@@ -120,12 +128,22 @@ def test_streams_can_be_added_listed_and_deleted(api):
     (listed,) = api.get("/v1/streams").json()
     assert listed["state"] == "running" and listed["frames"] >= 5
     bad = api.post("/v1/streams", json={"source": "rtsp://127.0.0.1:1/none"})
-    assert bad.status_code == 422 and "cannot open" in bad.json()["detail"]
+    assert bad.status_code == 422 and "not allowed" in bad.json()["detail"]
     duplicate = api.post("/v1/streams", json={"source": "synthetic://160x120@10", "id": "cam1"})
     assert duplicate.status_code == 422 and "already exists" in duplicate.json()["detail"]
     assert api.delete("/v1/streams/cam1").status_code == 204
     missing = api.delete("/v1/streams/cam1")
     assert missing.status_code == 404 and "GET /v1/streams" in missing.json()["detail"]
+
+
+def test_credentials_in_a_refused_source_are_not_echoed(api):
+    """A camera URL's password and token are '***' in the error the client gets."""
+    refused = api.post(
+        "/v1/streams", json={"source": "rtsp://admin:hunter2@10.0.0.7/live?token=abc"}
+    )
+    assert refused.status_code == 422
+    assert "hunter2" not in refused.text and "token=abc" not in refused.text
+    assert "admin:***@10.0.0.7" in refused.json()["detail"]
 
 
 def test_stream_count_is_capped():
@@ -153,7 +171,7 @@ def test_drills_need_the_flag_and_validate_their_input():
 
 def test_drills_start_show_and_stop(api):
     bad = api.post("/v1/drills", json={"stage": "warp", "delay_ms": 5})
-    assert bad.status_code == 403 and "unknown stage" in bad.json()["detail"]
+    assert bad.status_code == 422 and "unknown stage" in bad.json()["detail"]
     assert (
         api.post("/v1/drills", json={"stage": "infer", "delay_ms": 5, "duration_s": 30}).status_code
         == 201
@@ -185,3 +203,47 @@ def test_profile_endpoint_reports_the_live_verdict(api):
         "encode",
     }
     assert float(report["capacity_items_per_s"]["1"]) > 0
+
+
+def test_limits_refuse_before_the_decode_stage_and_the_finite_check_runs_after_the_parse():
+    """In the staged flow (bodies decoded in the timed ``decode`` stage), the size, pixel
+    and .npy-shape limits still refuse a body before it reaches the decode stage, which
+    never sees it; the NaN check needs the values, so it is the decode stage's (422)."""
+    runtime = Runtime(
+        config=RuntimeConfig(
+            calibration_seconds=0.1,
+            monitor_interval_s=0.2,
+            monitor_window_s=2,
+            max_body_bytes=4 * 1024 * 1024,
+            max_image_pixels=1_000_000,
+            max_tensor_elements=200_000,
+        ),
+        registry=CollectorRegistry(),
+    )
+    with TestClient(create_app(runtime)) as client:
+        deadline = time.monotonic() + 60
+        while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert runtime.pipeline is not None
+        decode = runtime.pipeline.decode
+        before = decode.calls
+        refused = [
+            (encode_jpeg(np.zeros((1000, 1200, 3), np.uint8)), "image/jpeg", "max_image_pixels"),
+            (_npy(np.zeros((4, 224, 224), np.float32)), "application/x-npy", "max_tensor_elements"),
+            (b"\0" * (4 * 1024 * 1024 + 1), "image/png", "max_body_bytes"),
+        ]
+        for content, content_type, limit in refused:
+            response = client.post(
+                "/v1/infer", content=content, headers={"content-type": content_type}
+            )
+            assert response.status_code == 413 and limit in response.json()["detail"]
+        assert decode.calls == before, "a refused body never reached the decode stage"
+        nan = client.post(
+            "/v1/infer",
+            content=_npy(np.full((3, 224, 224), np.inf, np.float32)),
+            headers={"content-type": "application/x-npy"},
+        )
+        assert nan.status_code == 422 and "NaN or infinite" in nan.json()["detail"]
+        assert decode.calls == before + 1, "the finite check runs in the decode stage"
+        good = client.post("/v1/infer", content=_jpeg(), headers={"content-type": "image/jpeg"})
+        assert good.status_code == 200 and good.json()["stage_ms"]["decode"] > 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from inference.access import SourcePolicy
 from inference.errors import SourceError
 from inference.sources import SyntheticSource, parse_source
 
@@ -13,8 +14,9 @@ from inference.sources import SyntheticSource, parse_source
     [
         ("synthetic://640x480@0", "synthetic sizes"),
         ("synthetic:640x480", "not a valid synthetic source"),
-        ("/no/such/file.mp4", "no such video file"),
+        ("/no/such/file.mp4", "not allowed: video files are read only from source_dirs"),
         ("", "no source given"),
+        ("ftp://host/video.mp4", "scheme 'ftp' is not supported"),
     ],
 )
 def test_bad_sources_say_what_is_accepted(url, message):
@@ -31,7 +33,8 @@ def test_synthetic_and_network_urls_are_live():
         240,
         25.0,
     )
-    assert parse_source("rtsp://camera/stream").live
+    public = SourcePolicy(resolve=lambda host: ["93.184.216.34"])
+    assert parse_source("rtsp://camera/stream", public).live
 
 
 class FakeClock:

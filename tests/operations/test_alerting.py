@@ -236,7 +236,8 @@ def test_up_generates_configs_that_promtool_and_amtool_accept(tmp_path):
 
     from stack.up import Options, Stack
 
-    configs = Stack(Options(state_dir=tmp_path), out=io.StringIO()).prepare()
+    stack = Stack(Options(state_dir=tmp_path), out=io.StringIO())
+    configs = stack.prepare()
     for argv in (
         ["promtool", "check", "config", str(configs["prometheus"])],
         ["amtool", "check-config", str(configs["alertmanager"])],
@@ -252,7 +253,10 @@ def test_up_generates_configs_that_promtool_and_amtool_accept(tmp_path):
         "prometheus",
     }
     rules = Path(prometheus["rule_files"][0])
-    assert "file://" in rules.read_text(), "runbook links are clickable local files"
+    text = rules.read_text()
+    assert "file://" not in text, "runbook links must open for whoever receives the page"
+    receiver = f"http://127.0.0.1:{stack.o.receiver_port}/runbooks/"
+    assert receiver in text, "runbook links point at the receiver, which serves them"
 
 
 def _run_up(
