@@ -58,6 +58,7 @@ LOADGEN_METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "loglog_loadgen_requests_total": ("counter", ("status",), "Requests loadgen sent in its last run, by HTTP status class."),
     "loglog_loadgen_latency_seconds": ("histogram", (), "Request latency loadgen measured in its last run."),
     "loglog_loadgen_achieved_rps": ("gauge", (), "Requests per second loadgen completed in its last run."),
+    "loglog_loadgen_late_requests": ("gauge", (), "Requests loadgen's last run sent more than 10 ms after their scheduled time (the client fell behind its schedule)."),
     "loglog_loadgen_last_run_timestamp_seconds": ("gauge", (), "When loadgen's last run ended."),
 }  # fmt: skip
 
