@@ -86,15 +86,20 @@ class _Connections:
 
     async def post(self, path: str, body: bytes, content_type: str) -> int:
         """POST and read the whole answer; the status, or raises OSError/ValueError."""
+        head = f"POST {path} HTTP/1.1\r\nContent-Type: {content_type}\r\n"
+        return await self._exchange(head, body)
+
+    async def get(self, path: str) -> int:
+        """GET and read the whole answer; the status."""
+        return await self._exchange(f"GET {path} HTTP/1.1\r\n", b"")
+
+    async def _exchange(self, head: str, body: bytes) -> int:
         reader, writer = (
             self.idle.pop() if self.idle else await asyncio.open_connection(self.host, self.port)
         )
         try:
-            writer.write(
-                f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: {content_type}\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n".encode("latin-1")
-                + body
-            )
+            length = f"Host: {self.host}\r\nContent-Length: {len(body)}\r\n\r\n"
+            writer.write((head + length).encode("latin-1") + body)
             status, keep = await _read_response(reader)
         except BaseException:
             writer.close()
