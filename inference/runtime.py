@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry
 from loglog import get_logger
 
 from .calibration import Calibration, batch_sizes, calibrate
+from .calibration import export as export_calibration
 from .config import ConfigWatcher, RuntimeConfig, load_config
 from .drills import Drills
 from .engines import load_engine
@@ -159,10 +160,7 @@ class Runtime:
         info, metrics, calibration = self.info, self.metrics, self.calibration
         shape = "x".join(map(str, info.input_shape))
         metrics.model_info.labels(info.name, info.kind, info.device, shape).set(1)
-        for size in calibration.seconds_per_batch:
-            metrics.model_capacity_items_per_second.labels(info.name, str(size)).set(
-                calibration.capacity(size)
-            )
+        export_calibration(calibration, metrics)
         if calibration.flops_per_item:
             metrics.model_flops_per_item.labels(info.name).set(calibration.flops_per_item)
             metrics.model_flops_total.labels(info.name).inc(0)
