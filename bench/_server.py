@@ -31,7 +31,14 @@ def free_port() -> int:
 class Server:
     """A served runtime in a child process; ``url``, ``pid``, ``stop()``."""
 
-    def __init__(self, log: Path, *, probed: bool = False, config: str | None = None) -> None:
+    def __init__(
+        self,
+        log: Path,
+        *,
+        probed: bool = False,
+        config: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "bench._server", "--port", str(self.port)]
@@ -39,7 +46,11 @@ class Server:
         command += ["--config", config] if config else []
         self._log: IO[str] = open(log, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            command, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
         self.pid = self.process.pid
         deadline = time.monotonic() + 180
@@ -72,6 +83,20 @@ class Server:
 
     def rss_bytes(self) -> int:
         return int(Path(f"/proc/{self.pid}/statm").read_text().split()[1]) * _PAGE
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        request = urllib.request.Request(
+            f"{self.url}{path}",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return json.loads(answer.read())
+
+    def delete(self, path: str) -> None:
+        request = urllib.request.Request(f"{self.url}{path}", method="DELETE")
+        with urllib.request.urlopen(request, timeout=30):
+            pass
 
     def stop(self) -> None:
         if self.process.poll() is None:

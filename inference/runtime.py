@@ -31,6 +31,7 @@ from .drills import Drills
 from .engines import load_engine
 from .errors import InputError, OverloadedError
 from .flops import count_flops
+from .memory import IdleTrimmer
 from .metrics import RuntimeMetrics
 from .model import default_model_path
 from .monitor import Monitor
@@ -76,6 +77,7 @@ class Runtime:
         self.pipeline: Pipeline | None = None
         self.streams: StreamManager | None = None
         self.monitor: Monitor | None = None
+        self.trimmer: IdleTrimmer | None = None
         self.watcher: ConfigWatcher | None = None
         self.ready = False
 
@@ -146,6 +148,9 @@ class Runtime:
         )
         if self.instrumented:
             self.monitor.start()
+        pipeline = self.pipeline
+        self.trimmer = IdleTrimmer(lambda: pipeline.completed.value)  # memory back when idle
+        self.trimmer.start()
         if self.config_path is not None:
             self.watcher = ConfigWatcher(
                 self.config_path, config, self._apply_config, on_result=self._reload_result
@@ -172,6 +177,8 @@ class Runtime:
             self.watcher.stop()
         if self.monitor is not None:
             self.monitor.stop()
+        if self.trimmer is not None:
+            self.trimmer.stop()
         if self.streams is not None:
             self.streams.stop_all()
         if self.pipeline is not None:
