@@ -5,7 +5,7 @@ decoder timed on the same bytes to HWC uint8 RGB, interleaved, median of ``--rep
 
 - ``av.open`` probing the container (what ``decode_image`` did before 2026-11-28);
 - ``av.open`` with the format named (``jpeg_pipe``/``png_pipe``);
-- a PyAV codec context (``mjpeg``/``png``), no container: what ``decode_image`` does now;
+- a PyAV codec context (``mjpeg``/``png``), no container: ``decode_image`` now (to RGB);
 - simplejpeg and Pillow, when installed (not dependencies: measured to justify the choice).
 
 Usage: ``python -m bench.decode_bench [--repeats 60]``; writes ``bench/results/decode.json``.
@@ -25,7 +25,7 @@ from typing import Any
 import av
 import numpy as np
 
-from inference.video import _decode_known, _decode_probed, encode_jpeg, encode_png
+from inference.video import _decode_probed, decode_image, encode_jpeg, encode_png
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -41,7 +41,7 @@ def decoders(kind: str) -> dict[str, Callable[[bytes], Any]]:
     found: dict[str, Callable[[bytes], Any]] = {
         "av.open, probed (before)": _decode_probed,
         f"av.open, format={named[0]}": lambda data: _named_container(data, named[0]),
-        f"codec context {named[1]} (decode_image now)": lambda data: _decode_known(data, named[1]),
+        f"codec context {named[1]} (decode_image now)": decode_image,
     }
     if kind == "jpeg":
         try:

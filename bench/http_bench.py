@@ -3,8 +3,12 @@
 Not a test. In one run, on the default model, for the README's loadgen pictures (640×480
 noise, JPEG 290 KiB and PNG 900 KiB):
 
-1. The anchor — the model-only capacity the server calibrated at start-up (items/s at the
-   batch size it batches to), read from ``/v1/profile``.
+1. The anchor — model-only capacity (the engine alone, same model and threads, at the
+   batch size the server batches to), measured in this process right before and right
+   after every step while the server is idle; the step's ratio is achieved ÷ the mean of
+   the two. On a machine shared with others, capacity moves by tens of percent within
+   minutes, so the server's start-up calibration alone is not a fair denominator (it is
+   reported too).
 2. Saturation — ``--clients`` keep-alive clients sending back to back (closed loop): the
    most the HTTP path delivers; ratio to the anchor (target ≥ 0.9 with 0 errors).
 3. An open-loop sweep (``loglog loadgen --rps``' engine: latency from each request's
@@ -133,28 +137,66 @@ def step(server: Server, kind: str, mode: str, rate: float, seconds: float) -> d
     return row
 
 
+class Anchor:
+    """Model-only capacity now: the default engine alone (same model, same threads), timed
+    in this process — items/s and CPU seconds per item (all of ONNX Runtime's threads)."""
+
+    def __init__(self, batch: int) -> None:
+        from inference.engines import load_engine
+
+        self.engine, self.batch = load_engine(), batch
+        info = self.engine.describe()
+        rng = np.random.default_rng(0)
+        self.tensor = rng.random((batch, *info.input_shape)).astype(info.input_dtype)
+
+    def measure(self, seconds: float = 1.5) -> tuple[float, float]:
+        self.engine.run(self.tensor)  # warm-up
+        wall, cpu, runs = time.perf_counter(), time.process_time(), 0
+        while runs < 3 or time.perf_counter() - wall < seconds:
+            self.engine.run(self.tensor)
+            runs += 1
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        items = runs * self.batch
+        return items / wall, cpu / items
+
+
 def sweep(server: Server, args: argparse.Namespace, label: str) -> list[dict[str, Any]]:
-    capacity = server.capacity()
+    profile = server.get("/v1/profile")
+    startup = server.capacity()
+    batch = max(
+        profile["capacity_items_per_s"], key=lambda size: profile["capacity_items_per_s"][size]
+    )
+    anchor = Anchor(int(batch))
     rows = []
     for kind in args.formats:
         step(server, kind, "closed", args.clients, 2.0)  # warm-up: threads, caches, queues
         plan = [("closed", float(args.clients))]
         if label == "after":
-            plan += [("open", round(capacity * fraction, 1)) for fraction in args.fractions]
+            plan += [("open", fraction) for fraction in args.fractions]
         for mode, rate in plan:
-            row = step(server, kind, mode, rate, args.seconds)
-            row.update({"decoder": label, "capacity": capacity})
-            row["ratio"] = row["achieved_rps"] / capacity
+            time.sleep(1.0)  # let the queues drain before the anchor
+            before, cpu_before = anchor.measure()
+            offered = round(before * rate, 1) if mode == "open" else rate
+            row = step(server, kind, mode, offered, args.seconds)
+            after, cpu_after = anchor.measure()
+            capacity, engine_cpu = (before + after) / 2, (cpu_before + cpu_after) / 2
+            row.update({
+                "decoder": label, "capacity": capacity, "anchor_before": before,
+                "anchor_after": after, "startup_capacity": startup,
+                "ratio": row["achieved_rps"] / capacity,
+                "engine_cpu_ms_per_item": engine_cpu * 1000,
+                "cpu_ratio": engine_cpu * 1000 / row["server_cpu_ms_per_request"],
+            })  # fmt: skip
             rows.append(row)
             _print_row(row)
-            time.sleep(1.0)  # let the queues drain between steps
     return rows
 
 
 HEADER = (
-    "| decoder | format | load | capacity/s | achieved/s | ratio | errors | p50 ms | p99 ms "
-    "| late sends | server CPU ms/req | /healthz p99 ms |\n"
-    "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "| decoder | format | load | anchor/s (before–after) | achieved/s | ratio | errors "
+    "| p50 ms | p99 ms | late sends | server CPU ms/req | engine-alone CPU ms/item | CPU ratio "
+    "| /healthz p99 ms |\n"
+    "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
@@ -162,13 +204,15 @@ def _print_row(row: dict[str, Any]) -> None:
     load = (
         f"{int(row['offered'])} clients, closed loop"
         if row["mode"] == "closed"
-        else f"open loop {row['offered']:.0f} rps ({row['offered'] / row['capacity']:.1f}×)"
+        else f"open loop {row['offered']:.0f} rps ({row['offered'] / row['anchor_before']:.1f}×)"
     )
     print(
-        f"| {row['decoder']} | {row['format']} | {load} | {row['capacity']:.1f} | "
+        f"| {row['decoder']} | {row['format']} | {load} | {row['capacity']:.1f} "
+        f"({row['anchor_before']:.0f}–{row['anchor_after']:.0f}) | "
         f"{row['achieved_rps']:.1f} | {row['ratio']:.2f} | {row['errors']} | "
         f"{row['p50_ms']:.0f} | {row['p99_ms']:.0f} | {row.get('late_to_send', '—')} | "
-        f"{row['server_cpu_ms_per_request']:.1f} | {row['loop_probe_p99_ms']:.1f} |",
+        f"{row['server_cpu_ms_per_request']:.1f} | {row['engine_cpu_ms_per_item']:.1f} | "
+        f"{row['cpu_ratio']:.2f} | {row['loop_probe_p99_ms']:.1f} |",
         flush=True,
     )
 

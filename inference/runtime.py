@@ -231,7 +231,8 @@ class Runtime:
             else:
                 item.tensor = array  # checked against the model input by Pipeline.submit
         elif kind.startswith("image/") or not kind:
-            item.image = decode_image(body)
+            # The decoder's frame, not RGB: preprocess resizes it in one swscale pass.
+            item.image = decode_image(body, content_type, as_frame=True)
         else:
             raise InputError(
                 f"unsupported Content-Type {content_type!r}: send image/jpeg, image/png or "
