@@ -120,8 +120,8 @@ def main() -> int:
         # (the runtime's, a decode stage's) gets the probing decoder.
         from inference import video
 
-        def probed(data: bytes, content_type: str | None = None) -> Any:
-            return video._decode_probed(data)
+        def probed(data: bytes, content_type: str | None = None, **_: Any) -> Any:
+            return video._decode_probed(data)  # an RGB array, as before: no frame
 
         video.decode_image = probed
     from inference.server.main import serve
