@@ -123,3 +123,36 @@ def test_as_frame_gives_the_decoders_frame_and_preprocess_sees_the_same_picture(
     assert from_frame.shape == from_rgb.shape
     # Normalised units: 1.0 ≈ one standard deviation of ImageNet pixels (~58 levels).
     assert float(np.mean(np.abs(from_frame - from_rgb))) < 0.05  # measured: 0.012–0.019
+
+
+def test_the_http_decode_stage_hands_preprocess_the_decoders_frame(no_probing):
+    """The HTTP path (request_item → the decode stage → preprocess) keeps the fast route:
+    the decode stage leaves the decoder's own frame on the item (JPEG and PNG), not an RGB
+    copy, and preprocess turns it into the same model input as the RGB array."""
+    from inference.engines import load_engine
+    from inference.server.bodies import request_item
+    from inference.stages import Decode, Preprocess
+
+    preprocess = Preprocess(load_engine(threads=1).describe())
+    decode = Decode(preprocess)
+    rgb = _rgb(480, 640)
+    [item] = decode([request_item(encode_jpeg(rgb), "image/jpeg")])
+    assert isinstance(item.image, av.VideoFrame) and item.payload is None
+    [png_item] = decode([request_item(encode_png(rgb), "image/png")])
+    assert isinstance(png_item.image, av.VideoFrame)
+    [item, png_item] = preprocess([item, png_item])
+    assert item.tensor is not None and png_item.tensor is not None
+    assert item.tensor.shape == png_item.tensor.shape == preprocess.tensor(rgb).shape
+    assert float(np.mean(np.abs(png_item.tensor - preprocess.tensor(rgb)))) < 0.05
+
+
+def test_the_http_decode_stage_passes_the_content_type_to_the_error(monkeypatch):
+    """The request's Content-Type reaches decode_image: bytes that are not what it announces
+    get the error that says so."""
+    from inference.engines import load_engine
+    from inference.server.bodies import request_item
+    from inference.stages import Decode, Preprocess
+
+    decode = Decode(Preprocess(load_engine(threads=1).describe()))
+    with pytest.raises(InputError, match="Content-Type says JPEG"):
+        decode([request_item(b"GIF89a not really an image", "image/jpeg")])
