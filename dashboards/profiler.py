@@ -7,7 +7,7 @@ from typing import Any
 from alerts.config import Config
 
 from . import variables as v
-from .builder import Dashboard, panel, prom, thresholds, timeseries
+from .builder import Dashboard, panel, prom, query_variable, thresholds, timeseries
 
 UID = "loglog-pipeline"
 SEL = 'job=~"$job", instance=~"$instance"'
@@ -19,7 +19,7 @@ def build(cfg: Config) -> dict[str, Any]:
         "loglog · Pipeline profiler",
         "Per-stage latency, utilization and queues, the bottleneck verdict, batching, and efficiency against the model's own capacity.",
         ["loglog", "developers"],
-        [v.prometheus(), v.job(), v.instance(), v.model()],
+        [v.prometheus(), v.job(), v.instance(), v.model(), _stage_variable()],
     )
     d.row("Where the time goes")
     d.add(
@@ -32,8 +32,8 @@ def build(cfg: Config) -> dict[str, Any]:
     )  # fmt: skip
     d.add(
         panel(
-            "heatmap", "Stage duration heatmap", "Distribution of stage call durations over time (all stages; pick one in the query's stage filter).", "s",
-            [prom(f'sum by (le) (increase(inference_stage_duration_seconds_bucket{{{SEL}}}[$__rate_interval]))', "{{le}}", fmt="heatmap")],
+            "heatmap", "Stage duration heatmap", "Distribution of one stage's call durations over time (pick the stage in the Stage variable: each stage has buckets of its own, ×1.1 apart across its usual range).", "s",
+            [prom(f'sum by (le) (increase(inference_stage_duration_seconds_bucket{{{SEL}, stage="$stage"}}[$__rate_interval]))', "{{le}}", fmt="heatmap")],
             options={"calculate": False, "yAxis": {"unit": "s"}, "cellGap": 1},
         ),
         w=12,
@@ -151,6 +151,26 @@ def build(cfg: Config) -> dict[str, Any]:
         ),
         w=12,
     )
+    d.add(
+        timeseries(
+            "Capacity calibration range",
+            "Model-only items/s at start-up: the median of the calibration rounds and the lowest and highest round. An efficiency change inside this range is measurement noise, not a regression.",
+            "reqps",
+            [
+                prom(f'inference_model_capacity_items_per_second{{{SEL}, model=~"$model"}}', "batch {{batch_size}} median"),
+                prom(f'inference_model_capacity_range_items_per_second{{{SEL}, model=~"$model"}}', "batch {{batch_size}} {{bound}}"),
+            ],
+        ),
+        w=12,
+    )  # fmt: skip
+    d.add(
+        panel(
+            "stat", "Calibration spread", "(max − min) ÷ median model capacity over the calibration rounds, per batch size. 0.08 means ±4 %: smaller efficiency changes are noise.", "percentunit",
+            [prom(f'max by (batch_size) (inference_model_capacity_spread_ratio{{{SEL}, model=~"$model"}})', "batch {{batch_size}}", instant=True)],
+            defaults={"thresholds": thresholds((None, "green"), (0.1, "orange"), (0.2, "red"))},
+        ),
+        w=12,
+    )  # fmt: skip
     d.row("Is the model fed? Is the GPU busy?")
     d.add(
         timeseries(
@@ -198,3 +218,14 @@ def build(cfg: Config) -> dict[str, Any]:
         w=8,
     )
     return d.json()
+
+
+def _stage_variable() -> dict[str, Any]:
+    """One stage at a time: the heatmap cannot add up stages whose buckets differ."""
+    return query_variable(
+        "stage",
+        'label_values(inference_stage_duration_seconds_count{job=~"$job"}, stage)',
+        label="Stage",
+        include_all=False,
+        multi=False,
+    )

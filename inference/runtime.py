@@ -24,11 +24,13 @@ from prometheus_client import CollectorRegistry
 from loglog import get_logger
 
 from .calibration import Calibration, batch_sizes, calibrate
+from .calibration import export as export_calibration
 from .config import ConfigWatcher, RuntimeConfig, load_config
 from .drills import Drills
 from .engines import load_engine
 from .errors import OverloadedError
 from .flops import count_flops
+from .memory import IdleTrimmer
 from .metrics import RuntimeMetrics
 from .model import default_model_path
 from .monitor import Monitor
@@ -71,6 +73,7 @@ class Runtime:
         self.pipeline: Pipeline | None = None
         self.streams: StreamManager | None = None
         self.monitor: Monitor | None = None
+        self.trimmer: IdleTrimmer | None = None
         self.watcher: ConfigWatcher | None = None
         self.ready = False
 
@@ -142,6 +145,9 @@ class Runtime:
         )
         if self.instrumented:
             self.monitor.start()
+        pipeline = self.pipeline
+        self.trimmer = IdleTrimmer(lambda: pipeline.completed.value)  # memory back when idle
+        self.trimmer.start()
         if self.config_path is not None:
             self.watcher = ConfigWatcher(
                 self.config_path, config, self._apply_config, on_result=self._reload_result
@@ -156,10 +162,7 @@ class Runtime:
         info, metrics, calibration = self.info, self.metrics, self.calibration
         shape = "x".join(map(str, info.input_shape))
         metrics.model_info.labels(info.name, info.kind, info.device, shape).set(1)
-        for size in calibration.seconds_per_batch:
-            metrics.model_capacity_items_per_second.labels(info.name, str(size)).set(
-                calibration.capacity(size)
-            )
+        export_calibration(calibration, metrics)
         if calibration.flops_per_item:
             metrics.model_flops_per_item.labels(info.name).set(calibration.flops_per_item)
             metrics.model_flops_total.labels(info.name).inc(0)
@@ -171,6 +174,8 @@ class Runtime:
             self.watcher.stop()
         if self.monitor is not None:
             self.monitor.stop()
+        if self.trimmer is not None:
+            self.trimmer.stop()
         if self.streams is not None:
             self.streams.stop_all()
         if self.pipeline is not None:

@@ -24,7 +24,8 @@ from .video import decode_image, resize_rgb
 
 
 class Decode:
-    """HTTP bodies into pictures or tensors: JPEG/PNG are decoded, .npy arrays loaded.
+    """HTTP bodies into pictures or tensors: JPEG/PNG are decoded (to the decoder's frame),
+    .npy arrays loaded.
 
     A uint8 H×W×3 (or ×1) array is a picture and goes through preprocess; any other array
     is a tensor, checked against the model input here. Stream frames arrive decoded.
@@ -50,7 +51,9 @@ class Decode:
                     item.tensor = self._check(array)
                     check_finite(item.tensor)
             else:
-                item.image = decode_image(body)
+                # The decoder's frame (YUV for a JPEG), not RGB: preprocess resizes it to
+                # the model's size in one swscale pass (resize_rgb takes both).
+                item.image = decode_image(body, item.payload_type or None, as_frame=True)
         return items
 
 

@@ -81,6 +81,8 @@ class Item:
     #: stage turns it into ``image`` or ``tensor``.
     payload: bytes | None = None
     payload_kind: str = ""
+    #: The request's Content-Type, which sharpens decode errors (the bytes pick the decoder).
+    payload_type: str = ""
 
 
 #: A stage: takes a list of items (one for per-item stages, a batch for infer), returns it.

@@ -58,6 +58,8 @@ def _loadgen(args: argparse.Namespace) -> int:
         duration=args.duration,
         source=args.source,
         pushgateway=args.pushgateway,
+        image=args.image,
+        max_in_flight=args.max_in_flight,
     )
 
 
@@ -112,6 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
     loadgen.add_argument("--duration", type=float, default=30.0, help="seconds")
     loadgen.add_argument("--source", default="synthetic://640x480@15", help="for --streams")
     loadgen.add_argument("--pushgateway", help="push the run's summary to this Pushgateway")
+    loadgen.add_argument(
+        "--image", choices=("jpeg", "png"), default="jpeg", help="for --rps: the body's format"
+    )
+    loadgen.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=1000,
+        help="for --rps: requests in flight at most; one due past it is counted, not sent",
+    )
     loadgen.set_defaults(run=_loadgen)
 
     from agent.cli import add_parser as add_agent

@@ -32,4 +32,5 @@ def request_item(body: bytes, content_type: str) -> Item:
             "application/x-npy"
         )
     item.payload = body
+    item.payload_type = content_type or ""
     return item

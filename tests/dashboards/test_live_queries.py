@@ -21,6 +21,8 @@ pytestmark = [
 ]
 VARIABLES = {
     "$__rate_interval": "30s", "$__interval": "15s", "$__range": "5m", "$daily_target": "1000000",
+    # Single-valued (matched with =, not =~): Grafana gives it one stage, so do we.
+    "$stage": "infer",
 }  # fmt: skip
 #: Queries that are empty on a healthy stack by design.
 EMPTY_WHEN_HEALTHY = {'ALERTS{alertstate="firing"}'}
