@@ -34,6 +34,11 @@ def check_source(policy: SourcePolicy, source: str) -> str:
     text = source.strip()
     if any(ord(char) < 32 or ord(char) == 127 for char in text):
         raise SourceUnreadable("the source contains control characters")
+    if not text:
+        raise SourceUnreadable(
+            "no source given: use a video file path under the API's source dirs or "
+            "synthetic://WxH@FPS?seconds=N"
+        )
     match = _SCHEME.match(text)
     scheme = match.group(1).lower() if match else "file"
     try:

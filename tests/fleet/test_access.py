@@ -108,6 +108,8 @@ def test_file_sources_outside_source_dirs_are_refused_alike(
             assert f"only from source_dirs ({allowed})" in error, error
             answers[name] = error.replace(source[:200], "SOURCE")
         assert answers["exists"] == answers["missing"] == answers["etc"], answers
+        empty = api.post("/v1/jobs", json={"source": " "})  # not the API's working dir
+        assert empty.status_code == 422 and "no source given" in empty.json()["error"]
         assert api.get("/v1/jobs").json()["jobs"] == []
 
 
