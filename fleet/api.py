@@ -9,8 +9,12 @@
 - ``GET /healthz``
 
 The API keeps no state of its own: a restarted API serves the same jobs and progress.
-Errors are JSON ``{"error": …}`` that say what to do: 400 bad request, 404 unknown job,
-409 id taken, 422 unreadable source, 503 store down.
+Errors are JSON ``{"error": …}`` that say what to do: 400 bad request, 401 no or wrong
+token, 404 unknown job, 409 id taken, 422 unreadable or refused source, 503 store down.
+
+With a token configured, ``POST``/``DELETE`` need ``Authorization: Bearer <token>``; every
+source passes a :class:`~inference.access.SourcePolicy` first, and credentials in errors
+and job records are shown as ``***`` (see :mod:`fleet.access`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -32,8 +36,12 @@ from prometheus_client.registry import Collector
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from inference.errors import AuthError
+from inference.server.auth import check_bearer
 from loglog import get_logger
+from loglog.redact import redact
 
+from .access import SourcePolicy, check_source
 from .dispatch import Dispatcher
 from .errors import (
     BrokerUnavailable,
@@ -164,9 +172,14 @@ def create_app(
     *,
     publish_interval: float = 1.0,
     clock: Callable[[], float] = time.time,
+    token: str | None = None,
+    policy: SourcePolicy | None = None,
 ) -> FastAPI:
-    """The jobs API over ``dispatcher`` (its store and broker)."""
+    """The jobs API over ``dispatcher`` (its store and broker). With ``token``, submitting
+    and cancelling need ``Authorization: Bearer <token>``; sources must pass ``policy``
+    (default :class:`SourcePolicy()`: files only under the working directory)."""
     store = dispatcher.store
+    policy = policy or SourcePolicy()
     log = get_logger("fleet.api")
     registry = CollectorRegistry()
     registry.register(FleetCollector(dispatcher, clock))
@@ -204,18 +217,36 @@ def create_app(
 
     app = FastAPI(title="loglog fleet jobs", lifespan=lifespan)
 
+    @app.exception_handler(AuthError)
+    async def unauthorized(_: Request, exc: AuthError) -> JSONResponse:
+        return JSONResponse(
+            {"error": str(exc)}, status_code=401, headers={"www-authenticate": "Bearer"}
+        )
+
+    async def authorized(request: Request) -> None:
+        check_bearer(request.headers.get("authorization"), token)
+
+    mutating = [Depends(authorized)]
+
     def fail(exc: Exception) -> JSONResponse:
         status = next((code for kind, code in _STATUS.items() if isinstance(exc, kind)), 500)
-        return JSONResponse({"error": str(exc)}, status_code=status)
+        # A source's error quotes the source: never its password or token.
+        return JSONResponse({"error": redact(str(exc))}, status_code=status)
 
     def show(job: Job) -> dict[str, Any]:
-        return job.as_dict(clock())
+        shown = job.as_dict(clock())
+        for key in ("source", "error"):
+            if isinstance(shown.get(key), str):
+                shown[key] = redact(shown[key])
+        return shown
 
-    @app.post("/v1/jobs", status_code=202)
+    @app.post("/v1/jobs", status_code=202, dependencies=mutating)
     async def submit(request: JobRequest) -> Any:
         try:
+            # resolve() may ask DNS: off the event loop.
+            source = await run_in_threadpool(check_source, policy, request.source)
             job = await run_in_threadpool(
-                dispatcher.submit, request.source, job_id=request.id, priority=request.priority
+                dispatcher.submit, source, job_id=request.id, priority=request.priority
             )
         except (FleetConfigError, SourceUnreadable, JobConflict, StoreUnavailable) as exc:
             submissions.labels("rejected").inc()
@@ -241,7 +272,7 @@ def create_app(
         except (JobNotFound, StoreUnavailable) as exc:
             return fail(exc)
 
-    @app.delete("/v1/jobs/{job_id}")
+    @app.delete("/v1/jobs/{job_id}", dependencies=mutating)
     async def cancel(job_id: str) -> Any:
         try:
             await run_in_threadpool(store.cancel, job_id)

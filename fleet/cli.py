@@ -2,7 +2,8 @@
 
 ::
 
-    loglog jobs serve --broker amqp://guest:guest@127.0.0.1:5672// --port 8100
+    loglog jobs serve --broker amqp://guest:guest@127.0.0.1:5672// --port 8100 \
+        --source-dir /srv/videos [--host 0.0.0.0 --token-file FILE]
     loglog worker --broker amqp://guest:guest@127.0.0.1:5672// --gpu 0
     loglog jobs submit archive/*.mp4
     loglog jobs ls --state running
@@ -13,12 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from inference.access import SourcePolicy
+from inference.server.auth import TOKEN_ENV
 
 DEFAULT_API = "http://127.0.0.1:8100"
 DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
@@ -45,22 +50,67 @@ def add_parser(sub: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8100)
     serve.add_argument("--segment-seconds", type=float, default=10.0)
+    _token_file(serve, "the bearer token POST/DELETE /v1/jobs need (required off loopback)")
+    serve.add_argument(
+        "--source-dir",
+        action="append",
+        dest="source_dirs",
+        metavar="DIR",
+        help="a directory job files may be read from (repeat; default: .)",
+    )
+    serve.add_argument(
+        "--source-host",
+        action="append",
+        dest="source_hosts",
+        default=[],
+        metavar="HOST|CIDR",
+        help="a private/loopback network source host to "
+        "allow (repeat; default: public addresses only)",
+    )
+    serve.add_argument(
+        "--source-schemes",
+        default=",".join(SourcePolicy.schemes),
+        help="comma-separated source schemes allowed (default: %(default)s)",
+    )
     serve.set_defaults(run=_serve)
     submit = cmd.add_parser("submit", help="submit one job per file")
     submit.add_argument("sources", nargs="+", metavar="FILE")
     submit.add_argument("--priority", type=int, default=0)
     submit.add_argument("--api", default=DEFAULT_API)
+    _token_file(submit)
     submit.set_defaults(run=_submit)
     ls = cmd.add_parser("ls", help="list jobs")
     ls.add_argument("--state")
     ls.add_argument("--api", default=DEFAULT_API)
     ls.add_argument("--json", action="store_true")
+    _token_file(ls)
     ls.set_defaults(run=_ls)
     watch = cmd.add_parser("watch", help="a progress bar until the job ends")
     watch.add_argument("job")
     watch.add_argument("--api", default=DEFAULT_API)
+    _token_file(watch)
     watch.add_argument("--interval", type=float, default=1.0)
     watch.set_defaults(run=_watch)
+
+
+def _token_file(parser: argparse.ArgumentParser, what: str = "the jobs API's bearer token") -> None:
+    parser.add_argument("--token-file", default=None, metavar="FILE",
+                        help=f"{what}; env {TOKEN_ENV}")  # fmt: skip
+
+
+def auth_headers(token_file: str | None) -> dict[str, str]:
+    """The ``Authorization`` header for ``token_file`` (else ``$LOGLOG_TOKEN_FILE``);
+    empty without one. Exits with the fix when the file is unusable."""
+    from inference.errors import ConfigError
+    from inference.server.auth import load_token
+
+    token_file = token_file or os.environ.get(TOKEN_ENV) or None
+    if not token_file:
+        return {}
+    try:
+        return {"authorization": f"Bearer {load_token(token_file)}"}
+    except ConfigError as exc:
+        raise SystemExit(f"loglog jobs: {exc}") from None
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -100,6 +150,8 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     import loglog
+    from inference.errors import InferenceError
+    from inference.server.auth import load_token, require_token_for
 
     from .api import create_app
     from .celeryapp import make_app
@@ -107,6 +159,17 @@ def _serve(args: argparse.Namespace) -> int:
     from .errors import FleetError
     from .store import JobStore
 
+    # Config errors fail here, before anything connects: the message is the fix.
+    token_file = args.token_file or os.environ.get(TOKEN_ENV) or None
+    try:
+        token = load_token(token_file) if token_file else None
+        require_token_for(args.host, token, exposes="the jobs API (submit, cancel)")
+        schemes = tuple(s.strip() for s in args.source_schemes.split(",") if s.strip())
+        policy = SourcePolicy(schemes=schemes, hosts=tuple(args.source_hosts),
+                              file_dirs=tuple(args.source_dirs or ["."]))  # fmt: skip
+    except InferenceError as exc:
+        print(f"loglog jobs serve: {exc}", file=sys.stderr)
+        return 2
     loglog.configure(console="text")
     try:
         store = JobStore.connect(args.store, prefix=args.prefix)
@@ -115,15 +178,18 @@ def _serve(args: argparse.Namespace) -> int:
     except FleetError as exc:
         print(f"loglog jobs serve: {exc}", file=sys.stderr)
         return 2
-    uvicorn.run(create_app(dispatcher), host=args.host, port=args.port, log_level="warning")
+    app = create_app(dispatcher, token=token, policy=policy)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     loglog.shutdown()
     return 0
 
 
-def _call(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+def _call(
+    method: str, url: str, body: dict[str, Any] | None = None, token_file: str | None = None
+) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"content-type": "application/json"})  # fmt: skip
+    headers = {"content-type": "application/json", **auth_headers(token_file)}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read() or b"null")
@@ -141,7 +207,10 @@ def _submit(args: argparse.Namespace) -> int:
         path = Path(source)
         full = str(path.resolve()) if path.exists() else source
         status, body = _call(
-            "POST", f"{args.api}/v1/jobs", {"source": full, "priority": args.priority}
+            "POST",
+            f"{args.api}/v1/jobs",
+            {"source": full, "priority": args.priority},
+            args.token_file,
         )
         if status == 202:
             size = f"{body['total_frames']} frames in {body['segments']} segments"
@@ -154,7 +223,7 @@ def _submit(args: argparse.Namespace) -> int:
 
 def _ls(args: argparse.Namespace) -> int:
     query = f"?state={args.state}" if args.state else ""
-    status, body = _call("GET", f"{args.api}/v1/jobs{query}")
+    status, body = _call("GET", f"{args.api}/v1/jobs{query}", token_file=args.token_file)
     if status != 200:
         print(body.get("error"), file=sys.stderr)
         return 1
@@ -181,7 +250,7 @@ def progress_bar(job: dict[str, Any], width: int = 30) -> str:
 
 def _watch(args: argparse.Namespace) -> int:
     while True:
-        status, job = _call("GET", f"{args.api}/v1/jobs/{args.job}")
+        status, job = _call("GET", f"{args.api}/v1/jobs/{args.job}", token_file=args.token_file)
         if status != 200:
             print(job.get("error"), file=sys.stderr)
             return 1

@@ -28,6 +28,8 @@ from typing import Any
 
 import redis
 
+from loglog.redact import redact
+
 from .errors import JobConflict, JobNotFound, StoreUnavailable
 from .model import FAILED, QUEUED, RUNNING, SUCCEEDED, TERMINAL, Job
 
@@ -225,8 +227,9 @@ class JobStore:
         return self._finish(job_id, SUCCEEDED, "result", result)
 
     def fail(self, job_id: str, error: str) -> str:
-        """Mark the job failed with ``error`` (unless it ended already)."""
-        return self._finish(job_id, FAILED, "error", error)
+        """Mark the job failed with ``error`` (unless it ended already). The record keeps
+        the error with its credentials replaced by ``***``: it is shown to every reader."""
+        return self._finish(job_id, FAILED, "error", redact(error))
 
     def cancel(self, job_id: str) -> str:
         """Cancel the job (unless it ended already); returns the final state."""

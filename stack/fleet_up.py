@@ -112,12 +112,15 @@ def components(args: Any, host: str, state: Path) -> list[tuple[Process, str, fl
 
 def submit_demo_jobs(args: Any, host: str) -> list[str]:
     """Submit the demo jobs; returns their ids."""
+    from fleet.cli import auth_headers
+
     ids = []
     for source in DEMO_JOBS:
         body = json.dumps({"source": source}).encode()
         request = urllib.request.Request(
             f"http://{host}:{args.jobs_api_port}/v1/jobs", data=body, method="POST",
-            headers={"content-type": "application/json"},
+            # The API inherits LOGLOG_TOKEN_FILE from this process: send what it expects.
+            headers={"content-type": "application/json", **auth_headers(None)},
         )  # fmt: skip
         with urllib.request.urlopen(request, timeout=10) as response:
             ids.append(json.load(response)["id"])

@@ -57,11 +57,14 @@ def load_token(path: str | os.PathLike[str]) -> str:
     return token
 
 
-def require_token_for(host: str, token: str | None) -> None:
-    """Refuse a non-loopback bind without a token (the message is the fix)."""
+def require_token_for(
+    host: str, token: str | None, exposes: str = "the control plane (streams, drills)"
+) -> None:
+    """Refuse a non-loopback bind without a token (the message is the fix); ``exposes``
+    names what the port would open to the network (the jobs API passes its own)."""
     if token is None and not is_loopback(host):
         raise ConfigError(
-            f"--host {host} exposes the control plane (streams, drills) to the network: "
+            f"--host {host} exposes {exposes} to the network: "
             "give a bearer token with --token-file FILE or LOGLOG_TOKEN_FILE=FILE "
             "(create one with `openssl rand -hex 32 > FILE`), or bind to 127.0.0.1"
         )

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from fastapi.testclient import TestClient
 
+from fleet.access import SourcePolicy
 from fleet.api import create_app
 from fleet.celeryapp import make_app
 from fleet.dispatch import Dispatcher
@@ -61,7 +62,10 @@ class Fleet:
     @contextmanager
     def api(self) -> Iterator[TestClient]:
         """The jobs API in this process (a new app each time: a 'restart')."""
-        with TestClient(create_app(self.dispatcher(), publish_interval=0.3)) as client:
+        policy = SourcePolicy(file_dirs=(str(self.tmp),))  # the tests' videos live there
+        with TestClient(
+            create_app(self.dispatcher(), publish_interval=0.3, policy=policy)
+        ) as client:
             yield client
 
     def start_worker(self, name: str) -> subprocess.Popen[bytes]:
