@@ -32,9 +32,14 @@ TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
+def is_job_id(job_id: str) -> bool:
+    """Whether ``job_id`` has the form every job id has (see :func:`check_job_id`)."""
+    return bool(_JOB_ID.match(job_id or ""))
+
+
 def check_job_id(job_id: str) -> str:
     """Return ``job_id`` when it is safe as a key and a file name; raise otherwise."""
-    if not _JOB_ID.match(job_id or ""):
+    if not is_job_id(job_id):
         raise FleetConfigError(
             f"job id {job_id!r} is invalid: use 1–64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"

@@ -29,7 +29,7 @@ from typing import Any
 import redis
 
 from .errors import JobConflict, JobNotFound, StoreUnavailable
-from .model import FAILED, QUEUED, RUNNING, SUCCEEDED, TERMINAL, Job
+from .model import FAILED, QUEUED, RUNNING, SUCCEEDED, TERMINAL, Job, is_job_id
 
 _TERMINAL_LUA = "local terminal = {" + ", ".join(f"['{s}']=true" for s in sorted(TERMINAL)) + "}"
 
@@ -151,6 +151,7 @@ class JobStore:
 
     def get(self, job_id: str) -> Job:
         """The job, or :class:`JobNotFound`."""
+        _known_form(job_id)
         with _translated(self.url):
             pipe = self.client.pipeline()
             pipe.hgetall(self._key("job", job_id))
@@ -235,6 +236,7 @@ class JobStore:
         return self._finish(job_id, CANCELLED)
 
     def _finish(self, job_id: str, state: str, *fields: str) -> str:
+        _known_form(job_id)
         with _translated(self.url):
             out = self._end(keys=[self._key("job", job_id)], args=[state, self.clock(), *fields])
             if out is None:
@@ -262,6 +264,14 @@ class JobStore:
             keys = sorted(self.client.scan_iter(self._key("worker", "*"), count=500))
             values = self.client.mget(keys) if keys else []
         return [json.loads(value) for value in values if value]
+
+
+def _known_form(job_id: str) -> None:
+    """No job has an id outside :func:`check_job_id`'s form; such an id is not looked up,
+    because ``x:done`` or ``x:workers`` would name one of job x's own keys (a set, which
+    Redis refuses to read as a hash)."""
+    if not is_job_id(job_id):
+        raise JobNotFound(f"no job {job_id!r}: list jobs with GET /v1/jobs")
 
 
 def _job(data: dict[str, str], workers: set[str]) -> Job:

@@ -134,3 +134,23 @@ def test_progress_bar_shows_progress_eta_and_error() -> None:
     failed = progress_bar({"progress": 0.0, "frames_done": 0, "total_frames": 10,
                            "eta_seconds": None, "state": "failed", "error": "boom"}, width=4)  # fmt: skip
     assert failed.endswith("failed  error: boom")
+
+
+def test_an_id_that_names_a_store_key_of_a_job_is_not_found_not_a_500(
+    api: TestClient, store: JobStore
+) -> None:
+    """``x:done`` and ``x:workers`` are a job's Redis sets, not jobs: GET and DELETE say
+    404 (they used to read the set as a hash: WRONGTYPE, a 500 with a traceback)."""
+    assert (
+        api.post(
+            "/v1/jobs", json={"source": "synthetic://64x48@10?seconds=3", "id": "x"}
+        ).status_code
+        == 202
+    )
+    store.start_segment("x", "w1", redelivered=False)
+    store.complete_segment("x", 0, 10)
+    for path in ("/v1/jobs/x:done", "/v1/jobs/x:workers"):
+        for response in (api.get(path), api.delete(path)):
+            assert response.status_code == 404, response.text
+            assert "GET /v1/jobs" in response.json()["error"]
+    assert api.get("/v1/jobs/x").json()["state"] == "running"  # the job itself is untouched
