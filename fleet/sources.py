@@ -101,7 +101,9 @@ def read(source: str, start: int, end: int) -> Iterator[tuple[int, float | None,
 def _clip(match: re.Match[str]) -> tuple[int, int, float, float]:
     width, height = int(match.group(1)), int(match.group(2))
     fps, seconds = float(match.group(3)), float(match.group(4))
-    if not (16 <= width <= 7680 and 16 <= height <= 4320 and 0 < fps <= 240 and seconds > 0):
+    # isfinite: 400 nines parse as inf seconds, whose frame count cannot be rounded.
+    if not (16 <= width <= 7680 and 16 <= height <= 4320 and 0 < fps <= 240 and seconds > 0
+            and math.isfinite(seconds)):  # fmt: skip
         raise SourceUnreadable(
             f"synthetic clip {match.group(0)!r}: sizes 16–7680 × 16–4320, 0–240 fps, "
             "seconds > 0, e.g. synthetic://64x48@10?seconds=6"

@@ -154,3 +154,19 @@ def test_an_id_that_names_a_store_key_of_a_job_is_not_found_not_a_500(
             assert response.status_code == 404, response.text
             assert "GET /v1/jobs" in response.json()["error"]
     assert api.get("/v1/jobs/x").json()["state"] == "running"  # the job itself is untouched
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "synthetic://64x48@10?seconds=" + "9" * 400,  # float() of it is inf
+        "synthetic://16x16@240?seconds=500000",  # 500 000 segments of 1 s
+    ],
+)
+def test_a_clip_too_long_to_split_is_refused_at_once(api: TestClient, source: str) -> None:
+    """An absurd length is a 422/400 with the limit, not a 500 (inf) nor the API building a
+    hundred million segments in memory."""
+    response = api.post("/v1/jobs", json={"source": source})
+    assert response.status_code in (400, 422), response.text
+    assert "error" in response.json()
+    assert api.get("/v1/jobs").json()["jobs"] == []
