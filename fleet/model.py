@@ -34,12 +34,12 @@ TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
 #: must not make the API build (and publish) hundreds of millions of them.
 MAX_SEGMENTS = 100_000
 
-_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # fullmatch: "$" allows a final "\n"
 
 
 def is_job_id(job_id: str) -> bool:
     """Whether ``job_id`` has the form every job id has (see :func:`check_job_id`)."""
-    return bool(_JOB_ID.match(job_id or ""))
+    return bool(_JOB_ID.fullmatch(job_id or ""))
 
 
 def check_job_id(job_id: str) -> str:

@@ -205,3 +205,11 @@ def test_unreadable_sources_fail_with_a_clear_error(tmp_path: Path) -> None:
         probe("rtsp://cam/1")
     with pytest.raises(SourceUnreadable, match="cannot"):
         list(read(str(garbage), 0, 5))
+
+
+def test_an_id_with_a_trailing_newline_is_refused() -> None:
+    """``$`` matches before a final newline: "cam1\\n" passed as a safe id and became a
+    results file and directory named with a newline."""
+    for bad in ["cam1\n", "cam1\r\n", "cam1\n\n"]:
+        with pytest.raises(FleetConfigError, match="job id"):
+            check_job_id(bad)
