@@ -211,3 +211,25 @@ def test_hostile_label_values_are_text_not_markup(tmp_path: Path):
     page = html_path.read_text()
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert pdf_path.read_bytes().startswith(b"%PDF")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"status":"success","data":{"resultType":"vector","result":"oops"}}',
+        b'{"status":"success","data":{"resultType":"vector","result":[{"value":"x"}]}}',
+        b'{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"abc"]}]}}',
+        b'{"status":"success","data":{"resultType":"scalar","result":null}}',
+        b'{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[["x"]]}]}}',
+        b'{"status":"success","data":{"resultType":"matrix","result":[{"metric":{}}]}}',
+    ],
+)
+def test_well_formed_json_of_the_wrong_shape_is_a_prometheus_error(
+    garbage_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, body: bytes
+):
+    """A proxy or an impostor answering JSON that is not a Prometheus result: the report
+    names the server, not a KeyError/TypeError traceback, and writes nothing."""
+    monkeypatch.setattr(_Handler, "body", body)
+    with pytest.raises(PrometheusError, match="did not answer like Prometheus' HTTP API"):
+        make(garbage_server, range_text="1h", out=tmp_path, pdf=False, end=1.7e9)
+    assert list(tmp_path.iterdir()) == []
