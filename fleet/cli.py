@@ -16,6 +16,7 @@ import json
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -126,13 +127,26 @@ def _call(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[in
                                      headers={"content-type": "application/json"})  # fmt: skip
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read() or b"null")
+            status, raw = response.status, response.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
+        status, raw = exc.code, exc.read()
     except (urllib.error.URLError, OSError) as exc:
         raise SystemExit(
             f"cannot reach the jobs API at {url}: {exc}. Is `loglog jobs serve` running?"
         ) from exc
+    try:
+        body = json.loads(raw or b"null")
+    except ValueError as exc:  # a proxy's error page, or another server on that port
+        raise SystemExit(
+            f"{url} answered HTTP {status} and no JSON: is `loglog jobs serve` running "
+            "there (check --api)?"
+        ) from exc
+    if status >= 400 and not isinstance(body, dict):
+        body = {"error": f"HTTP {status}: {body}"}
+    elif status >= 400 and "error" not in body:
+        # FastAPI's own errors (a route not found, a body it could not parse) say "detail".
+        body = {"error": f"HTTP {status}: {body.get('detail', body)}"}
+    return status, body
 
 
 def _submit(args: argparse.Namespace) -> int:
@@ -181,7 +195,8 @@ def progress_bar(job: dict[str, Any], width: int = 30) -> str:
 
 def _watch(args: argparse.Namespace) -> int:
     while True:
-        status, job = _call("GET", f"{args.api}/v1/jobs/{args.job}")
+        # Quoted to one path segment: "x?y" must not watch job "x".
+        status, job = _call("GET", f"{args.api}/v1/jobs/{urllib.parse.quote(args.job, safe='')}")
         if status != 200:
             print(job.get("error"), file=sys.stderr)
             return 1

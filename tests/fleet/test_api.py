@@ -3,7 +3,10 @@ with the broker down (a real closed port, not a fake)."""
 
 from __future__ import annotations
 
+import http.server
 import math
+import threading
+from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -170,3 +173,63 @@ def test_a_clip_too_long_to_split_is_refused_at_once(api: TestClient, source: st
     assert response.status_code in (400, 422), response.text
     assert "error" in response.json()
     assert api.get("/v1/jobs").json()["jobs"] == []
+
+
+class _Impostor(http.server.BaseHTTPRequestHandler):
+    """Answers every request with ``status`` and ``body``; records the paths asked."""
+
+    status, body, paths = 502, b"<html>Bad Gateway</html>", []
+
+    def _answer(self) -> None:
+        type(self).paths.append(self.path)
+        self.send_response(self.status)
+        self.send_header("content-type", "text/html")
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def impostor() -> Iterator[str]:
+    _Impostor.paths = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Impostor)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+@pytest.mark.parametrize(
+    "action", [["watch", "j1"], ["ls"], ["submit", "synthetic://64x48@10?seconds=1"]]
+)
+def test_the_cli_says_what_to_do_when_the_api_answers_a_web_page(
+    impostor: str, action: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A proxy's 502 page (or any non-JSON answer) where the jobs API should be: exit 1 with
+    a line naming the URL — not a JSONDecodeError traceback."""
+    from stack.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["jobs", *action, "--api", impostor])
+    assert "is `loglog jobs serve` running" in str(exited.value.code)
+    assert "HTTP 502" in str(exited.value.code)
+
+
+def test_watch_asks_for_exactly_the_id_it_was_given(
+    impostor: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An id with '?', '#' or '/' is quoted into one path segment: it is looked up (and not
+    found), never turned into a query string or another route."""
+    from stack.cli import main
+
+    monkeypatch.setattr(_Impostor, "status", 404)
+    monkeypatch.setattr(_Impostor, "body", b'{"error": "no job"}')
+    assert main(["jobs", "watch", "x?state=running#y/../z", "--api", impostor]) == 1
+    assert _Impostor.paths == ["/v1/jobs/x%3Fstate%3Drunning%23y%2F..%2Fz"]
+    assert "no job" in capsys.readouterr().err
