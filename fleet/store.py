@@ -95,6 +95,15 @@ def _translated(url: str) -> Iterator[None]:
         ) from exc
     except redis.exceptions.TimeoutError as exc:
         raise StoreUnavailable(f"the job store at {url} timed out ({exc})") from exc
+    except redis.exceptions.ResponseError as exc:
+        # An error reply, not a lost connection: out of memory (maxmemory), a failed
+        # snapshot (MISCONF), a read-only replica. Every write fails the same way until an
+        # operator acts, so it is the store being unavailable, with what to check.
+        raise StoreUnavailable(
+            f"the job store at {url} refused the command ({type(exc).__name__}: {exc}): "
+            "check Redis' memory (maxmemory), its disk (MISCONF) and that --store is the "
+            "primary, not a read-only replica"
+        ) from exc
 
 
 class JobStore:

@@ -15,7 +15,7 @@ from fleet.api import create_app, drain_eta
 from fleet.celeryapp import make_app, settings
 from fleet.cli import progress_bar
 from fleet.dispatch import Dispatcher
-from fleet.errors import FleetConfigError
+from fleet.errors import FleetConfigError, StoreUnavailable
 from fleet.store import JobStore
 from fleet.worker import RateWindow, WorkerConfig
 from tests.conftest import free_port
@@ -233,3 +233,50 @@ def test_watch_asks_for_exactly_the_id_it_was_given(
     assert main(["jobs", "watch", "x?state=running#y/../z", "--api", impostor]) == 1
     assert _Impostor.paths == ["/v1/jobs/x%3Fstate%3Drunning%23y%2F..%2Fz"]
     assert "no job" in capsys.readouterr().err
+
+
+@pytest.fixture
+def private_redis(tmp_path) -> Iterator[str]:
+    """A redis-server of this test's own, so its settings can be broken (never 6379's)."""
+    import shutil
+    import subprocess
+    import time
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("no redis-server to start (make deps installs it)")
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path),
+         "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            JobStore.connect(url, timeout=0.5)
+            break
+        except StoreUnavailable:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_a_redis_that_refuses_writes_is_a_503_with_the_fix(private_redis: str) -> None:
+    """Redis out of memory (maxmemory, noeviction) answers every write with an error reply,
+    not a dropped connection: the API says 503 and what to do, not a 500 traceback."""
+    store = JobStore.connect(private_redis, prefix="t")
+    broker = f"amqp://guest:guest@127.0.0.1:{free_port()}//"
+    dispatcher = Dispatcher(make_app(broker, "q"), store, queue="q", segment_seconds=1.0)
+    with TestClient(create_app(dispatcher, publish_interval=60)) as api:
+        store.client.config_set("maxmemory-policy", "noeviction")
+        store.client.config_set("maxmemory", 1)
+        response = api.post("/v1/jobs", json={"source": "synthetic://64x48@10?seconds=1"})
+        assert response.status_code == 503, response.text
+        error = response.json()["error"]
+        assert "refused" in error and "maxmemory" in error
+        assert api.delete("/v1/jobs/nope").status_code in (404, 503)
