@@ -153,3 +153,44 @@ def test_profile_reads_prometheus_across_replicas(loglog_up):
     result = _loglog("profile", "--prometheus", urls["prometheus"], "--window", "15s")
     assert result.returncode == 0, result.stderr
     assert "Bottleneck: postprocess" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"status":"success","data":{"resultType":"vector","result":"oops"}}',
+        b'{"status":"success","data":{"resultType":"vector","result":[{"value":[1,"2"]}]}}',
+        b'{"status":"success"}',
+        b'["not", "an", "object"]',
+    ],
+)
+def test_profile_of_a_prometheus_answering_the_wrong_json_says_so(body, capsys):
+    """--prometheus pointing at something that answers JSON, but not Prometheus' shape:
+    exit 2 naming the URL (it was a KeyError/AttributeError traceback)."""
+    import http.server
+    import threading
+
+    from inference.profile import main
+
+    class Impostor(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Impostor)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        code = main(url="", prometheus=url, interval=0.1, as_json=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    err = capsys.readouterr().err
+    assert code == 2 and f"cannot read metrics from {url}" in err
