@@ -271,6 +271,11 @@ def render(data: dict[str, Any], result: Verdict) -> str:
 def main(
     *, url: str, prometheus: str | None, interval: float, as_json: bool, window: str = "1m"
 ) -> int:
+    if not prometheus and not (0 < interval < math.inf):
+        # Rates are deltas over the interval: 0 (or nan, negative, inf) has no rate.
+        sys.stderr.write(f"loglog profile: --interval {interval}: use a positive number of "
+                         "seconds between the two scrapes, e.g. --interval 5\n")  # fmt: skip
+        return 2
     try:
         if prometheus:
             data = from_prometheus(prometheus, window)

@@ -194,3 +194,15 @@ def test_profile_of_a_prometheus_answering_the_wrong_json_says_so(body, capsys):
         thread.join(5)
     err = capsys.readouterr().err
     assert code == 2 and f"cannot read metrics from {url}" in err
+
+
+@pytest.mark.parametrize("interval", [0.0, -1.0, float("nan"), float("inf")])
+def test_profile_refuses_an_interval_that_is_not_a_positive_time(interval, capsys):
+    """--interval 0 divides rates by a near-zero span, -1/nan crashed inside sleep() and
+    were reported as "cannot read metrics", inf never returned: refused up front."""
+    from inference.profile import main
+
+    code = main(url=f"http://127.0.0.1:{free_port()}", prometheus=None, interval=interval,
+                as_json=False)  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "--interval" in err and "cannot read metrics" not in err
