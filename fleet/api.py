@@ -214,14 +214,15 @@ def create_app(
     @app.post("/v1/jobs", status_code=202)
     async def submit(request: JobRequest) -> Any:
         try:
-            job = await run_in_threadpool(
-                dispatcher.submit, request.source, job_id=request.id, priority=request.priority
+            job, new = await run_in_threadpool(
+                dispatcher.submit_new, request.source, job_id=request.id, priority=request.priority
             )
         except (FleetConfigError, SourceUnreadable, JobConflict, StoreUnavailable) as exc:
             submissions.labels("rejected").inc()
             return fail(exc)
         submissions.labels("accepted").inc()
-        frames_submitted.inc(job.total_frames)
+        if new:  # a retried submit is the same demand, already counted
+            frames_submitted.inc(job.total_frames)
         return show(job)
 
     @app.get("/v1/jobs")

@@ -141,6 +141,10 @@ class JobStore:
 
     def create(self, job: Job) -> Job:
         """Store a new job; the same id with the same source returns the stored job."""
+        return self.create_new(job)[0]
+
+    def create_new(self, job: Job) -> tuple[Job, bool]:
+        """:meth:`create`, and whether the job is new (False: the stored one came back)."""
         fields: list[Any] = []
         for name in ("id", "source", "state", "priority", "total_frames", "fps",
                      "segment_frames", "segments", "created"):  # fmt: skip
@@ -155,8 +159,8 @@ class JobStore:
                 raise JobConflict(
                     f"job {job.id!r} exists already for {existing!r}: choose another id"
                 )
-            return self.get(job.id)
-        return job
+            return self.get(job.id), False
+        return job, True
 
     def get(self, job_id: str) -> Job:
         """The job, or :class:`JobNotFound`."""

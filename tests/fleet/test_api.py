@@ -280,3 +280,15 @@ def test_a_redis_that_refuses_writes_is_a_503_with_the_fix(private_redis: str) -
         error = response.json()["error"]
         assert "refused" in error and "maxmemory" in error
         assert api.delete("/v1/jobs/nope").status_code in (404, 503)
+
+
+def test_a_resubmitted_job_is_demand_once(api: TestClient) -> None:
+    """A client retrying POST with the same id and source (the idempotent retry) gets the
+    same job back; the frames demanded count once, or the demand rate doubles."""
+    body = {"source": "synthetic://64x48@10?seconds=3", "id": "again"}
+    first, second = api.post("/v1/jobs", json=body), api.post("/v1/jobs", json=body)
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert first.json()["created"] == second.json()["created"]
+    text = api.get("/metrics").text
+    assert metric(text, "fleet_frames_submitted_total") == 30.0
+    assert metric(text, "fleet_backlog_frames") == 30.0
