@@ -292,3 +292,18 @@ def test_a_resubmitted_job_is_demand_once(api: TestClient) -> None:
     text = api.get("/metrics").text
     assert metric(text, "fleet_frames_submitted_total") == 30.0
     assert metric(text, "fleet_backlog_frames") == 30.0
+
+
+def test_a_huge_source_is_refused_without_echoing_it(api: TestClient) -> None:
+    """A megabyte "path": refused with its length, not echoed whole into the answer (and
+    the log) as "no such video file '<a megabyte>'"."""
+    response = api.post("/v1/jobs", json={"source": "/v/" + "a" * 1_000_000})
+    assert response.status_code == 422
+    assert len(response.content) < 1000 and "4096" in response.json()["error"]
+
+
+def test_a_path_with_a_too_long_name_is_a_422_not_a_500(api: TestClient) -> None:
+    """A 300-character file name: the OS says ENAMETOOLONG, which Path.is_file() raises
+    (it only hides "not found"); the API answered 500."""
+    response = api.post("/v1/jobs", json={"source": "/tmp/" + "a" * 300 + ".mp4"})
+    assert response.status_code == 422 and "File name too long" in response.json()["error"]
