@@ -229,6 +229,8 @@ def create_app(
     async def list_jobs(state: str | None = None, limit: int = 1000) -> Any:
         if state is not None and state not in STATES:
             return fail(FleetConfigError(f"state {state!r}: use one of {', '.join(STATES)}"))
+        if limit < 1:  # a negative slice would drop the oldest jobs without a word
+            return fail(FleetConfigError(f"limit {limit}: use 1 or more (default 1000)"))
         try:
             jobs = await run_in_threadpool(store.jobs, state, limit)
         except StoreUnavailable as exc:

@@ -302,6 +302,14 @@ def test_a_huge_source_is_refused_without_echoing_it(api: TestClient) -> None:
     assert len(response.content) < 1000 and "4096" in response.json()["error"]
 
 
+@pytest.mark.parametrize("limit", [-1, 0])
+def test_a_list_limit_below_one_is_refused(api: TestClient, limit: int) -> None:
+    """``limit=-1`` silently dropped the oldest job (a Python slice), 0 listed nothing."""
+    api.post("/v1/jobs", json={"source": "synthetic://64x48@10?seconds=1", "id": "a"})
+    response = api.get(f"/v1/jobs?limit={limit}")
+    assert response.status_code == 400 and "limit" in response.json()["error"]
+
+
 def test_a_path_with_a_too_long_name_is_a_422_not_a_500(api: TestClient) -> None:
     """A 300-character file name: the OS says ENAMETOOLONG, which Path.is_file() raises
     (it only hides "not found"); the API answered 500."""
