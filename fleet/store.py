@@ -28,7 +28,9 @@ from typing import Any
 
 import redis
 
-from .errors import JobConflict, JobNotFound, StoreUnavailable
+from loglog.redact import redact_url
+
+from .errors import FleetConfigError, JobConflict, JobNotFound, StoreUnavailable
 from .model import FAILED, QUEUED, RUNNING, SUCCEEDED, TERMINAL, Job, is_job_id
 
 _TERMINAL_LUA = "local terminal = {" + ", ".join(f"['{s}']=true" for s in sorted(TERMINAL)) + "}"
@@ -126,9 +128,14 @@ class JobStore:
     @classmethod
     def connect(cls, url: str, *, prefix: str = "loglog:fleet", timeout: float = 5.0) -> JobStore:
         """A store on the Redis at ``url``; raises :class:`StoreUnavailable` when it is down."""
-        client = redis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
-        )
+        try:
+            client = redis.Redis.from_url(
+                url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
+            )
+        except ValueError as exc:  # not a Redis URL: a config error, at start-up
+            raise FleetConfigError(
+                f"--store {redact_url(url)!r}: give a Redis URL, e.g. redis://127.0.0.1:6379/0"
+            ) from exc
         store = cls(client, prefix=prefix, url=url)
         with _translated(url):
             client.ping()

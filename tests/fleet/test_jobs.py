@@ -213,3 +213,25 @@ def test_an_id_with_a_trailing_newline_is_refused() -> None:
     for bad in ["cam1\n", "cam1\r\n", "cam1\n\n"]:
         with pytest.raises(FleetConfigError, match="job id"):
             check_job_id(bad)
+
+
+def test_a_store_url_that_is_not_redis_fails_at_start_up_with_the_fix(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--store http://… was redis-py's ValueError traceback from `jobs serve` and `worker`."""
+    from stack.cli import main
+
+    with pytest.raises(FleetConfigError, match=r"--store 'http://127.0.0.1:6379'.*redis://"):
+        JobStore.connect("http://127.0.0.1:6379")
+    assert main(["jobs", "serve", "--store", "http://127.0.0.1:6379", "--port", "0"]) == 2
+    assert "loglog jobs serve: --store" in capsys.readouterr().err
+
+
+def test_a_broker_url_that_is_not_amqp_fails_at_start_up() -> None:
+    """`jobs serve --broker redis://…` started, accepted every job and published none of
+    them (the worker already refused the same URL at start-up)."""
+    from fleet.celeryapp import make_app
+
+    with pytest.raises(FleetConfigError, match="AMQP URL"):
+        make_app("redis://127.0.0.1:6379/0")
+    make_app("amqp://guest:guest@127.0.0.1:5672//")  # the supported form still builds
