@@ -119,7 +119,9 @@ class JobStore:
         url: str = "redis",
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.client, self.prefix, self.url, self.clock = client, prefix, url, clock
+        # Redacted once: the URL goes into every StoreUnavailable message (and so into
+        # the API's 503 answers and the logs), never with its password.
+        self.client, self.prefix, self.url, self.clock = client, prefix, redact_url(url), clock
         self._create = client.register_script(_CREATE)
         self._start = client.register_script(_START)
         self._complete = client.register_script(_COMPLETE)
@@ -137,7 +139,7 @@ class JobStore:
                 f"--store {redact_url(url)!r}: give a Redis URL, e.g. redis://127.0.0.1:6379/0"
             ) from exc
         store = cls(client, prefix=prefix, url=url)
-        with _translated(url):
+        with _translated(store.url):
             client.ping()
         return store
 

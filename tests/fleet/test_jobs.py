@@ -235,3 +235,13 @@ def test_a_broker_url_that_is_not_amqp_fails_at_start_up() -> None:
     with pytest.raises(FleetConfigError, match="AMQP URL"):
         make_app("redis://127.0.0.1:6379/0")
     make_app("amqp://guest:guest@127.0.0.1:5672//")  # the supported form still builds
+
+
+def test_the_store_password_never_reaches_messages() -> None:
+    """redis://:secret@host in --store: the "unreachable" error (printed by `jobs serve`,
+    logged by workers, served as the API's 503) shows the URL without the password."""
+    from tests.conftest import free_port
+
+    with pytest.raises(StoreUnavailable) as caught:
+        JobStore.connect(f"redis://:s3cret@127.0.0.1:{free_port()}/0", timeout=1.0)
+    assert "s3cret" not in str(caught.value) and "***" in str(caught.value)
