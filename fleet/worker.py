@@ -38,6 +38,8 @@ from .store import JobStore
 
 #: Frames between two looks at the job's state (a cancel stops a running segment).
 CANCEL_CHECK_FRAMES = 16
+#: Seconds a worker waits before putting back a segment it could not record (store down).
+STORE_BACKOFF_S = 2.0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -199,6 +201,29 @@ class SegmentRunner:
         }
 
 
+def requeue_on_store_outage(
+    call: Callable[[], str], *, backoff: float = STORE_BACKOFF_S,
+    sleep: Callable[[float], object] = time.sleep,
+) -> str:  # fmt: skip
+    """Run a segment; when the store is down, put the segment back in the queue.
+
+    Raising would not do it: with ``task_acks_on_failure_or_timeout`` (on, so that a
+    poison segment is not redelivered forever) Celery acknowledges a task that raised,
+    and the segment — and with it the job, left ``running`` — would be lost. ``Reject``
+    with ``requeue`` returns the message to the broker; the pause keeps a worker from
+    spinning on it while Redis is down."""
+    from celery.exceptions import Reject
+
+    try:
+        return call()
+    except StoreUnavailable as exc:
+        get_logger("fleet.worker").warning(
+            "store down: segment goes back to the queue", error=str(exc), retry_in_s=backoff
+        )
+        sleep(backoff)
+        raise Reject(exc, requeue=True) from exc
+
+
 class _JobEnded(FleetError):
     """The job was cancelled or failed while this segment ran."""
 
@@ -261,7 +286,7 @@ def run_worker(config: WorkerConfig) -> int:
     @app.task(name=SEGMENT_TASK, bind=True, acks_late=True)
     def segment(task: Any, **kwargs: Any) -> str:
         redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
-        return runner.run(redelivered=redelivered, **kwargs)
+        return requeue_on_store_outage(lambda: runner.run(redelivered=redelivered, **kwargs))
 
     beat = Heartbeat(store, name, lambda: runner.heartbeat_info(metrics_addr, config.gpu),
                      config.heartbeat_s)  # fmt: skip

@@ -315,3 +315,26 @@ def test_a_path_with_a_too_long_name_is_a_422_not_a_500(api: TestClient) -> None
     (it only hides "not found"); the API answered 500."""
     response = api.post("/v1/jobs", json={"source": "/tmp/" + "a" * 300 + ".mp4"})
     assert response.status_code == 422 and "File name too long" in response.json()["error"]
+
+
+def test_a_store_outage_during_a_segment_puts_the_segment_back() -> None:
+    """SegmentRunner raises StoreUnavailable so that the segment is not acknowledged — but
+    with task_acks_on_failure_or_timeout a raised exception *is* acknowledged: the segment
+    was lost and its job stayed running forever. The task rejects it with requeue instead,
+    after a pause (not a hot loop while Redis is down); other errors are left to Celery."""
+    from celery.exceptions import Reject
+
+    from fleet.worker import requeue_on_store_outage
+
+    slept: list[float] = []
+
+    def outage() -> str:
+        raise StoreUnavailable("the job store at redis://127.0.0.1:6379/0 timed out")
+
+    with pytest.raises(Reject) as caught:
+        requeue_on_store_outage(outage, sleep=slept.append)
+    assert caught.value.requeue is True and slept and slept[0] > 0
+    assert requeue_on_store_outage(lambda: "done", sleep=slept.append) == "done"
+    with pytest.raises(ZeroDivisionError):
+        requeue_on_store_outage(lambda: str(1 / 0), sleep=slept.append)
+    assert len(slept) == 1
