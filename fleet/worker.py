@@ -147,16 +147,38 @@ class SegmentRunner:
         finally:
             self.metrics.busy.set(0)
             self.current = None
-        self.results.write_segment(job, index, lines)
+        try:
+            self.results.write_segment(job, index, lines)
+        except OSError as exc:
+            return self._results_failed(job, index, exc)
         state, complete = self.store.complete_segment(job, index, len(lines))
         self.metrics.segment_duration_seconds.observe(self.clock() - began)
         if complete and state not in TERMINAL:
-            path = self.results.assemble(job, segments)
+            try:
+                path = self.results.assemble(job, segments)
+            except (OSError, FleetError) as exc:
+                if isinstance(exc, StoreUnavailable):
+                    raise
+                return self._results_failed(job, index, exc)
             if self.store.succeed(job, str(path)) == "succeeded":
                 record = self.store.get(job)
                 self.metrics.job_duration_seconds.observe(max(0.0, time.time() - record.created))
                 self.log.info("job succeeded", job=job, frames=record.frames_done, result=str(path))
         return self._count("done")
+
+    def _results_failed(self, job: str, index: int, exc: Exception) -> str:
+        # Raising would not end the job: the task would be acknowledged as failed and the
+        # job left "running" forever. A results directory that cannot be written is not
+        # transient enough to retry blindly; the job fails with the reason instead.
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        where = getattr(exc, "filename", None) or self.results.root
+        self.log.error("job failed: results not written", job=job, segment=index, error=reason)
+        self.store.fail(
+            job,
+            f"segment {index}: cannot write results under {self.results.root} ({where}: "
+            f"{reason}): give every worker a writable, shared --results-dir with space",
+        )
+        return self._count("failed")
 
     def _count(self, result: str) -> str:
         self.metrics.segments_total.labels(result).inc()

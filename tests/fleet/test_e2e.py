@@ -247,3 +247,17 @@ def _connect(url: str) -> JobStore | None:
         return JobStore.connect(url, prefix="oom", timeout=0.5)
     except StoreUnavailable:
         return None
+
+
+def test_results_that_cannot_be_written_fail_the_job_with_the_reason(fleet: Fleet) -> None:
+    """--results-dir is a file (or read-only, or full): the job fails saying where and why;
+    it used to stay "running" forever (the OSError was acknowledged as a failed task)."""
+    fleet.results_dir.parent.mkdir(parents=True, exist_ok=True)
+    fleet.results_dir.write_text("a file where the results directory should be")
+    with fleet.api() as api:
+        fleet.start_worker("w")
+        fleet.wait_worker("w")
+        api.post("/v1/jobs", json={"source": "synthetic://64x48@10?seconds=2", "id": "nowrite"})
+        body = fleet.wait_state(api, "nowrite", ("succeeded", "failed"), timeout=120)
+        assert body["state"] == "failed", (body, fleet.log("w"))
+        assert str(fleet.results_dir) in body["error"] and "--results-dir" in body["error"]
