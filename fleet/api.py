@@ -245,20 +245,23 @@ def create_app(
         try:
             # resolve() may ask DNS: off the event loop.
             source = await run_in_threadpool(check_source, policy, request.source)
-            job = await run_in_threadpool(
-                dispatcher.submit, source, job_id=request.id, priority=request.priority
+            job, new = await run_in_threadpool(
+                dispatcher.submit_new, source, job_id=request.id, priority=request.priority
             )
         except (FleetConfigError, SourceUnreadable, JobConflict, StoreUnavailable) as exc:
             submissions.labels("rejected").inc()
             return fail(exc)
         submissions.labels("accepted").inc()
-        frames_submitted.inc(job.total_frames)
+        if new:  # a retried submit is the same demand, already counted
+            frames_submitted.inc(job.total_frames)
         return show(job)
 
     @app.get("/v1/jobs")
     async def list_jobs(state: str | None = None, limit: int = 1000) -> Any:
         if state is not None and state not in STATES:
             return fail(FleetConfigError(f"state {state!r}: use one of {', '.join(STATES)}"))
+        if limit < 1:  # a negative slice would drop the oldest jobs without a word
+            return fail(FleetConfigError(f"limit {limit}: use 1 or more (default 1000)"))
         try:
             jobs = await run_in_threadpool(store.jobs, state, limit)
         except StoreUnavailable as exc:

@@ -25,6 +25,8 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue
 
+from loglog.redact import redact_url
+
 #: The task name a segment is published under.
 SEGMENT_TASK = "fleet.segment"
 DEFAULT_QUEUE = "loglog.segments"
@@ -74,7 +76,15 @@ def settings(queue: str = DEFAULT_QUEUE) -> dict[str, Any]:
 
 
 def make_app(broker_url: str, queue: str = DEFAULT_QUEUE) -> Celery:
-    """A Celery app on ``broker_url`` (``amqp://user:pass@host:5672/vhost``)."""
+    """A Celery app on ``broker_url`` (``amqp://user:pass@host:5672/vhost``); any other
+    scheme is a :class:`FleetConfigError` now, not jobs that are never published."""
+    from .errors import FleetConfigError
+
+    if not broker_url.startswith(("amqp://", "amqps://", "pyamqp://")):
+        raise FleetConfigError(
+            f"--broker {redact_url(broker_url)!r}: give an AMQP URL, e.g. "
+            "amqp://guest:guest@127.0.0.1:5672// (the fleet runs on RabbitMQ)"
+        )
     app = Celery("loglog-fleet", broker=broker_url, set_as_current=False)
     app.conf.update(settings(queue))
     return app

@@ -18,6 +18,7 @@ import os
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -192,13 +193,26 @@ def _call(
     request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read() or b"null")
+            status, raw = response.status, response.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
+        status, raw = exc.code, exc.read()
     except (urllib.error.URLError, OSError) as exc:
         raise SystemExit(
             f"cannot reach the jobs API at {url}: {exc}. Is `loglog jobs serve` running?"
         ) from exc
+    try:
+        body = json.loads(raw or b"null")
+    except ValueError as exc:  # a proxy's error page, or another server on that port
+        raise SystemExit(
+            f"{url} answered HTTP {status} and no JSON: is `loglog jobs serve` running "
+            "there (check --api)?"
+        ) from exc
+    if status >= 400 and not isinstance(body, dict):
+        body = {"error": f"HTTP {status}: {body}"}
+    elif status >= 400 and "error" not in body:
+        # FastAPI's own errors (a route not found, a body it could not parse) say "detail".
+        body = {"error": f"HTTP {status}: {body.get('detail', body)}"}
+    return status, body
 
 
 def _submit(args: argparse.Namespace) -> int:
@@ -250,7 +264,12 @@ def progress_bar(job: dict[str, Any], width: int = 30) -> str:
 
 def _watch(args: argparse.Namespace) -> int:
     while True:
-        status, job = _call("GET", f"{args.api}/v1/jobs/{args.job}", token_file=args.token_file)
+        # Quoted to one path segment: "x?y" must not watch job "x".
+        status, job = _call(
+            "GET",
+            f"{args.api}/v1/jobs/{urllib.parse.quote(args.job, safe='')}",
+            token_file=args.token_file,
+        )
         if status != 200:
             print(job.get("error"), file=sys.stderr)
             return 1

@@ -55,6 +55,13 @@ class Dispatcher:
     def submit(self, source: str, *, job_id: str | None = None, priority: int = 0) -> Job:
         """Probe, split and store the job, then try to publish it (a broker outage leaves
         it pending; it is not an error). Raises :class:`SourceUnreadable` for a bad source."""
+        return self.submit_new(source, job_id=job_id, priority=priority)[0]
+
+    def submit_new(
+        self, source: str, *, job_id: str | None = None, priority: int = 0
+    ) -> tuple[Job, bool]:
+        """:meth:`submit`, and whether the job is new: a retried submit (same id, same
+        source) returns the stored job and False, so demand is not counted twice."""
         if not 0 <= priority <= MAX_PRIORITY:
             raise FleetConfigError(f"priority {priority}: use 0–{MAX_PRIORITY} (higher first)")
         job_id = check_job_id(job_id or uuid.uuid4().hex[:16])
@@ -63,12 +70,12 @@ class Dispatcher:
         job = Job(id=job_id, source=source, state=QUEUED, priority=priority, total_frames=total,
                   fps=fps, segment_frames=segments[0].frames, segments=len(segments),
                   created=self.clock())  # fmt: skip
-        job = self.store.create(job)
+        job, new = self.store.create_new(job)
         try:
             self.publish(job)
         except BrokerUnavailable as exc:
             self.log.warning("broker down: job stays pending", job=job.id, error=str(exc))
-        return job
+        return job, new
 
     def publish(self, job: Job) -> int:
         """Publish the job's segments the broker has not confirmed yet; returns how many."""

@@ -29,12 +29,22 @@ STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 #: States a job never leaves.
 TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
 
-_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: Segments one job may have: 11.5 days of video at the default 10 s segments. Each is a
+#: broker message and an entry in memory at submit; a corrupt header or a typo'd length
+#: must not make the API build (and publish) hundreds of millions of them.
+MAX_SEGMENTS = 100_000
+
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # fullmatch: "$" allows a final "\n"
+
+
+def is_job_id(job_id: str) -> bool:
+    """Whether ``job_id`` has the form every job id has (see :func:`check_job_id`)."""
+    return bool(_JOB_ID.fullmatch(job_id or ""))
 
 
 def check_job_id(job_id: str) -> str:
     """Return ``job_id`` when it is safe as a key and a file name; raise otherwise."""
-    if not _JOB_ID.match(job_id or ""):
+    if not is_job_id(job_id):
         raise FleetConfigError(
             f"job id {job_id!r} is invalid: use 1–64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
@@ -64,6 +74,13 @@ def split(*, total_frames: int, fps: float, segment_seconds: float) -> list[Segm
             f"fps ({fps}) and segment_seconds ({segment_seconds}) must be positive"
         )
     size = max(1, round(fps * segment_seconds))
+    count = -(-total_frames // size)
+    if count > MAX_SEGMENTS:
+        raise FleetConfigError(
+            f"{total_frames} frames make {count} segments of {segment_seconds:g} s, over the "
+            f"limit of {MAX_SEGMENTS}: split the video into shorter files, or serve the API "
+            "with a longer --segment-seconds"
+        )
     return [
         Segment(index, start, min(start + size, total_frames))
         for index, start in enumerate(range(0, total_frames, size))

@@ -21,12 +21,21 @@ import numpy as np
 
 from .errors import SourceUnreadable
 
+#: Longest source accepted: Linux's PATH_MAX.
+MAX_SOURCE_CHARS = 4096
+
 _CLIP = re.compile(r"^synthetic://(\d+)x(\d+)@(\d+(?:\.\d+)?)\?seconds=(\d+(?:\.\d+)?)$")
 
 
 def probe(source: str) -> tuple[int, float]:
     """(total frames, frames per second) of ``source``; :class:`SourceUnreadable` if it
     cannot be opened."""
+    if len(source) > MAX_SOURCE_CHARS:
+        # Not echoed: a megabyte "path" would be copied into the answer and the log.
+        raise SourceUnreadable(
+            f"the source is {len(source)} characters long: a path has at most "
+            f"{MAX_SOURCE_CHARS} (PATH_MAX); give the video file's path"
+        )
     clip = _CLIP.match(source)
     if clip:
         _, _, fps, seconds = _clip(clip)
@@ -37,7 +46,13 @@ def probe(source: str) -> tuple[int, float]:
             "synthetic://WxH@FPS?seconds=N (live streams go to POST /v1/streams)"
         )
     path = Path(source.removeprefix("file://"))
-    if not path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError as exc:  # ENAMETOOLONG, EACCES: is_file() only hides "not found"
+        raise SourceUnreadable(
+            f"cannot open {str(path)!r}: {exc.strerror}. Give a path every worker can read"
+        ) from exc
+    if not is_file:
         raise SourceUnreadable(
             f"no such video file {str(path)!r}: give a path every worker can read"
         )
@@ -101,7 +116,9 @@ def read(source: str, start: int, end: int) -> Iterator[tuple[int, float | None,
 def _clip(match: re.Match[str]) -> tuple[int, int, float, float]:
     width, height = int(match.group(1)), int(match.group(2))
     fps, seconds = float(match.group(3)), float(match.group(4))
-    if not (16 <= width <= 7680 and 16 <= height <= 4320 and 0 < fps <= 240 and seconds > 0):
+    # isfinite: 400 nines parse as inf seconds, whose frame count cannot be rounded.
+    if not (16 <= width <= 7680 and 16 <= height <= 4320 and 0 < fps <= 240 and seconds > 0
+            and math.isfinite(seconds)):  # fmt: skip
         raise SourceUnreadable(
             f"synthetic clip {match.group(0)!r}: sizes 16–7680 × 16–4320, 0–240 fps, "
             "seconds > 0, e.g. synthetic://64x48@10?seconds=6"

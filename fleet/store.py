@@ -28,10 +28,10 @@ from typing import Any
 
 import redis
 
-from loglog.redact import redact
+from loglog.redact import redact, redact_url
 
-from .errors import JobConflict, JobNotFound, StoreUnavailable
-from .model import FAILED, QUEUED, RUNNING, SUCCEEDED, TERMINAL, Job
+from .errors import FleetConfigError, JobConflict, JobNotFound, StoreUnavailable
+from .model import FAILED, QUEUED, RUNNING, SUCCEEDED, TERMINAL, Job, is_job_id
 
 _TERMINAL_LUA = "local terminal = {" + ", ".join(f"['{s}']=true" for s in sorted(TERMINAL)) + "}"
 
@@ -97,6 +97,15 @@ def _translated(url: str) -> Iterator[None]:
         ) from exc
     except redis.exceptions.TimeoutError as exc:
         raise StoreUnavailable(f"the job store at {url} timed out ({exc})") from exc
+    except redis.exceptions.ResponseError as exc:
+        # An error reply, not a lost connection: out of memory (maxmemory), a failed
+        # snapshot (MISCONF), a read-only replica. Every write fails the same way until an
+        # operator acts, so it is the store being unavailable, with what to check.
+        raise StoreUnavailable(
+            f"the job store at {url} refused the command ({type(exc).__name__}: {exc}): "
+            "check Redis' memory (maxmemory), its disk (MISCONF) and that --store is the "
+            "primary, not a read-only replica"
+        ) from exc
 
 
 class JobStore:
@@ -110,7 +119,9 @@ class JobStore:
         url: str = "redis",
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.client, self.prefix, self.url, self.clock = client, prefix, url, clock
+        # Redacted once: the URL goes into every StoreUnavailable message (and so into
+        # the API's 503 answers and the logs), never with its password.
+        self.client, self.prefix, self.url, self.clock = client, prefix, redact_url(url), clock
         self._create = client.register_script(_CREATE)
         self._start = client.register_script(_START)
         self._complete = client.register_script(_COMPLETE)
@@ -119,11 +130,16 @@ class JobStore:
     @classmethod
     def connect(cls, url: str, *, prefix: str = "loglog:fleet", timeout: float = 5.0) -> JobStore:
         """A store on the Redis at ``url``; raises :class:`StoreUnavailable` when it is down."""
-        client = redis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
-        )
+        try:
+            client = redis.Redis.from_url(
+                url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
+            )
+        except ValueError as exc:  # not a Redis URL: a config error, at start-up
+            raise FleetConfigError(
+                f"--store {redact_url(url)!r}: give a Redis URL, e.g. redis://127.0.0.1:6379/0"
+            ) from exc
         store = cls(client, prefix=prefix, url=url)
-        with _translated(url):
+        with _translated(store.url):
             client.ping()
         return store
 
@@ -134,6 +150,10 @@ class JobStore:
 
     def create(self, job: Job) -> Job:
         """Store a new job; the same id with the same source returns the stored job."""
+        return self.create_new(job)[0]
+
+    def create_new(self, job: Job) -> tuple[Job, bool]:
+        """:meth:`create`, and whether the job is new (False: the stored one came back)."""
         fields: list[Any] = []
         for name in ("id", "source", "state", "priority", "total_frames", "fps",
                      "segment_frames", "segments", "created"):  # fmt: skip
@@ -148,11 +168,12 @@ class JobStore:
                 raise JobConflict(
                     f"job {job.id!r} exists already for {existing!r}: choose another id"
                 )
-            return self.get(job.id)
-        return job
+            return self.get(job.id), False
+        return job, True
 
     def get(self, job_id: str) -> Job:
         """The job, or :class:`JobNotFound`."""
+        _known_form(job_id)
         with _translated(self.url):
             pipe = self.client.pipeline()
             pipe.hgetall(self._key("job", job_id))
@@ -238,6 +259,7 @@ class JobStore:
         return self._finish(job_id, CANCELLED)
 
     def _finish(self, job_id: str, state: str, *fields: str) -> str:
+        _known_form(job_id)
         with _translated(self.url):
             out = self._end(keys=[self._key("job", job_id)], args=[state, self.clock(), *fields])
             if out is None:
@@ -265,6 +287,14 @@ class JobStore:
             keys = sorted(self.client.scan_iter(self._key("worker", "*"), count=500))
             values = self.client.mget(keys) if keys else []
         return [json.loads(value) for value in values if value]
+
+
+def _known_form(job_id: str) -> None:
+    """No job has an id outside :func:`check_job_id`'s form; such an id is not looked up,
+    because ``x:done`` or ``x:workers`` would name one of job x's own keys (a set, which
+    Redis refuses to read as a hash)."""
+    if not is_job_id(job_id):
+        raise JobNotFound(f"no job {job_id!r}: list jobs with GET /v1/jobs")
 
 
 def _job(data: dict[str, str], workers: set[str]) -> Job:

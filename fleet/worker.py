@@ -38,6 +38,8 @@ from .store import JobStore
 
 #: Frames between two looks at the job's state (a cancel stops a running segment).
 CANCEL_CHECK_FRAMES = 16
+#: Seconds a worker waits before putting back a segment it could not record (store down).
+STORE_BACKOFF_S = 2.0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -145,16 +147,38 @@ class SegmentRunner:
         finally:
             self.metrics.busy.set(0)
             self.current = None
-        self.results.write_segment(job, index, lines)
+        try:
+            self.results.write_segment(job, index, lines)
+        except OSError as exc:
+            return self._results_failed(job, index, exc)
         state, complete = self.store.complete_segment(job, index, len(lines))
         self.metrics.segment_duration_seconds.observe(self.clock() - began)
         if complete and state not in TERMINAL:
-            path = self.results.assemble(job, segments)
+            try:
+                path = self.results.assemble(job, segments)
+            except (OSError, FleetError) as exc:
+                if isinstance(exc, StoreUnavailable):
+                    raise
+                return self._results_failed(job, index, exc)
             if self.store.succeed(job, str(path)) == "succeeded":
                 record = self.store.get(job)
                 self.metrics.job_duration_seconds.observe(max(0.0, time.time() - record.created))
                 self.log.info("job succeeded", job=job, frames=record.frames_done, result=str(path))
         return self._count("done")
+
+    def _results_failed(self, job: str, index: int, exc: Exception) -> str:
+        # Raising would not end the job: the task would be acknowledged as failed and the
+        # job left "running" forever. A results directory that cannot be written is not
+        # transient enough to retry blindly; the job fails with the reason instead.
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        where = getattr(exc, "filename", None) or self.results.root
+        self.log.error("job failed: results not written", job=job, segment=index, error=reason)
+        self.store.fail(
+            job,
+            f"segment {index}: cannot write results under {self.results.root} ({where}: "
+            f"{reason}): give every worker a writable, shared --results-dir with space",
+        )
+        return self._count("failed")
 
     def _count(self, result: str) -> str:
         self.metrics.segments_total.labels(result).inc()
@@ -197,6 +221,29 @@ class SegmentRunner:
             "frames_per_second": round(self.rate.rate(), 3),
             "capacity_frames_per_second": self.metrics.capacity._value.get(),
         }
+
+
+def requeue_on_store_outage(
+    call: Callable[[], str], *, backoff: float = STORE_BACKOFF_S,
+    sleep: Callable[[float], object] = time.sleep,
+) -> str:  # fmt: skip
+    """Run a segment; when the store is down, put the segment back in the queue.
+
+    Raising would not do it: with ``task_acks_on_failure_or_timeout`` (on, so that a
+    poison segment is not redelivered forever) Celery acknowledges a task that raised,
+    and the segment — and with it the job, left ``running`` — would be lost. ``Reject``
+    with ``requeue`` returns the message to the broker; the pause keeps a worker from
+    spinning on it while Redis is down."""
+    from celery.exceptions import Reject
+
+    try:
+        return call()
+    except StoreUnavailable as exc:
+        get_logger("fleet.worker").warning(
+            "store down: segment goes back to the queue", error=str(exc), retry_in_s=backoff
+        )
+        sleep(backoff)
+        raise Reject(exc, requeue=True) from exc
 
 
 class _JobEnded(FleetError):
@@ -261,7 +308,7 @@ def run_worker(config: WorkerConfig) -> int:
     @app.task(name=SEGMENT_TASK, bind=True, acks_late=True)
     def segment(task: Any, **kwargs: Any) -> str:
         redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
-        return runner.run(redelivered=redelivered, **kwargs)
+        return requeue_on_store_outage(lambda: runner.run(redelivered=redelivered, **kwargs))
 
     beat = Heartbeat(store, name, lambda: runner.heartbeat_info(metrics_addr, config.gpu),
                      config.heartbeat_s)  # fmt: skip

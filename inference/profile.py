@@ -139,13 +139,20 @@ def from_prometheus(base: str, window: str = "1m") -> dict[str, Any]:
         url = base.rstrip("/") + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
         with urllib.request.urlopen(url, timeout=10) as response:
             data = json.load(response)
-        if data.get("status") != "success":
+        if not isinstance(data, dict) or data.get("status") != "success":
             raise RuntimeError(f"Prometheus query failed: {data}")
         out = {}
-        for result in data["data"]["result"]:
-            key = result["metric"].get("stage") or result["metric"].get("queue") or ""
-            value = float(result["value"][1])
-            out[key] = value if math.isfinite(value) else 0.0
+        try:
+            for result in data["data"]["result"]:
+                key = result["metric"].get("stage") or result["metric"].get("queue") or ""
+                value = float(result["value"][1])
+                out[key] = value if math.isfinite(value) else 0.0
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+            # JSON, but not Prometheus' shape: a proxy, or another server on that port.
+            raise RuntimeError(
+                f"the answer to {expr!r} is not a Prometheus query result "
+                f"({type(exc).__name__}: {exc}): is --prometheus the Prometheus server?"
+            ) from exc
         return out
 
     def quantile_of(q: float, metric: str, by: str, over: str = window) -> dict[str, float]:
@@ -264,6 +271,11 @@ def render(data: dict[str, Any], result: Verdict) -> str:
 def main(
     *, url: str, prometheus: str | None, interval: float, as_json: bool, window: str = "1m"
 ) -> int:
+    if not prometheus and not (0 < interval < math.inf):
+        # Rates are deltas over the interval: 0 (or nan, negative, inf) has no rate.
+        sys.stderr.write(f"loglog profile: --interval {interval}: use a positive number of "
+                         "seconds between the two scrapes, e.g. --interval 5\n")  # fmt: skip
+        return 2
     try:
         if prometheus:
             data = from_prometheus(prometheus, window)

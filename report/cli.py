@@ -58,11 +58,28 @@ def make(
     except ValueError as exc:
         raise ReportError(str(exc)) from exc
     end = time.time() if end is None else end
+    _check_end(end, range_seconds, range_text)
     report = sections.build(Prometheus(prometheus), end=end, range_seconds=range_seconds)
     written = write(report, out, name=f"loglog-report-{range_text}", pdf=pdf)
     for path in written:
         say.write(f"wrote {path}\n")
     return written
+
+
+def _check_end(end: float, range_seconds: int, range_text: str) -> None:
+    """``--end`` must be a date (finite, within the calendar) and the range must not reach
+    before 1970: checked before any query, not by an OverflowError when the file is named."""
+    try:
+        datetime.fromtimestamp(end, UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise ReportError(
+            f"--end {end!r} is not a time: pass unix seconds, e.g. --end {time.time():.0f}"
+        ) from exc
+    if end - range_seconds < 0:
+        raise ReportError(
+            f"range {range_text!r} before --end {end:.0f} starts before 1970: pass a shorter "
+            "--range or a later --end"
+        )
 
 
 def write(report: Report, out: Path, *, name: str, pdf: bool) -> list[Path]:

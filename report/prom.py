@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 from loglog.redact import redact_url
@@ -27,15 +29,16 @@ class Prometheus:
     def instant(self, expr: str, at: float) -> list[tuple[dict[str, str], float]]:
         """``expr`` evaluated at ``at``: one (labels, value) per series; NaN values dropped."""
         data = self._get("query", {"query": expr, "time": f"{at:.3f}"}, expr)
-        if data.get("resultType") == "scalar":
-            value = float(data["result"][1])
-            return [] if math.isnan(value) else [({}, value)]
-        out = []
-        for item in data.get("result", []):
-            value = float(item["value"][1])
-            if not math.isnan(value):
-                out.append((dict(item["metric"]), value))
-        return out
+        with self._shape(expr):
+            if data.get("resultType") == "scalar":
+                value = float(data["result"][1])
+                return [] if math.isnan(value) else [({}, value)]
+            out = []
+            for item in data.get("result", []):
+                value = float(item["value"][1])
+                if not math.isnan(value):
+                    out.append((dict(item["metric"]), value))
+            return out
 
     def scalar(self, expr: str, at: float) -> float | None:
         """The single value of ``expr`` at ``at``, ``None`` when empty; sums several series."""
@@ -47,12 +50,26 @@ class Prometheus:
         params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
         data = self._get("query_range", params, expr)
         out: list[Series] = []
-        for item in data.get("result", []):
-            points = [(float(t), float(v)) for t, v in item["values"]]
-            points = [(t, v) for t, v in points if not math.isnan(v)]
-            if points:
-                out.append((dict(item["metric"]), points))
+        with self._shape(expr):
+            for item in data.get("result", []):
+                points = [(float(t), float(v)) for t, v in item["values"]]
+                points = [(t, v) for t, v in points if not math.isnan(v)]
+                if points:
+                    out.append((dict(item["metric"]), points))
         return out
+
+    @contextlib.contextmanager
+    def _shape(self, expr: str) -> Iterator[None]:
+        """A result that is JSON but not Prometheus' shape (a proxy, an impostor, a
+        truncated answer) is a PrometheusError naming the server, not a KeyError."""
+        try:
+            yield
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise PrometheusError(
+                f"{redact_url(self.url)} did not answer like Prometheus' HTTP API: the result "
+                f"for {expr!r} is malformed ({type(exc).__name__}: {exc}). Is --prometheus "
+                "the Prometheus server's URL (e.g. http://127.0.0.1:9090)?"
+            ) from exc
 
     def _get(self, endpoint: str, params: dict[str, str], expr: str) -> dict[str, Any]:
         url = f"{self.url}/api/v1/{endpoint}?{urllib.parse.urlencode(params)}"

@@ -6,6 +6,9 @@ import re
 
 _RANGE = re.compile(r"^(\d+)(s|m|h|d|w)$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+#: The longest range: 520 weeks (10 years), past any Prometheus retention; beyond some
+#: point the range's start is no date at all and every date conversion overflows.
+MAX_RANGE_SECONDS = 520 * 7 * 86400
 
 
 def parse_range(text: str) -> int:
@@ -16,7 +19,10 @@ def parse_range(text: str) -> int:
             f"range {text!r} is not a positive duration like 1h, 24h, 7d or 2w "
             "(one number and one of s, m, h, d, w)"
         )
-    return int(match.group(1)) * _SECONDS[match.group(2)]
+    seconds = int(match.group(1)) * _SECONDS[match.group(2)]
+    if seconds > MAX_RANGE_SECONDS:
+        raise ValueError(f"range {text!r} is too long: at most 520w (10 years), e.g. 1h, 7d or 52w")
+    return seconds
 
 
 def duration(seconds: float) -> str:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import time
 import warnings
@@ -48,6 +49,9 @@ DEVICES = ("auto", "cuda", "cpu")
 SUFFIXES = (".pt", ".ts", ".pt2")
 #: The extra file inside a saved model that says what the input is.
 METADATA = "loglog.json"
+#: Elements per item a model may declare (1 GiB of fp32): the start-up probe allocates one
+#: item, so a shape from a hostile or mistyped loglog.json must not size that allocation.
+MAX_ITEM_ELEMENTS = 2**28
 
 
 def _import_torch() -> Any:
@@ -352,6 +356,21 @@ def _load(torch: Any, path: Path, device: Any) -> tuple[Any, dict[str, Any]]:
             f"{str(path)!r} does not say its input shape per item: save it with "
             f'_extra_files={{"{METADATA}": \'{{"input_shape": [3, 224, 224]}}\'}} '
             "(inference.engines.torch.save_default_model shows how)"
+        )
+    elements = math.prod(shape)
+    if elements > MAX_ITEM_ELEMENTS:
+        raise ModelError(
+            f"{METADATA} inside {str(path)!r} says input_shape {shape}: {elements} elements "
+            f"per item, over the limit of {MAX_ITEM_ELEMENTS} (1 GiB of fp32 per item). Fix "
+            "input_shape to the model's real input"
+        )
+    names = meta.get("output_names")
+    if names is not None and not (
+        isinstance(names, list) and all(isinstance(n, str) and n for n in names)
+    ):
+        raise ModelError(
+            f"{METADATA} inside {str(path)!r} has output_names {names!r}: use a list of "
+            'non-empty strings, e.g. "output_names": ["logits"], or leave it out'
         )
     meta.setdefault("name", path.stem)
     return module, meta

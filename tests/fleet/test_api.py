@@ -3,7 +3,10 @@ with the broker down (a real closed port, not a fake)."""
 
 from __future__ import annotations
 
+import http.server
 import math
+import threading
+from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,7 +15,7 @@ from fleet.api import create_app, drain_eta
 from fleet.celeryapp import make_app, settings
 from fleet.cli import progress_bar
 from fleet.dispatch import Dispatcher
-from fleet.errors import FleetConfigError
+from fleet.errors import FleetConfigError, StoreUnavailable
 from fleet.store import JobStore
 from fleet.worker import RateWindow, WorkerConfig
 from tests.conftest import free_port
@@ -134,3 +137,204 @@ def test_progress_bar_shows_progress_eta_and_error() -> None:
     failed = progress_bar({"progress": 0.0, "frames_done": 0, "total_frames": 10,
                            "eta_seconds": None, "state": "failed", "error": "boom"}, width=4)  # fmt: skip
     assert failed.endswith("failed  error: boom")
+
+
+def test_an_id_that_names_a_store_key_of_a_job_is_not_found_not_a_500(
+    api: TestClient, store: JobStore
+) -> None:
+    """``x:done`` and ``x:workers`` are a job's Redis sets, not jobs: GET and DELETE say
+    404 (they used to read the set as a hash: WRONGTYPE, a 500 with a traceback)."""
+    assert (
+        api.post(
+            "/v1/jobs", json={"source": "synthetic://64x48@10?seconds=3", "id": "x"}
+        ).status_code
+        == 202
+    )
+    store.start_segment("x", "w1", redelivered=False)
+    store.complete_segment("x", 0, 10)
+    for path in ("/v1/jobs/x:done", "/v1/jobs/x:workers"):
+        for response in (api.get(path), api.delete(path)):
+            assert response.status_code == 404, response.text
+            assert "GET /v1/jobs" in response.json()["error"]
+    assert api.get("/v1/jobs/x").json()["state"] == "running"  # the job itself is untouched
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "synthetic://64x48@10?seconds=" + "9" * 400,  # float() of it is inf
+        "synthetic://16x16@240?seconds=500000",  # 500 000 segments of 1 s
+    ],
+)
+def test_a_clip_too_long_to_split_is_refused_at_once(api: TestClient, source: str) -> None:
+    """An absurd length is a 422/400 with the limit, not a 500 (inf) nor the API building a
+    hundred million segments in memory."""
+    response = api.post("/v1/jobs", json={"source": source})
+    assert response.status_code in (400, 422), response.text
+    assert "error" in response.json()
+    assert api.get("/v1/jobs").json()["jobs"] == []
+
+
+class _Impostor(http.server.BaseHTTPRequestHandler):
+    """Answers every request with ``status`` and ``body``; records the paths asked."""
+
+    status, body, paths = 502, b"<html>Bad Gateway</html>", []
+
+    def _answer(self) -> None:
+        type(self).paths.append(self.path)
+        self.send_response(self.status)
+        self.send_header("content-type", "text/html")
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def impostor() -> Iterator[str]:
+    _Impostor.paths = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Impostor)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+@pytest.mark.parametrize(
+    "action", [["watch", "j1"], ["ls"], ["submit", "synthetic://64x48@10?seconds=1"]]
+)
+def test_the_cli_says_what_to_do_when_the_api_answers_a_web_page(
+    impostor: str, action: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A proxy's 502 page (or any non-JSON answer) where the jobs API should be: exit 1 with
+    a line naming the URL — not a JSONDecodeError traceback."""
+    from stack.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["jobs", *action, "--api", impostor])
+    assert "is `loglog jobs serve` running" in str(exited.value.code)
+    assert "HTTP 502" in str(exited.value.code)
+
+
+def test_watch_asks_for_exactly_the_id_it_was_given(
+    impostor: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An id with '?', '#' or '/' is quoted into one path segment: it is looked up (and not
+    found), never turned into a query string or another route."""
+    from stack.cli import main
+
+    monkeypatch.setattr(_Impostor, "status", 404)
+    monkeypatch.setattr(_Impostor, "body", b'{"error": "no job"}')
+    assert main(["jobs", "watch", "x?state=running#y/../z", "--api", impostor]) == 1
+    assert _Impostor.paths == ["/v1/jobs/x%3Fstate%3Drunning%23y%2F..%2Fz"]
+    assert "no job" in capsys.readouterr().err
+
+
+@pytest.fixture
+def private_redis(tmp_path) -> Iterator[str]:
+    """A redis-server of this test's own, so its settings can be broken (never 6379's)."""
+    import shutil
+    import subprocess
+    import time
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("no redis-server to start (make deps installs it)")
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path),
+         "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            JobStore.connect(url, timeout=0.5)
+            break
+        except StoreUnavailable:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_a_redis_that_refuses_writes_is_a_503_with_the_fix(private_redis: str) -> None:
+    """Redis out of memory (maxmemory, noeviction) answers every write with an error reply,
+    not a dropped connection: the API says 503 and what to do, not a 500 traceback."""
+    store = JobStore.connect(private_redis, prefix="t")
+    broker = f"amqp://guest:guest@127.0.0.1:{free_port()}//"
+    dispatcher = Dispatcher(make_app(broker, "q"), store, queue="q", segment_seconds=1.0)
+    with TestClient(create_app(dispatcher, publish_interval=60)) as api:
+        store.client.config_set("maxmemory-policy", "noeviction")
+        store.client.config_set("maxmemory", 1)
+        response = api.post("/v1/jobs", json={"source": "synthetic://64x48@10?seconds=1"})
+        assert response.status_code == 503, response.text
+        error = response.json()["error"]
+        assert "refused" in error and "maxmemory" in error
+        assert api.delete("/v1/jobs/nope").status_code in (404, 503)
+
+
+def test_a_resubmitted_job_is_demand_once(api: TestClient) -> None:
+    """A client retrying POST with the same id and source (the idempotent retry) gets the
+    same job back; the frames demanded count once, or the demand rate doubles."""
+    body = {"source": "synthetic://64x48@10?seconds=3", "id": "again"}
+    first, second = api.post("/v1/jobs", json=body), api.post("/v1/jobs", json=body)
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert first.json()["created"] == second.json()["created"]
+    text = api.get("/metrics").text
+    assert metric(text, "fleet_frames_submitted_total") == 30.0
+    assert metric(text, "fleet_backlog_frames") == 30.0
+
+
+def test_a_huge_source_is_refused_without_echoing_it(api: TestClient) -> None:
+    """A megabyte "path": refused with its length, not echoed whole into the answer (and
+    the log) as "no such video file '<a megabyte>'"."""
+    response = api.post("/v1/jobs", json={"source": "/v/" + "a" * 1_000_000})
+    assert response.status_code == 422
+    assert len(response.content) < 1000 and "4096" in response.json()["error"]
+
+
+@pytest.mark.parametrize("limit", [-1, 0])
+def test_a_list_limit_below_one_is_refused(api: TestClient, limit: int) -> None:
+    """``limit=-1`` silently dropped the oldest job (a Python slice), 0 listed nothing."""
+    api.post("/v1/jobs", json={"source": "synthetic://64x48@10?seconds=1", "id": "a"})
+    response = api.get(f"/v1/jobs?limit={limit}")
+    assert response.status_code == 400 and "limit" in response.json()["error"]
+
+
+def test_a_path_with_a_too_long_name_is_a_422_not_a_500(api: TestClient) -> None:
+    """A 300-character file name: the OS says ENAMETOOLONG, which Path.is_file() raises
+    (it only hides "not found"); the API answered 500."""
+    response = api.post("/v1/jobs", json={"source": "/tmp/" + "a" * 300 + ".mp4"})
+    assert response.status_code == 422 and "File name too long" in response.json()["error"]
+
+
+def test_a_store_outage_during_a_segment_puts_the_segment_back() -> None:
+    """SegmentRunner raises StoreUnavailable so that the segment is not acknowledged — but
+    with task_acks_on_failure_or_timeout a raised exception *is* acknowledged: the segment
+    was lost and its job stayed running forever. The task rejects it with requeue instead,
+    after a pause (not a hot loop while Redis is down); other errors are left to Celery."""
+    from celery.exceptions import Reject
+
+    from fleet.worker import requeue_on_store_outage
+
+    slept: list[float] = []
+
+    def outage() -> str:
+        raise StoreUnavailable("the job store at redis://127.0.0.1:6379/0 timed out")
+
+    with pytest.raises(Reject) as caught:
+        requeue_on_store_outage(outage, sleep=slept.append)
+    assert caught.value.requeue is True and slept and slept[0] > 0
+    assert requeue_on_store_outage(lambda: "done", sleep=slept.append) == "done"
+    with pytest.raises(ZeroDivisionError):
+        requeue_on_store_outage(lambda: str(1 / 0), sleep=slept.append)
+    assert len(slept) == 1

@@ -198,3 +198,66 @@ def test_broker_down_20s_then_back_loses_no_job(fleet: Fleet, rabbit: PrivateRab
             assert body["state"] == "succeeded", (body, fleet.log("d"))
             assert result_frames(body["result"]) == list(range(frames))
         assert metric(api.get("/metrics").text, "fleet_broker_up") == 1.0
+
+
+def test_redis_refusing_writes_mid_job_loses_no_segment(
+    rabbit: PrivateRabbit, tmp_path: Path
+) -> None:
+    """A private Redis refuses every write for 6 s (maxmemory reached, noeviction) while a
+    worker runs a job: the segments it could not record go back to the queue — they were
+    acknowledged as failed and lost before, the job stuck in running — and once Redis
+    takes writes again the job finishes with every frame once."""
+    import subprocess
+
+    from tests.conftest import free_port
+
+    if rabbit.proc is None or rabbit.proc.poll() is not None:
+        rabbit.start()
+    port = free_port()
+    redis_proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path),
+         "--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    store = wait_for("the private redis", lambda: _connect(url), timeout=30)
+    fleet = Fleet(rabbit.url, store, tmp_path / "fleet", segment_seconds=2.0)
+    try:
+        with fleet.api() as api:
+            fleet.start_worker("r")
+            fleet.wait_worker("r")
+            api.post("/v1/jobs", json={"source": "synthetic://64x48@10?seconds=60", "id": "oom"})
+            wait_for("the first segments", lambda: store.get("oom").segments_done >= 2)
+            store.client.config_set("maxmemory", 1)
+            time.sleep(6)  # the outage itself is the test: several segments end inside it
+            store.client.config_set("maxmemory", 0)
+            body = fleet.wait_state(api, "oom", ("succeeded", "failed"), timeout=120)
+            assert body["state"] == "succeeded", (body, fleet.log("r"))
+            assert result_frames(body["result"]) == list(range(600))
+    finally:
+        fleet.close()
+        redis_proc.terminate()
+        redis_proc.wait(10)
+
+
+def _connect(url: str) -> JobStore | None:
+    from fleet.errors import StoreUnavailable
+
+    try:
+        return JobStore.connect(url, prefix="oom", timeout=0.5)
+    except StoreUnavailable:
+        return None
+
+
+def test_results_that_cannot_be_written_fail_the_job_with_the_reason(fleet: Fleet) -> None:
+    """--results-dir is a file (or read-only, or full): the job fails saying where and why;
+    it used to stay "running" forever (the OSError was acknowledged as a failed task)."""
+    fleet.results_dir.parent.mkdir(parents=True, exist_ok=True)
+    fleet.results_dir.write_text("a file where the results directory should be")
+    with fleet.api() as api:
+        fleet.start_worker("w")
+        fleet.wait_worker("w")
+        api.post("/v1/jobs", json={"source": "synthetic://64x48@10?seconds=2", "id": "nowrite"})
+        body = fleet.wait_state(api, "nowrite", ("succeeded", "failed"), timeout=120)
+        assert body["state"] == "failed", (body, fleet.log("w"))
+        assert str(fleet.results_dir) in body["error"] and "--results-dir" in body["error"]

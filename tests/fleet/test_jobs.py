@@ -205,3 +205,43 @@ def test_unreadable_sources_fail_with_a_clear_error(tmp_path: Path) -> None:
         probe("rtsp://cam/1")
     with pytest.raises(SourceUnreadable, match="cannot"):
         list(read(str(garbage), 0, 5))
+
+
+def test_an_id_with_a_trailing_newline_is_refused() -> None:
+    """``$`` matches before a final newline: "cam1\\n" passed as a safe id and became a
+    results file and directory named with a newline."""
+    for bad in ["cam1\n", "cam1\r\n", "cam1\n\n"]:
+        with pytest.raises(FleetConfigError, match="job id"):
+            check_job_id(bad)
+
+
+def test_a_store_url_that_is_not_redis_fails_at_start_up_with_the_fix(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--store http://… was redis-py's ValueError traceback from `jobs serve` and `worker`."""
+    from stack.cli import main
+
+    with pytest.raises(FleetConfigError, match=r"--store 'http://127.0.0.1:6379'.*redis://"):
+        JobStore.connect("http://127.0.0.1:6379")
+    assert main(["jobs", "serve", "--store", "http://127.0.0.1:6379", "--port", "0"]) == 2
+    assert "loglog jobs serve: --store" in capsys.readouterr().err
+
+
+def test_a_broker_url_that_is_not_amqp_fails_at_start_up() -> None:
+    """`jobs serve --broker redis://…` started, accepted every job and published none of
+    them (the worker already refused the same URL at start-up)."""
+    from fleet.celeryapp import make_app
+
+    with pytest.raises(FleetConfigError, match="AMQP URL"):
+        make_app("redis://127.0.0.1:6379/0")
+    make_app("amqp://guest:guest@127.0.0.1:5672//")  # the supported form still builds
+
+
+def test_the_store_password_never_reaches_messages() -> None:
+    """redis://:secret@host in --store: the "unreachable" error (printed by `jobs serve`,
+    logged by workers, served as the API's 503) shows the URL without the password."""
+    from tests.conftest import free_port
+
+    with pytest.raises(StoreUnavailable) as caught:
+        JobStore.connect(f"redis://:s3cret@127.0.0.1:{free_port()}/0", timeout=1.0)
+    assert "s3cret" not in str(caught.value) and "***" in str(caught.value)

@@ -167,3 +167,56 @@ def test_a_bad_logging_url_is_reported_without_its_password(command):
     assert result.returncode == 2
     assert "hunter2" not in result.stderr + result.stdout and "Traceback" not in result.stderr
     assert "user:***@loki" in result.stderr and "http(s)://" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"status":"success","data":{"resultType":"vector","result":"oops"}}',
+        b'{"status":"success","data":{"resultType":"vector","result":[{"value":[1,"2"]}]}}',
+        b'{"status":"success"}',
+        b'["not", "an", "object"]',
+    ],
+)
+def test_profile_of_a_prometheus_answering_the_wrong_json_says_so(body, capsys):
+    """--prometheus pointing at something that answers JSON, but not Prometheus' shape:
+    exit 2 naming the URL (it was a KeyError/AttributeError traceback)."""
+    import http.server
+    import threading
+
+    from inference.profile import main
+
+    class Impostor(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Impostor)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        code = main(url="", prometheus=url, interval=0.1, as_json=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    err = capsys.readouterr().err
+    assert code == 2 and f"cannot read metrics from {url}" in err
+
+
+@pytest.mark.parametrize("interval", [0.0, -1.0, float("nan"), float("inf")])
+def test_profile_refuses_an_interval_that_is_not_a_positive_time(interval, capsys):
+    """--interval 0 divides rates by a near-zero span, -1/nan crashed inside sleep() and
+    were reported as "cannot read metrics", inf never returned: refused up front."""
+    from inference.profile import main
+
+    code = main(url=f"http://127.0.0.1:{free_port()}", prometheus=None, interval=interval,
+                as_json=False)  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "--interval" in err and "cannot read metrics" not in err

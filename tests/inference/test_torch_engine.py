@@ -335,3 +335,24 @@ def test_on_cuda_the_engine_runs_fp16_and_agrees_with_onnx():
     # run() returns after the GPU finished: its wall time cannot undercut the kernels'.
     calibration = calibrate(engine, [8], seconds=0.5)
     assert calibration.seconds_per_batch[8] >= kernels * 0.9
+
+
+@pytest.mark.parametrize(
+    ("meta", "says"),
+    [
+        # 10^24 elements per item: numpy refused to even size the probe (ValueError).
+        ({"input_shape": [10**12, 10**12]}, "elements per item"),
+        # 2^29 fp32 elements is 2 GiB for the one-item probe alone: refused, not allocated.
+        ({"input_shape": [2**29]}, "elements per item"),
+        ({"input_shape": [3, 8, 8], "output_names": 5}, "output_names"),
+        ({"input_shape": [3, 8, 8], "output_names": "logits"}, "output_names"),
+        ({"input_shape": [3, 8, 8], "output_names": [1]}, "output_names"),
+    ],
+)
+def test_hostile_metadata_is_a_model_error_before_anything_runs(tmp_path, meta, says):
+    """loglog.json is data from the model's author: a shape no host can hold, or output
+    names that are not a list of strings, fail with ModelError naming the field — not a
+    numpy ValueError/TypeError traceback, nor a probe that allocates tens of GiB."""
+    path = _torchscript(tmp_path / "hostile.pt", {"loglog.json": json.dumps(meta)})
+    with pytest.raises(ModelError, match=says):
+        load_engine(path)

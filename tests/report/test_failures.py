@@ -4,7 +4,9 @@ directory it cannot write, a bad range, a panel renamed, an undeclared metric.""
 from __future__ import annotations
 
 import http.server
+import math
 import os
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -211,3 +213,67 @@ def test_hostile_label_values_are_text_not_markup(tmp_path: Path):
     page = html_path.read_text()
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert pdf_path.read_bytes().startswith(b"%PDF")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"status":"success","data":{"resultType":"vector","result":"oops"}}',
+        b'{"status":"success","data":{"resultType":"vector","result":[{"value":"x"}]}}',
+        b'{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"abc"]}]}}',
+        b'{"status":"success","data":{"resultType":"scalar","result":null}}',
+        b'{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[["x"]]}]}}',
+        b'{"status":"success","data":{"resultType":"matrix","result":[{"metric":{}}]}}',
+    ],
+)
+def test_well_formed_json_of_the_wrong_shape_is_a_prometheus_error(
+    garbage_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, body: bytes
+):
+    """A proxy or an impostor answering JSON that is not a Prometheus result: the report
+    names the server, not a KeyError/TypeError traceback, and writes nothing."""
+    monkeypatch.setattr(_Handler, "body", body)
+    with pytest.raises(PrometheusError, match="did not answer like Prometheus' HTTP API"):
+        make(garbage_server, range_text="1h", out=tmp_path, pdf=False, end=1.7e9)
+    assert list(tmp_path.iterdir()) == []
+
+
+_EMPTY = b'{"status":"success","data":{"resultType":"vector","result":[]}}'
+
+
+@pytest.mark.parametrize(
+    ("range_text", "end", "says"),
+    [
+        ("99999999999999999w", 1.7e9, "at most"),
+        ("2h", 3600.0, "before 1970"),
+        ("1h", math.nan, "--end"),
+        ("1h", math.inf, "--end"),
+        ("1h", 1e20, "--end"),
+        ("1h", -1e20, "--end"),
+    ],
+)
+def test_a_range_or_end_out_of_time_is_refused_before_asking_prometheus(
+    garbage_server: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    range_text: str,
+    end: float,
+    says: str,
+):
+    """A huge --range or a non-finite/out-of-calendar --end: a ReportError that says what
+    is accepted (it was an OverflowError/ValueError traceback after every query ran)."""
+    monkeypatch.setattr(_Handler, "body", _EMPTY)
+    asked: list[str] = []
+    monkeypatch.setattr(_Handler, "log_message", lambda self, *a: asked.append(self.path))
+    with pytest.raises(ReportError, match=re.escape(says)):
+        make(garbage_server, range_text=range_text, out=tmp_path, pdf=True, end=end)
+    assert list(tmp_path.iterdir()) == []
+    assert asked == []  # refused before the first query
+
+
+def test_a_huge_range_through_the_cli_exits_1_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    url = f"http://127.0.0.1:{free_port()}"
+    code = main(["report", "--prometheus", url, "--range", "9" * 30 + "w", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("loglog report: range") and "Traceback" not in err
