@@ -21,6 +21,7 @@ from inference.access import SourcePolicy
 from inference.errors import SourceError
 
 from .errors import SourceUnreadable
+from .sources import MAX_SOURCE_CHARS
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 _NETWORK = ("rtsp", "rtsps", "http", "https")
@@ -31,6 +32,12 @@ def check_source(policy: SourcePolicy, source: str) -> str:
     ``policy`` allows it; :class:`SourceUnreadable` (HTTP 422) saying what is allowed
     otherwise. Network sources are checked too, before the API's "not a finite source"
     answer, so a private or loopback host is refused the same way whatever it serves."""
+    if len(source) > MAX_SOURCE_CHARS:
+        # Before anything resolves or echoes it: a megabyte "path" stays out of the answer.
+        raise SourceUnreadable(
+            f"the source is {len(source)} characters long: a path has at most "
+            f"{MAX_SOURCE_CHARS} (PATH_MAX); give the video file's path"
+        )
     text = source.strip()
     if any(ord(char) < 32 or ord(char) == 127 for char in text):
         raise SourceUnreadable("the source contains control characters")
