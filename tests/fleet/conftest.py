@@ -7,8 +7,6 @@ for the session (CI without a Redis service still runs these tests for real).
 from __future__ import annotations
 
 import shutil
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,7 @@ import pytest
 
 from fleet.errors import StoreUnavailable
 from fleet.store import JobStore
-from tests.conftest import free_port
+from tests.fleet.harness import private_redis_server
 
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -33,26 +31,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pass
     if shutil.which("redis-server") is None:
         pytest.skip("no Redis on 6379 and no redis-server to start (make deps installs it)")
-    port, data = free_port(), Path(tmp_path_factory.mktemp("redis"))
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
-         "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"redis://127.0.0.1:{port}/0"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            JobStore.connect(url, timeout=0.5)
-            break
-        except StoreUnavailable:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise
-            time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    with private_redis_server(Path(tmp_path_factory.mktemp("redis"))) as url:
+        yield url
 
 
 @pytest.fixture

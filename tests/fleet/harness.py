@@ -20,8 +20,9 @@ from fleet.access import SourcePolicy
 from fleet.api import create_app
 from fleet.celeryapp import make_app
 from fleet.dispatch import Dispatcher
+from fleet.errors import StoreUnavailable
 from fleet.store import JobStore
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 
 T = TypeVar("T")
 RUNTIME_CONFIG = "calibration_seconds: 0.1\nmax_batch: 4\nmonitor_interval_s: 0.5\n"
@@ -132,3 +133,33 @@ def metric(text: str, name: str) -> float | None:
         if line.startswith(name + " ") or line.startswith(name + "{}"):
             return float(line.split()[-1])
     return None
+
+
+@contextmanager
+def private_redis_server(data_dir: Path, *extra: str) -> Iterator[str]:
+    """A redis-server of its own on a free port (never the machine's 6379), answering
+    before this yields its URL; ``extra`` are more server flags. Stopped on exit."""
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
+         "--save", "", "--appendonly", "no", *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 30
+    try:
+        while True:
+            try:
+                JobStore.connect(url, timeout=0.5)
+                break
+            except StoreUnavailable:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -19,7 +19,7 @@ from fleet.errors import FleetConfigError, StoreUnavailable
 from fleet.store import JobStore
 from fleet.worker import RateWindow, WorkerConfig
 from tests.conftest import free_port
-from tests.fleet.harness import metric
+from tests.fleet.harness import metric, private_redis_server
 
 
 @pytest.fixture
@@ -239,31 +239,11 @@ def test_watch_asks_for_exactly_the_id_it_was_given(
 def private_redis(tmp_path) -> Iterator[str]:
     """A redis-server of this test's own, so its settings can be broken (never 6379's)."""
     import shutil
-    import subprocess
-    import time
 
     if shutil.which("redis-server") is None:
         pytest.skip("no redis-server to start (make deps installs it)")
-    port = free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path),
-         "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"redis://127.0.0.1:{port}/0"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            JobStore.connect(url, timeout=0.5)
-            break
-        except StoreUnavailable:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise
-            time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    with private_redis_server(tmp_path) as url:
+        yield url
 
 
 def test_a_redis_that_refuses_writes_is_a_503_with_the_fix(private_redis: str) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from fleet.store import JobStore
-from tests.fleet.harness import Fleet, metric, result_frames, wait_for
+from tests.fleet.harness import Fleet, metric, private_redis_server, result_frames, wait_for
 from tests.fleet.rabbit import PrivateRabbit, available
 
 pytestmark = [
@@ -207,19 +207,10 @@ def test_redis_refusing_writes_mid_job_loses_no_segment(
     worker runs a job: the segments it could not record go back to the queue — they were
     acknowledged as failed and lost before, the job stuck in running — and once Redis
     takes writes again the job finishes with every frame once."""
-    import subprocess
-
-    from tests.conftest import free_port
-
     if rabbit.proc is None or rabbit.proc.poll() is not None:
         rabbit.start()
-    port = free_port()
-    redis_proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path),
-         "--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"redis://127.0.0.1:{port}/0"
+    redis = contextlib.ExitStack()
+    url = redis.enter_context(private_redis_server(tmp_path, "--maxmemory-policy", "noeviction"))
     store = wait_for("the private redis", lambda: _connect(url), timeout=30)
     fleet = Fleet(rabbit.url, store, tmp_path / "fleet", segment_seconds=2.0)
     try:
@@ -236,8 +227,7 @@ def test_redis_refusing_writes_mid_job_loses_no_segment(
             assert result_frames(body["result"]) == list(range(600))
     finally:
         fleet.close()
-        redis_proc.terminate()
-        redis_proc.wait(10)
+        redis.close()
 
 
 def _connect(url: str) -> JobStore | None:
