@@ -130,6 +130,17 @@ class Stack:
             )
         if self.o.fleet is not None:
             fleet_up.preflight(self.o.fleet)
+        by_port: dict[int, list[str]] = {}
+        for name, port in self.o.ports().items():
+            by_port.setdefault(port, []).append(name)
+        shared = [f"{port} ({', '.join(names)})" for port, names in by_port.items() if len(names) > 1]
+        if shared:
+            # Two of our own components on one port: the second fails to bind, possibly
+            # after it reported ready through a different listener (RabbitMQ does).
+            raise StackError(
+                f"the same port is given to several components: {'; '.join(shared)}. "
+                "Pass a distinct --<component>-port to each (see loglog up --help)."
+            )
         taken = [
             f"{name} ({port})"
             for name, port in self.o.ports().items()

@@ -284,6 +284,28 @@ def test_up_refuses_a_taken_port_with_the_fix(tmp_path):
     assert f"prometheus ({port})" in result.stdout and "--<component>-port" in result.stdout
 
 
+def test_up_refuses_one_port_given_to_two_components(tmp_path):
+    """Two components configured on one free port (a CI run got the alert receiver and
+    RabbitMQ's AMQP listener on the same port, the broker "came up" through its metrics
+    listener and every job then timed out): exit 2 before starting anything."""
+    from tests.conftest import free_port
+
+    port = free_port()
+    result = _run_up("--state-dir", str(tmp_path), "--workers", "1", "--prometheus-port", str(port),
+                     "--amqp-port", str(port))  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"{port} (prometheus, amqp)" in result.stdout, result.stdout
+    assert "distinct --<component>-port" in result.stdout
+
+
+def test_free_port_never_hands_out_the_same_port_twice():
+    """The helper every end-to-end test uses to pick ports for `loglog up`."""
+    from tests.conftest import free_port
+
+    ports = [free_port() for _ in range(200)]
+    assert len(set(ports)) == len(ports)
+
+
 def test_up_refuses_when_a_binary_is_missing_and_says_how_to_install(tmp_path):
     """Without Debian's binaries on PATH: exit 2 with the apt-get command."""
     import os
