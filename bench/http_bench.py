@@ -17,12 +17,13 @@ noise, JPEG 290 KiB and PNG 900 KiB):
 4. Per request: server CPU ms (from /proc) and the event loop's responsiveness — a
    ``GET /healthz`` every 100 ms during each step; its p99 grows if anything holds the loop.
 5. With ``--before``, the saturation rows again with the pre-2026-11-28 decoder (``av.open``
-   probing), in the same run.
+   probing), in the same run; with ``--unpinned``, every row again with ``pin_engine: false``
+   (the engine's thread not given a core of its own, inference/affinity.py).
 
 The machine is shared: compare ratios, not absolute rates, across runs.
 
 Usage: ``python -m bench.http_bench [--seconds 8] [--fractions 0.5,0.8,0.9,1.0,1.2]
-[--formats jpeg,png] [--before]``; writes ``bench/results/http.json``.
+[--formats jpeg,png] [--before] [--unpinned]``; writes ``bench/results/http.json``.
 """
 
 from __future__ import annotations
@@ -171,7 +172,7 @@ def sweep(server: Server, args: argparse.Namespace, label: str) -> list[dict[str
     for kind in args.formats:
         step(server, kind, "closed", args.clients, 2.0)  # warm-up: threads, caches, queues
         plan = [("closed", float(args.clients))]
-        if label == "after":
+        if label != "before":
             plan += [("open", fraction) for fraction in args.fractions]
         for mode, rate in plan:
             time.sleep(1.0)  # let the queues drain before the anchor
@@ -229,12 +230,22 @@ def main() -> None:
     )
     parser.add_argument("--formats", type=lambda text: text.split(","), default=["jpeg", "png"])
     parser.add_argument("--before", action="store_true", help="also the old probing decoder")
+    parser.add_argument(
+        "--unpinned", action="store_true", help="also a server with pin_engine: false"
+    )
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     print(HEADER, flush=True)
     rows: list[dict[str, Any]] = []
-    for label in ("after", "before") if args.before else ("after",):
-        server = Server(RESULTS / f"http-{label}.log", probed=label == "before")
+    labels = ["after"] + ["unpinned"] * args.unpinned + ["before"] * args.before
+    off = RESULTS / "http-unpinned.yaml"
+    off.write_text("pin_engine: false\n")
+    for label in labels:
+        server = Server(
+            RESULTS / f"http-{label}.log",
+            probed=label == "before",
+            config=str(off) if label == "unpinned" else None,
+        )
         try:
             rows += sweep(server, args, label)
         finally:

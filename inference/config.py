@@ -50,6 +50,10 @@ class RuntimeConfig:
     max_streams: int = 16
     stream_buffer: int = 4  # frames a live stream may hold while the pipeline is busy
     engine_threads: int | None = None
+    #: true: a CPU engine with one thread gets a core of its own, every other server
+    #: thread the rest, where that applies (inference/affinity.py); false: the OS
+    #: schedules everything.
+    pin_engine: bool = True
     calibration_seconds: float = 1.0
     top_k: int = 5
     results_path: str | None = None
@@ -146,6 +150,9 @@ def _check_types(config: RuntimeConfig) -> None:
                 raise ConfigError(
                     f"{field.name} must be {_KIND_WORDS[str(field.type)]}, got {_show(value)}"
                 )
+        elif str(field.type) == "bool":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{field.name} must be true or false, got {_show(value)}")
         elif str(field.type) == "tuple[str, ...]":
             if (
                 isinstance(value, str)

@@ -83,6 +83,8 @@ class _Connections:
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        #: Requests re-sent because a reused keep-alive connection was closed under them.
+        self.stale_retries = 0
 
     async def post(self, path: str, body: bytes, content_type: str) -> int:
         """POST and read the whole answer; the status, or raises OSError/ValueError."""
@@ -94,12 +96,38 @@ class _Connections:
         return await self._exchange(f"GET {path} HTTP/1.1\r\n", b"")
 
     async def _exchange(self, head: str, body: bytes) -> int:
-        reader, writer = (
-            self.idle.pop() if self.idle else await asyncio.open_connection(self.host, self.port)
-        )
+        request = (head + f"Host: {self.host}\r\nContent-Length: {len(body)}\r\n\r\n").encode(
+            "latin-1"
+        ) + body
+        reused = None
+        while self.idle:
+            candidate = self.idle.pop()
+            if candidate[0].at_eof():  # the server closed it while idle (keep-alive timeout)
+                candidate[1].close()
+            else:
+                reused = candidate
+                break
+        if reused is not None:
+            try:
+                return await self._send_on(reused, request)
+            except _ClosedBeforeAnswer:
+                # The server closed this idle connection as we reused it: nothing of the
+                # request was processed (not a byte came back), so send it once on a new one.
+                self.stale_retries += 1
+        connection = await asyncio.open_connection(self.host, self.port)
         try:
-            length = f"Host: {self.host}\r\nContent-Length: {len(body)}\r\n\r\n"
-            writer.write((head + length).encode("latin-1") + body)
+            return await self._send_on(connection, request)
+        except _ClosedBeforeAnswer as exc:
+            raise ConnectionResetError(
+                "the server closed the connection without answering"
+            ) from exc
+
+    async def _send_on(
+        self, connection: tuple[asyncio.StreamReader, asyncio.StreamWriter], request: bytes
+    ) -> int:
+        reader, writer = connection
+        try:
+            writer.write(request)
             status, keep = await _read_response(reader)
         except BaseException:
             writer.close()
@@ -116,9 +144,18 @@ class _Connections:
         self.idle.clear()
 
 
+class _ClosedBeforeAnswer(ConnectionError):
+    """The connection ended before a single byte of the answer."""
+
+
 async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
     """Status and whether the connection stays open; the body is read and discarded."""
-    line = await reader.readline()
+    try:
+        line = await reader.readline()
+    except ConnectionResetError as exc:
+        raise _ClosedBeforeAnswer(str(exc)) from exc
+    if not line:
+        raise _ClosedBeforeAnswer("EOF before the status line")
     parts = line.split(None, 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
         raise ValueError(f"not an HTTP response: {line[:80]!r}")

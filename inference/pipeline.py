@@ -25,6 +25,7 @@ from typing import Any
 
 from loglog.counters import AtomicCounter
 
+from .affinity import CorePlan, pin_current_thread
 from .batching import Batcher
 from .calibration import Calibration
 from .drills import Drills
@@ -88,8 +89,10 @@ class Pipeline:
         log: Any = None,
         instrumented: bool = True,
         clock: Callable[[], float] = time.perf_counter,
+        cores: CorePlan | None = None,
     ) -> None:
         self.engine = engine
+        self.cores = cores
         self.info = engine.describe()
         self.calibration = calibration
         self.metrics = metrics
@@ -272,6 +275,10 @@ class Pipeline:
     def run_stage(self, stage: _Stage, stop: threading.Event) -> None:
         """The loop every worker of every stage runs until ``stop`` is set."""
         take, call, name = stage.take, stage.call, stage.name
+        if self.cores is not None:
+            why = pin_current_thread(self.cores.engine if name == "infer" else self.cores.others)
+            if why is not None and self.log is not None:
+                self.log.warning("stage thread runs unpinned", stage=name, reason=why)
         enter = stage.ledger.enter if self.instrumented else _enter_nothing
         clock, pause = self.clock, self.drills.pause
         last = stage.next_queue is None

@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from loglog import get_logger
 
+from .affinity import CorePlan, allowed_cores, plan
 from .calibration import Calibration, batch_sizes, calibrate
 from .calibration import export as export_calibration
 from .config import ConfigWatcher, RuntimeConfig, load_config
@@ -71,6 +72,8 @@ class Runtime:
         self.tracing = tracing or Tracing(config.sampling_ratio)
         self.calibration: Calibration | None = None
         self.pipeline: Pipeline | None = None
+        #: Decided here, applied by the stage threads (and by ``serve`` to its own thread).
+        self.cores: CorePlan | None = plan(self.info, config.pin_engine, allowed_cores())
         self.streams: StreamManager | None = None
         self.monitor: Monitor | None = None
         self.trimmer: IdleTrimmer | None = None
@@ -112,6 +115,8 @@ class Runtime:
                 f"{self.calibration.capacity(max_batch):.1f} at {max_batch}; batch_policy: max "
                 "to always fill batches)"
             )
+        if self.cores is not None:
+            say(f"cores: {self.cores.describe()} (pin_engine: false to leave it to the OS)")
         self.pipeline = Pipeline(
             engine=self.engine,
             calibration=self.calibration,
@@ -125,6 +130,7 @@ class Runtime:
             top_k=config.top_k,
             log=self.log,
             instrumented=self.instrumented,
+            cores=self.cores,
         )
         for stage, count in config.workers.items():
             self.pipeline.set_workers(stage, count)

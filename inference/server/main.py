@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 
 import loglog
 
+from ..affinity import pin_current_thread
 from ..errors import InferenceError
 from ..runtime import Runtime
 from .app import create_app
@@ -61,6 +62,14 @@ def serve(
     except InferenceError as exc:
         sys.stderr.write(f"loglog serve: {exc}\n")
         return 2
+
+    if runtime.cores is not None:
+        # serve() owns the process: the event loop, the runtime's start-up thread and the
+        # stream decoders it spawns inherit this, so only the infer workers use the
+        # engine's core (inference/affinity.py).
+        why = pin_current_thread(runtime.cores.others)
+        if why is not None:
+            log.warning("the server runs unpinned", reason=why)
 
     def start_demo(ready: Runtime) -> None:
         assert ready.streams is not None

@@ -159,3 +159,88 @@ def test_an_unreachable_server_is_counted_not_fatal():
         port = probe.getsockname()[1]  # nothing listens here once closed
     summary = loadgen.run_rps(f"http://127.0.0.1:{port}", 50, 0.2, quiet=True)
     assert summary["statuses"] == {"unreachable": 10} and summary["achieved_rps"] == 0
+
+
+def _serve_once_per_connection(idle_close: float | None) -> tuple[int, threading.Event]:
+    """Answers the first request of each connection, keep-alive. Then, with ``idle_close``,
+    closes the connection after that many idle seconds (uvicorn's keep-alive timeout);
+    without it, reads the next request and closes without answering (the close racing
+    the client's reuse)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+
+    def handle(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            buffer = b""
+            while b"\r\n\r\n" not in buffer or len(buffer.partition(b"\r\n\r\n")[2]) < 10:
+                buffer += conn.recv(65536)
+            conn.sendall(ok)
+            if idle_close is not None:
+                time.sleep(idle_close)
+            else:
+                conn.recv(65536)  # the second request: dropped unanswered
+
+    def accept() -> None:
+        with listener:
+            while not stop.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return listener.getsockname()[1], stop
+
+
+@pytest.mark.parametrize("idle_close", [0.05, None], ids=["closed-while-idle", "closed-on-reuse"])
+def test_a_keep_alive_connection_the_server_closed_is_not_an_error(idle_close):
+    """A benchmark run reported 5 "unreachable" requests against a healthy server: the
+    client reused keep-alive connections the server had closed after its idle timeout.
+    A connection closed while idle is not reused; one closed as the request went out
+    (not a byte answered) is retried once on a new connection."""
+    port, stop = _serve_once_per_connection(idle_close)
+    try:
+
+        async def main() -> tuple[list[int], int]:
+            connections = _Connections("127.0.0.1", port)
+            statuses = []
+            for _ in range(5):
+                statuses.append(await connections.post("/v1/infer", b"x" * 10, "image/jpeg"))
+                await asyncio.sleep(0.2)
+            connections.close()
+            return statuses, connections.stale_retries
+
+        statuses, retries = asyncio.run(asyncio.wait_for(main(), 30))
+    finally:
+        stop.set()
+    assert statuses == [200] * 5
+    assert retries == (0 if idle_close else 4)
+
+
+def test_a_server_that_never_answers_is_not_retried_forever():
+    """Closing every connection unanswered: each request fails once, as unreachable."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        with listener:
+            while not stop.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                conn.recv(65536)
+                conn.close()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        summary = loadgen.run_rps(f"http://127.0.0.1:{port}", 50, 0.2, quiet=True)
+    finally:
+        stop.set()
+    assert summary["statuses"] == {"unreachable": 10}

@@ -1,0 +1,88 @@
+"""A single-threaded CPU engine gets a core of its own; everything else the rest."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from inference.affinity import CorePlan, plan
+from inference.config import RuntimeConfig
+from inference.errors import ConfigError
+from inference.runtime import Runtime
+from inference.types import EngineInfo
+
+CPU1 = EngineInfo("m", "onnxruntime", "x", (3, 8, 8), "float32", ("y",), "cpu", threads=1)
+
+
+def test_plan_pins_only_a_single_threaded_cpu_engine_with_a_spare_core():
+    assert plan(CPU1, True, {0, 1}) == CorePlan(frozenset({1}), frozenset({0}))
+    assert plan(CPU1, True, {2, 5, 7}) == CorePlan(frozenset({7}), frozenset({2, 5}))
+    assert plan(CPU1, False, {0, 1}) is None
+    assert plan(CPU1, True, {0}) is None  # one core: nothing to give away
+    assert plan(CPU1, True, None) is None  # the OS cannot pin (not Linux)
+    two_threads = dataclasses.replace(CPU1, threads=2)
+    assert plan(two_threads, True, {0, 1, 2}) is None
+    gpu = dataclasses.replace(CPU1, device="NVIDIA H200")
+    assert plan(gpu, True, {0, 1}) is None
+
+
+def test_pin_engine_is_a_yes_or_no_and_a_wrong_value_fails_at_start_up(tmp_path):
+    """YAML's own booleans (``off``, ``no``) read as false; a string is refused."""
+    from inference.config import load_config
+
+    path = tmp_path / "serve.yaml"
+    path.write_text("pin_engine: off\n")
+    assert load_config(str(path)).pin_engine is False
+    with pytest.raises(ConfigError, match="pin_engine"):
+        RuntimeConfig(pin_engine="auto")  # type: ignore[arg-type]
+
+
+def _allowed(thread: threading.Thread) -> set[int]:
+    status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+    line = next(row for row in status.splitlines() if row.startswith("Cpus_allowed_list"))
+    cores: set[int] = set()
+    for part in line.split(":", 1)[1].strip().split(","):
+        low, _, high = part.partition("-")
+        cores.update(range(int(low), int(high or low) + 1))
+    return cores
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs Linux and two usable cores",
+)
+@pytest.mark.parametrize("pin", [True, False])
+def test_the_infer_workers_run_on_the_engine_core_and_the_other_stages_do_not(pin):
+    """A real runtime (default model, one engine thread): pinned, the infer thread may run
+    on the last core only and the other stage threads everywhere else; unpinned, all
+    where the process may run. The test process's own threads are never touched."""
+    allowed = set(os.sched_getaffinity(0))
+    runtime = Runtime(
+        config=RuntimeConfig(engine_threads=1, pin_engine=pin, calibration_seconds=0.1),
+        registry=CollectorRegistry(),
+    )
+    runtime.start(progress=lambda message: None)
+    try:
+        item = runtime.infer_image(np.zeros((64, 64, 3), dtype=np.uint8))
+        assert item.result["top"]
+        stages = {t.name: t for t in threading.enumerate() if t.name.split("-")[0] in
+                  ("decode", "preprocess", "infer", "postprocess", "encode")}  # fmt: skip
+        assert {"infer-0", "preprocess-0", "decode-0"} <= set(stages)
+        engine_core = max(allowed)
+        for name, thread in stages.items():
+            got = _allowed(thread)
+            if not pin:
+                assert got == allowed, name
+            elif name.startswith("infer"):
+                assert got == {engine_core}, name
+            else:
+                assert got == allowed - {engine_core}, name
+        assert set(os.sched_getaffinity(0)) == allowed  # this (the caller's) thread
+    finally:
+        runtime.stop()
