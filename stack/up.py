@@ -133,7 +133,9 @@ class Stack:
         by_port: dict[int, list[str]] = {}
         for name, port in self.o.ports().items():
             by_port.setdefault(port, []).append(name)
-        shared = [f"{port} ({', '.join(names)})" for port, names in by_port.items() if len(names) > 1]
+        shared = [
+            f"{port} ({', '.join(names)})" for port, names in by_port.items() if len(names) > 1
+        ]
         if shared:
             # Two of our own components on one port: the second fails to bind, possibly
             # after it reported ready through a different listener (RabbitMQ does).
