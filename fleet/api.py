@@ -42,6 +42,7 @@ from loglog import get_logger
 from loglog.redact import redact
 
 from .access import SourcePolicy, check_source
+from .bodylimit import BodyLimit
 from .dispatch import Dispatcher
 from .errors import (
     BrokerUnavailable,
@@ -216,6 +217,7 @@ def create_app(
         await asyncio.to_thread(thread.join, 5.0)
 
     app = FastAPI(title="loglog fleet jobs", lifespan=lifespan)
+    app.add_middleware(BodyLimit)
 
     @app.exception_handler(AuthError)
     async def unauthorized(_: Request, exc: AuthError) -> JSONResponse:

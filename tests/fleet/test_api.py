@@ -3,6 +3,7 @@ with the broker down (a real closed port, not a fake)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import math
 import threading
@@ -275,9 +276,9 @@ def test_a_resubmitted_job_is_demand_once(api: TestClient) -> None:
 
 
 def test_a_huge_source_is_refused_without_echoing_it(api: TestClient) -> None:
-    """A megabyte "path": refused with its length, not echoed whole into the answer (and
-    the log) as "no such video file '<a megabyte>'"."""
-    response = api.post("/v1/jobs", json={"source": "/v/" + "a" * 1_000_000})
+    """A 60 KB "path" (under the body cap): refused with its length, not echoed whole into
+    the answer (and the log) as "no such video file '<60 KB>'"."""
+    response = api.post("/v1/jobs", json={"source": "/v/" + "a" * 60_000})
     assert response.status_code == 422
     assert len(response.content) < 1000 and "4096" in response.json()["error"]
 
@@ -320,3 +321,62 @@ def test_a_store_outage_during_a_segment_puts_the_segment_back() -> None:
     with pytest.raises(ZeroDivisionError):
         requeue_on_store_outage(lambda: str(1 / 0), sleep=slept.append)
     assert len(slept) == 1
+
+
+def test_a_body_over_the_cap_is_a_413_before_it_is_read_and_the_api_keeps_serving(
+    api: TestClient,
+) -> None:
+    """The jobs API buffered any body whole before validating it (a gigabyte POST took a
+    gigabyte). Declared too large: 413 at once; a length that is not a number: 400. A
+    good job right after is accepted."""
+    from fleet.bodylimit import MAX_JOB_BODY_BYTES
+
+    big = api.post("/v1/jobs", content=b"x" * (MAX_JOB_BODY_BYTES + 1),
+                   headers={"content-type": "application/json"})  # fmt: skip
+    assert big.status_code == 413
+    assert "at most 65536 bytes" in big.json()["error"]
+    bad = api.post("/v1/jobs", content=b"{}", headers={"content-length": "many"})
+    assert bad.status_code == 400 and "not a number" in bad.json()["error"]
+    ok = api.post("/v1/jobs", json={"source": "synthetic://64x48@10?seconds=1", "id": "after"})
+    assert ok.status_code == 202, ok.text
+
+
+def test_a_chunked_body_that_never_ends_gets_its_413_while_still_sending(store: JobStore) -> None:
+    """A real server and a raw socket: a chunked body with no length, 4 KB chunks sent for
+    as long as the server lets us. The 413 must arrive after about the cap (64 KB), not
+    after the client gives up — the server holds no more than the cap."""
+    import socket
+    import time
+
+    import uvicorn
+
+    broker = f"amqp://guest:guest@127.0.0.1:{free_port()}//"
+    dispatcher = Dispatcher(make_app(broker, "q"), store, queue="q", segment_seconds=1.0)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(dispatcher, publish_interval=60),
+                                           host="127.0.0.1", port=port, log_level="error"))  # fmt: skip
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30  # hang guard only
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.started
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+            conn.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                         b"\r\nTransfer-Encoding: chunked\r\n\r\n")  # fmt: skip
+            conn.setblocking(False)
+            sent, answer = 0, b""
+            while sent < 50 * 1024 * 1024 and b"\r\n\r\n" not in answer:
+                try:
+                    conn.sendall(b"1000\r\n" + b"y" * 4096 + b"\r\n")
+                    sent += 4096
+                except (BlockingIOError, BrokenPipeError, ConnectionResetError):
+                    time.sleep(0.01)
+                with contextlib.suppress(BlockingIOError):
+                    answer += conn.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        assert sent < 10 * 1024 * 1024, f"the server read {sent} bytes before answering"
+    finally:
+        server.should_exit = True
+        thread.join(10)
