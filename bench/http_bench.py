@@ -120,6 +120,7 @@ def step(server: Server, kind: str, mode: str, rate: float, seconds: float) -> d
                     "p99_ms": summary["latency_ms"].get("p99", float("nan")),
                     "late_to_send": summary["late_to_send"],
                     "max_in_flight_seen": summary["max_in_flight_seen"],
+                    "stale_retries": load.stale_retries,
                 }
         finally:
             stop.set()

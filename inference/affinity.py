@@ -7,11 +7,19 @@ saturation, /v1/profile). Pinning the ``infer`` workers to one core and every ot
 thread of the server to the rest delivered 83 instead of 72–76 items/s in the same
 benchmark (``bench/http_bench.py``, 2 runs each, README "HTTP path").
 
-Decided once at set-up (:func:`plan`); applied by each thread to itself with
-``sched_setaffinity(0, …)``, which on Linux sets the calling thread only. Only when it
-clearly applies: a CPU engine with one intra-op thread, at least two usable cores, Linux.
-A GPU engine or a multi-threaded CPU engine is left to the scheduler (pinning ONNX
-Runtime's own pool threads would need its affinity options; not done).
+Decided once at set-up (:func:`plan`); applied by each stage thread to itself with
+``sched_setaffinity(0, …)``, which on Linux sets the calling thread only; ``loglog serve``
+also confines its main thread (the event loop, and the threads it starts later: stream
+decoders, the start-up thread) to the other cores. Threads started before that (the
+logger's) keep every core. Calibration runs on the engine's core. The engine's core is
+the highest-numbered usable one.
+
+Only when it clearly applies: a CPU engine with one intra-op thread and one ``infer``
+worker, at least two usable cores, Linux. A GPU engine or a multi-threaded CPU engine is
+left to the scheduler (pinning ONNX Runtime's own pool threads would need its affinity
+options; not done). When a config reload gives ``infer`` more workers, they all get
+every core back (:meth:`~inference.pipeline.Pipeline.set_workers`): several engine
+threads on one core would only take turns.
 """
 
 from __future__ import annotations
@@ -30,6 +38,10 @@ class CorePlan:
     engine: frozenset[int]
     others: frozenset[int]
 
+    @property
+    def every(self) -> frozenset[int]:
+        return self.engine | self.others
+
     def describe(self) -> str:
         return f"engine on core {_cores(self.engine)}, other threads on {_cores(self.others)}"
 
@@ -42,9 +54,11 @@ def allowed_cores() -> frozenset[int] | None:
     return frozenset(getter(0))
 
 
-def plan(info: EngineInfo, pin: bool, allowed: Set[int] | None) -> CorePlan | None:
+def plan(
+    info: EngineInfo, pin: bool, allowed: Set[int] | None, infer_workers: int = 1
+) -> CorePlan | None:
     """The pinning for ``info`` (None: none) when ``pin`` is asked for (``pin_engine``)."""
-    if not pin or allowed is None or len(allowed) < 2:
+    if not pin or allowed is None or len(allowed) < 2 or infer_workers != 1:
         return None
     if info.device != "cpu" or info.threads != 1:
         return None
@@ -52,10 +66,11 @@ def plan(info: EngineInfo, pin: bool, allowed: Set[int] | None) -> CorePlan | No
     return CorePlan(frozenset({engine}), frozenset(allowed) - {engine})
 
 
-def pin_current_thread(cores: Set[int]) -> str | None:
-    """Run the calling thread on ``cores`` only; the reason it could not, or None."""
+def pin_current_thread(cores: Set[int], thread_id: int = 0) -> str | None:
+    """Run the calling thread (or the one whose native id is ``thread_id``) on ``cores``
+    only; the reason it could not, or None."""
     try:
-        os.sched_setaffinity(0, cores)
+        os.sched_setaffinity(thread_id, cores)
     except (OSError, AttributeError, ValueError) as exc:
         # A cpuset changed under us (container resized): keep running unpinned.
         return f"{type(exc).__name__}: {exc}"

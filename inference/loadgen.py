@@ -111,8 +111,10 @@ class _Connections:
             try:
                 return await self._send_on(reused, request)
             except _ClosedBeforeAnswer:
-                # The server closed this idle connection as we reused it: nothing of the
-                # request was processed (not a byte came back), so send it once on a new one.
+                # The server closed this idle connection as we reused it, before a byte of
+                # an answer: sent once more on a new one. A server that reads a whole
+                # request and then closes unanswered gets it twice; the retries are counted
+                # (``stale_retries`` in the summary) so that shows.
                 self.stale_retries += 1
         connection = await asyncio.open_connection(self.host, self.port)
         try:
@@ -315,8 +317,9 @@ def run_rps(
         text = f"sent {run.sent}  in flight {run.in_flight}  ok {len(run.latencies)}"
         _bar(now, duration, f"{text}  p99 {p99:.0f} ms")
 
+    connections = _Connections(parts.hostname or "127.0.0.1", parts.port or 80)
+
     async def main() -> OpenLoopRun:
-        connections = _Connections(parts.hostname or "127.0.0.1", parts.port or 80)
         try:
             return await open_loop(
                 lambda: connections.post("/v1/infer", body, content_type),
@@ -333,6 +336,7 @@ def run_rps(
         sys.stderr.write("\n")
     summary = run.summary(max_in_flight)
     summary["image"] = image
+    summary["stale_retries"] = connections.stale_retries
     return summary
 
 

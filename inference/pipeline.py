@@ -190,7 +190,17 @@ class Pipeline:
                 thread.start()
             while len(stops) > count:
                 stops.pop().set()  # that worker exits after its current item
+            if stage == "infer" and count > 1 and self.cores is not None:
+                self._unpin_infer()
             self._set_worker_gauge(stage)
+
+    def _unpin_infer(self) -> None:
+        """Several infer workers on the engine's one core would only take turns: give
+        every infer thread all cores back (the new ones do it themselves)."""
+        assert self.cores is not None
+        for thread in self._threads:
+            if thread.name.startswith("infer-") and thread.native_id is not None:
+                pin_current_thread(self.cores.every, thread.native_id)
 
     def workers(self, stage: str) -> int:
         """Worker threads of ``stage`` (for decode: HTTP decoders, not stream sources)."""
@@ -276,9 +286,15 @@ class Pipeline:
         """The loop every worker of every stage runs until ``stop`` is set."""
         take, call, name = stage.take, stage.call, stage.name
         if self.cores is not None:
-            why = pin_current_thread(self.cores.engine if name == "infer" else self.cores.others)
+            shared = name == "infer" and len(self._workers["infer"]) > 1
+            cores = (
+                self.cores.every
+                if shared
+                else (self.cores.engine if name == "infer" else self.cores.others)
+            )
+            why = pin_current_thread(cores)
             if why is not None and self.log is not None:
-                self.log.warning("stage thread runs unpinned", stage=name, reason=why)
+                self.log.warning("a stage thread could not be pinned", stage=name, reason=why)
         enter = stage.ledger.enter if self.instrumented else _enter_nothing
         clock, pause = self.clock, self.drills.pause
         last = stage.next_queue is None

@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from loglog import get_logger
 
-from .affinity import CorePlan, allowed_cores, plan
+from .affinity import CorePlan, allowed_cores, pin_current_thread, plan
 from .calibration import Calibration, batch_sizes, calibrate
 from .calibration import export as export_calibration
 from .config import ConfigWatcher, RuntimeConfig, load_config
@@ -73,7 +73,9 @@ class Runtime:
         self.calibration: Calibration | None = None
         self.pipeline: Pipeline | None = None
         #: Decided here, applied by the stage threads (and by ``serve`` to its own thread).
-        self.cores: CorePlan | None = plan(self.info, config.pin_engine, allowed_cores())
+        self.cores: CorePlan | None = plan(
+            self.info, config.pin_engine, allowed_cores(), config.workers.get("infer", 1)
+        )
         self.streams: StreamManager | None = None
         self.monitor: Monitor | None = None
         self.trimmer: IdleTrimmer | None = None
@@ -98,14 +100,23 @@ class Runtime:
         max_batch = min(config.max_batch, info.max_batch) if info.max_batch else config.max_batch
         sizes = batch_sizes(max_batch)
         say(f"calibrating {info.name} on {info.device} ({info.threads} thread(s)) at {sizes}")
-        self.calibration = calibrate(
-            self.engine,
-            sizes,
-            seconds=config.calibration_seconds,
-            flops_per_item=flops,
-            peak_flops=peak,
-            progress=lambda size, rate: say(f"  batch {size}: {rate:.1f} items/s model-only"),
-        )
+        # Calibrate on the core the engine will serve from (restored after): on a host
+        # whose cores differ, capacity measured elsewhere would misjudge its efficiency.
+        restore = allowed_cores() if self.cores is not None else None
+        if self.cores is not None:
+            pin_current_thread(self.cores.engine)
+        try:
+            self.calibration = calibrate(
+                self.engine,
+                sizes,
+                seconds=config.calibration_seconds,
+                flops_per_item=flops,
+                peak_flops=peak,
+                progress=lambda size, rate: say(f"  batch {size}: {rate:.1f} items/s model-only"),
+            )
+        finally:
+            if restore is not None:
+                pin_current_thread(restore)
         self._export_model_facts()
         batch = self._batch_limit(config, max_batch)
         if batch < max_batch:

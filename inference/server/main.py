@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 
 import loglog
 
-from ..affinity import pin_current_thread
+from ..affinity import allowed_cores, pin_current_thread
 from ..errors import InferenceError
 from ..runtime import Runtime
 from .app import create_app
@@ -63,6 +63,7 @@ def serve(
         sys.stderr.write(f"loglog serve: {exc}\n")
         return 2
 
+    every_core = allowed_cores()
     if runtime.cores is not None:
         # serve() owns the process: the event loop, the runtime's start-up thread and the
         # stream decoders it spawns inherit this, so only the infer workers use the
@@ -103,6 +104,8 @@ def serve(
     uvicorn.run(
         app, host=host, port=port, log_config=None, access_log=False, lifespan="on", **limits
     )
+    if runtime.cores is not None and every_core is not None:
+        pin_current_thread(every_core)  # serve() returns the thread as it found it
     log.info("stopped")
     loglog.shutdown()
     return 0

@@ -30,6 +30,8 @@ def test_plan_pins_only_a_single_threaded_cpu_engine_with_a_spare_core():
     assert plan(two_threads, True, {0, 1, 2}) is None
     gpu = dataclasses.replace(CPU1, device="NVIDIA H200")
     assert plan(gpu, True, {0, 1}) is None
+    # Two infer workers on the engine's one core would only take turns.
+    assert plan(CPU1, True, {0, 1}, infer_workers=2) is None
 
 
 def test_pin_engine_is_a_yes_or_no_and_a_wrong_value_fails_at_start_up(tmp_path):
@@ -71,8 +73,8 @@ def test_the_infer_workers_run_on_the_engine_core_and_the_other_stages_do_not(pi
     try:
         item = runtime.infer_image(np.zeros((64, 64, 3), dtype=np.uint8))
         assert item.result["top"]
-        stages = {t.name: t for t in threading.enumerate() if t.name.split("-")[0] in
-                  ("decode", "preprocess", "infer", "postprocess", "encode")}  # fmt: skip
+        assert runtime.pipeline is not None
+        stages = {t.name: t for t in runtime.pipeline._threads if t.is_alive()}
         assert {"infer-0", "preprocess-0", "decode-0"} <= set(stages)
         engine_core = max(allowed)
         for name, thread in stages.items():
@@ -84,5 +86,35 @@ def test_the_infer_workers_run_on_the_engine_core_and_the_other_stages_do_not(pi
             else:
                 assert got == allowed - {engine_core}, name
         assert set(os.sched_getaffinity(0)) == allowed  # this (the caller's) thread
+    finally:
+        runtime.stop()
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs Linux and two usable cores",
+)
+def test_more_infer_workers_at_run_time_get_every_core_back():
+    """A live reload to workers.infer: 3 pinned all three to the engine's one core, where
+    they could only take turns (found by a red-team run): now every infer thread, old and
+    new, may run anywhere, while the other stages stay off the engine's core."""
+    allowed = set(os.sched_getaffinity(0))
+    runtime = Runtime(
+        config=RuntimeConfig(engine_threads=1, calibration_seconds=0.1),
+        registry=CollectorRegistry(),
+    )
+    runtime.start(progress=lambda message: None)
+    try:
+        assert runtime.cores is not None and runtime.pipeline is not None
+        runtime.pipeline.set_workers("infer", 3)
+        item = runtime.infer_image(np.zeros((64, 64, 3), dtype=np.uint8))
+        assert item.result["top"]
+        mine = [t for t in runtime.pipeline._threads if t.is_alive()]
+        infer = [t for t in mine if t.name.startswith("infer-")]
+        assert len(infer) == 3
+        for thread in infer:
+            assert _allowed(thread) == allowed, thread.name
+        preprocess = next(t for t in mine if t.name == "preprocess-0")
+        assert _allowed(preprocess) == allowed - {max(allowed)}
     finally:
         runtime.stop()
