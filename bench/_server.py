@@ -18,6 +18,8 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
+from stack.processes import die_with_parent
+
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -51,6 +53,9 @@ class Server:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env={**os.environ, **(env or {})},
+            # A benchmark killed by hand must not leave its server running (and loading
+            # the machine for the next benchmark): SIGTERM when this process dies.
+            preexec_fn=die_with_parent,
         )
         self.pid = self.process.pid
         deadline = time.monotonic() + 180

@@ -28,7 +28,7 @@ except (OSError, AttributeError):  # not Linux
     _prctl = None
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before exec: SIGTERM when the parent dies (Linux; a no-op elsewhere)."""
     if _prctl is not None:
         _prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
@@ -70,7 +70,7 @@ class Process:
                 start_new_session=True,
                 env={**os.environ, **(self.env or {})},
                 cwd=self.cwd,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         except OSError as exc:
             raise StackError(f"{self.name}: cannot run {self.argv[0]}: {exc.strerror}") from exc
