@@ -8,6 +8,7 @@ import asyncio
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -82,13 +83,32 @@ def test_failures_are_counted_by_kind_and_the_run_finishes():
     assert run.summary(1000)["errors"] == 20 and run.summary(1000)["latency_ms"] == {}
 
 
-def _serve(answer: bytes, hold: float = 0.0) -> tuple[int, threading.Event]:
-    """A loopback TCP server answering every request on a connection with ``answer``."""
+def _tcp_server(
+    handle: Callable[[socket.socket, threading.Event], None],
+) -> tuple[int, threading.Event]:
+    """A loopback TCP server running ``handle(connection, stop)`` on a thread per
+    connection until ``stop`` is set; its port and ``stop``."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.2)
     stop = threading.Event()
 
-    def handle(conn: socket.socket) -> None:
+    def accept() -> None:
+        with listener:
+            while not stop.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                threading.Thread(target=handle, args=(conn, stop), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return listener.getsockname()[1], stop
+
+
+def _serve(answer: bytes, hold: float = 0.0) -> tuple[int, threading.Event]:
+    """A loopback TCP server answering every request on a connection with ``answer``."""
+
+    def handle(conn: socket.socket, stop: threading.Event) -> None:
         with conn:
             conn.settimeout(5)
             buffer = b""
@@ -109,17 +129,7 @@ def _serve(answer: bytes, hold: float = 0.0) -> tuple[int, threading.Event]:
                     time.sleep(hold)
                     conn.sendall(answer)
 
-    def accept() -> None:
-        with listener:
-            while not stop.is_set():
-                try:
-                    conn, _ = listener.accept()
-                except TimeoutError:
-                    continue
-                threading.Thread(target=handle, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    return listener.getsockname()[1], stop
+    return _tcp_server(handle)
 
 
 @pytest.mark.parametrize(
@@ -166,12 +176,9 @@ def _serve_once_per_connection(idle_close: float | None) -> tuple[int, threading
     closes the connection after that many idle seconds (uvicorn's keep-alive timeout);
     without it, reads the next request and closes without answering (the close racing
     the client's reuse)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    stop = threading.Event()
     ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
 
-    def handle(conn: socket.socket) -> None:
+    def handle(conn: socket.socket, stop: threading.Event) -> None:
         with conn:
             conn.settimeout(5)
             buffer = b""
@@ -183,17 +190,7 @@ def _serve_once_per_connection(idle_close: float | None) -> tuple[int, threading
             else:
                 conn.recv(65536)  # the second request: dropped unanswered
 
-    def accept() -> None:
-        with listener:
-            while not stop.is_set():
-                try:
-                    conn, _ = listener.accept()
-                except TimeoutError:
-                    continue
-                threading.Thread(target=handle, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    return listener.getsockname()[1], stop
+    return _tcp_server(handle)
 
 
 @pytest.mark.parametrize("idle_close", [0.05, None], ids=["closed-while-idle", "closed-on-reuse"])
@@ -223,22 +220,12 @@ def test_a_keep_alive_connection_the_server_closed_is_not_an_error(idle_close):
 
 def test_a_server_that_never_answers_is_not_retried_forever():
     """Closing every connection unanswered: each request fails once, as unreachable."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    stop = threading.Event()
 
-    def accept() -> None:
-        listener.settimeout(0.2)
-        with listener:
-            while not stop.is_set():
-                try:
-                    conn, _ = listener.accept()
-                except TimeoutError:
-                    continue
-                conn.recv(65536)
-                conn.close()
+    def handle(conn: socket.socket, stop: threading.Event) -> None:
+        with conn:
+            conn.recv(65536)
 
-    threading.Thread(target=accept, daemon=True).start()
+    port, stop = _tcp_server(handle)
     try:
         summary = loadgen.run_rps(f"http://127.0.0.1:{port}", 50, 0.2, quiet=True)
     finally:
