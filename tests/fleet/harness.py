@@ -135,6 +135,34 @@ def metric(text: str, name: str) -> float | None:
     return None
 
 
+def down_dispatcher(store: JobStore) -> Dispatcher:
+    """A dispatcher whose broker is down (nothing listens on its port): jobs stay pending."""
+    broker = f"amqp://guest:guest@127.0.0.1:{free_port()}//"
+    return Dispatcher(make_app(broker, "q"), store, queue="q", segment_seconds=1.0)
+
+
+@contextmanager
+def served(app: Any) -> Iterator[str]:
+    """``app`` served by a real uvicorn on a free loopback port; yields its base URL."""
+    import threading
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30  # hang guard only
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.started, "the test server did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
 @contextmanager
 def private_redis_server(data_dir: Path, *extra: str) -> Iterator[str]:
     """A redis-server of its own on a free port (never the machine's 6379), answering

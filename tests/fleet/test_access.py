@@ -5,31 +5,23 @@ credentials echoed in errors and job records)."""
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from fleet.access import SourcePolicy
 from fleet.api import create_app
-from fleet.celeryapp import make_app
-from fleet.dispatch import Dispatcher
 from fleet.model import QUEUED, Job
 from fleet.store import JobStore
 from stack.cli import main
 from tests.conftest import free_port
+from tests.fleet.harness import down_dispatcher, served
 
 TOKEN = "t0ken-" + "a" * 26
 CLIP = "synthetic://64x48@10?seconds=1"
-
-
-def _dispatcher(store: JobStore) -> Dispatcher:
-    broker = f"amqp://guest:guest@127.0.0.1:{free_port()}//"  # down: jobs stay pending
-    return Dispatcher(make_app(broker, "q"), store, queue="q", segment_seconds=1.0)
 
 
 @pytest.fixture
@@ -41,7 +33,7 @@ def token_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def secured(store: JobStore) -> Iterator[TestClient]:
-    with TestClient(create_app(_dispatcher(store), publish_interval=60, token=TOKEN)) as client:
+    with TestClient(create_app(down_dispatcher(store), publish_interval=60, token=TOKEN)) as client:
         yield client
 
 
@@ -90,7 +82,7 @@ def test_file_sources_outside_source_dirs_are_refused_alike(
     allowed.mkdir(), outside.mkdir()
     (outside / "secret.mp4").write_bytes(b"x" * 64)
     (allowed / "link.mp4").symlink_to(outside / "secret.mp4")
-    app = create_app(_dispatcher(store), publish_interval=60,
+    app = create_app(down_dispatcher(store), publish_interval=60,
                      policy=SourcePolicy(file_dirs=(str(allowed),)))  # fmt: skip
     with TestClient(app) as api:
         answers = {}
@@ -119,7 +111,7 @@ def test_loopback_private_and_link_local_network_sources_are_refused(
     """No request leaves the API for them, and an open port (our Redis) answers the same
     as a closed one. Schemes outside the allow-list are refused by name."""
     open_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
-    with TestClient(create_app(_dispatcher(store), publish_interval=60)) as api:
+    with TestClient(create_app(down_dispatcher(store), publish_interval=60)) as api:
         answers = []
         for source in (
             f"http://127.0.0.1:{open_port}/x",
@@ -170,17 +162,8 @@ def test_the_cli_sends_the_token_from_the_file_or_the_environment(
     """`loglog jobs submit/ls/watch` against a real server with a token: rejected
     without it, accepted with --token-file or LOGLOG_TOKEN_FILE."""
     monkeypatch.delenv("LOGLOG_TOKEN_FILE", raising=False)
-    port = free_port()
-    app = create_app(_dispatcher(store), publish_interval=60, token=TOKEN)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30  # hang guard only
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert server.started, "the test server did not start"
-        api = f"http://127.0.0.1:{port}"
+    app = create_app(down_dispatcher(store), publish_interval=60, token=TOKEN)
+    with served(app) as api:
         assert main(["jobs", "submit", CLIP, "--api", api]) == 1
         assert "Bearer" in capsys.readouterr().err
         assert main(["jobs", "submit", CLIP, "--api", api, "--token-file", str(token_file)]) == 0
@@ -191,6 +174,3 @@ def test_the_cli_sends_the_token_from_the_file_or_the_environment(
         monkeypatch.setenv("LOGLOG_TOKEN_FILE", os.devnull)
         with pytest.raises(SystemExit, match=r"not a regular file|must be one line"):
             main(["jobs", "ls", "--api", api])
-    finally:
-        server.should_exit = True
-        thread.join(10)

@@ -13,22 +13,19 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fleet.api import create_app, drain_eta
-from fleet.celeryapp import make_app, settings
+from fleet.celeryapp import settings
 from fleet.cli import progress_bar
 from fleet.dispatch import Dispatcher
 from fleet.errors import FleetConfigError, StoreUnavailable
 from fleet.store import JobStore
 from fleet.worker import RateWindow, WorkerConfig
-from tests.conftest import free_port
-from tests.fleet.harness import metric, private_redis_server
+from tests.fleet.harness import down_dispatcher, metric, private_redis_server, served
 
 
 @pytest.fixture
 def api(store: JobStore):
     """The API with a broker that is down (nothing listens on its port)."""
-    broker = f"amqp://guest:guest@127.0.0.1:{free_port()}//"
-    dispatcher = Dispatcher(make_app(broker, "q"), store, queue="q", segment_seconds=1.0)
-    with TestClient(create_app(dispatcher, publish_interval=60)) as client:
+    with TestClient(create_app(down_dispatcher(store), publish_interval=60)) as client:
         yield client
 
 
@@ -251,9 +248,7 @@ def test_a_redis_that_refuses_writes_is_a_503_with_the_fix(private_redis: str) -
     """Redis out of memory (maxmemory, noeviction) answers every write with an error reply,
     not a dropped connection: the API says 503 and what to do, not a 500 traceback."""
     store = JobStore.connect(private_redis, prefix="t")
-    broker = f"amqp://guest:guest@127.0.0.1:{free_port()}//"
-    dispatcher = Dispatcher(make_app(broker, "q"), store, queue="q", segment_seconds=1.0)
-    with TestClient(create_app(dispatcher, publish_interval=60)) as api:
+    with TestClient(create_app(down_dispatcher(store), publish_interval=60)) as api:
         store.client.config_set("maxmemory-policy", "noeviction")
         store.client.config_set("maxmemory", 1)
         response = api.post("/v1/jobs", json={"source": "synthetic://64x48@10?seconds=1"})
@@ -348,20 +343,8 @@ def test_a_chunked_body_that_never_ends_gets_its_413_while_still_sending(store: 
     import socket
     import time
 
-    import uvicorn
-
-    broker = f"amqp://guest:guest@127.0.0.1:{free_port()}//"
-    dispatcher = Dispatcher(make_app(broker, "q"), store, queue="q", segment_seconds=1.0)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(dispatcher, publish_interval=60),
-                                           host="127.0.0.1", port=port, log_level="error"))  # fmt: skip
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30  # hang guard only
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert server.started
+    with served(create_app(down_dispatcher(store), publish_interval=60)) as url:
+        port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
             conn.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
                          b"\r\nTransfer-Encoding: chunked\r\n\r\n")  # fmt: skip
@@ -377,6 +360,3 @@ def test_a_chunked_body_that_never_ends_gets_its_413_while_still_sending(store: 
                     answer += conn.recv(65536)
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
         assert sent < 10 * 1024 * 1024, f"the server read {sent} bytes before answering"
-    finally:
-        server.should_exit = True
-        thread.join(10)
