@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import http.server
 import math
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +18,7 @@ from fleet.dispatch import Dispatcher
 from fleet.errors import FleetConfigError, StoreUnavailable
 from fleet.store import JobStore
 from fleet.worker import RateWindow, WorkerConfig
+from tests.conftest import http_server
 from tests.fleet.harness import down_dispatcher, metric, private_redis_server, served
 
 
@@ -194,13 +194,8 @@ class _Impostor(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def impostor() -> Iterator[str]:
     _Impostor.paths = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Impostor)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with http_server(_Impostor) as url:
+        yield url
 
 
 @pytest.mark.parametrize(

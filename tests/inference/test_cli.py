@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import free_port, until
+from tests.conftest import free_port, http_server, until
 
 pytestmark = pytest.mark.slow
 
@@ -182,7 +182,6 @@ def test_profile_of_a_prometheus_answering_the_wrong_json_says_so(body, capsys):
     """--prometheus pointing at something that answers JSON, but not Prometheus' shape:
     exit 2 naming the URL (it was a KeyError/AttributeError traceback)."""
     import http.server
-    import threading
 
     from inference.profile import main
 
@@ -196,16 +195,8 @@ def test_profile_of_a_prometheus_answering_the_wrong_json_says_so(body, capsys):
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Impostor)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with http_server(Impostor) as url:
         code = main(url="", prometheus=url, interval=0.1, as_json=False)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
     err = capsys.readouterr().err
     assert code == 2 and f"cannot read metrics from {url}" in err
 

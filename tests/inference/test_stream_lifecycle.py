@@ -16,6 +16,7 @@ from inference.errors import BudgetError, SourceError, StreamLimitError, Unknown
 from inference.runtime import Runtime
 from inference.streams import StreamManager, stream_limits
 from loglog.testing import capture
+from tests.conftest import http_server
 
 FAST = dict(calibration_seconds=0.1, monitor_interval_s=0.2, monitor_window_s=2.0)
 
@@ -198,12 +199,8 @@ def test_camera_credentials_never_reach_logs_responses_or_errors(make_runtime, t
     error of a failed open; and a closed port fails with the same words as a missing path
     on an open one (before: the password was logged at INFO and returned by GET)."""
     _video(tmp_path / "v.mp4", frames=200)
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(tmp_path))
-    )
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_address[1]
-    try:
+    with http_server(functools.partial(_Quiet, directory=str(tmp_path))) as base:
+        port = int(base.rsplit(":", 1)[1])
         runtime = make_runtime(source_hosts=("127.0.0.1",))
         with capture() as records:
             runtime.streams.add(f"http://admin:hunter2@127.0.0.1:{port}/v.mp4?token=s3cr3t", "cam")
@@ -224,6 +221,3 @@ def test_camera_credentials_never_reach_logs_responses_or_errors(make_runtime, t
         assert any("admin:***@" in str(r.fields) for r in records)
         strip = [m.replace(str(port), "P").replace("1/v.mp4", "P/v.mp4") for m in messages]
         assert strip[0].replace("missing", "v") == strip[1].replace("127.0.0.P", "127.0.0.1")
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -22,7 +22,7 @@ from report.model import Report
 from report.prom import Prometheus
 from report.units import duration, fmt, parse_range
 from stack.cli import build_parser, main
-from tests.conftest import free_port
+from tests.conftest import free_port, http_server
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -44,13 +44,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def garbage_server() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with http_server(_Handler) as url:
+        yield url
 
 
 def test_prometheus_down_exits_1_with_what_to_do(
