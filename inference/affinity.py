@@ -42,6 +42,13 @@ class CorePlan:
     def every(self) -> frozenset[int]:
         return self.engine | self.others
 
+    def for_stage(self, stage: str, infer_workers: int) -> frozenset[int]:
+        """Where a worker of ``stage`` runs: infer alone on the engine's core, unless
+        there are several infer workers (then anywhere); every other stage off it."""
+        if stage != "infer":
+            return self.others
+        return self.engine if infer_workers <= 1 else self.every
+
     def describe(self) -> str:
         return f"engine on core {_cores(self.engine)}, other threads on {_cores(self.others)}"
 

@@ -286,13 +286,7 @@ class Pipeline:
         """The loop every worker of every stage runs until ``stop`` is set."""
         take, call, name = stage.take, stage.call, stage.name
         if self.cores is not None:
-            shared = name == "infer" and len(self._workers["infer"]) > 1
-            cores = (
-                self.cores.every
-                if shared
-                else (self.cores.engine if name == "infer" else self.cores.others)
-            )
-            why = pin_current_thread(cores)
+            why = pin_current_thread(self.cores.for_stage(name, len(self._workers["infer"])))
             if why is not None and self.log is not None:
                 self.log.warning("a stage thread could not be pinned", stage=name, reason=why)
         enter = stage.ledger.enter if self.instrumented else _enter_nothing
