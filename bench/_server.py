@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -89,6 +90,24 @@ class Server:
     def rss_bytes(self) -> int:
         return int(Path(f"/proc/{self.pid}/statm").read_text().split()[1]) * _PAGE
 
+    def rss_breakdown(self) -> dict[str, int]:
+        """Resident bytes by kind of mapping (``/proc/PID/smaps``): glibc's main heap, the
+        64 MiB-reserved per-thread arenas, other anonymous mappings (Python's arenas,
+        large mmaps, thread stacks), and file-backed pages (code, shared libraries)."""
+        return rss_by_mapping(Path(f"/proc/{self.pid}/smaps").read_text())
+
+    def python_memory(self, path: Path) -> bool:
+        """Ask a child started with ``LOGLOG_BENCH_TRACEMALLOC`` to write tracemalloc's top
+        allocation sites to ``path`` (SIGUSR1); False when it did not within 30 s."""
+        path.unlink(missing_ok=True)
+        os.kill(self.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if path.exists():
+                return True
+            time.sleep(0.2)
+        return False
+
     def post(self, path: str, body: dict[str, Any]) -> Any:
         request = urllib.request.Request(
             f"{self.url}{path}",
@@ -114,7 +133,68 @@ class Server:
         self._log.close()
 
 
+_ARENA_SPAN = 64 * 1024 * 1024  # glibc's HEAP_MAX_SIZE on 64-bit: each thread arena's reservation
+
+
+def rss_by_mapping(smaps: str) -> dict[str, int]:
+    """Sum ``Rss`` of each mapping in an smaps text into heap / arenas / anon / file."""
+    totals = {"heap": 0, "arenas": 0, "anon": 0, "file": 0}
+    kind = "anon"
+    for line in smaps.splitlines():
+        head = line.split(maxsplit=1)[0] if line else ""
+        if "-" in head and not head.endswith(":"):  # a mapping's header line
+            fields = line.split()
+            start, end = (int(part, 16) for part in fields[0].split("-"))
+            name = fields[5] if len(fields) > 5 else ""
+            if name == "[heap]":
+                kind = "heap"
+            elif name.startswith("/"):
+                kind = "file"
+            elif not name and start % _ARENA_SPAN == 0 and end - start <= _ARENA_SPAN:
+                kind = "arenas"  # a thread arena's first part (the rest is PROT_NONE)
+            else:
+                kind = "anon"
+        elif head == "Rss:":
+            totals[kind] += int(line.split()[1]) * 1024
+    return totals
+
+
+def _trace_python_memory() -> None:
+    """With ``LOGLOG_BENCH_TRACEMALLOC=FRAMES`` set, trace Python allocations, and on
+    SIGUSR1 write the top sites (and the diff against the previous signal) to
+    ``LOGLOG_BENCH_TRACEMALLOC_OUT``: what the soak bench uses to find what stays."""
+    frames = os.environ.get("LOGLOG_BENCH_TRACEMALLOC")
+    if not frames:
+        return
+    import threading
+    import tracemalloc
+
+    tracemalloc.start(int(frames))
+    out = Path(os.environ.get("LOGLOG_BENCH_TRACEMALLOC_OUT", "tracemalloc.txt"))
+    previous: list[Any] = []
+
+    def dump() -> None:
+        snapshot = tracemalloc.take_snapshot()
+        lines = [f"traced {tracemalloc.get_traced_memory()[0] / 2**20:.1f} MiB"]
+        lines += ["top by size:"]
+        for stat in snapshot.statistics("traceback")[:12]:
+            lines += [f"{stat.size / 2**20:.2f} MiB in {stat.count} blocks"]
+            lines += stat.traceback.format(limit=int(frames))
+        if previous:
+            lines += ["grown since the previous dump:"]
+            lines += [str(s) for s in snapshot.compare_to(previous[0], "lineno")[:25]]
+        previous[:] = [snapshot]
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text("\n".join(lines) + "\n")
+        tmp.rename(out)
+
+    # The handler only starts a thread: a snapshot takes seconds, and the signal may land
+    # in the middle of anything on the main thread.
+    signal.signal(signal.SIGUSR1, lambda *_: threading.Thread(target=dump).start())
+
+
 def main() -> int:
+    _trace_python_memory()
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--config")

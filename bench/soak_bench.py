@@ -63,9 +63,21 @@ def main() -> None:
     parser.add_argument("--overload", type=float, default=1.5, help="× calibrated capacity")
     parser.add_argument("--streams", type=int, default=4, help="synthetic streams in overload")
     parser.add_argument("--env", action="append", default=[], help="K=V for the server")
+    parser.add_argument(
+        "--trace-python",
+        type=int,
+        default=0,
+        metavar="FRAMES",
+        help="trace the server's Python allocations (slower) and write the top sites at "
+        "every idle point to bench/results/soak-python-CYCLE.txt",
+    )
     args = parser.parse_args()
     env = dict(item.split("=", 1) for item in args.env)
     RESULTS.mkdir(exist_ok=True)
+    traced = RESULTS / "soak-python.txt"
+    if args.trace_python:
+        env["LOGLOG_BENCH_TRACEMALLOC"] = str(args.trace_python)
+        env["LOGLOG_BENCH_TRACEMALLOC_OUT"] = str(traced)
     server = Server(RESULTS / "soak.log", env=env)
     points: list[dict[str, Any]] = []
     started = time.monotonic()
@@ -73,8 +85,11 @@ def main() -> None:
         capacity = server.capacity()
         fresh = server.rss_bytes()
         print(f"capacity {capacity:.1f} items/s; fresh RSS {fresh / MIB:.0f} MiB; env {env}")
-        print("| cycle | t min | ok | errors | RSS overload MiB | RSS idle MiB | ÷ ref | ÷ fresh |")
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print(
+            "| cycle | t min | ok | errors | RSS overload MiB | RSS idle MiB | ÷ ref | ÷ fresh "
+            "| idle: heap / arenas / anon / file MiB |"
+        )
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         half = args.cycle / 2
         reference = None
         cycle = 0
@@ -89,12 +104,17 @@ def main() -> None:
             point = {
                 "cycle": cycle, "minutes": round((time.monotonic() - started) / 60, 1),
                 **load, "rss_busy": busy, "rss_idle": idle, "ratio": idle / reference,
+                "rss_idle_by_mapping": server.rss_breakdown(),
             }  # fmt: skip
+            if args.trace_python and server.python_memory(traced):
+                traced.rename(RESULTS / f"soak-python-{cycle}.txt")
             points.append(point)
             print(
                 f"| {cycle}{' (warm-up)' if cycle == 0 else ''} | {point['minutes']} | "
                 f"{load['ok']} | {load['errors']} | {busy / MIB:.0f} | {idle / MIB:.0f} | "
-                f"{point['ratio']:.3f} | {idle / fresh:.2f} |",
+                f"{point['ratio']:.3f} | {idle / fresh:.2f} | "
+                + " / ".join(f"{v / MIB:.0f}" for v in point["rss_idle_by_mapping"].values())
+                + " |",
                 flush=True,
             )
             _write(env, fresh, points)  # after every cycle: an interrupted run keeps its data
