@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-SRC := loglog inference agent dashboards alerts stack report fleet
+SRC := loglog inference agent dashboards alerts stack report fleet setup.py
 
 .PHONY: up test lint fmt bench deps debs generate clean
 
@@ -17,7 +17,8 @@ test: deps lint  ## linters, then the whole suite, slow end-to-end tests include
 deps: debs $(STAMP)
 
 # chromium and poppler-utils: the report tests open the HTML in a browser and read the PDF.
-debs:  ## Debian's prometheus, promtool, alertmanager, amtool, pushgateway, chromium, poppler-utils, rabbitmq-server, redis (when missing)
+# gcc and python3-dev: the logger's C hot path (loglog/_speedups.c) compiles at install.
+debs:  ## Debian's prometheus, promtool, alertmanager, amtool, pushgateway, chromium, poppler-utils, rabbitmq-server, redis, gcc, python3-dev (when missing)
 	@missing=""; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v prometheus-alertmanager >/dev/null 2>&1 || missing="$$missing prometheus-alertmanager"; \
@@ -26,13 +27,16 @@ debs:  ## Debian's prometheus, promtool, alertmanager, amtool, pushgateway, chro
 	command -v pdfinfo >/dev/null 2>&1 || missing="$$missing poppler-utils"; \
 	test -x /usr/lib/rabbitmq/bin/rabbitmq-server || missing="$$missing rabbitmq-server"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
+	python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' || missing="$$missing python3-dev"; \
 	if [ -n "$$missing" ]; then \
 	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
 	  echo "installing Debian packages:$$missing"; \
 	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $$missing; \
 	fi
 
-$(STAMP): pyproject.toml
+# setup.py and the C source: an edited loglog/_speedups.c is rebuilt by the next make.
+$(STAMP): pyproject.toml setup.py loglog/_speedups.c
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q -e '.[dev,torch]'
 	touch $(STAMP)

@@ -26,7 +26,7 @@ from typing import Any
 
 from .bridges import StdlibHandler, install_stdlib, loguru_sink
 from .config import LogConfig, build_config, build_config_lenient
-from .core import CORE, discard
+from .core import CORE, SPEEDUPS, discard
 from .errors import ConfigError, LoglogError, SinkStalled
 from .logger import Logger, get_logger
 from .redact import redact
@@ -37,6 +37,7 @@ __all__ = [
     "DEBUG",
     "ERROR",
     "INFO",
+    "SPEEDUPS",
     "TRACE",
     "WARNING",
     "ConfigError",

@@ -23,15 +23,16 @@ class AtomicCounter:
     2
     """
 
-    __slots__ = ("_count", "inc")
+    __slots__ = ("counter", "inc")
 
     def __init__(self) -> None:
-        self._count = itertools.count()
-        self.inc = self._count.__next__
+        #: The ``itertools.count`` itself: loglog's C hot path steps it directly.
+        self.counter = itertools.count()
+        self.inc = self.counter.__next__
 
     @property
     def value(self) -> int:
-        return int(repr(self._count)[6:-1])
+        return int(repr(self.counter)[6:-1])
 
 
 class Tally:

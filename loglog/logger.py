@@ -3,38 +3,19 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .core import CORE, MAX_LEVEL, Core, Fmt
+from .core import CORE, MAX_LEVEL, Core, Fmt, _speedups
 from .types import CRITICAL, DEBUG, ERROR, INFO, TRACE, WARNING
 
 
-class Logger:
-    """A named logger with bound fields. Cheap to create; safe to share between threads.
-
-    Every method returns immediately: the record is queued and rendered later on loglog's
-    worker thread. Values are rendered there, so pass values that you will not mutate
-    afterwards (or copies). A disabled level costs one comparison.
-
-    >>> log = get_logger("decoder").bind(stream="cam1")
-    >>> log.info("frame decoded", frame=12, ms=3.2)
-    >>> log.warning("decoded %d of %d frames", 10, 12)   # %-args, formatted lazily
-    """
+class PyLevels:
+    """The level methods in Python: what runs where the C extension is not built."""
 
     __slots__ = ("_bound", "_core", "name")
-
-    def __init__(self, name: str, bound: dict[str, Any] | None = None, core: Core = CORE) -> None:
-        self.name = name
-        self._bound = bound or None
-        self._core = core
-
-    def bind(self, **fields: Any) -> Logger:
-        """Return a child logger whose records all carry ``fields``."""
-        merged = {**self._bound, **fields} if self._bound else fields
-        return Logger(self.name, merged, self._core)
-
-    def is_enabled_for(self, level: int) -> bool:
-        return level >= self._core.threshold
+    name: str
+    _bound: dict[str, Any] | None
+    _core: Core
 
     def trace(self, msg: object = "", /, *args: Any, **fields: Any) -> None:
         core = self._core
@@ -66,6 +47,42 @@ class Logger:
         if core.threshold <= CRITICAL:
             core.emit(CRITICAL, self.name, Fmt(msg, args) if args else msg, fields, self._bound)
 
+
+# With the C extension the level methods (and the slots) come from C: the same behaviour,
+# without a Python frame per call (loglog/_speedups.c).
+if TYPE_CHECKING:
+    _Base = PyLevels
+else:
+    _Base = _speedups.LoggerBase if _speedups is not None else PyLevels
+
+
+class Logger(_Base):
+    """A named logger with bound fields. Cheap to create; safe to share between threads.
+
+    Every method returns immediately: the record is queued and rendered later on loglog's
+    worker thread. Values are rendered there, so pass values that you will not mutate
+    afterwards (or copies). A disabled level costs one comparison.
+
+    >>> log = get_logger("decoder").bind(stream="cam1")
+    >>> log.info("frame decoded", frame=12, ms=3.2)
+    >>> log.warning("decoded %d of %d frames", 10, 12)   # %-args, formatted lazily
+    """
+
+    __slots__ = ()
+
+    def __init__(self, name: str, bound: dict[str, Any] | None = None, core: Core = CORE) -> None:
+        self.name = name
+        self._bound = bound or None
+        self._core = core
+
+    def bind(self, **fields: Any) -> Logger:
+        """Return a child logger whose records all carry ``fields``."""
+        merged = {**self._bound, **fields} if self._bound else fields
+        return Logger(self.name, merged, self._core)
+
+    def is_enabled_for(self, level: int) -> bool:
+        return level >= self._core.threshold
+
     def exception(self, msg: object = "", /, *args: Any, **fields: Any) -> None:
         """Log at ERROR with the exception being handled (its traceback is rendered later)."""
         core = self._core
@@ -83,7 +100,7 @@ class Logger:
         if level >= core.threshold:
             core.emit(level, self.name, Fmt(msg, args) if args else msg, fields, self._bound)
 
-    warn = warning
+    warn = _Base.warning
 
     def __repr__(self) -> str:
         return f"<loglog.Logger {self.name!r} bound={sorted(self._bound or ())}>"

@@ -1,0 +1,687 @@
+/* loglog's hot path in C: the level methods of Logger and the DEBUG/INFO half of emit.
+ *
+ * Why C: in CPython a log call that only queues a tuple still costs two Python frames, a
+ * keyword dict and about forty bytecodes (~0.6 µs here, 2.3× the instructions of a bare
+ * method call that appends to a deque). This module does the same work without a frame:
+ * the method reads the threshold from a C struct, and a DEBUG/INFO record is queued with
+ * C calls only. Everything else — WARNING+ (the crash spool), explicit timestamps,
+ * exception info, unusual arguments — is handed to the Python closure that
+ * ``loglog.core.make_emit`` builds, which also runs everything when this module is
+ * missing (no compiler) or disabled (``LOGLOG_PURE_PYTHON=1``).
+ *
+ * The rules of the Python hot path hold here too:
+ *  - never block: no lock, no blocking system call (the wake-up write is non-blocking);
+ *  - never raise an Exception: any failure is counted as an internal error and the call
+ *    returns None. A BaseException that is not an Exception (KeyboardInterrupt raised by
+ *    a signal handler that ran inside Fmt's constructor, say) propagates, as in Python;
+ *  - re-entrant: the only points where Python code can run in the middle (a finalizer
+ *    run by an allocation that triggers the garbage collector, a Python context getter)
+ *    come before the record is appended, and every object used is held by a strong
+ *    reference, so a nested log call, or a configure() from a finalizer, is safe.
+ * Nothing here releases the GIL, so no other thread runs in between either.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WARNING 30
+#define MAX_LEVEL 100
+/* Layout of the raw record tuple (loglog.core: SEQ … SLOT). */
+#define RECORD_SIZE 11
+
+static PyObject *fmt_class = NULL;  /* loglog.core.Fmt, set by set_fmt() */
+static PyObject *empty_text = NULL; /* "" */
+static PyObject *minus_one = NULL;  /* -1: "no spool slot" */
+
+/* -- Core: the state every Logger reads (threshold, emit, pipeline) ------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    long threshold;
+    PyObject *emit;
+    PyObject *pipeline;
+} CoreObject;
+
+static int
+core_traverse(CoreObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->emit);
+    Py_VISIT(self->pipeline);
+    return 0;
+}
+
+static int
+core_clear(CoreObject *self)
+{
+    Py_CLEAR(self->emit);
+    Py_CLEAR(self->pipeline);
+    return 0;
+}
+
+static void
+core_dealloc(CoreObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    core_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+core_init(CoreObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *names[] = {NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, ":Core", names)) {
+        return -1;
+    }
+    self->threshold = 20;
+    Py_XSETREF(self->emit, Py_NewRef(Py_None));
+    Py_XSETREF(self->pipeline, Py_NewRef(Py_None));
+    return 0;
+}
+
+static PyMemberDef core_members[] = {
+    {"threshold", T_LONG, offsetof(CoreObject, threshold), 0,
+     "Records below this level are not queued."},
+    {"emit", T_OBJECT, offsetof(CoreObject, emit), 0,
+     "emit(level, name, msg, fields, bound, exc=None, time_ns=0)"},
+    {"pipeline", T_OBJECT, offsetof(CoreObject, pipeline), 0, "The running Pipeline or None."},
+    {NULL},
+};
+
+static PyTypeObject CoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "loglog._speedups.Core",
+    .tp_doc = PyDoc_STR("State shared by every Logger; configure() mutates it in place."),
+    .tp_basicsize = sizeof(CoreObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)core_init,
+    .tp_dealloc = (destructor)core_dealloc,
+    .tp_traverse = (traverseproc)core_traverse,
+    .tp_clear = (inquiry)core_clear,
+    .tp_members = core_members,
+};
+
+/* -- Emitter: the emit callable, DEBUG/INFO in C ------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *high;            /* the Python emit closure: every call C does not take */
+    PyObject *low;             /* the DEBUG/INFO deque */
+    PyObject *low_append;      /* low.append */
+    Py_ssize_t low_capacity;
+    Py_ssize_t half;
+    PyObject *seq;             /* itertools.count: the sequence number */
+    PyObject *emitted;         /* tuple of itertools.count, one per level 0..MAX_LEVEL */
+    PyObject *full;            /* likewise: dropped because the queue was full */
+    PyObject *internal_errors; /* itertools.count */
+    PyObject *context_get;     /* returns the OpenTelemetry context (or None) */
+    int wake_fd;               /* the worker's non-blocking wake-up pipe */
+    PyObject *idle;            /* list [bool]: the worker sleeps long */
+} EmitterObject;
+
+static PyTypeObject EmitterType;
+
+/* One step of an itertools.count: 0 on success, -1 with an exception set. */
+static inline int
+bump(PyObject *counter)
+{
+    PyObject *value = Py_TYPE(counter)->tp_iternext(counter);
+    if (value == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_RuntimeError, "counter exhausted");
+        }
+        return -1;
+    }
+    Py_DECREF(value);
+    return 0;
+}
+
+/* Swallow an Exception (counted), let any other BaseException through. */
+static PyObject *
+failed(EmitterObject *e)
+{
+    if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+        return NULL;
+    }
+    PyErr_Clear();
+    if (e != NULL && bump(e->internal_errors) < 0) {
+        PyErr_Clear();
+    }
+    Py_RETURN_NONE;
+}
+
+static inline void
+wake(int fd)
+{
+    /* Non-blocking pipe: a full pipe means the worker is already due to wake. */
+    ssize_t ignored = write(fd, "", 1);
+    (void)ignored;
+}
+
+static PyObject *
+now_ns(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyLong_FromLongLong((long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
+}
+
+/* The calling thread's id as an int (a new reference). The last one is kept: a thread
+ * that logs in a loop gets the same object back instead of a new int per record. The
+ * cache is only read and written with the GIL held, by C code that runs no Python. */
+static unsigned long cached_ident = 0;
+static PyObject *cached_ident_object = NULL;
+
+static PyObject *
+thread_ident(void)
+{
+    unsigned long ident = PyThread_get_thread_ident();
+    if (cached_ident_object == NULL || ident != cached_ident) {
+        PyObject *object = PyLong_FromUnsignedLong(ident);
+        if (object == NULL) {
+            return NULL;
+        }
+        Py_XSETREF(cached_ident_object, object);
+        cached_ident = ident;
+    }
+    return Py_NewRef(cached_ident_object);
+}
+
+/* Queue one DEBUG/INFO record (0 <= level < WARNING). ``stamp`` may be NULL (now).
+ * Returns None, or NULL with a BaseException that must propagate. */
+static PyObject *
+emit_low(EmitterObject *e, Py_ssize_t level, PyObject *level_object, PyObject *name,
+         PyObject *msg, PyObject *fields, PyObject *bound, PyObject *stamp)
+{
+    if (bump(PyTuple_GET_ITEM(e->emitted, level)) < 0) {
+        return failed(e);
+    }
+    Py_ssize_t size = PyObject_Size(e->low);
+    if (size < 0) {
+        return failed(e);
+    }
+    if (size >= e->low_capacity) {
+        if (bump(PyTuple_GET_ITEM(e->full, level)) < 0) {
+            return failed(e);
+        }
+        Py_RETURN_NONE;
+    }
+    PyObject *record = PyTuple_New(RECORD_SIZE);
+    if (record == NULL) {
+        return failed(e);
+    }
+    /* Nothing but the queue refers to a record, so it cannot be part of a reference
+     * cycle: untracked, the garbage collector does not traverse the thousands that may
+     * wait in the queue (its values are still tracked on their own). */
+    PyObject_GC_UnTrack(record);
+    /* Slots not yet filled are NULL, which tuple deallocation skips. */
+    PyObject *seq = Py_TYPE(e->seq)->tp_iternext(e->seq);
+    if (seq == NULL) {
+        goto error;
+    }
+    PyTuple_SET_ITEM(record, 0, seq);
+    PyObject *when = stamp != NULL ? Py_NewRef(stamp) : now_ns();
+    if (when == NULL) {
+        goto error;
+    }
+    PyTuple_SET_ITEM(record, 1, when);
+    PyTuple_SET_ITEM(record, 2, Py_NewRef(level_object));
+    PyTuple_SET_ITEM(record, 3, Py_NewRef(name));
+    PyTuple_SET_ITEM(record, 4, Py_NewRef(msg));
+    PyTuple_SET_ITEM(record, 5, Py_NewRef(fields));
+    PyTuple_SET_ITEM(record, 6, Py_NewRef(bound));
+    PyObject *context = PyObject_CallNoArgs(e->context_get);
+    if (context == NULL) {
+        goto error;
+    }
+    PyTuple_SET_ITEM(record, 7, context);
+    PyObject *ident = thread_ident();
+    if (ident == NULL) {
+        goto error;
+    }
+    PyTuple_SET_ITEM(record, 8, ident);
+    PyTuple_SET_ITEM(record, 9, Py_NewRef(Py_None));
+    PyTuple_SET_ITEM(record, 10, Py_NewRef(minus_one));
+    PyObject *appended = PyObject_CallOneArg(e->low_append, record);
+    Py_DECREF(record);
+    if (appended == NULL) {
+        return failed(e);
+    }
+    Py_DECREF(appended);
+    if (size == e->half ||
+        (size == 0 && PyList_GET_SIZE(e->idle) > 0 && PyList_GET_ITEM(e->idle, 0) == Py_True)) {
+        wake(e->wake_fd); /* half full, or the first record for an idle worker */
+    }
+    Py_RETURN_NONE;
+error:
+    Py_DECREF(record);
+    return failed(e);
+}
+
+/* The level when ``object`` is an exact int in 0 <= level < WARNING, else -1. */
+static inline Py_ssize_t
+low_level(PyObject *object)
+{
+    if (!PyLong_CheckExact(object)) {
+        return -1;
+    }
+    int overflow = 0;
+    long level = PyLong_AsLongAndOverflow(object, &overflow);
+    if (overflow || level < 0 || level >= WARNING) {
+        PyErr_Clear();
+        return -1;
+    }
+    return (Py_ssize_t)level;
+}
+
+/* emit(level, name, msg, fields, bound, exc=None, time_ns=0) */
+static PyObject *
+emitter_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    EmitterObject *e = (EmitterObject *)self;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (kwnames == NULL && nargs >= 5 && nargs <= 7 && PyDict_CheckExact(args[3]) &&
+        (nargs < 6 || args[5] == Py_None)) {
+        Py_ssize_t level = low_level(args[0]);
+        PyObject *stamp = NULL;
+        if (nargs == 7) {
+            /* time_ns: 0 means now; anything but a positive exact int goes to Python. */
+            if (!PyLong_CheckExact(args[6])) {
+                level = -1;
+            }
+            else if (PyObject_IsTrue(args[6])) {
+                stamp = args[6];
+            }
+        }
+        if (level >= 0) {
+            return emit_low(e, level, args[0], args[1], args[2], args[3], args[4], stamp);
+        }
+    }
+    return PyObject_Vectorcall(e->high, args, nargsf, kwnames);
+}
+
+static PyObject *
+emitter_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *names[] = {"high", "low", "low_capacity", "seq", "emitted", "full",
+                            "internal_errors", "context_get", "wake_fd", "idle", NULL};
+    PyObject *high, *low, *seq, *emitted, *full, *internal_errors, *context_get, *idle;
+    Py_ssize_t low_capacity;
+    int wake_fd;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOnOO!O!OOiO!:Emitter", names, &high, &low,
+                                     &low_capacity, &seq, &PyTuple_Type, &emitted,
+                                     &PyTuple_Type, &full, &internal_errors, &context_get,
+                                     &wake_fd, &PyList_Type, &idle)) {
+        return NULL;
+    }
+    if (!PyCallable_Check(high) || !PyCallable_Check(context_get)) {
+        PyErr_SetString(PyExc_TypeError, "Emitter: high and context_get must be callable");
+        return NULL;
+    }
+    if (PyTuple_GET_SIZE(emitted) != MAX_LEVEL + 1 || PyTuple_GET_SIZE(full) != MAX_LEVEL + 1) {
+        PyErr_SetString(PyExc_ValueError, "Emitter: one counter per level 0..100");
+        return NULL;
+    }
+    PyObject *counters[] = {seq, internal_errors};
+    for (int i = 0; i < 2; i++) {
+        if (!PyIter_Check(counters[i])) {
+            PyErr_SetString(PyExc_TypeError, "Emitter: counters must be itertools.count");
+            return NULL;
+        }
+    }
+    for (Py_ssize_t i = 0; i <= MAX_LEVEL; i++) {
+        if (!PyIter_Check(PyTuple_GET_ITEM(emitted, i)) ||
+            !PyIter_Check(PyTuple_GET_ITEM(full, i))) {
+            PyErr_SetString(PyExc_TypeError, "Emitter: counters must be itertools.count");
+            return NULL;
+        }
+    }
+    PyObject *low_append = PyObject_GetAttrString(low, "append");
+    if (low_append == NULL) {
+        return NULL;
+    }
+    EmitterObject *e = (EmitterObject *)type->tp_alloc(type, 0);
+    if (e == NULL) {
+        Py_DECREF(low_append);
+        return NULL;
+    }
+    e->vectorcall = emitter_vectorcall;
+    e->high = Py_NewRef(high);
+    e->low = Py_NewRef(low);
+    e->low_append = low_append;
+    e->low_capacity = low_capacity;
+    e->half = low_capacity / 2;
+    e->seq = Py_NewRef(seq);
+    e->emitted = Py_NewRef(emitted);
+    e->full = Py_NewRef(full);
+    e->internal_errors = Py_NewRef(internal_errors);
+    e->context_get = Py_NewRef(context_get);
+    e->wake_fd = wake_fd;
+    e->idle = Py_NewRef(idle);
+    return (PyObject *)e;
+}
+
+static int
+emitter_traverse(EmitterObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->high);
+    Py_VISIT(self->low);
+    Py_VISIT(self->low_append);
+    Py_VISIT(self->seq);
+    Py_VISIT(self->emitted);
+    Py_VISIT(self->full);
+    Py_VISIT(self->internal_errors);
+    Py_VISIT(self->context_get);
+    Py_VISIT(self->idle);
+    return 0;
+}
+
+static int
+emitter_clear(EmitterObject *self)
+{
+    Py_CLEAR(self->high);
+    Py_CLEAR(self->low);
+    Py_CLEAR(self->low_append);
+    Py_CLEAR(self->seq);
+    Py_CLEAR(self->emitted);
+    Py_CLEAR(self->full);
+    Py_CLEAR(self->internal_errors);
+    Py_CLEAR(self->context_get);
+    Py_CLEAR(self->idle);
+    return 0;
+}
+
+static void
+emitter_dealloc(EmitterObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    emitter_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef emitter_members[] = {
+    {"high", T_OBJECT, offsetof(EmitterObject, high), READONLY,
+     "The Python emit that takes every call this one does not."},
+    {NULL},
+};
+
+static PyTypeObject EmitterType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "loglog._speedups.Emitter",
+    .tp_doc = PyDoc_STR("emit(level, name, msg, fields, bound, exc=None, time_ns=0): "
+                        "DEBUG/INFO queued in C, the rest handed to ``high``."),
+    .tp_basicsize = sizeof(EmitterObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_new = emitter_new,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(EmitterObject, vectorcall),
+    .tp_dealloc = (destructor)emitter_dealloc,
+    .tp_traverse = (traverseproc)emitter_traverse,
+    .tp_clear = (inquiry)emitter_clear,
+    .tp_members = emitter_members,
+};
+
+/* -- LoggerBase: the level methods -------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *name;
+    PyObject *bound;
+    PyObject *core;
+} LoggerObject;
+
+/* Fields from keyword arguments: a new dict (sinks may keep it). */
+static PyObject *
+fields_of(PyObject *const *values, PyObject *kwnames)
+{
+    PyObject *fields = PyDict_New();
+    if (fields == NULL || kwnames == NULL) {
+        return fields;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (PyDict_SetItem(fields, PyTuple_GET_ITEM(kwnames, i), values[i]) < 0) {
+            Py_DECREF(fields);
+            return NULL;
+        }
+    }
+    return fields;
+}
+
+/* msg, or Fmt(msg, args) when there are %-arguments. */
+static PyObject *
+message_of(PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *msg = nargs > 0 ? args[0] : empty_text;
+    if (nargs <= 1) {
+        return Py_NewRef(msg);
+    }
+    PyObject *rest = PyTuple_New(nargs - 1);
+    if (rest == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 1; i < nargs; i++) {
+        PyTuple_SET_ITEM(rest, i - 1, Py_NewRef(args[i]));
+    }
+    PyObject *call[2] = {msg, rest};
+    PyObject *formatted = fmt_class != NULL ? PyObject_Vectorcall(fmt_class, call, 2, NULL)
+                                            : Py_NewRef(msg);
+    Py_DECREF(rest);
+    return formatted;
+}
+
+/* For a core that is not a CoreObject: its emit when ``level`` passes its threshold,
+ * None when it does not, NULL with an exception set when either attribute is unusable. */
+static PyObject *
+enabled_emit(PyObject *core, Py_ssize_t level)
+{
+    PyObject *threshold = PyObject_GetAttrString(core, "threshold");
+    if (threshold == NULL) {
+        return NULL;
+    }
+    PyObject *level_object = PyLong_FromSsize_t(level);
+    int below = level_object != NULL ? PyObject_RichCompareBool(level_object, threshold, Py_LT)
+                                     : -1;
+    Py_XDECREF(level_object);
+    Py_DECREF(threshold);
+    if (below < 0) {
+        return NULL;
+    }
+    if (below) {
+        Py_RETURN_NONE;
+    }
+    return PyObject_GetAttrString(core, "emit");
+}
+
+static PyObject *
+log_at(LoggerObject *self, Py_ssize_t level, PyObject *const *args, size_t nargsf,
+       PyObject *kwnames)
+{
+    PyObject *core = self->core;
+    PyObject *emit;
+    if (core == NULL) {
+        Py_RETURN_NONE; /* __init__ never ran: nothing to log to */
+    }
+    if (Py_IS_TYPE(core, &CoreType)) {
+        CoreObject *c = (CoreObject *)core;
+        if (c->threshold > level || c->emit == NULL) {
+            Py_RETURN_NONE; /* the cost of a disabled level: this comparison */
+        }
+        emit = Py_NewRef(c->emit); /* held: a finalizer may reconfigure meanwhile */
+    }
+    else {
+        emit = enabled_emit(core, level); /* any object with threshold and emit */
+        if (emit == NULL) {
+            return failed(NULL);
+        }
+        if (emit == Py_None) {
+            return emit;
+        }
+    }
+    EmitterObject *fast = Py_IS_TYPE(emit, &EmitterType) ? (EmitterObject *)emit : NULL;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *level_object = PyLong_FromSsize_t(level); /* a cached small int */
+    PyObject *msg = message_of(args, nargs);
+    PyObject *fields = msg != NULL ? fields_of(args + nargs, kwnames) : NULL;
+    PyObject *result = NULL;
+    if (level_object != NULL && fields != NULL) {
+        PyObject *name = self->name != NULL ? self->name : empty_text;
+        PyObject *bound = self->bound != NULL ? self->bound : Py_None;
+        if (fast != NULL && level < WARNING) {
+            result = emit_low(fast, level, level_object, name, msg, fields, bound, NULL);
+        }
+        else {
+            PyObject *call[5] = {level_object, name, msg, fields, bound};
+            result = PyObject_Vectorcall(emit, call, 5, NULL);
+        }
+    }
+    Py_XDECREF(level_object);
+    Py_XDECREF(msg);
+    Py_XDECREF(fields);
+    if (result == NULL) {
+        result = failed(fast);
+    }
+    Py_DECREF(emit);
+    if (result != NULL && result != Py_None) {
+        Py_SETREF(result, Py_NewRef(Py_None));
+    }
+    return result;
+}
+
+#define LEVEL_METHOD(method, level)                                                       \
+    static PyObject *logger_##method(PyObject *self, PyObject *const *args, size_t nargsf, \
+                                     PyObject *kwnames)                                   \
+    {                                                                                     \
+        return log_at((LoggerObject *)self, level, args, nargsf, kwnames);                \
+    }
+
+LEVEL_METHOD(trace, 5)
+LEVEL_METHOD(debug, 10)
+LEVEL_METHOD(info, 20)
+LEVEL_METHOD(warning, 30)
+LEVEL_METHOD(error, 40)
+LEVEL_METHOD(critical, 50)
+
+#define LEVEL_DOC(level) \
+    PyDoc_STR(level "(msg='', /, *args, **fields): queue a record; never blocks or raises.")
+
+static PyMethodDef logger_methods[] = {
+    {"trace", (PyCFunction)(void (*)(void))logger_trace, METH_FASTCALL | METH_KEYWORDS,
+     LEVEL_DOC("trace")},
+    {"debug", (PyCFunction)(void (*)(void))logger_debug, METH_FASTCALL | METH_KEYWORDS,
+     LEVEL_DOC("debug")},
+    {"info", (PyCFunction)(void (*)(void))logger_info, METH_FASTCALL | METH_KEYWORDS,
+     LEVEL_DOC("info")},
+    {"warning", (PyCFunction)(void (*)(void))logger_warning, METH_FASTCALL | METH_KEYWORDS,
+     LEVEL_DOC("warning")},
+    {"error", (PyCFunction)(void (*)(void))logger_error, METH_FASTCALL | METH_KEYWORDS,
+     LEVEL_DOC("error")},
+    {"critical", (PyCFunction)(void (*)(void))logger_critical, METH_FASTCALL | METH_KEYWORDS,
+     LEVEL_DOC("critical")},
+    {NULL},
+};
+
+static PyMemberDef logger_members[] = {
+    {"name", T_OBJECT, offsetof(LoggerObject, name), 0, "The logger's name."},
+    {"_bound", T_OBJECT, offsetof(LoggerObject, bound), 0, "Fields bound to every record."},
+    {"_core", T_OBJECT, offsetof(LoggerObject, core), 0, "The Core it logs through."},
+    {NULL},
+};
+
+static int
+logger_traverse(LoggerObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->name);
+    Py_VISIT(self->bound);
+    Py_VISIT(self->core);
+    return 0;
+}
+
+static int
+logger_clear(LoggerObject *self)
+{
+    Py_CLEAR(self->name);
+    Py_CLEAR(self->bound);
+    Py_CLEAR(self->core);
+    return 0;
+}
+
+static void
+logger_dealloc(LoggerObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    logger_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject LoggerBaseType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "loglog._speedups.LoggerBase",
+    .tp_doc = PyDoc_STR("The level methods of loglog.Logger, in C."),
+    .tp_basicsize = sizeof(LoggerObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)logger_dealloc,
+    .tp_traverse = (traverseproc)logger_traverse,
+    .tp_clear = (inquiry)logger_clear,
+    .tp_methods = logger_methods,
+    .tp_members = logger_members,
+};
+
+/* -- module ------------------------------------------------------------------------- */
+
+static PyObject *
+set_fmt(PyObject *module, PyObject *cls)
+{
+    if (!PyCallable_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "set_fmt: Fmt must be callable");
+        return NULL;
+    }
+    Py_XSETREF(fmt_class, Py_NewRef(cls));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"set_fmt", set_fmt, METH_O,
+     PyDoc_STR("set_fmt(Fmt): the class that wraps a message with %-arguments.")},
+    {NULL},
+};
+
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "loglog._speedups",
+    .m_doc = PyDoc_STR("loglog's hot path in C (see loglog/_speedups.c)."),
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    if (PyType_Ready(&CoreType) < 0 || PyType_Ready(&EmitterType) < 0 ||
+        PyType_Ready(&LoggerBaseType) < 0) {
+        return NULL;
+    }
+    empty_text = PyUnicode_FromString("");
+    minus_one = PyLong_FromLong(-1);
+    if (empty_text == NULL || minus_one == NULL) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&speedups_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(module, "Core", (PyObject *)&CoreType) < 0 ||
+        PyModule_AddObjectRef(module, "Emitter", (PyObject *)&EmitterType) < 0 ||
+        PyModule_AddObjectRef(module, "LoggerBase", (PyObject *)&LoggerBaseType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}
