@@ -55,6 +55,13 @@ class RuntimeConfig:
     #: schedules everything.
     pin_engine: bool = True
     calibration_seconds: float = 1.0
+    #: glibc's trim threshold, fixed at start (bytes; 0: glibc's dynamic one). Freed
+    #: memory above it at the top of any heap goes back to the OS at once; dynamic, it
+    #: grows to twice the largest freed buffer in every arena (inference/memory.py).
+    malloc_trim_threshold: int = 2 * 1024 * 1024
+    #: glibc's mmap threshold, fixed at start (bytes; 0: dynamic). Buffers below it come
+    #: from the heaps; fixing it is what stops glibc from moving the trim threshold.
+    malloc_mmap_threshold: int = 16 * 1024 * 1024
     top_k: int = 5
     results_path: str | None = None
     monitor_interval_s: float = 1.0
@@ -98,6 +105,14 @@ class RuntimeConfig:
                 "engine_threads must be 1–256",
             ),
             (0.05 <= self.calibration_seconds <= 60, "calibration_seconds must be 0.05–60"),
+            (
+                self.malloc_trim_threshold == 0 or 4096 <= self.malloc_trim_threshold <= 2**30,
+                "malloc_trim_threshold must be 0 (glibc's default) or 4096–2^30 bytes",
+            ),
+            (
+                self.malloc_mmap_threshold == 0 or 4096 <= self.malloc_mmap_threshold <= 2**25,
+                "malloc_mmap_threshold must be 0 (glibc's default) or 4096–2^25 bytes",
+            ),
             (1 <= self.top_k <= 1000, "top_k must be 1–1000"),
             (0.05 <= self.monitor_interval_s <= 60, "monitor_interval_s must be 0.05–60"),
             (

@@ -31,7 +31,7 @@ from .drills import Drills
 from .engines import load_engine
 from .errors import OverloadedError
 from .flops import count_flops
-from .memory import IdleTrimmer
+from .memory import IdleTrimmer, tune_allocator
 from .metrics import RuntimeMetrics
 from .model import default_model_path
 from .monitor import Monitor
@@ -88,6 +88,8 @@ class Runtime:
         """Count FLOPs, calibrate the engine alone, then start serving."""
         say = progress or (lambda message: self.log.info(message))
         info, config = self.info, self.config
+        # Before the stage threads exist: each takes an arena the first time it allocates.
+        say(tune_allocator(config.malloc_trim_threshold, config.malloc_mmap_threshold))
         flops = info.flops_per_item or (
             count_flops(self.model_path)
             if self.model_path and self.model_path.suffix == ".onnx"
