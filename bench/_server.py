@@ -159,6 +159,34 @@ def rss_by_mapping(smaps: str) -> dict[str, int]:
     return totals
 
 
+def malloc_summary() -> str:
+    """glibc's ``malloc_info`` per arena: mapped, free in bins (fast + rest), in use."""
+    import ctypes
+    import re
+    import tempfile
+
+    libc = ctypes.CDLL(None)
+    with tempfile.NamedTemporaryFile("rb") as target:
+        libc.fopen.restype = ctypes.c_void_p
+        stream = libc.fopen(target.name.encode(), b"w")
+        libc.malloc_info(0, ctypes.c_void_p(stream))
+        libc.fclose(ctypes.c_void_p(stream))
+        xml = target.read().decode()
+    lines = []
+    for heap in re.findall(r'<heap nr="(\d+)">(.*?)</heap>', xml, re.S):
+        number, body = heap
+        free = sum(
+            int(size)
+            for size in re.findall(r'<total type="(?:fast|rest)" count="\d+" size="(\d+)"', body)
+        )
+        mapped = int(re.search(r'<system type="current" size="(\d+)"', body).group(1))  # type: ignore[union-attr]
+        lines.append(
+            f"arena {number}: mapped {mapped / 2**20:.1f} MiB, free {free / 2**20:.1f} MiB, "
+            f"in use {(mapped - free) / 2**20:.1f} MiB"
+        )
+    return "\n".join(lines)
+
+
 def _trace_python_memory() -> None:
     """With ``LOGLOG_BENCH_TRACEMALLOC=FRAMES`` set, trace Python allocations, and on
     SIGUSR1 write the top sites (and the diff against the previous signal) to
@@ -169,13 +197,20 @@ def _trace_python_memory() -> None:
     import threading
     import tracemalloc
 
-    tracemalloc.start(int(frames))
+    if int(frames) > 0:
+        tracemalloc.start(int(frames))
     out = Path(os.environ.get("LOGLOG_BENCH_TRACEMALLOC_OUT", "tracemalloc.txt"))
     previous: list[Any] = []
 
     def dump() -> None:
+        lines = ["glibc arenas:", malloc_summary()]
+        if not tracemalloc.is_tracing():
+            tmp = out.with_suffix(".tmp")
+            tmp.write_text("\n".join(lines) + "\n")
+            tmp.rename(out)
+            return
         snapshot = tracemalloc.take_snapshot()
-        lines = [f"traced {tracemalloc.get_traced_memory()[0] / 2**20:.1f} MiB"]
+        lines += [f"traced {tracemalloc.get_traced_memory()[0] / 2**20:.1f} MiB"]
         lines += ["top by size:"]
         for stat in snapshot.statistics("traceback")[:12]:
             lines += [f"{stat.size / 2**20:.2f} MiB in {stat.count} blocks"]

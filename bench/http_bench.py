@@ -18,12 +18,15 @@ noise, JPEG 290 KiB and PNG 900 KiB):
    ``GET /healthz`` every 100 ms during each step; its p99 grows if anything holds the loop.
 5. With ``--before``, the saturation rows again with the pre-2026-11-28 decoder (``av.open``
    probing), in the same run; with ``--unpinned``, every row again with ``pin_engine: false``
-   (the engine's thread not given a core of its own, inference/affinity.py).
+   (the engine's thread not given a core of its own, inference/affinity.py); with
+   ``--variant NAME:KEY=VALUE,…``, every row again with those config options; with
+   ``--rounds N`` the servers take turns N times (paired runs).
 
 The machine is shared: compare ratios, not absolute rates, across runs.
 
 Usage: ``python -m bench.http_bench [--seconds 8] [--fractions 0.5,0.8,0.9,1.0,1.2]
-[--formats jpeg,png] [--before] [--unpinned]``; writes ``bench/results/http.json``.
+[--formats jpeg,png] [--before] [--unpinned] [--variant NAME:K=V] [--rounds 1]``;
+writes ``bench/results/http.json``.
 """
 
 from __future__ import annotations
@@ -219,6 +222,18 @@ def _print_row(row: dict[str, Any]) -> None:
     )
 
 
+def _variants(args: argparse.Namespace) -> dict[str, str]:
+    """Config files for ``--unpinned`` and each ``--variant``, by label."""
+    specs = (["unpinned:pin_engine=false"] if args.unpinned else []) + args.variant
+    files = {}
+    for spec in specs:
+        name, _, options = spec.partition(":")
+        path = RESULTS / f"http-{name}.yaml"
+        path.write_text("".join(f"{item.replace('=', ': ', 1)}\n" for item in options.split(",")))
+        files[name] = str(path)
+    return files
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="per step")
@@ -234,23 +249,35 @@ def main() -> None:
     parser.add_argument(
         "--unpinned", action="store_true", help="also a server with pin_engine: false"
     )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+        help="also a server with these config options (YAML values), e.g. "
+        "'dynamic-malloc:malloc_trim_threshold=0,malloc_mmap_threshold=0'",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the servers this many times, alternating (paired runs on a noisy host)",
+    )
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
+    variants = {"after": None, **_variants(args)}
     print(HEADER, flush=True)
     rows: list[dict[str, Any]] = []
-    labels = ["after"] + ["unpinned"] * args.unpinned + ["before"] * args.before
-    off = RESULTS / "http-unpinned.yaml"
-    off.write_text("pin_engine: false\n")
-    for label in labels:
-        server = Server(
-            RESULTS / f"http-{label}.log",
-            probed=label == "before",
-            config=str(off) if label == "unpinned" else None,
-        )
-        try:
-            rows += sweep(server, args, label)
-        finally:
-            server.stop()
+    labels = list(variants) + ["before"] * args.before
+    for _ in range(args.rounds):
+        for label in labels:
+            server = Server(
+                RESULTS / f"http-{label}.log", probed=label == "before", config=variants.get(label)
+            )
+            try:
+                rows += sweep(server, args, label)
+            finally:
+                server.stop()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
     (RESULTS / "http.json").write_text(json.dumps({"when": stamp, "rows": rows}, indent=2))
 

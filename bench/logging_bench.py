@@ -14,10 +14,14 @@ noisy host. Records are a message and three fields (``stream``, ``frame``, ``ms`
 - throughput: records/s delivered to a file, measured from the first call until the last
   record is on disk, pinned to one core;
 - stalled pipe: 20k calls with stdout a pipe nobody reads — finished (seconds) or hung;
-- loglog's caller cost while a sink is stalled, against its own normal cost.
+- loglog's caller cost while a sink is stalled, against its own normal cost;
+- "loglog, pure-Python path": loglog with ``LOGLOG_PURE_PYTHON=1`` (no C extension), in
+  the same run — what the C hot path saves;
+- with ``--instructions``: instructions per call on the calling thread, counted by
+  valgrind's callgrind — a figure this noisy shared host cannot move.
 
-Usage: ``python -m bench.logging_bench [--quick]``. Prints a table, writes
-``bench/results/logging.json``.
+Usage: ``python -m bench.logging_bench [--quick] [--repeats 5] [--instructions]``.
+Prints a table, writes ``bench/results/logging.json``.
 """
 
 from __future__ import annotations
@@ -34,8 +38,10 @@ from pathlib import Path
 from typing import Any
 
 FLOOR = "CPython floor (method call + deque.append)"
+PURE = "loglog, pure-Python path"
 LOGGERS = [
     "loglog",
+    PURE,
     "stdlib StreamHandler",
     "stdlib QueueHandler",
     "loguru",
@@ -95,9 +101,12 @@ def _setup(name: str, stream: Any) -> tuple[Callable[[int], None], Callable[[], 
             floor.info("frame decoded", stream="cam1", frame=i, ms=3.2)
 
         return call_floor, lambda: None
-    if name == "loglog":
+    if name in ("loglog", PURE):
         import loglog
 
+        # PURE runs in a child started with LOGLOG_PURE_PYTHON=1 (see _child_env).
+        if (name == "loglog") != loglog.SPEEDUPS:
+            raise SystemExit(f"{name}: loglog.SPEEDUPS is {loglog.SPEEDUPS}; build the C path")
         if stream is sys.stdout:
             loglog.configure(console="json", console_stream="stdout", registry=None)
         else:
@@ -254,7 +263,7 @@ def child_throughput(name: str, n: int) -> dict[str, Any]:
     with open(path, "w") as stream:
         call, finish = _setup(name, stream)
         pace: Callable[[], object] | None = None
-        if name == "loglog":
+        if name in ("loglog", PURE):
             import loglog
 
             pace = loglog.flush
@@ -270,6 +279,44 @@ def child_throughput(name: str, n: int) -> dict[str, Any]:
     return {"records_per_s": lines / elapsed, "delivered": lines, "seconds": elapsed}
 
 
+def child_instructions(name: str, n: int) -> dict[str, Any]:
+    """``n`` paced calls after a warm-up, for callgrind to count (see instructions())."""
+    path = Path(tempfile.mkdtemp()) / "instructions.log"
+    with open(path, "w") as stream:
+        call, finish = _setup(name, stream)
+        pace = _pacer(name)
+        for i in range(2000):
+            call(i)
+        pace()
+        for i in range(n):
+            call(i)
+            if i % 1000 == 999:
+                pace()
+        finish()
+    return {"calls": n}
+
+
+def instructions(name: str, n: int) -> float | None:
+    """Instructions the *calling* thread executes per log call, counted by valgrind's
+    callgrind (deterministic: the same count on a busy or an idle machine): the calling
+    thread's total with ``2n`` calls minus with ``n``, divided by ``n``, so start-up and
+    set-up cancel out. Other threads (loglog's worker and sinks) are counted apart and
+    left out: what the caller pays. None when valgrind is missing or a run failed."""
+    totals = []
+    for calls in (n, 2 * n):
+        directory = Path(tempfile.mkdtemp())
+        wrap = ["valgrind", "--tool=callgrind", "--separate-threads=yes"]
+        wrap += [f"--callgrind-out-file={directory}/cg.%p"]
+        result, _ = _run_child(["instructions", name, str(calls)], timeout=900, wrap=wrap)
+        main_thread = sorted(directory.glob("cg.*-01"))
+        if result is None or not main_thread:
+            return None
+        for line in main_thread[0].read_text().splitlines():
+            if line.startswith("totals:"):
+                totals.append(int(line.split()[1]))
+    return (totals[1] - totals[0]) / n if len(totals) == 2 else None
+
+
 def child_stall(name: str, n: int) -> dict[str, Any]:
     call, finish = _setup(name, sys.stdout)
     started = time.perf_counter()
@@ -283,16 +330,22 @@ def child_stall(name: str, n: int) -> dict[str, Any]:
 # -- parent side -----------------------------------------------------------------------------
 
 
+def _child_env(name: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key != "LOGLOG_PURE_PYTHON"}
+    return {**env, "LOGLOG_PURE_PYTHON": "1"} if name == PURE else env
+
+
 def _run_child(
-    args: list[str], timeout: float, stalled_stdout: bool = False
+    args: list[str], timeout: float, stalled_stdout: bool = False, wrap: list[str] | None = None
 ) -> tuple[dict[str, Any] | None, float]:
     out = Path(tempfile.mkdtemp()) / "result.json"
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.logging_bench", "--child", str(out), *args],
+        [*(wrap or []), sys.executable, "-m", "bench.logging_bench", "--child", str(out), *args],
         stdout=subprocess.PIPE if stalled_stdout else subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=Path(__file__).resolve().parent.parent,
+        env=_child_env(args[1]),
     )
     try:
         proc.wait(timeout=timeout)
@@ -313,6 +366,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer records (a smoke run)")
     parser.add_argument("--repeats", type=int, default=5, help="caller rows: median of these")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count instructions per call under valgrind (slow; deterministic)",
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -325,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
             result = child_caller(name, n, stalled_sink=True, paced=False)
         elif mode == "throughput":
             result = child_throughput(name, n)
+        elif mode == "instructions":
+            result = child_instructions(name, n)
         else:
             result = child_stall(name, n)
         Path(out).write_text(json.dumps(result))
@@ -379,6 +439,15 @@ def main(argv: list[str] | None = None) -> int:
         "stalled_over_normal_p50": (stalled["p50_us"] / ours["p50_us"]) if stalled else None,
     }
     _print_table(rows, summary)
+    if args.instructions:
+        counted = {name: instructions(name, 5000 if args.quick else 20000) for name in callers}
+        summary["instructions_per_call"] = counted
+        print("\n| logger | instructions per call, calling thread (callgrind) | × floor |")
+        print("|---|---:|---:|")
+        floor_count = counted.get(FLOOR)
+        for name, count in counted.items():
+            times = f"{count / floor_count:.2f}" if count and floor_count else "—"
+            print(f"| {name} | {'—' if count is None else f'{count:,.0f}'} | {times} |")
     RESULTS.mkdir(exist_ok=True)
     report = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),

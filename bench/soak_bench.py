@@ -66,16 +66,16 @@ def main() -> None:
     parser.add_argument(
         "--trace-python",
         type=int,
-        default=0,
+        default=-1,
         metavar="FRAMES",
-        help="trace the server's Python allocations (slower) and write the top sites at "
-        "every idle point to bench/results/soak-python-CYCLE.txt",
+        help="trace the server's Python allocations (slower; 0: glibc's arenas only) and "
+        "write the top sites at every idle point to bench/results/soak-python-CYCLE.txt",
     )
     args = parser.parse_args()
     env = dict(item.split("=", 1) for item in args.env)
     RESULTS.mkdir(exist_ok=True)
     traced = RESULTS / "soak-python.txt"
-    if args.trace_python:
+    if args.trace_python >= 0:
         env["LOGLOG_BENCH_TRACEMALLOC"] = str(args.trace_python)
         env["LOGLOG_BENCH_TRACEMALLOC_OUT"] = str(traced)
     server = Server(RESULTS / "soak.log", env=env)
@@ -106,7 +106,7 @@ def main() -> None:
                 **load, "rss_busy": busy, "rss_idle": idle, "ratio": idle / reference,
                 "rss_idle_by_mapping": server.rss_breakdown(),
             }  # fmt: skip
-            if args.trace_python and server.python_memory(traced):
+            if args.trace_python >= 0 and server.python_memory(traced):
                 traced.rename(RESULTS / f"soak-python-{cycle}.txt")
             points.append(point)
             print(
