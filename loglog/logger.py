@@ -83,6 +83,12 @@ class Logger(_Base):
     def is_enabled_for(self, level: int) -> bool:
         return level >= self._core.threshold
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled (and copied) by name and bound fields: the copy logs through this
+        process's loglog, never through a copy of its state (a multiprocessing child gets
+        a logger of its own configuration)."""
+        return (Logger, (self.name, self._bound))
+
     def exception(self, msg: object = "", /, *args: Any, **fields: Any) -> None:
         """Log at ERROR with the exception being handled (its traceback is rendered later)."""
         core = self._core

@@ -388,3 +388,17 @@ def test_both_paths_share_the_warning_path() -> None:
     assert [raw[MSG] for raw in harness.high] == ["w", "e"]
     assert all(raw[2] >= WARNING for raw in harness.high)
     harness.close()
+
+
+def test_a_pickled_or_copied_logger_logs_through_the_live_configuration() -> None:
+    import copy
+    import pickle
+
+    from loglog.testing import capture
+
+    with capture() as records:
+        log = Logger("app", {"k": 1})
+        for clone in (pickle.loads(pickle.dumps(log)), copy.copy(log), copy.deepcopy(log)):
+            assert clone._core is core_mod.CORE
+            clone.info("from a clone", n=1)
+    assert [(r.message, r.fields) for r in records] == [("from a clone", {"k": 1, "n": 1})] * 3
