@@ -55,6 +55,10 @@ class RuntimeConfig:
     #: schedules everything.
     pin_engine: bool = True
     calibration_seconds: float = 1.0
+    #: How long a thread may hold the GIL while another waits for it (ms; 0: Python's own,
+    #: 5). The engine thread gives the GIL up during every batch and waits up to this
+    #: long to get it back while decode and HTTP threads run Python (inference/gil.py).
+    gil_switch_interval_ms: float = 1.0
     #: glibc's trim threshold, fixed at start (bytes; 0: glibc's dynamic one). Freed
     #: memory above it at the top of any heap goes back to the OS at once; dynamic, it
     #: grows to twice the largest freed buffer in every arena (inference/memory.py).
@@ -105,6 +109,10 @@ class RuntimeConfig:
                 "engine_threads must be 1–256",
             ),
             (0.05 <= self.calibration_seconds <= 60, "calibration_seconds must be 0.05–60"),
+            (
+                self.gil_switch_interval_ms == 0 or 0.1 <= self.gil_switch_interval_ms <= 100,
+                "gil_switch_interval_ms must be 0 (Python's default) or 0.1–100",
+            ),
             (
                 self.malloc_trim_threshold == 0 or 4096 <= self.malloc_trim_threshold <= 2**30,
                 "malloc_trim_threshold must be 0 (glibc's default) or 4096–2^30 bytes",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -31,6 +32,7 @@ from .drills import Drills
 from .engines import load_engine
 from .errors import OverloadedError
 from .flops import count_flops
+from .gil import set_switch_interval
 from .memory import IdleTrimmer, tune_allocator
 from .metrics import RuntimeMetrics
 from .model import default_model_path
@@ -79,6 +81,7 @@ class Runtime:
         self.streams: StreamManager | None = None
         self.monitor: Monitor | None = None
         self.trimmer: IdleTrimmer | None = None
+        self._switch_interval: float | None = None
         self.watcher: ConfigWatcher | None = None
         self.ready = False
 
@@ -90,6 +93,8 @@ class Runtime:
         info, config = self.info, self.config
         # Before the stage threads exist: each takes an arena the first time it allocates.
         say(tune_allocator(config.malloc_trim_threshold, config.malloc_mmap_threshold))
+        self._switch_interval = sys.getswitchinterval()  # given back by stop()
+        say(set_switch_interval(config.gil_switch_interval_ms))
         flops = info.flops_per_item or (
             count_flops(self.model_path)
             if self.model_path and self.model_path.suffix == ".onnx"
@@ -187,6 +192,8 @@ class Runtime:
             metrics.model_flops_total.labels(info.name).inc(0)
 
     def stop(self) -> None:
+        if self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
         self.ready = False
         self.metrics.ready.set(0)
         if self.watcher is not None:

@@ -208,3 +208,12 @@ def test_a_thread_arenas_freed_top_goes_back_only_with_fixed_thresholds():
         grown[mode] = int(answer.stdout.split()[-1])
     assert grown["dynamic"] > 6 << 20, grown  # held: the bug
     assert grown["tuned"] < 2 << 20, grown  # given back: the fix
+
+
+def test_the_switch_interval_line_says_what_was_set():
+    from inference.gil import set_switch_interval
+
+    seen: list[float] = []
+    assert set_switch_interval(1.0, seen.append) == "GIL switch interval: 1 ms"
+    assert seen == [0.001]
+    assert "Python's own" in set_switch_interval(0, seen.append) and seen == [0.001]

@@ -282,3 +282,15 @@ def test_a_hung_stage_is_named_stalled_within_ten_seconds(make_runtime, tiny_mod
         assert f'inference_pipeline_bottleneck{{stage="{stage}"}} 1.0' in text
     finally:
         runtime.drills.stop_all()  # wakes the sleeping stage so the runtime stops promptly
+
+
+def test_the_runtime_sets_the_gil_switch_interval_while_it_runs(make_runtime):
+    import sys
+
+    before = sys.getswitchinterval()
+    runtime = make_runtime(gil_switch_interval_ms=0.5)
+    assert sys.getswitchinterval() == pytest.approx(0.0005)
+    runtime.stop()
+    assert sys.getswitchinterval() == before
+    make_runtime(gil_switch_interval_ms=0)  # 0: the interpreter's own is left alone
+    assert sys.getswitchinterval() == before
