@@ -24,6 +24,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from . import wakeup
 from .bridges import StdlibHandler, install_stdlib, loguru_sink
 from .config import LogConfig, build_config, build_config_lenient
 from .core import CORE, SPEEDUPS, discard
@@ -96,9 +97,9 @@ def _start(config: LogConfig, sinks: Iterable[object], registry: Any) -> None:
             raise ConfigError(f"loglog sinks: {exc}") from exc
         pipeline.start()
         old = CORE.pipeline
+        CORE.threshold = config.level  # first: the one assignment that could refuse a value
         CORE.pipeline = _last = pipeline
         CORE.emit = pipeline.emit
-        CORE.threshold = config.level
         _register_collector(registry)
     if old is not None:
         old.close(config.shutdown_timeout)
@@ -199,6 +200,7 @@ def _after_fork_in_child() -> None:
     """Give the child a pipeline of its own; the parent keeps delivering what it queued."""
     global _lock
     _lock = threading.Lock()  # a parent thread may have held it at the moment of fork
+    wakeup.after_fork_in_child()
     pipeline = CORE.pipeline
     if pipeline is None:
         return

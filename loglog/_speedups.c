@@ -14,15 +14,20 @@
  *  - never raise an Exception: any failure is counted as an internal error and the call
  *    returns None. A BaseException that is not an Exception (KeyboardInterrupt raised by
  *    a signal handler that ran inside Fmt's constructor, say) propagates, as in Python;
- *  - re-entrant: the only points where Python code can run in the middle (a finalizer
- *    run by an allocation that triggers the garbage collector, a Python context getter)
- *    come before the record is appended, and every object used is held by a strong
- *    reference, so a nested log call, or a configure() from a finalizer, is safe.
- * Nothing here releases the GIL, so no other thread runs in between either.
+ *  - re-entrant: Python code can run in the middle — a finalizer or gc callback run by
+ *    an allocation that starts a collection, Fmt's constructor, a Python context getter —
+ *    and that code may log, reconfigure, or rebind the logger's name and fields; so every
+ *    object used is held by a strong reference from the moment it is read (a red-team
+ *    review found the first version reading name and bound borrowed: a use-after-free).
+ *    Such code may also release the GIL and let other threads run.
+ * The level methods read the logger's name, bound fields and core from the C struct: a
+ * subclass that overrides them with properties is not consulted (Logger itself does not).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -81,9 +86,42 @@ core_init(CoreObject *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
+/* threshold accepts any int, clamped to a C long (a huge level simply disables every
+ * level); anything else is a TypeError, and it cannot be deleted. */
+static PyObject *
+core_get_threshold(CoreObject *self, void *closure)
+{
+    return PyLong_FromLong(self->threshold);
+}
+
+static int
+core_set_threshold(CoreObject *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "Core.threshold cannot be deleted");
+        return -1;
+    }
+    if (!PyLong_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "Core.threshold must be an int, not %.100s",
+                     Py_TYPE(value)->tp_name);
+        return -1;
+    }
+    int overflow = 0;
+    long threshold = PyLong_AsLongAndOverflow(value, &overflow);
+    if (threshold == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    self->threshold = overflow > 0 ? LONG_MAX : overflow < 0 ? LONG_MIN : threshold;
+    return 0;
+}
+
+static PyGetSetDef core_getset[] = {
+    {"threshold", (getter)core_get_threshold, (setter)core_set_threshold,
+     "Records below this level are not queued.", NULL},
+    {NULL},
+};
+
 static PyMemberDef core_members[] = {
-    {"threshold", T_LONG, offsetof(CoreObject, threshold), 0,
-     "Records below this level are not queued."},
     {"emit", T_OBJECT, offsetof(CoreObject, emit), 0,
      "emit(level, name, msg, fields, bound, exc=None, time_ns=0)"},
     {"pipeline", T_OBJECT, offsetof(CoreObject, pipeline), 0, "The running Pipeline or None."},
@@ -102,6 +140,7 @@ static PyTypeObject CoreType = {
     .tp_traverse = (traverseproc)core_traverse,
     .tp_clear = (inquiry)core_clear,
     .tp_members = core_members,
+    .tp_getset = core_getset,
 };
 
 /* -- Emitter: the emit callable, DEBUG/INFO in C ------------------------------------ */
@@ -216,10 +255,6 @@ emit_low(EmitterObject *e, Py_ssize_t level, PyObject *level_object, PyObject *n
     if (record == NULL) {
         return failed(e);
     }
-    /* Nothing but the queue refers to a record, so it cannot be part of a reference
-     * cycle: untracked, the garbage collector does not traverse the thousands that may
-     * wait in the queue (its values are still tracked on their own). */
-    PyObject_GC_UnTrack(record);
     /* Slots not yet filled are NULL, which tuple deallocation skips. */
     PyObject *seq = Py_TYPE(e->seq)->tp_iternext(e->seq);
     if (seq == NULL) {
@@ -254,9 +289,25 @@ emit_low(EmitterObject *e, Py_ssize_t level, PyObject *level_object, PyObject *n
         return failed(e);
     }
     Py_DECREF(appended);
-    if (size == e->half ||
-        (size == 0 && PyList_GET_SIZE(e->idle) > 0 && PyList_GET_ITEM(e->idle, 0) == Py_True)) {
-        wake(e->wake_fd); /* half full, or the first record for an idle worker */
+    if (size == e->half) {
+        wake(e->wake_fd); /* half full */
+    }
+    else if (size == 0) {
+        /* The first record for an idle worker. The worker stores bools in idle[0]; any
+         * other value is judged as Python would, and an emptied list is an error. */
+        if (PyList_GET_SIZE(e->idle) == 0) {
+            PyErr_SetString(PyExc_IndexError, "idle is empty");
+            return failed(e);
+        }
+        PyObject *idle = Py_NewRef(PyList_GET_ITEM(e->idle, 0));
+        int truth = idle == Py_True ? 1 : idle == Py_False ? 0 : PyObject_IsTrue(idle);
+        Py_DECREF(idle);
+        if (truth < 0) {
+            return failed(e);
+        }
+        if (truth) {
+            wake(e->wake_fd);
+        }
     }
     Py_RETURN_NONE;
 error:
@@ -303,7 +354,12 @@ emitter_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObjec
             return emit_low(e, level, args[0], args[1], args[2], args[3], args[4], stamp);
         }
     }
-    return PyObject_Vectorcall(e->high, args, nargsf, kwnames);
+    PyObject *result = PyObject_Vectorcall(e->high, args, nargsf, kwnames);
+    if (result == NULL) {
+        return NULL; /* the closure swallows every Exception: this one must propagate */
+    }
+    Py_DECREF(result);
+    Py_RETURN_NONE;
 }
 
 static PyObject *
@@ -341,6 +397,13 @@ emitter_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
             PyErr_SetString(PyExc_TypeError, "Emitter: counters must be itertools.count");
             return NULL;
         }
+    }
+    int flags = fcntl(wake_fd, F_GETFL);
+    if (flags < 0 || !(flags & O_NONBLOCK)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "Emitter: wake_fd must be an open non-blocking descriptor (a log call "
+                        "holds the GIL while it writes)");
+        return NULL;
     }
     PyObject *low_append = PyObject_GetAttrString(low, "append");
     if (low_append == NULL) {
@@ -470,8 +533,10 @@ message_of(PyObject *const *args, Py_ssize_t nargs)
         PyTuple_SET_ITEM(rest, i - 1, Py_NewRef(args[i]));
     }
     PyObject *call[2] = {msg, rest};
-    PyObject *formatted = fmt_class != NULL ? PyObject_Vectorcall(fmt_class, call, 2, NULL)
-                                            : Py_NewRef(msg);
+    PyObject *cls = fmt_class; /* held: its constructor could call set_fmt() */
+    Py_XINCREF(cls);
+    PyObject *formatted = cls != NULL ? PyObject_Vectorcall(cls, call, 2, NULL) : Py_NewRef(msg);
+    Py_XDECREF(cls);
     Py_DECREF(rest);
     return formatted;
 }
@@ -486,14 +551,16 @@ enabled_emit(PyObject *core, Py_ssize_t level)
         return NULL;
     }
     PyObject *level_object = PyLong_FromSsize_t(level);
-    int below = level_object != NULL ? PyObject_RichCompareBool(level_object, threshold, Py_LT)
-                                     : -1;
+    /* The Python path's test, operands in its order: ``core.threshold <= level``. */
+    int enabled = level_object != NULL
+                      ? PyObject_RichCompareBool(threshold, level_object, Py_LE)
+                      : -1;
     Py_XDECREF(level_object);
     Py_DECREF(threshold);
-    if (below < 0) {
+    if (enabled < 0) {
         return NULL;
     }
-    if (below) {
+    if (!enabled) {
         Py_RETURN_NONE;
     }
     return PyObject_GetAttrString(core, "emit");
@@ -516,7 +583,10 @@ log_at(LoggerObject *self, Py_ssize_t level, PyObject *const *args, size_t nargs
         emit = Py_NewRef(c->emit); /* held: a finalizer may reconfigure meanwhile */
     }
     else {
+        /* Held: its threshold/emit lookups may run code that drops self->core. */
+        Py_INCREF(core);
         emit = enabled_emit(core, level); /* any object with threshold and emit */
+        Py_DECREF(core);
         if (emit == NULL) {
             return failed(NULL);
         }
@@ -527,12 +597,14 @@ log_at(LoggerObject *self, Py_ssize_t level, PyObject *const *args, size_t nargs
     EmitterObject *fast = Py_IS_TYPE(emit, &EmitterType) ? (EmitterObject *)emit : NULL;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     PyObject *level_object = PyLong_FromSsize_t(level); /* a cached small int */
+    /* Held, and read in the Python path's order (name, the message, then bound): Fmt(),
+     * a finalizer run by an allocation, or another thread may rebind them meanwhile. */
+    PyObject *name = Py_NewRef(self->name != NULL ? self->name : empty_text);
     PyObject *msg = message_of(args, nargs);
     PyObject *fields = msg != NULL ? fields_of(args + nargs, kwnames) : NULL;
+    PyObject *bound = Py_NewRef(self->bound != NULL ? self->bound : Py_None);
     PyObject *result = NULL;
     if (level_object != NULL && fields != NULL) {
-        PyObject *name = self->name != NULL ? self->name : empty_text;
-        PyObject *bound = self->bound != NULL ? self->bound : Py_None;
         if (fast != NULL && level < WARNING) {
             result = emit_low(fast, level, level_object, name, msg, fields, bound, NULL);
         }
@@ -544,6 +616,8 @@ log_at(LoggerObject *self, Py_ssize_t level, PyObject *const *args, size_t nargs
     Py_XDECREF(level_object);
     Py_XDECREF(msg);
     Py_XDECREF(fields);
+    Py_DECREF(name);
+    Py_DECREF(bound);
     if (result == NULL) {
         result = failed(fast);
     }
@@ -639,6 +713,10 @@ static PyTypeObject LoggerBaseType = {
 static PyObject *
 set_fmt(PyObject *module, PyObject *cls)
 {
+    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
+        PyErr_SetString(PyExc_RuntimeError, "loglog._speedups: the main interpreter only");
+        return NULL;
+    }
     if (!PyCallable_Check(cls)) {
         PyErr_SetString(PyExc_TypeError, "set_fmt: Fmt must be callable");
         return NULL;
@@ -647,9 +725,19 @@ set_fmt(PyObject *module, PyObject *cls)
     Py_RETURN_NONE;
 }
 
+/* This module keeps process-wide state (Fmt, the cached thread id) in C statics, and a
+ * single-phase extension is shared by every interpreter: only the main one may use it. */
+static PyObject *
+usable(PyObject *module, PyObject *unused)
+{
+    return PyBool_FromLong(PyInterpreterState_Get() == PyInterpreterState_Main());
+}
+
 static PyMethodDef module_methods[] = {
     {"set_fmt", set_fmt, METH_O,
      PyDoc_STR("set_fmt(Fmt): the class that wraps a message with %-arguments.")},
+    {"usable", usable, METH_NOARGS,
+     PyDoc_STR("usable(): whether this interpreter may use the module (the main one only).")},
     {NULL},
 };
 

@@ -42,7 +42,8 @@ def _load_speedups() -> Any:
         from . import _speedups
     except ImportError:
         return None
-    return _speedups
+    # Its state is process-wide C statics: a subinterpreter runs the Python path.
+    return _speedups if _speedups.usable() else None
 
 
 _speedups = _load_speedups()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import spool as spool_mod
+from . import wakeup
 from .batches import MemoryQueue, SpillQueue
 from .config import LogConfig
 from .core import CallerStats, Emit, RawRecord, make_emit, wake
@@ -64,7 +65,6 @@ class Pipeline:
         self.seq = AtomicCounter()
         self.caller = CallerStats()
         self.shutdown_tally = Tally()
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.idle = [False]  # set by the worker while it sleeps long; read by log calls
         self.owner: Owner | None = None
         self.spool: spool_mod.Spool | None = None
@@ -103,6 +103,8 @@ class Pipeline:
             SinkRunner(sink, capacity=config.capacity, flush_target=self._get_flush_target)
             for sink in self.sinks
         ]
+        # Taken last, when nothing can fail any more; never closed (loglog/wakeup.py).
+        self._wake_r, self._wake_w = wakeup.take()
         self.worker = Worker(
             low=self.low,
             high=self.high,
@@ -250,6 +252,8 @@ class Pipeline:
         deadline = time.monotonic() + timeout
         flushed = self.flush(timeout)
         self.worker.stop(deadline, self._wake_w)
+        if not self.worker.alive:
+            wakeup.give_back((self._wake_r, self._wake_w))  # a worker still running keeps it
         for runner in self.runners:
             runner.stop(deadline)
         joined = all([runner.join(deadline, self.shutdown_tally) for runner in self.runners])

@@ -37,6 +37,10 @@ LEVEL_NAMES: dict[int, str] = {
 _BY_NAME = {name: number for number, name in LEVEL_NAMES.items()}
 _BY_NAME.update({"warn": WARNING, "fatal": CRITICAL, "success": 25})
 
+#: The highest level a threshold may be set to (levels above 100 are clamped to 100 on the
+#: way in, so anything above it would only disable every level).
+MAX_THRESHOLD = 100
+
 #: A value that JSON can encode: what every field holds once the worker has rendered it.
 JSONValue = Any
 
@@ -59,14 +63,20 @@ def parse_level(value: str | int) -> int:
     if isinstance(value, bool):
         raise ValueError(f"level must be a name or a number, got {value!r}")
     if isinstance(value, int):
-        return value
+        return _in_range(value)
     text = str(value).strip().lower()
-    if text.isdigit():
-        return int(text)
+    if text.isdigit() and len(text) <= 12:
+        return _in_range(int(text))
     if text in _BY_NAME:
         return _BY_NAME[text]
     choices = ", ".join(LEVEL_NAMES.values())
-    raise ValueError(f"unknown level {value!r}: use one of {choices} or a number")
+    raise ValueError(f"unknown level {value!r}: use one of {choices} or a number 0–100")
+
+
+def _in_range(level: int) -> int:
+    if not 0 <= level <= MAX_THRESHOLD:
+        raise ValueError(f"level {level} is out of range: use 0–100 (a name such as 'info')")
+    return level
 
 
 @dataclasses.dataclass(slots=True)

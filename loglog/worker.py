@@ -292,6 +292,11 @@ class Worker:
         wake(wake_write_fd)
         self._thread.join(max(0.0, deadline - time.monotonic()))
 
+    @property
+    def alive(self) -> bool:
+        """Whether the worker thread is still running (it may read its wake pipe)."""
+        return self._thread.is_alive()
+
     def release_now(self) -> None:
         """Release what became durable after the thread stopped (at shutdown)."""
         self._release()

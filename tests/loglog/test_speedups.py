@@ -134,7 +134,7 @@ _call = st.tuples(
     st.one_of(st.text(max_size=12), st.integers(), st.none()),  # msg
     st.lists(_values, max_size=3),  # %-arguments
     st.dictionaries(_names, _values, max_size=4),  # fields
-    st.booleans(),  # idle worker
+    st.sampled_from([True, False, 0, 1, "", "yes", None]),  # idle flag (bools, and not)
     st.sampled_from([0, 5, 10, 20, 25, 29, 30, 50]),  # the threshold
     st.sampled_from([0, 1, 1_700_000_000_000_000_000]),  # time_ns (emit only)
 )
@@ -279,6 +279,13 @@ def test_emitter_refuses_wrong_counters() -> None:
         speedups.Emitter(None, deque(), 4, count, good, good, count, print, 1, [False])
     with pytest.raises(TypeError, match=r"itertools\.count"):
         speedups.Emitter(print, deque(), 4, 7, good, good, count, print, 1, [False])
+    read_fd, write_fd = os.pipe()  # blocking: a log call holding the GIL could wait on it
+    try:
+        with pytest.raises(ValueError, match="non-blocking"):
+            speedups.Emitter(print, deque(), 4, count, good, good, count, print, write_fd, [1])
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
 
 
 def _run(code: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -402,3 +409,209 @@ def test_a_pickled_or_copied_logger_logs_through_the_live_configuration() -> Non
             assert clone._core is core_mod.CORE
             clone.info("from a clone", n=1)
     assert [(r.message, r.fields) for r in records] == [("from a clone", {"k": 1, "n": 1})] * 3
+
+
+# -- findings of the red-team review of the C path, each a test that failed before its fix --
+
+
+def _debug_run(code: str) -> subprocess.CompletedProcess[str]:
+    """A child under CPython's debug allocator, which fills freed memory with a pattern:
+    a use-after-free shows as garbage or a crash instead of passing by luck."""
+    return subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={**os.environ, "PYTHONMALLOC": "debug"},
+    )
+
+
+@needs_c
+@pytest.mark.slow
+def test_a_finalizer_rebinding_the_name_or_fields_mid_call_is_safe() -> None:
+    out = _debug_run(
+        """
+        import gc, os
+        from collections import deque
+        from loglog.core import make_emit, CallerStats
+        from loglog.counters import AtomicCounter
+        from loglog import _speedups
+        from loglog.logger import Logger
+        r, w = os.pipe2(os.O_NONBLOCK)
+        low, high = deque(), deque()
+        core = _speedups.Core(); core.threshold = 0
+        core.emit = make_emit(low=low, high=high, low_capacity=1000, high_capacity=1000,
+            seq=AtomicCounter(), stats=CallerStats(), context_get=lambda: None, wake_fd=w,
+            spool=None, idle=[False])
+        log = Logger("".join(["na", "me"]), {"k": 1}, core)
+        armed = [False]
+        class Cyclic:
+            def __init__(self):
+                self.me = self
+            def __del__(self):
+                if armed[0]:
+                    armed[0] = False
+                    log.name = "".join(["re", "named"])
+                    log._bound = {"k": 2}
+        gc.collect(); gc.set_threshold(1)
+        for i in range(300):
+            Cyclic(); armed[0] = True
+            (log.info if i % 2 else log.warning)("m")
+        gc.set_threshold(700)
+        import json
+        records = [*low, *high]
+        print(json.dumps({"names": [r[3] for r in records], "bounds": [r[6] for r in records]}))
+        """
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    import json
+
+    seen = json.loads(out.stdout)
+    assert len(seen["names"]) == 300
+    assert set(seen["names"]) <= {"name", "renamed"}, set(seen["names"])  # never freed memory
+    assert all(bound in ({"k": 1}, {"k": 2}) for bound in seen["bounds"])
+
+
+@needs_c
+@pytest.mark.slow
+def test_threads_rebinding_a_logger_while_others_log_never_crash() -> None:
+    out = _debug_run(
+        """
+        import gc, threading, time, loglog
+        from loglog.testing import ListSink
+        loglog.configure(console=None, sinks=[ListSink([])], registry=None, level="debug",
+                         capacity=100)
+        log = loglog.get_logger("start")
+        stop = threading.Event()
+        def renamer():
+            i = 0
+            while not stop.is_set():
+                log.name = "n%d" % i
+                log._bound = {"i": i}
+                i += 1
+        gc.callbacks.append(lambda phase, info: time.sleep(0))  # lets the GIL switch
+        gc.set_threshold(1)
+        thread = threading.Thread(target=renamer)
+        thread.start()
+        started = time.time()
+        while time.time() - started < 3:
+            log.info("x")
+        stop.set(); thread.join()
+        gc.set_threshold(700)
+        print("survived", loglog.stats()["internal_errors"])
+        """
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["survived", "0"]
+
+
+@needs_c
+def test_a_core_whose_threshold_lookup_drops_it_is_still_used_safely() -> None:
+    out = _debug_run(  # a child: a use-after-free here is a segfault
+        """
+        from loglog.logger import Logger
+        seen = []
+        class Fickle:
+            @property
+            def threshold(self):
+                log._core = None  # frees this core, in the middle of the call
+                return 0
+            def emit(self, *args):
+                seen.append(args)
+        log = Logger("x", None, Fickle())
+        log.info("hi")
+        print(seen)
+        """
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "[(20, 'x', 'hi', {}, None)]"
+
+
+@needs_c
+def test_a_nan_threshold_on_any_core_compares_like_python() -> None:
+    seen: list[Any] = []
+
+    class Nan:
+        threshold = float("nan")
+
+        def emit(self, *args: Any) -> None:
+            seen.append(args)
+
+    for logger in (Logger("x", None, Nan()), _PyLogger("x", None, Nan())):  # type: ignore[arg-type]
+        logger.warning("w")
+    assert seen == []  # nan <= 30 is False: neither path logs
+
+
+def test_a_threshold_out_of_range_fails_configure_and_the_core_clamps() -> None:
+    import loglog
+
+    with pytest.raises(loglog.ConfigError, match="out of range"):
+        loglog.configure(level=10**20, console=None, registry=None)
+    with pytest.raises(loglog.ConfigError, match="out of range"):
+        loglog.configure(level=-1, console=None, registry=None)
+    core = core_mod.Core()
+    core.threshold = 10**30  # clamped: every level disabled
+    assert core.threshold >= 2**31 - 1
+    if speedups is not None:
+        with pytest.raises(TypeError, match="must be an int"):
+            core.threshold = 1.5  # type: ignore[assignment]
+        with pytest.raises(AttributeError):
+            del core.threshold
+
+
+@needs_c
+def test_a_reference_cycle_through_a_queued_record_is_collected() -> None:
+    import gc
+    import weakref
+
+    harness = _Harness(True, 10, lambda: None)
+
+    class Msg:
+        queue: Any = None
+
+    msg = Msg()
+    msg.queue = harness.low  # msg → queue → record → msg
+    harness.core.emit(20, "n", msg, {}, None)
+    ref = weakref.ref(msg)
+    harness.low = None  # type: ignore[assignment]
+    del msg
+    harness.core.emit = None  # the Emitter held the queue too
+    gc.collect()
+    harness.close()
+    assert ref() is None
+
+
+@needs_c
+def test_a_subinterpreter_importing_loglog_leaves_the_main_one_intact() -> None:
+    out = _run(
+        """
+        import _xxsubinterpreters as interpreters
+        import loglog
+        from loglog.testing import capture
+        sub = interpreters.create()
+        interpreters.run_string(sub, "import loglog, loglog.core as c; assert not c.SPEEDUPS")
+        interpreters.destroy(sub)
+        with capture() as records:
+            loglog.get_logger("x").info("a %s", 1)
+        print(loglog.SPEEDUPS, records[0].message)
+        """
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["True", "a", "1"]
+
+
+def test_reconfiguring_does_not_leak_descriptors() -> None:
+    import loglog
+    from loglog import wakeup
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    loglog.configure(console=None, registry=None)
+    before = open_fds()
+    for _ in range(50):
+        loglog.configure(console=None, registry=None)
+    loglog.shutdown()
+    assert open_fds() - before <= 4, (before, open_fds())  # before the fix: +100
+    assert wakeup.free_count() <= 3
