@@ -31,6 +31,9 @@
 #include <time.h>
 #include <unistd.h>
 
+/* What loglog/core.py expects; bumped with every change to the Python-visible interface,
+ * so that a stale build (sources updated, extension not rebuilt) is never used. */
+#define API 2
 #define WARNING 30
 #define MAX_LEVEL 100
 /* Layout of the raw record tuple (loglog.core: SEQ … SLOT). */
@@ -765,7 +768,8 @@ PyInit__speedups(void)
     if (module == NULL) {
         return NULL;
     }
-    if (PyModule_AddObjectRef(module, "Core", (PyObject *)&CoreType) < 0 ||
+    if (PyModule_AddIntConstant(module, "API", API) < 0 ||
+        PyModule_AddObjectRef(module, "Core", (PyObject *)&CoreType) < 0 ||
         PyModule_AddObjectRef(module, "Emitter", (PyObject *)&EmitterType) < 0 ||
         PyModule_AddObjectRef(module, "LoggerBase", (PyObject *)&LoggerBaseType) < 0) {
         Py_DECREF(module);

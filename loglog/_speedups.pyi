@@ -2,6 +2,8 @@
 from collections.abc import Callable
 from typing import Any
 
+API: int
+
 class Core:
     threshold: int
     emit: Callable[..., None]

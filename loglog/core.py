@@ -20,6 +20,7 @@ the extension is missing or ``LOGLOG_PURE_PYTHON=1`` is set (read once, at impor
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -42,8 +43,17 @@ def _load_speedups() -> Any:
         from . import _speedups
     except ImportError:
         return None
+    if getattr(_speedups, "API", None) != SPEEDUPS_API:
+        with contextlib.suppress(OSError):  # fd 2 directly, as every loglog stderr line
+            os.write(2, b"loglog: loglog/_speedups is a stale build, running the pure-Python "
+                     b"hot path; rebuild it with `pip install -e .` (or `make`)\n")  # fmt: skip
+        return None
     # Its state is process-wide C statics: a subinterpreter runs the Python path.
     return _speedups if _speedups.usable() else None
+
+
+#: The interface version of loglog/_speedups.c this module is written against.
+SPEEDUPS_API = 2
 
 
 _speedups = _load_speedups()

@@ -615,3 +615,22 @@ def test_reconfiguring_does_not_leak_descriptors() -> None:
     loglog.shutdown()
     assert open_fds() - before <= 4, (before, open_fds())  # before the fix: +100
     assert wakeup.free_count() <= 3
+
+
+def test_a_stale_build_is_not_used_and_says_how_to_rebuild() -> None:
+    out = _run(
+        """
+        import sys, types
+        stale = types.ModuleType("loglog._speedups")
+        stale.API = 1  # an older interface than loglog/core.py expects
+        sys.modules["loglog._speedups"] = stale
+        import loglog
+        from loglog.testing import capture
+        with capture() as records:
+            loglog.get_logger("x").info("still logs")
+        print(loglog.SPEEDUPS, records[0].message)
+        """
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "still", "logs"]
+    assert "stale build" in out.stderr and "pip install -e ." in out.stderr
