@@ -33,7 +33,7 @@
 
 /* What loglog/core.py expects; bumped with every change to the Python-visible interface,
  * so that a stale build (sources updated, extension not rebuilt) is never used. */
-#define API 2
+#define API 3
 #define WARNING 30
 #define MAX_LEVEL 100
 /* Layout of the raw record tuple (loglog.core: SEQ … SLOT). */
@@ -520,6 +520,24 @@ fields_of(PyObject *const *values, PyObject *kwnames)
     return fields;
 }
 
+/* Fields for a record this module queues itself: a flat tuple (name, value, name, value…),
+ * one allocation instead of a dict and its keys table; the worker builds the dict
+ * (loglog.core.as_fields). No keyword arguments: the shared empty tuple. */
+static PyObject *
+flat_fields_of(PyObject *const *values, PyObject *kwnames)
+{
+    Py_ssize_t count = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    PyObject *flat = PyTuple_New(2 * count); /* () is a shared singleton */
+    if (flat == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyTuple_SET_ITEM(flat, 2 * i, Py_NewRef(PyTuple_GET_ITEM(kwnames, i)));
+        PyTuple_SET_ITEM(flat, 2 * i + 1, Py_NewRef(values[i]));
+    }
+    return flat;
+}
+
 /* msg, or Fmt(msg, args) when there are %-arguments. */
 static PyObject *
 message_of(PyObject *const *args, Py_ssize_t nargs)
@@ -604,11 +622,14 @@ log_at(LoggerObject *self, Py_ssize_t level, PyObject *const *args, size_t nargs
      * a finalizer run by an allocation, or another thread may rebind them meanwhile. */
     PyObject *name = Py_NewRef(self->name != NULL ? self->name : empty_text);
     PyObject *msg = message_of(args, nargs);
-    PyObject *fields = msg != NULL ? fields_of(args + nargs, kwnames) : NULL;
+    int low = fast != NULL && level < WARNING; /* queued here, else handed to Python */
+    PyObject *fields = msg == NULL               ? NULL
+                       : low ? flat_fields_of(args + nargs, kwnames)
+                             : fields_of(args + nargs, kwnames);
     PyObject *bound = Py_NewRef(self->bound != NULL ? self->bound : Py_None);
     PyObject *result = NULL;
     if (level_object != NULL && fields != NULL) {
-        if (fast != NULL && level < WARNING) {
+        if (low) {
             result = emit_low(fast, level, level_object, name, msg, fields, bound, NULL);
         }
         else {

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .core import Fmt, RawRecord
+from .core import Fmt, RawRecord, as_fields
 from .counters import AtomicCounter
 from .format import is_plain, plain_fields
 from .types import Record
@@ -39,7 +39,7 @@ def needs_user_code(raw: RawRecord) -> bool:
     kind = type(msg)
     if kind is not str and not (kind is Fmt and type(msg.msg) is str and is_plain(msg.args)):
         return True
-    if fields and not plain_fields(fields):
+    if fields and not plain_fields(as_fields(fields)):
         return True
     return bool(bound) and not plain_fields(bound)
 

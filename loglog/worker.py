@@ -21,7 +21,7 @@ from collections import deque
 from operator import itemgetter
 from typing import TYPE_CHECKING
 
-from .core import Fmt, RawRecord, wake
+from .core import Fmt, RawRecord, as_fields, wake
 from .counters import AtomicCounter
 from .format import (
     MAX_TEXT,
@@ -77,6 +77,7 @@ def convert_plain(raw: RawRecord, threads: dict[int, tuple[str, bool]]) -> Recor
     seq, stamp, level, name, msg, fields, bound, context, ident, exc, _slot = raw
     if exc is not None or type(name) is not str:
         return None
+    fields = as_fields(fields)
     if type(msg) is not str:
         if type(msg) is Fmt and type(msg.msg) is str and is_plain(msg.args):
             msg = str(msg)  # builtins only: no user code runs
@@ -110,6 +111,7 @@ _PENDING_RENDER = Record(-1, 0, 0, "", "", {})  # a place held for the bounded r
 
 def _convert(raw: RawRecord, threads: dict[int, tuple[str, bool]], mode: str | None) -> Record:
     seq, stamp, level, name, msg, fields, bound, context, ident, exc, _slot = raw
+    fields = as_fields(fields)
     known = threads.get(ident)
     if known is None:
         known = threads[ident] = thread_of(ident)

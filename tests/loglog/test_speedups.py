@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loglog import core as core_mod
-from loglog.core import MSG, SEQ, TIME, CallerStats, Fmt, PyCore, make_emit
+from loglog.core import FIELDS, MSG, SEQ, TIME, CallerStats, Fmt, PyCore, as_fields, make_emit
 from loglog.counters import AtomicCounter
 from loglog.logger import Logger, PyLevels
 from loglog.types import WARNING
@@ -119,6 +119,7 @@ class _Harness:
         for raw in sorted([*self.low, *self.high], key=lambda r: r[SEQ]):
             row = list(raw)
             row[TIME] = None
+            row[FIELDS] = as_fields(row[FIELDS])  # the C path queues a flat tuple
             if type(row[MSG]) is Fmt:
                 row[MSG] = ("Fmt", row[MSG].msg, row[MSG].args)
             out.append(tuple(row))
