@@ -33,7 +33,7 @@
 
 /* What loglog/core.py expects; bumped with every change to the Python-visible interface,
  * so that a stale build (sources updated, extension not rebuilt) is never used. */
-#define API 3
+#define API 4
 #define WARNING 30
 #define MAX_LEVEL 100
 /* Layout of the raw record tuple (loglog.core: SEQ … SLOT). */
@@ -757,7 +757,31 @@ usable(PyObject *module, PyObject *unused)
     return PyBool_FromLong(PyInterpreterState_Get() == PyInterpreterState_Main());
 }
 
+/* fields_dict(flat): the dict of a flat (name, value, …) tuple, on the worker. */
+static PyObject *
+fields_dict(PyObject *module, PyObject *flat)
+{
+    if (!PyTuple_Check(flat) || PyTuple_GET_SIZE(flat) % 2) {
+        PyErr_SetString(PyExc_TypeError, "fields_dict: a tuple of (name, value) pairs, flat");
+        return NULL;
+    }
+    PyObject *fields = PyDict_New();
+    if (fields == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(flat); i += 2) {
+        if (PyDict_SetItem(fields, PyTuple_GET_ITEM(flat, i), PyTuple_GET_ITEM(flat, i + 1)) <
+            0) {
+            Py_DECREF(fields);
+            return NULL;
+        }
+    }
+    return fields;
+}
+
 static PyMethodDef module_methods[] = {
+    {"fields_dict", fields_dict, METH_O,
+     PyDoc_STR("fields_dict(flat): the dict of a flat (name, value, ...) fields tuple.")},
     {"set_fmt", set_fmt, METH_O,
      PyDoc_STR("set_fmt(Fmt): the class that wraps a message with %-arguments.")},
     {"usable", usable, METH_NOARGS,

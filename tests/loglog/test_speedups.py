@@ -635,3 +635,14 @@ def test_a_stale_build_is_not_used_and_says_how_to_rebuild() -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "still", "logs"]
     assert "stale build" in out.stderr and "pip install -e ." in out.stderr
+
+
+def test_flat_fields_become_the_same_dict_on_both_paths() -> None:
+    flat = ("stream", "cam1", "frame", 1, "msg", None)
+    expected = {"stream": "cam1", "frame": 1, "msg": None}
+    assert as_fields(flat) == expected
+    assert as_fields(()) == {} and as_fields(expected) is expected  # a dict passes through
+    if speedups is not None:
+        assert speedups.fields_dict(flat) == expected
+        with pytest.raises(TypeError, match="pairs"):
+            speedups.fields_dict(("odd",))
