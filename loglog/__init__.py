@@ -21,13 +21,14 @@ import dataclasses
 import os
 import sys
 import threading
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
 from . import wakeup
 from .bridges import StdlibHandler, install_stdlib, loguru_sink
 from .config import LogConfig, build_config, build_config_lenient
-from .core import CORE, SPEEDUPS, discard
+from .core import BOUND, CORE, EXC, FIELDS, LEVEL, MSG, NAME, SPEEDUPS, TIME, as_fields, discard
 from .errors import ConfigError, LoglogError, SinkStalled
 from .logger import Logger, get_logger
 from .redact import redact
@@ -62,6 +63,7 @@ _DEFAULT_REGISTRY: Any = object()
 _lock = threading.Lock()  # serialises configure/shutdown; never taken by a log call
 _registered: set[int] = set()
 _last: Any = None  # the most recent pipeline, for stats() after shutdown
+_retired: deque[Any] = deque(maxlen=4)  # replaced pipelines whose queues _sweep looks at
 
 
 def configure(
@@ -103,13 +105,32 @@ def _start(config: LogConfig, sinks: Iterable[object], registry: Any) -> None:
         _register_collector(registry)
     if old is not None:
         old.close(config.shutdown_timeout)
+        _retired.append(old)
+    _sweep(pipeline)
+
+
+def _sweep(into: Any) -> None:
+    """Hand records that reached a replaced pipeline after its last cycle to ``into``.
+
+    A caller may still hold an old pipeline's emit when ``configure()`` swaps it — a
+    preempted thread, or a finalizer that reconfigures in the middle of a log call (the
+    call then finishes on the old pipeline). The last few replaced pipelines are looked at
+    by every later ``configure()``, ``flush()`` and ``shutdown()``.
+    """
+    for old in list(_retired):
+        for raw in old.stragglers():
+            into.emit(raw[LEVEL], raw[NAME], raw[MSG], as_fields(raw[FIELDS]), raw[BOUND],
+                      raw[EXC], raw[TIME])  # fmt: skip
 
 
 def flush(timeout: float = 2.0) -> bool:
     """Wait up to ``timeout`` s until every record logged so far is delivered or counted
     as dropped; ``True`` when that happened in time."""
     pipeline = CORE.pipeline
-    return True if pipeline is None else bool(pipeline.flush(timeout))
+    if pipeline is None:
+        return True
+    _sweep(pipeline)  # deque pops and log calls only: safe in a signal handler too
+    return bool(pipeline.flush(timeout))
 
 
 def shutdown(timeout: float | None = None) -> bool:
@@ -123,7 +144,12 @@ def shutdown(timeout: float | None = None) -> bool:
         CORE.pipeline = None
         CORE.emit = discard
         CORE.threshold = 10**9
-    return bool(pipeline.close(pipeline.config.shutdown_timeout if timeout is None else timeout))
+    _sweep(pipeline)
+    closed = pipeline.close(pipeline.config.shutdown_timeout if timeout is None else timeout)
+    for old in (*_retired, pipeline):  # logged after the last cycle, with nothing to take it
+        old.count_stragglers(old.stragglers())
+    _retired.append(pipeline)
+    return bool(closed)
 
 
 def stats() -> dict[str, Any]:
@@ -201,6 +227,7 @@ def _after_fork_in_child() -> None:
     global _lock
     _lock = threading.Lock()  # a parent thread may have held it at the moment of fork
     wakeup.after_fork_in_child()
+    _retired.clear()  # the parent's: their queues are the parent's to deliver
     pipeline = CORE.pipeline
     if pipeline is None:
         return

@@ -254,35 +254,38 @@ emit_low(EmitterObject *e, Py_ssize_t level, PyObject *level_object, PyObject *n
         }
         Py_RETURN_NONE;
     }
-    PyObject *record = PyTuple_New(RECORD_SIZE);
-    if (record == NULL) {
-        return failed(e);
-    }
-    /* Slots not yet filled are NULL, which tuple deallocation skips. */
+    /* Everything that can run Python code (the context getter, a finalizer an allocation
+     * triggers) runs before the record tuple exists: a GC-tracked tuple with NULL slots
+     * must never be reachable from gc.get_objects() (a gc callback touching it crashes). */
+    PyObject *when = NULL, *context = NULL, *ident = NULL; /* the Python path's order */
     PyObject *seq = Py_TYPE(e->seq)->tp_iternext(e->seq);
     if (seq == NULL) {
         goto error;
     }
-    PyTuple_SET_ITEM(record, 0, seq);
-    PyObject *when = stamp != NULL ? Py_NewRef(stamp) : now_ns();
+    when = stamp != NULL ? Py_NewRef(stamp) : now_ns();
     if (when == NULL) {
         goto error;
     }
+    context = PyObject_CallNoArgs(e->context_get);
+    if (context == NULL) {
+        goto error;
+    }
+    ident = thread_ident();
+    if (ident == NULL) {
+        goto error;
+    }
+    PyObject *record = PyTuple_New(RECORD_SIZE);
+    if (record == NULL) {
+        goto error;
+    }
+    PyTuple_SET_ITEM(record, 0, seq);
     PyTuple_SET_ITEM(record, 1, when);
     PyTuple_SET_ITEM(record, 2, Py_NewRef(level_object));
     PyTuple_SET_ITEM(record, 3, Py_NewRef(name));
     PyTuple_SET_ITEM(record, 4, Py_NewRef(msg));
     PyTuple_SET_ITEM(record, 5, Py_NewRef(fields));
     PyTuple_SET_ITEM(record, 6, Py_NewRef(bound));
-    PyObject *context = PyObject_CallNoArgs(e->context_get);
-    if (context == NULL) {
-        goto error;
-    }
     PyTuple_SET_ITEM(record, 7, context);
-    PyObject *ident = thread_ident();
-    if (ident == NULL) {
-        goto error;
-    }
     PyTuple_SET_ITEM(record, 8, ident);
     PyTuple_SET_ITEM(record, 9, Py_NewRef(Py_None));
     PyTuple_SET_ITEM(record, 10, Py_NewRef(minus_one));
@@ -314,7 +317,10 @@ emit_low(EmitterObject *e, Py_ssize_t level, PyObject *level_object, PyObject *n
     }
     Py_RETURN_NONE;
 error:
-    Py_DECREF(record);
+    Py_XDECREF(seq);
+    Py_XDECREF(when);
+    Py_XDECREF(context);
+    Py_XDECREF(ident);
     return failed(e);
 }
 
@@ -527,6 +533,14 @@ static PyObject *
 flat_fields_of(PyObject *const *values, PyObject *kwnames)
 {
     Py_ssize_t count = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(kwnames, i))) {
+            /* A str subclass's __hash__/__eq__ is user code: it runs here, on the caller's
+             * thread, as on the Python path — never on the worker, where it could raise or
+             * block for every record in its batch. */
+            return fields_of(values, kwnames);
+        }
+    }
     PyObject *flat = PyTuple_New(2 * count); /* () is a shared singleton */
     if (flat == NULL) {
         return NULL;
@@ -770,6 +784,11 @@ fields_dict(PyObject *module, PyObject *flat)
         return NULL;
     }
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(flat); i += 2) {
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(flat, i))) { /* no user code here */
+            Py_DECREF(fields);
+            PyErr_SetString(PyExc_TypeError, "fields_dict: field names must be str");
+            return NULL;
+        }
         if (PyDict_SetItem(fields, PyTuple_GET_ITEM(flat, i), PyTuple_GET_ITEM(flat, i + 1)) <
             0) {
             Py_DECREF(fields);

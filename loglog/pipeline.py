@@ -21,14 +21,14 @@ from . import spool as spool_mod
 from . import wakeup
 from .batches import MemoryQueue, SpillQueue
 from .config import LogConfig
-from .core import CallerStats, Emit, RawRecord, make_emit, wake
+from .core import LEVEL, CallerStats, Emit, RawRecord, make_emit, wake
 from .counters import AtomicCounter, Tally, merge
 from .ownership import Owner, owner_of, quarantine
 from .runner import SinkRunner
 from .sinks.console import ConsoleSink
 from .sinks.file import FileSink
 from .tracing import context_getter
-from .types import Record, Sink
+from .types import Record, Sink, level_name
 from .worker import Worker
 
 
@@ -116,6 +116,7 @@ class Pipeline:
             replay=replay,
             idle=self.idle,
             render_timeout=config.render_timeout,
+            on_exit=self._give_back_pipe,
         )
         self.emit: Emit = make_emit(
             low=self.low,
@@ -226,7 +227,9 @@ class Pipeline:
         target = self.seq.value - 1
         cycle = self.worker.cycles
         self._flush_target = max(self._flush_target, target)
-        wake(self._wake_w)
+        ours = wakeup.still_ours(self._wake_w)  # else closed under us, perhaps a file now
+        if ours:
+            wake(self._wake_w)
         deadline = time.monotonic() + timeout
         pause = 0.0005
         offered = -2
@@ -244,16 +247,14 @@ class Pipeline:
             # included) and must not take a lock a sink thread could be holding.
             time.sleep(pause)
             pause = min(pause * 2, 0.002)
-            if offered == -2:
+            if offered == -2 and ours:
                 wake(self._wake_w)
 
     def close(self, timeout: float) -> bool:
         """Flush, stop every thread and close every sink, all within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         flushed = self.flush(timeout)
-        self.worker.stop(deadline, self._wake_w)
-        if not self.worker.alive:
-            wakeup.give_back((self._wake_r, self._wake_w))  # a worker still running keeps it
+        self.worker.stop(deadline, self._wake_w)  # its thread hands the pipe back as it ends
         for runner in self.runners:
             runner.stop(deadline)
         joined = all([runner.join(deadline, self.shutdown_tally) for runner in self.runners])
@@ -263,6 +264,30 @@ class Pipeline:
         if self.owner is not None:
             self.owner.close()
         return flushed and joined
+
+    def stragglers(self) -> list[RawRecord]:
+        """Records queued after the worker's last cycle — by a caller that still held this
+        pipeline's emit while ``configure()``/``shutdown()`` replaced it (a preempted thread,
+        a finalizer that reconfigured in the middle of a log call). Taken only once the
+        worker has ended, so nobody else reads these queues any more."""
+        if self.worker.alive:
+            return []
+        taken: list[RawRecord] = []
+        for queue in (self.high, self.low):
+            while queue:
+                taken.append(queue.popleft())
+        return taken
+
+    def count_stragglers(self, raws: list[RawRecord]) -> None:
+        """Count records no pipeline will deliver as dropped at shutdown."""
+        for raw in raws:
+            self.shutdown_tally.add(("dropped", level_name(raw[LEVEL]), "shutdown", "all"))
+
+    def _give_back_pipe(self) -> None:
+        # Called by the worker thread as it exits — never earlier, since until then it may
+        # read the pipe; a pipe closed under us (os.closerange) is never handed out again.
+        if wakeup.intact((self._wake_r, self._wake_w)):
+            wakeup.give_back((self._wake_r, self._wake_w))
 
     def abandon(self) -> None:
         """In a forked child: let go of the parent's files without touching its threads.

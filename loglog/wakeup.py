@@ -8,33 +8,72 @@ be handed to the next file or socket the application opens, and that late byte w
 written into it. So a pipe is never closed: a pipeline whose worker has stopped gives its
 pipe back here, and the next pipeline takes it (drained) instead of opening a new one; a
 stray byte then only wakes a worker early. At most two pipelines live at once (during a
-``configure()``), so a process holds two or three pipes however often it reconfigures
-(before: two more descriptors per ``configure()``, never closed — a red-team finding).
+``configure()``) once each old worker has ended — it gives its pipe back as its thread
+exits, however late — so a process holds as many pipes as workers were ever alive at
+once (two or three; dozens only in a storm of ``shutdown(timeout=0)``), all reused (before:
+two more descriptors per ``configure()``, never closed — red-team findings).
+
+Descriptor numbers alone are not trusted: an application that closes descriptors it does
+not own (``os.closerange`` in a daemonised child) and opens files reuses them. Each pipe's
+identity (device and inode of both ends) is recorded when it is made; a pipe that no
+longer matches is never written to, read from or handed out again by loglog's own
+housekeeping (:func:`intact`). Log calls themselves do not check (it would cost a system
+call each): between such a ``closerange`` and the next ``configure()``, a wake byte can land
+in whatever took the write end's number — the README says to configure again first.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import threading
 
 _free: list[tuple[int, int]] = []
 _lock = threading.Lock()  # configure() and close() only; never taken by a log call
+_identity: dict[int, tuple[int, int]] = {}  # fd -> (st_dev, st_ino) of the pipe it was made as
 
 
 def take() -> tuple[int, int]:
     """A non-blocking pipe (read end, write end) for a new pipeline."""
     with _lock:
-        pipe = _free.pop() if _free else None
-    if pipe is None:
-        return os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    drain(pipe[0])
-    return pipe
+        while _free:
+            pipe = _free.pop()
+            if intact(pipe):
+                drain(pipe[0])
+                return pipe
+            # Not ours any more: forget it, never close it (the number is someone else's).
+            _identity.pop(pipe[0], None)
+            _identity.pop(pipe[1], None)
+        pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        for fd in pipe:
+            _identity[fd] = _id(fd) or (-1, -1)
+        return pipe
 
 
 def give_back(pipe: tuple[int, int]) -> None:
     """Return a pipe whose worker has stopped (never one a worker may still read)."""
     with _lock:
         _free.append(pipe)
+
+
+def _id(fd: int) -> tuple[int, int] | None:
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino) if stat.S_ISFIFO(info.st_mode) else None
+
+
+def intact(pipe: tuple[int, int]) -> bool:
+    """Whether both descriptors still are the pipe :func:`take` made (one ``fstat`` each;
+    async-signal-safe, never raises)."""
+    return all(still_ours(fd) for fd in pipe)
+
+
+def still_ours(fd: int) -> bool:
+    """Whether ``fd`` is still the pipe end it was made as (one ``fstat``)."""
+    current = _id(fd)
+    return current is not None and _identity.get(fd) == current
 
 
 def drain(read_fd: int) -> None:
@@ -51,7 +90,7 @@ def after_fork_in_child() -> None:
     its own: the child forgets them (two descriptors each, once) and starts afresh."""
     global _lock
     _lock = threading.Lock()  # a parent thread may have held it at the moment of fork
-    _free.clear()
+    _free.clear()  # (their identities stay: the child's inherited pipeline still uses one)
 
 
 def free_count() -> int:

@@ -18,9 +18,11 @@ import select
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from operator import itemgetter
 from typing import TYPE_CHECKING
 
+from . import wakeup
 from .core import Fmt, RawRecord, as_fields, wake
 from .counters import AtomicCounter
 from .format import (
@@ -172,8 +174,10 @@ class Worker:
         replay: list[tuple[Record, int]],
         idle: list[bool],
         render_timeout: float = 0.1,
+        on_exit: Callable[[], None] | None = None,
     ) -> None:
         self._low = low
+        self._on_exit = on_exit
         self._high = high
         self._seq = seq
         self._runners = runners
@@ -192,6 +196,7 @@ class Worker:
         self.renderer = BoundedRenderer(convert, render_timeout)
         self.errors = AtomicCounter()
         self._stopping = False
+        self.pipe_lost = False  # its wake pipe's descriptor was closed by someone else
         self._thread = threading.Thread(target=self._run, name="loglog-worker")
         self._thread.daemon = True
 
@@ -199,14 +204,23 @@ class Worker:
         self._thread.start()
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            if self._on_exit is not None:
+                with contextlib.suppress(Exception):
+                    self._on_exit()  # hands the wake pipe back, however late the exit
+
+    def _loop(self) -> None:
         poller = select.poll()
         poller.register(self._wake_fd, select.POLLIN)
+        pipe_lost = False
         quiet = 0
         while True:
             stopping = self._stopping
             try:
                 timeout = self._poll_ms
-                if quiet >= 3 and not self._slots:
+                if quiet >= 3 and not self._slots and not pipe_lost:
                     # Nothing for a while: sleep long, but announce it first and look again,
                     # so a record appended in between is not left waiting.
                     self._idle[0] = True
@@ -214,10 +228,21 @@ class Worker:
                         self._idle[0] = False
                     else:
                         timeout = _IDLE_POLL_MS
-                poller.poll(timeout)
+                if stopping:
+                    pass  # told to stop before this pass began: one last cycle, no wait
+                elif pipe_lost:
+                    time.sleep(self._poll_ms / 1000)  # no pipe to wait on: poll the queues
+                elif poller.poll(timeout):
+                    if wakeup.still_ours(self._wake_fd):
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(self._wake_fd, 4096)
+                    else:
+                        # Closed under us (os.closerange) and perhaps reused for a file:
+                        # never read it again, and do not spin on POLLNVAL.
+                        pipe_lost = True
+                        poller.unregister(self._wake_fd)
+                        self.pipe_lost = True
                 self._idle[0] = False
-                with contextlib.suppress(BlockingIOError):
-                    os.read(self._wake_fd, 4096)
                 quiet = 0 if self.cycle() else quiet + 1
             except Exception:
                 self.errors.inc()  # a bug here must not end delivery
@@ -245,9 +270,13 @@ class Worker:
         hostile: list[RawRecord] = []
         places: list[int] = []
         for item in raw:
-            record = convert_plain(item, threads)
+            try:
+                record = convert_plain(item, threads)
+                hostile_item = record is None and needs_user_code(item)
+            except Exception:  # a malformed record (say, bound fields that are no mapping)
+                record, hostile_item = None, True  # the bounded renderer gives a placeholder
             if record is None:
-                if needs_user_code(item):
+                if hostile_item:
                     places.append(len(records))
                     hostile.append(item)
                     record = _PENDING_RENDER
@@ -291,7 +320,8 @@ class Worker:
     def stop(self, deadline: float, wake_write_fd: int) -> None:
         """Run one last cycle and exit; wait until ``deadline`` at most."""
         self._stopping = True
-        wake(wake_write_fd)
+        if wakeup.still_ours(wake_write_fd):  # else it may be an application's file now
+            wake(wake_write_fd)
         self._thread.join(max(0.0, deadline - time.monotonic()))
 
     @property
