@@ -59,12 +59,14 @@ class RuntimeConfig:
     #: 5). The engine thread gives the GIL up during every batch and waits up to this
     #: long to get it back while decode and HTTP threads run Python (inference/gil.py).
     gil_switch_interval_ms: float = 1.0
-    #: glibc's trim threshold, fixed at start (bytes; 0: glibc's dynamic one). Freed
-    #: memory above it at the top of any heap goes back to the OS at once; dynamic, it
-    #: grows to twice the largest freed buffer in every arena (inference/memory.py).
+    #: glibc's trim threshold, fixed at start (bytes). Freed memory above it at the top
+    #: of any heap goes back to the OS at once; dynamic, it grows to twice the largest
+    #: freed buffer in every arena (inference/memory.py). Both thresholds 0: glibc's
+    #: dynamic ones; one 0 next to a set one: glibc's fixed 128 KiB for it (setting either
+    #: turns glibc's adjustment off for both).
     malloc_trim_threshold: int = 2 * 1024 * 1024
-    #: glibc's mmap threshold, fixed at start (bytes; 0: dynamic). Buffers below it come
-    #: from the heaps; fixing it is what stops glibc from moving the trim threshold.
+    #: glibc's mmap threshold, fixed at start (bytes; 0: see above). Buffers below it come
+    #: from the heaps, larger ones are mapped and unmapped on every allocation.
     malloc_mmap_threshold: int = 16 * 1024 * 1024
     top_k: int = 5
     results_path: str | None = None

@@ -33,27 +33,44 @@ from typing import Any
 
 _libc: ctypes.CDLL | None = None
 _looked_up = False
+_lookup_lock = threading.Lock()  # two threads' first calls: one lookup, one answer
 
 
 def _glibc() -> ctypes.CDLL | None:
     global _libc, _looked_up
-    if not _looked_up:
-        _looked_up = True
-        name = ctypes.util.find_library("c")
-        try:
-            libc = ctypes.CDLL(name) if name else None
-        except OSError:
-            libc = None
-        _libc = libc if libc is not None and hasattr(libc, "malloc_trim") else None
+    with _lookup_lock:
+        if not _looked_up:
+            _libc = _find_glibc()
+            _looked_up = True  # after _libc: a reader without the lock never sees None early
     return _libc
+
+
+def _find_glibc() -> ctypes.CDLL | None:
+    # The running process's own symbols first (no ldconfig needed: distroless images have
+    # none, and find_library then answers None), then the C library by name.
+    candidates: list[str | None] = [None]
+    name = ctypes.util.find_library("c")
+    if name:
+        candidates.append(name)
+    for candidate in candidates:
+        try:
+            libc = ctypes.CDLL(candidate)
+        except OSError:
+            continue
+        if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt"):
+            return libc
+    return None
 
 
 # mallopt parameters (malloc.h).
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
-#: Environment variables through which an operator tunes glibc's allocator; when one is
-#: set, its choice wins and :func:`tune_allocator` leaves the allocator alone.
-_OPERATOR_SETTINGS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES")
+#: glibc's fixed defaults (malloc.h: DEFAULT_TRIM_THRESHOLD, DEFAULT_MMAP_THRESHOLD_MIN).
+GLIBC_DEFAULT_THRESHOLD = 128 * 1024
+#: What an operator may set to tune the two thresholds; when one is set, its choice wins
+#: and :func:`tune_allocator` leaves both alone.
+_OPERATOR_SETTINGS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
+_OPERATOR_TUNABLES = ("glibc.malloc.trim_threshold", "glibc.malloc.mmap_threshold")
 
 
 def tune_allocator(
@@ -63,33 +80,43 @@ def tune_allocator(
     environ: Mapping[str, str] | None = None,
     libc: Any = None,
 ) -> str:
-    """Fix glibc's trim and mmap thresholds for this process (0: leave that one dynamic).
+    """Fix glibc's trim and mmap thresholds for this process (both 0: leave them dynamic).
 
-    Returns one line saying what was done, for the start-up log. Never raises: off glibc,
-    with an operator's own ``MALLOC_*``/``GLIBC_TUNABLES`` setting, or when ``mallopt``
-    refuses a value, the allocator keeps its defaults and the line says why. ``environ``
-    and ``libc`` are parameters so that tests can drive it.
+    glibc's thresholds are dynamic only until either is set: ``mallopt`` of one turns the
+    adjustment off for both, so a 0 next to a non-zero value means glibc's fixed default
+    (128 KiB) for that one, and the line says so. Returns one line saying what was done,
+    for the start-up log. Never raises: off glibc, with an operator's own
+    ``MALLOC_{TRIM,MMAP}_THRESHOLD_`` or ``GLIBC_TUNABLES`` setting of either, for a value
+    that is not a non-negative int, or when ``mallopt`` refuses a value, the line says what
+    was left as it was. ``environ`` and ``libc`` are parameters so tests can drive it.
     """
     environ = os.environ if environ is None else environ
-    chosen = [name for name in _OPERATOR_SETTINGS[:2] if environ.get(name)]
-    if "glibc.malloc." in environ.get("GLIBC_TUNABLES", ""):
+    chosen = [name for name in _OPERATOR_SETTINGS if environ.get(name)]
+    tunables = environ.get("GLIBC_TUNABLES", "")
+    if any(tunable in tunables for tunable in _OPERATOR_TUNABLES):
         chosen.append("GLIBC_TUNABLES")
     if chosen:
         return f"allocator: left as {' and '.join(chosen)} sets it"
+    for value, name in ((trim_threshold, "trim"), (mmap_threshold, "mmap")):
+        if type(value) is not int or value < 0:
+            return f"allocator: malloc_{name}_threshold {value!r} is not a byte count; untouched"
     if not trim_threshold and not mmap_threshold:
         return "allocator: glibc's dynamic thresholds (malloc_*_threshold are 0)"
     libc = _glibc() if libc is None else libc
     if libc is None or not hasattr(libc, "mallopt"):
         return "allocator: not glibc, thresholds not set"
-    done = []
+    done: list[str] = []
     for parameter, value, name in (
         (M_TRIM_THRESHOLD, trim_threshold, "trim"),
         (M_MMAP_THRESHOLD, mmap_threshold, "mmap"),
     ):
-        if value and libc.mallopt(parameter, value) != 1:
-            return f"allocator: mallopt refused the {name} threshold {value}; glibc defaults"
-        if value:
-            done.append(f"{name} threshold {value / 2**20:g} MiB")
+        if not value:
+            done.append(f"{name} threshold glibc's fixed {GLIBC_DEFAULT_THRESHOLD // 1024} KiB")
+            continue
+        if libc.mallopt(parameter, value) != 1:
+            kept = f"; {', '.join(done)} set" if done else ""
+            return f"allocator: mallopt refused the {name} threshold {value}{kept}"
+        done.append(f"{name} threshold {value / 2**20:g} MiB")
     return "allocator: " + ", ".join(done)
 
 

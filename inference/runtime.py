@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -24,6 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from loglog import get_logger
 
+from . import gil
 from .affinity import CorePlan, allowed_cores, pin_current_thread, plan
 from .calibration import Calibration, batch_sizes, calibrate
 from .calibration import export as export_calibration
@@ -32,7 +32,6 @@ from .drills import Drills
 from .engines import load_engine
 from .errors import OverloadedError
 from .flops import count_flops
-from .gil import set_switch_interval
 from .memory import IdleTrimmer, tune_allocator
 from .metrics import RuntimeMetrics
 from .model import default_model_path
@@ -81,7 +80,7 @@ class Runtime:
         self.streams: StreamManager | None = None
         self.monitor: Monitor | None = None
         self.trimmer: IdleTrimmer | None = None
-        self._switch_interval: float | None = None
+        self._gil_held = False  # a hold on the process's GIL switch interval (gil.hold)
         self.watcher: ConfigWatcher | None = None
         self.ready = False
 
@@ -93,8 +92,9 @@ class Runtime:
         info, config = self.info, self.config
         # Before the stage threads exist: each takes an arena the first time it allocates.
         say(tune_allocator(config.malloc_trim_threshold, config.malloc_mmap_threshold))
-        self._switch_interval = sys.getswitchinterval()  # given back by stop()
-        say(set_switch_interval(config.gil_switch_interval_ms))
+        if not self._gil_held:  # given back by stop(); a second start() holds nothing more
+            self._gil_held, line = gil.hold(config.gil_switch_interval_ms)
+            say(line)
         flops = info.flops_per_item or (
             count_flops(self.model_path)
             if self.model_path and self.model_path.suffix == ".onnx"
@@ -192,8 +192,9 @@ class Runtime:
             metrics.model_flops_total.labels(info.name).inc(0)
 
     def stop(self) -> None:
-        if self._switch_interval is not None:
-            sys.setswitchinterval(self._switch_interval)
+        if self._gil_held:
+            self._gil_held = False
+            gil.release()
         self.ready = False
         self.metrics.ready.set(0)
         if self.watcher is not None:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -148,6 +149,89 @@ def test_tune_allocator_says_when_glibc_refuses_and_never_raises():
     line = tune_allocator(2 << 20, 16 << 20, environ={}, libc=_FakeLibc(answer=0))
     assert "refused the trim threshold" in line
     assert "not glibc" in tune_allocator(2 << 20, 0, environ={}, libc=object())
+    for bad in ("4096", 4096.0, -1, True, None):  # never handed to mallopt
+        libc = _FakeLibc()
+        assert "not a byte count" in tune_allocator(bad, 0, environ={}, libc=libc)  # type: ignore[arg-type]
+        assert "not a byte count" in tune_allocator(0, bad, environ={}, libc=libc)  # type: ignore[arg-type]
+        assert libc.calls == [], bad
+
+
+class _RefusesMmap(_FakeLibc):
+    def mallopt(self, parameter: int, value: int) -> int:
+        super().mallopt(parameter, value)
+        return 0 if parameter == M_MMAP_THRESHOLD else 1
+
+
+def test_a_partial_tuning_says_what_was_set():
+    line = tune_allocator(2 << 20, 16 << 20, environ={}, libc=_RefusesMmap())
+    assert "refused the mmap threshold" in line and "trim threshold 2 MiB set" in line, line
+
+
+def test_a_zero_next_to_a_set_threshold_is_glibcs_fixed_default_and_says_so():
+    # mallopt of either threshold turns glibc's dynamic adjustment off for both.
+    libc = _FakeLibc()
+    line = tune_allocator(2 << 20, 0, environ={}, libc=libc)
+    assert libc.calls == [(M_TRIM_THRESHOLD, 2 << 20)]
+    assert line == "allocator: trim threshold 2 MiB, mmap threshold glibc's fixed 128 KiB"
+
+
+def test_only_the_threshold_tunables_count_as_the_operators_choice():
+    libc = _FakeLibc()
+    tunables = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}  # tuning malloc, not these
+    assert "left as" not in tune_allocator(2 << 20, 16 << 20, environ=tunables, libc=libc)
+    assert len(libc.calls) == 2
+    libc = _FakeLibc()
+    tunables = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=1"}
+    assert "left as GLIBC_TUNABLES" in tune_allocator(2 << 20, 0, environ=tunables, libc=libc)
+    assert libc.calls == []
+
+
+def test_the_c_library_is_looked_up_once_whoever_asks_first(monkeypatch):
+    import threading
+
+    from inference import memory
+
+    monkeypatch.setattr(memory, "_looked_up", False)
+    monkeypatch.setattr(memory, "_libc", None)
+    slow = memory._find_glibc
+
+    def find() -> object:
+        time.sleep(0.05)  # find_library runs a subprocess: long enough for a second caller
+        return slow()
+
+    monkeypatch.setattr(memory, "_find_glibc", find)
+    answers: list[object] = []
+    threads = [threading.Thread(target=lambda: answers.append(memory._glibc())) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(answers) == 4 and len({id(answer) for answer in answers}) == 1, answers
+    if sys.platform == "linux" and os.path.exists("/lib/x86_64-linux-gnu/libc.so.6"):
+        assert answers[0] is not None  # glibc, found without ldconfig (the process's own)
+
+
+def test_the_switch_interval_is_held_until_the_last_runtime_stops():
+    from inference import gil
+
+    before = sys.getswitchinterval()
+    try:
+        assert gil.hold(0.5)[0]
+        assert gil.hold(2.0)[0]  # a second runtime in the process
+        assert sys.getswitchinterval() == pytest.approx(0.002)
+        gil.release()  # the first stops: the second still serves with its interval
+        assert sys.getswitchinterval() == pytest.approx(0.002)
+        gil.release()
+        assert sys.getswitchinterval() == before
+        gil.release()  # one release too many changes nothing
+        assert sys.getswitchinterval() == before
+        assert gil.hold(0) == (False, f"GIL switch interval: Python's own, {before * 1000:g} ms")
+        for bad in (float("nan"), 1e9, -1.0):
+            with pytest.raises(ValueError, match="GIL switch interval"):
+                gil.hold(bad)
+        assert sys.getswitchinterval() == before
+    finally:
+        sys.setswitchinterval(before)
 
 
 def test_bad_thresholds_fail_at_start_up():
