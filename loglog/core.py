@@ -13,8 +13,8 @@ system call a log call can make is a non-blocking one-byte ``os.write`` to wake 
 async-signal-safe.
 
 Where the C extension ``loglog._speedups`` is built, the level methods and the DEBUG/INFO
-half of this closure run in C (the same steps, without a Python frame: about half the
-cost); the closure below still takes WARNING+ and everything unusual, and all of it where
+half of this closure run in C (the same steps, without a Python frame: a third of the
+instructions); the closure below still takes WARNING+ and everything unusual, and all where
 the extension is missing or ``LOGLOG_PURE_PYTHON=1`` is set (read once, at import).
 """
 
