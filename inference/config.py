@@ -62,8 +62,8 @@ class RuntimeConfig:
     #: glibc's trim threshold, fixed at start (bytes). Freed memory above it at the top
     #: of any heap goes back to the OS at once; dynamic, it grows to twice the largest
     #: freed buffer in every arena (inference/memory.py). Both thresholds 0: glibc's
-    #: dynamic ones; one 0 next to a set one: glibc's fixed 128 KiB for it (setting either
-    #: turns glibc's adjustment off for both).
+    #: dynamic ones; one 0 next to a set one: glibc's default, 128 KiB, set for it
+    #: (setting either turns glibc's adjustment off for both).
     malloc_trim_threshold: int = 2 * 1024 * 1024
     #: glibc's mmap threshold, fixed at start (bytes; 0: see above). Buffers below it come
     #: from the heaps, larger ones are mapped and unmapped on every allocation.

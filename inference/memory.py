@@ -83,12 +83,13 @@ def tune_allocator(
     """Fix glibc's trim and mmap thresholds for this process (both 0: leave them dynamic).
 
     glibc's thresholds are dynamic only until either is set: ``mallopt`` of one turns the
-    adjustment off for both, so a 0 next to a non-zero value means glibc's fixed default
-    (128 KiB) for that one, and the line says so. Returns one line saying what was done,
-    for the start-up log. Never raises: off glibc, with an operator's own
-    ``MALLOC_{TRIM,MMAP}_THRESHOLD_`` or ``GLIBC_TUNABLES`` setting of either, for a value
-    that is not a non-negative int, or when ``mallopt`` refuses a value, the line says what
-    was left as it was. ``environ`` and ``libc`` are parameters so tests can drive it.
+    adjustment off for both, so a 0 next to a non-zero value sets that one to glibc's
+    default (128 KiB) — explicitly, since glibc would freeze it wherever it had moved.
+    Returns one line saying what was done, for the start-up log. Never raises: off
+    glibc, with an operator's own ``MALLOC_{TRIM,MMAP}_THRESHOLD_`` or ``GLIBC_TUNABLES``
+    setting of either, for a value that is not a non-negative int, or when ``mallopt``
+    refuses a value, the line says what was left as it was. ``environ`` and ``libc`` are
+    parameters so tests can drive it.
     """
     environ = os.environ if environ is None else environ
     chosen = [name for name in _OPERATOR_SETTINGS if environ.get(name)]
@@ -110,13 +111,17 @@ def tune_allocator(
         (M_TRIM_THRESHOLD, trim_threshold, "trim"),
         (M_MMAP_THRESHOLD, mmap_threshold, "mmap"),
     ):
-        if not value:
-            done.append(f"{name} threshold glibc's fixed {GLIBC_DEFAULT_THRESHOLD // 1024} KiB")
-            continue
-        if libc.mallopt(parameter, value) != 1:
+        # A 0 next to a set threshold is set to glibc's own default explicitly: glibc would
+        # freeze it wherever its dynamic adjustment had moved it by now.
+        wanted = value or GLIBC_DEFAULT_THRESHOLD
+        if libc.mallopt(parameter, wanted) != 1:
             kept = f"; {', '.join(done)} set" if done else ""
-            return f"allocator: mallopt refused the {name} threshold {value}{kept}"
-        done.append(f"{name} threshold {value / 2**20:g} MiB")
+            return f"allocator: mallopt refused the {name} threshold {wanted}{kept}"
+        done.append(
+            f"{name} threshold {value / 2**20:g} MiB"
+            if value
+            else f"{name} threshold glibc's default {GLIBC_DEFAULT_THRESHOLD // 1024} KiB"
+        )
     return "allocator: " + ", ".join(done)
 
 

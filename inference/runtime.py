@@ -88,6 +88,18 @@ class Runtime:
 
     def start(self, progress: Callable[[str], None] | None = None) -> None:
         """Count FLOPs, calibrate the engine alone, then start serving."""
+        try:
+            self._start(progress)
+        except BaseException:
+            self._release_gil()  # a failed start must not keep the process's interval
+            raise
+
+    def _release_gil(self) -> None:
+        if self._gil_held:
+            self._gil_held = False
+            gil.release()
+
+    def _start(self, progress: Callable[[str], None] | None) -> None:
         say = progress or (lambda message: self.log.info(message))
         info, config = self.info, self.config
         # Before the stage threads exist: each takes an arena the first time it allocates.
@@ -192,9 +204,7 @@ class Runtime:
             metrics.model_flops_total.labels(info.name).inc(0)
 
     def stop(self) -> None:
-        if self._gil_held:
-            self._gil_held = False
-            gil.release()
+        self._release_gil()
         self.ready = False
         self.metrics.ready.set(0)
         if self.watcher is not None:

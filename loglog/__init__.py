@@ -17,18 +17,18 @@ True
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import os
 import sys
 import threading
-from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
 from . import wakeup
 from .bridges import StdlibHandler, install_stdlib, loguru_sink
 from .config import LogConfig, build_config, build_config_lenient
-from .core import BOUND, CORE, EXC, FIELDS, LEVEL, MSG, NAME, SPEEDUPS, TIME, as_fields, discard
+from .core import CORE, SPEEDUPS, discard
 from .errors import ConfigError, LoglogError, SinkStalled
 from .logger import Logger, get_logger
 from .redact import redact
@@ -63,7 +63,8 @@ _DEFAULT_REGISTRY: Any = object()
 _lock = threading.Lock()  # serialises configure/shutdown; never taken by a log call
 _registered: set[int] = set()
 _last: Any = None  # the most recent pipeline, for stats() after shutdown
-_retired: deque[Any] = deque(maxlen=4)  # replaced pipelines whose queues _sweep looks at
+_retired: list[Any] = []  # replaced pipelines whose queues _sweep looks at
+_KEEP_ENDED = 4  # ended ones kept that long: a straggler arrives microseconds after the swap
 
 
 def configure(
@@ -114,13 +115,20 @@ def _sweep(into: Any) -> None:
 
     A caller may still hold an old pipeline's emit when ``configure()`` swaps it — a
     preempted thread, or a finalizer that reconfigures in the middle of a log call (the
-    call then finishes on the old pipeline). The last few replaced pipelines are looked at
-    by every later ``configure()``, ``flush()`` and ``shutdown()``.
+    call then finishes on the old pipeline). Replaced pipelines are looked at by every
+    later ``configure()``, ``flush()`` and ``shutdown()``: all whose worker still runs,
+    and the last few that have ended.
     """
     for old in list(_retired):
-        for raw in old.stragglers():
-            into.emit(raw[LEVEL], raw[NAME], raw[MSG], as_fields(raw[FIELDS]), raw[BOUND],
-                      raw[EXC], raw[TIME])  # fmt: skip
+        into.adopt(old.stragglers())
+    _prune()
+
+
+def _prune() -> None:
+    ended = [old for old in list(_retired) if not old.worker.alive]
+    for old in ended[:-_KEEP_ENDED]:
+        with contextlib.suppress(ValueError):
+            _retired.remove(old)
 
 
 def flush(timeout: float = 2.0) -> bool:
@@ -147,8 +155,9 @@ def shutdown(timeout: float | None = None) -> bool:
     _sweep(pipeline)
     closed = pipeline.close(pipeline.config.shutdown_timeout if timeout is None else timeout)
     for old in (*_retired, pipeline):  # logged after the last cycle, with nothing to take it
-        old.count_stragglers(old.stragglers())
+        pipeline.count_stragglers(old.stragglers())  # in the figures stats() reads
     _retired.append(pipeline)
+    _prune()
     return bool(closed)
 
 

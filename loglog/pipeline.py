@@ -21,14 +21,14 @@ from . import spool as spool_mod
 from . import wakeup
 from .batches import MemoryQueue, SpillQueue
 from .config import LogConfig
-from .core import LEVEL, CallerStats, Emit, RawRecord, make_emit, wake
+from .core import LEVEL, SLOT, CallerStats, Emit, RawRecord, make_emit, wake
 from .counters import AtomicCounter, Tally, merge
 from .ownership import Owner, owner_of, quarantine
 from .runner import SinkRunner
 from .sinks.console import ConsoleSink
 from .sinks.file import FileSink
 from .tracing import context_getter
-from .types import Record, Sink, level_name
+from .types import WARNING, Record, Sink, level_name
 from .worker import Worker
 
 
@@ -104,7 +104,8 @@ class Pipeline:
             for sink in self.sinks
         ]
         # Taken last, when nothing can fail any more; never closed (loglog/wakeup.py).
-        self._wake_r, self._wake_w = wakeup.take()
+        self._pipe = wakeup.take()
+        self._wake_r, self._wake_w = self._pipe.read, self._pipe.write
         self.worker = Worker(
             low=self.low,
             high=self.high,
@@ -112,6 +113,7 @@ class Pipeline:
             runners=self.runners,
             spool=self.spool,
             wake_fd=self._wake_r,
+            wake_id=self._pipe.read_id,
             poll_interval=config.poll_interval,
             replay=replay,
             idle=self.idle,
@@ -227,7 +229,7 @@ class Pipeline:
         target = self.seq.value - 1
         cycle = self.worker.cycles
         self._flush_target = max(self._flush_target, target)
-        ours = wakeup.still_ours(self._wake_w)  # else closed under us, perhaps a file now
+        ours = wakeup.still_ours(self._wake_w, self._pipe.write_id)  # else closed under us
         if ours:
             wake(self._wake_w)
         deadline = time.monotonic() + timeout
@@ -254,7 +256,7 @@ class Pipeline:
         """Flush, stop every thread and close every sink, all within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         flushed = self.flush(timeout)
-        self.worker.stop(deadline, self._wake_w)  # its thread hands the pipe back as it ends
+        self.worker.stop(deadline, self._pipe)  # its thread hands the pipe back as it ends
         for runner in self.runners:
             runner.stop(deadline)
         joined = all([runner.join(deadline, self.shutdown_tally) for runner in self.runners])
@@ -269,25 +271,48 @@ class Pipeline:
         """Records queued after the worker's last cycle — by a caller that still held this
         pipeline's emit while ``configure()``/``shutdown()`` replaced it (a preempted thread,
         a finalizer that reconfigured in the middle of a log call). Taken only once the
-        worker has ended, so nobody else reads these queues any more."""
+        worker has ended, so nobody else reads these queues any more; each is taken once,
+        whoever else sweeps at the same time (a signal handler's flush()).
+
+        A record already in the crash spool (WARNING+ with a slot) is taken off the queue
+        but not returned: its spool file outlives this pipeline unreleased, and the next
+        start on the directory replays it once — handing it on as well would deliver it
+        twice.
+        """
         if self.worker.alive:
             return []
         taken: list[RawRecord] = []
         for queue in (self.high, self.low):
-            while queue:
-                taken.append(queue.popleft())
+            while True:
+                try:
+                    raw = queue.popleft()
+                except IndexError:
+                    break
+                if raw[SLOT] < 0:
+                    taken.append(raw)
         return taken
 
+    def adopt(self, raws: list[RawRecord]) -> None:
+        """Queue a replaced pipeline's stragglers here, as they were logged (time, thread,
+        trace context), with this pipeline's sequence numbers and counts."""
+        for raw in raws:
+            level = raw[LEVEL]
+            self.caller.emitted.by_number[level].inc()
+            queue = self.high if level >= WARNING else self.low
+            queue.append((self.seq.inc(), *raw[1:SLOT], -1))
+        if raws and wakeup.still_ours(self._wake_w, self._pipe.write_id):
+            wake(self._wake_w)
+
     def count_stragglers(self, raws: list[RawRecord]) -> None:
-        """Count records no pipeline will deliver as dropped at shutdown."""
+        """Count, in this pipeline's figures, records no pipeline will deliver any more."""
         for raw in raws:
             self.shutdown_tally.add(("dropped", level_name(raw[LEVEL]), "shutdown", "all"))
 
     def _give_back_pipe(self) -> None:
         # Called by the worker thread as it exits — never earlier, since until then it may
         # read the pipe; a pipe closed under us (os.closerange) is never handed out again.
-        if wakeup.intact((self._wake_r, self._wake_w)):
-            wakeup.give_back((self._wake_r, self._wake_w))
+        if wakeup.intact(self._pipe):
+            wakeup.give_back(self._pipe)
 
     def abandon(self) -> None:
         """In a forked child: let go of the parent's files without touching its threads.

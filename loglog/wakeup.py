@@ -27,30 +27,36 @@ from __future__ import annotations
 import os
 import stat
 import threading
+from typing import NamedTuple
 
-_free: list[tuple[int, int]] = []
+
+class Pipe(NamedTuple):
+    """A wake-up pipe and the identity (device, inode) each end had when it was made."""
+
+    read: int
+    write: int
+    read_id: tuple[int, int]
+    write_id: tuple[int, int]
+
+
+_free: list[Pipe] = []
 _lock = threading.Lock()  # configure() and close() only; never taken by a log call
-_identity: dict[int, tuple[int, int]] = {}  # fd -> (st_dev, st_ino) of the pipe it was made as
 
 
-def take() -> tuple[int, int]:
-    """A non-blocking pipe (read end, write end) for a new pipeline."""
+def take() -> Pipe:
+    """A non-blocking pipe for a new pipeline: a free one still intact, else a new one."""
     with _lock:
         while _free:
             pipe = _free.pop()
             if intact(pipe):
-                drain(pipe[0])
+                drain(pipe.read)
                 return pipe
-            # Not ours any more: forget it, never close it (the number is someone else's).
-            _identity.pop(pipe[0], None)
-            _identity.pop(pipe[1], None)
-        pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        for fd in pipe:
-            _identity[fd] = _id(fd) or (-1, -1)
-        return pipe
+            # Not ours any more: forgotten, never closed (the number is someone else's).
+        read, write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        return Pipe(read, write, _id(read) or (-1, -1), _id(write) or (-1, -1))
 
 
-def give_back(pipe: tuple[int, int]) -> None:
+def give_back(pipe: Pipe) -> None:
     """Return a pipe whose worker has stopped (never one a worker may still read)."""
     with _lock:
         _free.append(pipe)
@@ -64,16 +70,16 @@ def _id(fd: int) -> tuple[int, int] | None:
     return (info.st_dev, info.st_ino) if stat.S_ISFIFO(info.st_mode) else None
 
 
-def intact(pipe: tuple[int, int]) -> bool:
-    """Whether both descriptors still are the pipe :func:`take` made (one ``fstat`` each;
-    async-signal-safe, never raises)."""
-    return all(still_ours(fd) for fd in pipe)
+def still_ours(fd: int, identity: tuple[int, int]) -> bool:
+    """Whether ``fd`` is still the pipe end whose identity was recorded (one ``fstat``;
+    async-signal-safe, never raises). The identity travels with the pipe, not with the
+    number: a new pipe that got the same numbers is a different inode."""
+    return _id(fd) == identity
 
 
-def still_ours(fd: int) -> bool:
-    """Whether ``fd`` is still the pipe end it was made as (one ``fstat``)."""
-    current = _id(fd)
-    return current is not None and _identity.get(fd) == current
+def intact(pipe: Pipe) -> bool:
+    """Whether both ends still are the pipe :func:`take` made."""
+    return still_ours(pipe.read, pipe.read_id) and still_ours(pipe.write, pipe.write_id)
 
 
 def drain(read_fd: int) -> None:
@@ -90,7 +96,7 @@ def after_fork_in_child() -> None:
     its own: the child forgets them (two descriptors each, once) and starts afresh."""
     global _lock
     _lock = threading.Lock()  # a parent thread may have held it at the moment of fork
-    _free.clear()  # (their identities stay: the child's inherited pipeline still uses one)
+    _free.clear()
 
 
 def free_count() -> int:

@@ -175,6 +175,7 @@ class Worker:
         idle: list[bool],
         render_timeout: float = 0.1,
         on_exit: Callable[[], None] | None = None,
+        wake_id: tuple[int, int] | None = None,
     ) -> None:
         self._low = low
         self._on_exit = on_exit
@@ -183,6 +184,8 @@ class Worker:
         self._runners = runners
         self._spool = spool
         self._wake_fd = wake_fd
+        # The pipe's (device, inode) when made; None: not checked (a pipe of the caller's).
+        self._wake_id = wake_id
         self._poll_ms = poll_interval * 1000
         self._idle = idle
         self._replay = replay
@@ -233,7 +236,7 @@ class Worker:
                 elif pipe_lost:
                     time.sleep(self._poll_ms / 1000)  # no pipe to wait on: poll the queues
                 elif poller.poll(timeout):
-                    if wakeup.still_ours(self._wake_fd):
+                    if self._wake_id is None or wakeup.still_ours(self._wake_fd, self._wake_id):
                         with contextlib.suppress(BlockingIOError):
                             os.read(self._wake_fd, 4096)
                     else:
@@ -317,11 +320,11 @@ class Worker:
             _, _seq, token = slots.popleft()
             self._spool.release(token)
 
-    def stop(self, deadline: float, wake_write_fd: int) -> None:
+    def stop(self, deadline: float, pipe: wakeup.Pipe) -> None:
         """Run one last cycle and exit; wait until ``deadline`` at most."""
         self._stopping = True
-        if wakeup.still_ours(wake_write_fd):  # else it may be an application's file now
-            wake(wake_write_fd)
+        if wakeup.still_ours(pipe.write, pipe.write_id):  # else perhaps an application's file
+            wake(pipe.write)
         self._thread.join(max(0.0, deadline - time.monotonic()))
 
     @property

@@ -284,6 +284,34 @@ def test_a_hung_stage_is_named_stalled_within_ten_seconds(make_runtime, tiny_mod
         runtime.drills.stop_all()  # wakes the sleeping stage so the runtime stops promptly
 
 
+class _FailsToCalibrate:
+    """An engine whose every batch raises: the runtime's start() fails in calibration."""
+
+    def describe(self):
+        from inference.types import EngineInfo
+
+        return EngineInfo("m", "fake", "x", (3,), "float32", ("y",), "cpu", flops_per_item=1)
+
+    def run(self, batch):
+        raise RuntimeError("engine fails during calibration")
+
+
+def test_a_failed_start_gives_the_gil_switch_interval_back():
+    import sys
+
+    from inference import gil
+
+    before = sys.getswitchinterval()
+    runtime = Runtime(
+        engine=_FailsToCalibrate(),
+        config=RuntimeConfig(calibration_seconds=0.1, gil_switch_interval_ms=1.0),
+        registry=CollectorRegistry(),
+    )
+    with pytest.raises(Exception):  # noqa: B017 - whichever error calibration raises
+        runtime.start(progress=lambda line: None)
+    assert sys.getswitchinterval() == before and gil._holders == 0
+
+
 def test_the_runtime_sets_the_gil_switch_interval_while_it_runs(make_runtime):
     import sys
 
