@@ -24,6 +24,21 @@ ROOT = Path(__file__).resolve().parent.parent
 _HANDED_OUT: set[int] = set()
 
 
+def run_code(
+    code: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` (dedented) in a fresh interpreter from the repository root, with a hard
+    timeout; ``env`` adds to this process's environment."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+
+
 def free_port() -> int:
     """A TCP port nothing listens on right now (loopback), never one this process handed
     out before: the kernel reuses a just-released ephemeral port, and a test that asks for

@@ -18,30 +18,21 @@ Found by a red-team review of the C hot path (2026-12-01), each reproduced on bo
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.conftest import run_code
+
 PATHS = [pytest.param("0", id="c-path"), pytest.param("1", id="python-path")]
 
 
 def _run(
     code: str, pure: str, timeout: float = 60, **extra: str
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LOGLOG_PURE_PYTHON": pure, **extra}
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-        env=env,
-    )
+    return run_code(code, timeout, {"LOGLOG_PURE_PYTHON": pure, **extra})
 
 
 @pytest.mark.parametrize("pure", PATHS)

@@ -28,6 +28,7 @@ from loglog.core import FIELDS, MSG, SEQ, TIME, CallerStats, Fmt, PyCore, as_fie
 from loglog.counters import AtomicCounter
 from loglog.logger import Logger, PyLevels
 from loglog.types import WARNING
+from tests.conftest import run_code
 
 speedups = core_mod._speedups
 needs_c = pytest.mark.skipif(speedups is None, reason="the C extension is not in use here")
@@ -290,13 +291,7 @@ def test_emitter_refuses_wrong_counters() -> None:
 
 
 def _run(code: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-    )
+    return run_code(code, timeout)
 
 
 @pytest.mark.slow
