@@ -23,6 +23,8 @@ import os
 import secrets
 from pathlib import Path
 
+from . import fds
+
 _LIVE: set[str] = set()  # owner ids held by this process right now
 
 
@@ -35,6 +37,7 @@ class Owner:
         self.id = f"{os.getpid()}-{secrets.token_hex(4)}"
         self._path = self.directory / f"{self.id}.owner"
         self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._fd_id = fds.identity(self._fd)
         fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         _LIVE.add(self.id)
 
@@ -73,9 +76,7 @@ class Owner:
         """Close without unlinking: in a forked child, where the lock is the parent's."""
         _LIVE.discard(self.id)
         fd, self._fd = self._fd, -1
-        if fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        fds.close_own(fd, self._fd_id)
 
 
 def owner_of(name: str) -> str:

@@ -43,6 +43,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from . import fds
 from .counters import AtomicCounter
 from .format import format_exc_safe, is_plain, placeholder, render_fields, render_value
 from .ownership import Owner
@@ -64,6 +65,10 @@ SLOT_SIZE = 8192
 _MAX_SLOTS = 1 << 20
 
 
+#: Mappings whose descriptors were closed under us: never closed (see Spool.abandon).
+_UNCLOSABLE: list[mmap.mmap] = []
+
+
 class Spool:
     """A ring of fixed-size slots in an mmap'd file owned by this process.
 
@@ -79,6 +84,7 @@ class Spool:
         self.path = owner.directory / f"{time.time_ns():020d}-{owner.id}-{slot_size}.spool"
         size = META_SIZE + slots * slot_size
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        self._fd_id = fds.identity(self._fd)
         try:
             # Every page allocated now: a store can never meet a full disk (SIGBUS).
             os.posix_fallocate(self._fd, 0, size)
@@ -196,12 +202,17 @@ class Spool:
 
     def abandon(self) -> None:
         """Drop the mapping and descriptor without touching the file (forked child)."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0 and fds.identity(fd) != self._fd_id:
+            # Our descriptors were closed under us (os.closerange) and their numbers may be
+            # an application's files now. The mmap object holds a duplicate descriptor of
+            # its own (CPython dups it; 3.11 cannot say which) that closing — or collecting
+            # — it would close: keep it open for the life of the process instead.
+            _UNCLOSABLE.append(self._mm)
+            return
         with contextlib.suppress(Exception):
             self._mm.close()
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        fds.close_own(fd, self._fd_id)
 
 
 def safe_message(msg: object, limit: int) -> str:

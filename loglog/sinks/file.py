@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from .. import fds
 from ..errors import SinkStalled
 from ..format import JsonRenderer, TextRenderer
 from ..types import Record
@@ -55,7 +56,10 @@ class FileSink:
         data = ("\n".join([render(record) for record in records]) + "\n").encode("utf-8", "replace")
         view = memoryview(data)
         try:
-            if self._fd < 0:  # a failed rotation or reopen: try again
+            if self._fd < 0 or fds.identity(self._fd) != self._inode:
+                # A failed rotation or reopen, or the descriptor closed under us (and its
+                # number perhaps another file's now): open the path again.
+                self._fd = -1
                 self._open()
             self._reopen_if_moved()
             while view:
@@ -101,9 +105,7 @@ class FileSink:
 
     def _close_fd(self) -> None:
         fd, self._fd = self._fd, -1
-        if fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        fds.close_own(fd, self._inode)  # never a number someone else has opened since
 
     def close(self, timeout: float) -> None:
         self._close_fd()

@@ -131,7 +131,10 @@ def test_a_daemonised_child_that_closes_every_fd_keeps_its_files_intact(
     out = _run(
         """
         import os, resource, time, loglog
-        loglog.configure(console=None, registry=None)
+        TMP = os.environ["TMP_DIR"]
+        # A file sink, a crash spool and its owner lock: descriptors of loglog's own too.
+        loglog.configure(console=None, registry=None, file=f"{TMP}/parent.log",
+                         spill_dir=f"{TMP}/spill")
         pid = os.fork()
         if pid == 0:
             code = 1
@@ -156,7 +159,7 @@ def test_a_daemonised_child_that_closes_every_fd_keeps_its_files_intact(
                 cpu = usage.ru_utime + usage.ru_stime - cpu0
                 bad = []
                 for f in files:
-                    f.seek(0)
+                    f.seek(0)  # raises if loglog closed the application's descriptor
                     if f.read() != b"USERDATA":
                         bad.append(f.fileno())
                 loglog.shutdown()
