@@ -105,15 +105,13 @@ class Pipeline:
         ]
         # Taken last, when nothing can fail any more; never closed (loglog/wakeup.py).
         self._pipe = wakeup.take()
-        self._wake_r, self._wake_w = self._pipe.read, self._pipe.write
         self.worker = Worker(
             low=self.low,
             high=self.high,
             seq=self.seq,
             runners=self.runners,
             spool=self.spool,
-            wake_fd=self._wake_r,
-            wake_id=self._pipe.read_id,
+            pipe=self._pipe,
             poll_interval=config.poll_interval,
             replay=replay,
             idle=self.idle,
@@ -128,7 +126,7 @@ class Pipeline:
             seq=self.seq,
             stats=self.caller,
             context_get=context_getter(),
-            wake_fd=self._wake_w,
+            wake_fd=self._pipe.write,
             spool=self.spool,
             idle=self.idle,
         )
@@ -229,9 +227,7 @@ class Pipeline:
         target = self.seq.value - 1
         cycle = self.worker.cycles
         self._flush_target = max(self._flush_target, target)
-        ours = wakeup.still_ours(self._wake_w, self._pipe.write_id)  # else closed under us
-        if ours:
-            wake(self._wake_w)
+        ours = wakeup.wake_if_ours(self._pipe)
         deadline = time.monotonic() + timeout
         pause = 0.0005
         offered = -2
@@ -250,13 +246,13 @@ class Pipeline:
             time.sleep(pause)
             pause = min(pause * 2, 0.002)
             if offered == -2 and ours:
-                wake(self._wake_w)
+                wake(self._pipe.write)
 
     def close(self, timeout: float) -> bool:
         """Flush, stop every thread and close every sink, all within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         flushed = self.flush(timeout)
-        self.worker.stop(deadline, self._pipe)  # its thread hands the pipe back as it ends
+        self.worker.stop(deadline)  # its thread hands the pipe back as it ends
         for runner in self.runners:
             runner.stop(deadline)
         joined = all([runner.join(deadline, self.shutdown_tally) for runner in self.runners])
@@ -300,8 +296,8 @@ class Pipeline:
             self.caller.emitted.by_number[level].inc()
             queue = self.high if level >= WARNING else self.low
             queue.append((self.seq.inc(), *raw[1:SLOT], -1))
-        if raws and wakeup.still_ours(self._wake_w, self._pipe.write_id):
-            wake(self._wake_w)
+        if raws:
+            wakeup.wake_if_ours(self._pipe)
 
     def count_stragglers(self, raws: list[RawRecord]) -> None:
         """Count, in this pipeline's figures, records no pipeline will deliver any more."""

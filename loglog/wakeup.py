@@ -25,9 +25,11 @@ in whatever took the write end's number — the README says to configure again f
 from __future__ import annotations
 
 import os
-import stat
 import threading
 from typing import NamedTuple
+
+from . import fds
+from .core import wake
 
 
 class Pipe(NamedTuple):
@@ -53,7 +55,7 @@ def take() -> Pipe:
                 return pipe
             # Not ours any more: forgotten, never closed (the number is someone else's).
         read, write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        return Pipe(read, write, _id(read) or (-1, -1), _id(write) or (-1, -1))
+        return Pipe(read, write, fds.identity(read) or (-1, -1), fds.identity(write) or (-1, -1))
 
 
 def give_back(pipe: Pipe) -> None:
@@ -62,19 +64,20 @@ def give_back(pipe: Pipe) -> None:
         _free.append(pipe)
 
 
-def _id(fd: int) -> tuple[int, int] | None:
-    try:
-        info = os.fstat(fd)
-    except OSError:
-        return None
-    return (info.st_dev, info.st_ino) if stat.S_ISFIFO(info.st_mode) else None
-
-
 def still_ours(fd: int, identity: tuple[int, int]) -> bool:
     """Whether ``fd`` is still the pipe end whose identity was recorded (one ``fstat``;
     async-signal-safe, never raises). The identity travels with the pipe, not with the
     number: a new pipe that got the same numbers is a different inode."""
-    return _id(fd) == identity
+    return fds.identity(fd) == identity
+
+
+def wake_if_ours(pipe: Pipe) -> bool:
+    """Wake the pipe's worker unless its write end was closed under us (and may be an
+    application's file now); whether it still is ours."""
+    ours = still_ours(pipe.write, pipe.write_id)
+    if ours:
+        wake(pipe.write)
+    return ours
 
 
 def intact(pipe: Pipe) -> bool:

@@ -23,7 +23,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from . import wakeup
-from .core import Fmt, RawRecord, as_fields, wake
+from .core import Fmt, RawRecord, as_fields
 from .counters import AtomicCounter
 from .format import (
     MAX_TEXT,
@@ -169,13 +169,12 @@ class Worker:
         seq: AtomicCounter,
         runners: list[SinkRunner],
         spool: Spool | None,
-        wake_fd: int,
+        pipe: wakeup.Pipe,
         poll_interval: float,
         replay: list[tuple[Record, int]],
         idle: list[bool],
         render_timeout: float = 0.1,
         on_exit: Callable[[], None] | None = None,
-        wake_id: tuple[int, int] | None = None,
     ) -> None:
         self._low = low
         self._on_exit = on_exit
@@ -183,9 +182,7 @@ class Worker:
         self._seq = seq
         self._runners = runners
         self._spool = spool
-        self._wake_fd = wake_fd
-        # The pipe's (device, inode) when made; None: not checked (a pipe of the caller's).
-        self._wake_id = wake_id
+        self._pipe = pipe
         self._poll_ms = poll_interval * 1000
         self._idle = idle
         self._replay = replay
@@ -199,7 +196,6 @@ class Worker:
         self.renderer = BoundedRenderer(convert, render_timeout)
         self.errors = AtomicCounter()
         self._stopping = False
-        self.pipe_lost = False  # its wake pipe's descriptor was closed by someone else
         self._thread = threading.Thread(target=self._run, name="loglog-worker")
         self._thread.daemon = True
 
@@ -216,7 +212,7 @@ class Worker:
 
     def _loop(self) -> None:
         poller = select.poll()
-        poller.register(self._wake_fd, select.POLLIN)
+        poller.register(self._pipe.read, select.POLLIN)
         pipe_lost = False
         quiet = 0
         while True:
@@ -236,15 +232,14 @@ class Worker:
                 elif pipe_lost:
                     time.sleep(self._poll_ms / 1000)  # no pipe to wait on: poll the queues
                 elif poller.poll(timeout):
-                    if self._wake_id is None or wakeup.still_ours(self._wake_fd, self._wake_id):
+                    if wakeup.still_ours(self._pipe.read, self._pipe.read_id):
                         with contextlib.suppress(BlockingIOError):
-                            os.read(self._wake_fd, 4096)
+                            os.read(self._pipe.read, 4096)
                     else:
                         # Closed under us (os.closerange) and perhaps reused for a file:
                         # never read it again, and do not spin on POLLNVAL.
                         pipe_lost = True
-                        poller.unregister(self._wake_fd)
-                        self.pipe_lost = True
+                        poller.unregister(self._pipe.read)
                 self._idle[0] = False
                 quiet = 0 if self.cycle() else quiet + 1
             except Exception:
@@ -320,11 +315,10 @@ class Worker:
             _, _seq, token = slots.popleft()
             self._spool.release(token)
 
-    def stop(self, deadline: float, pipe: wakeup.Pipe) -> None:
+    def stop(self, deadline: float) -> None:
         """Run one last cycle and exit; wait until ``deadline`` at most."""
         self._stopping = True
-        if wakeup.still_ours(pipe.write, pipe.write_id):  # else perhaps an application's file
-            wake(pipe.write)
+        wakeup.wake_if_ours(self._pipe)
         self._thread.join(max(0.0, deadline - time.monotonic()))
 
     @property

@@ -426,14 +426,14 @@ def test_a_new_pipe_with_a_closed_ones_numbers_is_never_shared() -> None:
         opts = dict(console=None, registry=None)
         loglog.configure(**opts)
         p1 = loglog.CORE.pipeline
-        os.close(p1._wake_r); os.close(p1._wake_w)  # what os.closerange does
+        os.close(p1._pipe.read); os.close(p1._pipe.write)  # what os.closerange does
         loglog.configure(**opts)  # p2's new pipe gets the same two numbers
         p2 = loglog.CORE.pipeline
         time.sleep(0.3)  # p1's worker has ended and offered its pipe back
         loglog.configure(**opts)
         p3 = loglog.CORE.pipeline
-        print((p2._wake_r, p2._wake_w) == (p1._wake_r, p1._wake_w),
-              (p3._wake_r, p3._wake_w) == (p2._wake_r, p2._wake_w),
+        print((p2._pipe.read, p2._pipe.write) == (p1._pipe.read, p1._pipe.write),
+              (p3._pipe.read, p3._pipe.write) == (p2._pipe.read, p2._pipe.write),
               [(pipe.read, pipe.write) for pipe in wakeup._free])
         loglog.shutdown()
         """,
