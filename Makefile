@@ -6,13 +6,21 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SRC := loglog inference agent dashboards alerts stack report fleet setup.py
 
-.PHONY: up test lint fmt bench deps debs generate clean
+.PHONY: up test test-fast lint fmt bench deps debs generate clean
+
+# pytest-xdist workers for `make test`. The slow tier mostly waits on servers and
+# subprocesses, so more workers than this machine's 2 cores still pay.
+TEST_WORKERS ?= 4
 
 up: deps  ## run the embedded stack (Prometheus, Alertmanager, inference, agent) with a demo workload
 	$(VENV)/bin/loglog up $(ARGS)
 
-test: deps lint  ## linters, then the whole suite, slow end-to-end tests included (what CI runs)
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: deps lint  ## linters, then the whole suite in parallel, slow end-to-end tests included (what CI runs)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+
+test-fast: $(STAMP)  ## ruff, then the unit tier (no servers, no subprocesses): run it while you work
+	$(VENV)/bin/ruff check $(SRC) tests bench
+	$(PY) -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)
 
 deps: debs $(STAMP)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -39,18 +40,38 @@ def run_code(
     )
 
 
+#: Ports handed out come from below Linux's ephemeral range (32768–60999), so no outgoing
+#: connection's local port can take one between free_port() and the server's bind; each
+#: pytest-xdist worker draws from a block of its own, so two workers never hand out the
+#: same port (the kernel's bind(0) would give both workers the same just-freed port).
+_PORT_BASE, _PORT_BLOCK = 10_000, 2_000
+_PORT_RANDOM = random.Random()  # private: tests that seed the global generator stay repeatable
+
+
+def _port_block() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    start = _PORT_BASE + (index % 11) * _PORT_BLOCK
+    return range(start, start + _PORT_BLOCK)
+
+
 def free_port() -> int:
     """A TCP port nothing listens on right now (loopback), never one this process handed
-    out before: the kernel reuses a just-released ephemeral port, and a test that asks for
-    several ports before starting anything would otherwise get the same one twice."""
+    out before (a test that asks for several ports before starting anything would
+    otherwise get the same one twice), and never one another xdist worker hands out."""
+    block = _port_block()
     for _ in range(1000):
+        port = _PORT_RANDOM.choice(block)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
-    raise RuntimeError("no fresh free port after 1000 tries")
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no fresh free port in {block.start}–{block.stop - 1} after 1000 tries")
 
 
 @contextmanager

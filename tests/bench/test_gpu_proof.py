@@ -67,6 +67,7 @@ def test_a_budget_too_short_for_any_phase_says_so_and_fails(tmp_path):
     assert "Skipped: tensor flood at batch 2" in (tmp_path / "gpu_proof.md").read_text()
 
 
+@pytest.mark.slow
 def test_without_a_gpu_the_real_run_refuses_and_points_at_the_dry_run(tmp_path):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():

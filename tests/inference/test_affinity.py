@@ -16,6 +16,7 @@ from inference.config import RuntimeConfig
 from inference.errors import ConfigError
 from inference.runtime import Runtime
 from inference.types import EngineInfo
+from tests.inference.conftest import small_model_path
 
 CPU1 = EngineInfo("m", "onnxruntime", "x", (3, 8, 8), "float32", ("y",), "cpu", threads=1)
 
@@ -66,6 +67,7 @@ def test_the_infer_workers_run_on_the_engine_core_and_the_other_stages_do_not(pi
     where the process may run. The test process's own threads are never touched."""
     allowed = set(os.sched_getaffinity(0))
     runtime = Runtime(
+        model=small_model_path(),
         config=RuntimeConfig(engine_threads=1, pin_engine=pin, calibration_seconds=0.1),
         registry=CollectorRegistry(),
     )
@@ -100,6 +102,7 @@ def test_more_infer_workers_at_run_time_get_every_core_back():
     new, may run anywhere, while the other stages stay off the engine's core."""
     allowed = set(os.sched_getaffinity(0))
     runtime = Runtime(
+        model=small_model_path(),
         config=RuntimeConfig(engine_threads=1, calibration_seconds=0.1),
         registry=CollectorRegistry(),
     )

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from inference.config import RuntimeConfig
 from inference.runtime import Runtime
 from inference.server.app import create_app
+from tests.inference.conftest import small_model_path
 
 _MAGIC = [b"", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", b"\xff\xd8\xff\xc0", b"GIF89a",
           b"BM", b"RIFF\x00\x00\x00\x00WEBPVP8 ", b"\x93NUMPY\x01\x00", b"\x93NUMPY\x02\x00"]  # fmt: skip
@@ -34,6 +35,7 @@ _JSON = st.recursive(
 @pytest.fixture(scope="module")
 def client():
     runtime = Runtime(
+        model=small_model_path(),
         config=RuntimeConfig(calibration_seconds=0.1, max_streams=4, record_dir="/nonexistent/x"),
         registry=CollectorRegistry(),
     )

@@ -17,30 +17,7 @@ from inference.errors import EngineError, ShapeError
 from inference.runtime import Runtime
 from inference.tracing import Tracing
 from inference.types import STAGES, Item
-
-FAST = dict(calibration_seconds=0.1, monitor_interval_s=0.2, monitor_window_s=2.0)
-
-
-@pytest.fixture
-def make_runtime():
-    started: list[Runtime] = []
-
-    def make(**options):
-        tracing = options.pop("tracing", None)
-        model = options.pop("model", None)
-        runtime = Runtime(
-            model=model,
-            config=RuntimeConfig(**{**FAST, **options}),
-            registry=CollectorRegistry(),
-            tracing=tracing,
-        )
-        runtime.start(progress=lambda message: None)
-        started.append(runtime)
-        return runtime
-
-    yield make
-    for runtime in started:
-        runtime.stop()
+from tests.inference.conftest import FAST
 
 
 def _image(seed: int = 0) -> np.ndarray:
@@ -98,12 +75,12 @@ class FakeFailingEngine:
         return self._engine.describe()
 
 
-def test_an_engine_failure_fails_that_batch_only():
+def test_an_engine_failure_fails_that_batch_only(small_model):
     """When the engine raises, the batch's items fail with the error and are counted; the
     next request succeeds."""
     from inference.engines import load_engine
 
-    engine = load_engine(threads=1)
+    engine = load_engine(small_model, threads=1)
     runtime = Runtime(
         config=RuntimeConfig(max_batch=1, **FAST),
         registry=CollectorRegistry(),
@@ -191,14 +168,14 @@ def test_sampled_items_are_traced_with_a_span_per_stage_and_exemplars(make_runti
     assert f'trace_id="{item.trace_id}"' in openmetrics(runtime.registry).decode()
 
 
-def test_the_config_file_is_reloaded_live(make_runtime, tmp_path):
+def test_the_config_file_is_reloaded_live(small_model, tmp_path):
     """Changing max_batch and workers in the file applies them; a bad edit is rejected and
     counted while the running config stays."""
     path = tmp_path / "serve.yaml"
     path.write_text(
         "max_batch: 2\ncalibration_seconds: 0.1\nmonitor_interval_s: 0.2\nmonitor_window_s: 2\n"
     )
-    runtime = Runtime(config_path=path, registry=CollectorRegistry())
+    runtime = Runtime(model=small_model, config_path=path, registry=CollectorRegistry())
     runtime.start(progress=lambda message: None)
     try:
         path.write_text(

@@ -14,10 +14,12 @@ from inference.config import RuntimeConfig
 from inference.runtime import Runtime
 from inference.server.app import create_app
 from inference.video import encode_jpeg
+from tests.inference.conftest import small_model_path
 
 
 def _client(allow_drills: bool = False) -> tuple[TestClient, Runtime]:
     runtime = Runtime(
+        model=small_model_path(),
         config=RuntimeConfig(calibration_seconds=0.1, monitor_interval_s=0.2, monitor_window_s=2),
         registry=CollectorRegistry(),
     )
@@ -149,7 +151,9 @@ def test_credentials_in_a_refused_source_are_not_echoed(api):
 def test_stream_count_is_capped():
     """Past max_streams a new stream is refused with 429 and how to proceed."""
     runtime = Runtime(
-        config=RuntimeConfig(calibration_seconds=0.1, max_streams=1), registry=CollectorRegistry()
+        model=small_model_path(),
+        config=RuntimeConfig(calibration_seconds=0.1, max_streams=1),
+        registry=CollectorRegistry(),
     )
     with TestClient(create_app(runtime)) as client:
         deadline = time.monotonic() + 60
@@ -210,6 +214,7 @@ def test_limits_refuse_before_the_decode_stage_and_the_finite_check_runs_after_t
     and .npy-shape limits still refuse a body before it reaches the decode stage, which
     never sees it; the NaN check needs the values, so it is the decode stage's (422)."""
     runtime = Runtime(
+        model=small_model_path(),
         config=RuntimeConfig(
             calibration_seconds=0.1,
             monitor_interval_s=0.2,

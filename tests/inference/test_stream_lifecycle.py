@@ -9,31 +9,13 @@ import threading
 import time
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import generate_latest
 
 from inference.config import RuntimeConfig
 from inference.errors import BudgetError, SourceError, StreamLimitError, UnknownStreamError
-from inference.runtime import Runtime
 from inference.streams import StreamManager, stream_limits
 from loglog.testing import capture
 from tests.conftest import http_server
-
-FAST = dict(calibration_seconds=0.1, monitor_interval_s=0.2, monitor_window_s=2.0)
-
-
-@pytest.fixture
-def make_runtime():
-    started: list[Runtime] = []
-
-    def make(**options):
-        runtime = Runtime(config=RuntimeConfig(**{**FAST, **options}), registry=CollectorRegistry())
-        runtime.start(progress=lambda message: None)
-        started.append(runtime)
-        return runtime
-
-    yield make
-    for runtime in started:
-        runtime.stop()
 
 
 def _source_threads() -> list[str]:

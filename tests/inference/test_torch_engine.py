@@ -20,6 +20,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 torch = pytest.importorskip("torch", reason="the torch extra: pip install -e '.[torch]'")
+# The real torch engine on the CPU: importing and tracing torch costs seconds per test.
+pytestmark = pytest.mark.slow
 
 from inference.calibration import calibrate  # noqa: E402
 from inference.config import RuntimeConfig  # noqa: E402
@@ -250,7 +252,6 @@ def test_the_runtime_takes_flops_and_the_peak_for_its_precision_from_the_engine(
         runtime.stop()
 
 
-@pytest.mark.slow
 def test_the_verdict_works_through_the_torch_engine():
     """Streams through the torch engine with infer slowed by a drill: the verdict names
     infer, and both efficiencies are computed against the torch calibration."""
@@ -262,7 +263,10 @@ def test_the_verdict_works_through_the_torch_engine():
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             time.sleep(0.5)
-            if runtime.monitor.latest and runtime.monitor.latest.bottleneck == "infer":
+            latest = runtime.monitor.latest
+            # Under load a window can name infer before it holds an undrilled engine
+            # call to judge efficiency by: wait for both, within the same hang guard.
+            if latest and latest.bottleneck == "infer" and latest.engine_efficiency is not None:
                 break
         latest = runtime.monitor.latest
         assert latest.bottleneck == "infer", latest.reason
@@ -272,7 +276,6 @@ def test_the_verdict_works_through_the_torch_engine():
         runtime.stop()
 
 
-@pytest.mark.slow
 def test_serve_with_the_torch_engine_answers_infer(tmp_path):
     """`loglog serve --engine torch`: the built-in CNN in PyTorch answers POST /v1/infer
     with the same top class as the ONNX model, and says engine="torch" in /metrics."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import time
 
+import pytest
+
 import loglog
 from loglog.core import CORE
 from tests.conftest import free_port
@@ -126,6 +128,7 @@ def test_trace_ids_go_to_structured_metadata_when_enabled():
         assert entry.metadata is not None and len(entry.metadata["trace_id"]) == 32
 
 
+@pytest.mark.slow
 def test_rate_limited_pushes_are_retried_until_everything_is_stored():
     """Loki's per-tenant rate limit answers 429 (nothing stored); the sink backs off and
     retries, and every record ends up stored exactly once."""
@@ -141,6 +144,7 @@ def test_rate_limited_pushes_are_retried_until_everything_is_stored():
         assert any(r for r in loki.state.requests), "requests were made"
 
 
+@pytest.mark.slow
 def test_a_full_spill_sheds_debug_and_info_first(tmp_path):
     """Past 80 % of spill_max_bytes DEBUG/INFO stop being spilled (counted as spill_full);
     the last fifth keeps taking WARNING+."""

@@ -80,6 +80,7 @@ def test_promtool_accepts_the_rule_file():
     assert "SUCCESS" in result.stdout
 
 
+@pytest.mark.slow
 def test_promtool_unit_tests_pass_for_every_alert():
     """Each alert fires on its bad data (with the rendered annotations) and stays silent
     on healthy data."""
