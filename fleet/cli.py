@@ -166,8 +166,9 @@ def _serve(args: argparse.Namespace) -> int:
         token = load_token(token_file) if token_file else None
         require_token_for(args.host, token, exposes="the jobs API (submit, cancel)")
         schemes = tuple(s.strip() for s in args.source_schemes.split(",") if s.strip())
-        policy = SourcePolicy(schemes=schemes, hosts=tuple(args.source_hosts),
-                              file_dirs=tuple(args.source_dirs or ["."]))  # fmt: skip
+        # Absolute: a refusal names the directories allowed, and "." says nothing.
+        dirs = tuple(os.path.abspath(d) for d in args.source_dirs or ["."])
+        policy = SourcePolicy(schemes=schemes, hosts=tuple(args.source_hosts), file_dirs=dirs)
     except InferenceError as exc:
         print(f"loglog jobs serve: {exc}", file=sys.stderr)
         return 2
