@@ -4,9 +4,16 @@ The supervisor (:mod:`stack.supervisor`) exports, per component, its restarts an
 it was left down after a crash loop (:mod:`stack.metrics`), on the alert receiver's
 ``/metrics``, scraped as ``job="loglog-up"``. The alert keeps the series' ``component``
 label (the rule label is a template), so a notification names what was restarted.
+
+The restart ticket reads the time of the last restart, not ``increase()`` of the restart
+counter: a killed Prometheus loses its last unflushed samples (measured: ~30 s of them),
+and a counter whose zero samples are gone never "increases". One sample of a timestamp
+taken after Prometheus is back is enough.
 """
 
 from __future__ import annotations
+
+import re
 
 from .catalog import Alert, Case
 from .config import Config
@@ -23,32 +30,52 @@ _PROCESSES = (
 )
 
 
+def _seconds(duration: str) -> int:
+    """A PromQL duration of one unit ("5m", "20s") in seconds."""
+    match = re.fullmatch(r"(\d+)([smh])", duration)
+    if not match:
+        raise ValueError(f"duration {duration!r}: use one unit, e.g. 5m")
+    return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
 def supervisor_alerts(cfg: Config) -> list[Alert]:
     window = cfg.timing.window
+    seconds = _seconds(window)
     return [
         Alert(
             name="LoglogUpComponentRestarted",
-            expr=f"increase(loglog_up_component_restarts_total{{{JOB}}}[{window}]) > 0",
+            expr=f"time() - loglog_up_component_last_restart_timestamp_seconds{{{JOB}}} < {seconds}",
             severity="warning",
             component="stack",
             labels=_KEEP_COMPONENT,
             summary="loglog up restarted {{ $labels.component }}",
-            description=f'{{{{ $labels.component }}}} exited and was restarted {{{{ $value | printf "%.0f" }}}} time(s) in the last {window}.',
+            description=f'{{{{ $labels.component }}}} exited and was restarted {{{{ $value | printf "%.0f" }}}} s ago (the ticket stays open {window} after a restart).',
             meaning=f"`loglog up`'s supervisor restarted the component after it exited (killed, crashed, out of memory) or was not ready within its start-up timeout. It is back or coming back within its backoff (1 s doubling to 30 s): this is a ticket to find out why, not a page. {BURST} exits within {INTERVAL} make a crash loop, which pages (LoglogUpComponentCrashLoop).",
             confirm=f"The `loglog up` console has a ✗ line with the exit (status or signal) and the component's output since that start, then a ✓ line when it is back and how long it was down. Its log is `<state-dir>/logs/<component>.log`; each start begins with a `--- loglog up: <component> starting at …` line. The processes: {_PROCESSES}. `dmesg | grep -i -e oom -e killed` shows the OOM killer.",
-            fix="Fix what ended it (memory, a config or model change, something else taking its port). Nothing else is needed while restarts stay rare; the restart count is `loglog_up_component_restarts_total`.",
+            fix="Fix what ended it (memory, a config or model change, something else taking its port). Nothing else is needed while restarts stay rare; how many there were is `loglog_up_component_restarts_total`.",
             cases=(
                 Case(
-                    "fires after one restart",
-                    {f'loglog_up_component_restarts_total{{{UP}, component="agent"}}': "0 0 0 1 1 1"},
+                    "fires after a restart at 170 s (eval at 300 s: 130 s ago)",
+                    {
+                        f'loglog_up_component_last_restart_timestamp_seconds{{{UP}, component="agent"}}': "0 0 170 170 170 170"
+                    },
                     "5m",
                     ({**UP_LABELS, "component": "agent"},),
-                    1,
+                    130,
                 ),
                 Case(
-                    "healthy: no restart",
-                    {f'loglog_up_component_restarts_total{{{UP}, component="agent"}}': "0x10"},
+                    "healthy: never restarted",
+                    {
+                        f'loglog_up_component_last_restart_timestamp_seconds{{{UP}, component="agent"}}': "0x10"
+                    },
                     "10m",
+                ),
+                Case(
+                    "healthy again once the restart is older than the window",
+                    {
+                        f'loglog_up_component_last_restart_timestamp_seconds{{{UP}, component="agent"}}': "0 60x15"
+                    },
+                    "15m",
                 ),
             ),
         ),

@@ -19,6 +19,7 @@ from .types import FAILED, ComponentStatus
 METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "loglog_up_component_up": ("gauge", ("component",), "1 while the component of `loglog up` runs and answers its readiness check; 0 while it starts, waits out its restart delay, or is left down."),
     "loglog_up_component_restarts_total": ("counter", ("component",), "Restarts of the component by `loglog up`'s supervisor after it exited or was not ready in time."),
+    "loglog_up_component_last_restart_timestamp_seconds": ("gauge", ("component",), "Unix time of the component's last restart by the supervisor (0: never). Alerts use it, not the counter's increase: a sample right after a Prometheus restart is enough."),
     "loglog_up_component_failed": ("gauge", ("component",), "1 when the component crash-looped (5 exits within 2 min by default) and is left down until retried (SIGUSR1) or `loglog up` restarts."),
 }  # fmt: skip
 
@@ -41,6 +42,9 @@ class SupervisorCollector(Collector):
             families["loglog_up_component_up"].add_metric(labels, float(component.up))
             families["loglog_up_component_restarts_total"].add_metric(
                 labels, float(component.restarts)
+            )
+            families["loglog_up_component_last_restart_timestamp_seconds"].add_metric(
+                labels, component.last_restart
             )
             families["loglog_up_component_failed"].add_metric(
                 labels, float(component.state == FAILED)

@@ -114,6 +114,7 @@ class _Entry:
     since: float = 0.0  # when the current state began
     restart_at: float = 0.0
     restarts: int = 0
+    last_restart: float = 0.0  # Unix time (exported: alerts need no history to see it)
     down_since: float | None = None  # the exit that started this outage
     detail: str = ""
     last_exit: str = ""
@@ -134,9 +135,10 @@ class Supervisor:
         *,
         policy: RestartPolicy = DEFAULT_POLICY,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
         retry_hint: str = "",
     ) -> None:
-        self.say, self.policy, self.clock = say, policy, clock
+        self.say, self.policy, self.clock, self.wall = say, policy, clock, wall
         self.retry_hint = retry_hint
         self._entries: list[_Entry] = []
         self._lock = threading.Lock()  # status() runs on the metrics server's threads
@@ -213,13 +215,16 @@ class Supervisor:
         try:
             entry.child.start()
         except StackError as exc:
-            with self._lock:
-                entry.restarts += 1
+            self._count_restart(entry)
             self._exited(entry, f"could not be started ({exc})")
             return
+        self._count_restart(entry)
+        self._set(entry, STARTING, f"restart {entry.restarts}, after it {entry.last_exit}")
+
+    def _count_restart(self, entry: _Entry) -> None:
         with self._lock:
             entry.restarts += 1
-        self._set(entry, STARTING, f"restart {entry.restarts}, after it {entry.last_exit}")
+            entry.last_restart = self.wall()
 
     def _set(self, entry: _Entry, state: str, detail: str) -> None:
         with self._lock:
@@ -247,6 +252,7 @@ class Supervisor:
                     name=e.child.name,
                     state=e.state,
                     restarts=e.restarts,
+                    last_restart=e.last_restart,
                     detail=e.detail,
                     alerting=e.alerting,
                 )

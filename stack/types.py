@@ -55,6 +55,7 @@ class ComponentStatus:
     name: str
     state: str  # one of STATES
     restarts: int  # restarts done since `loglog up` started
+    last_restart: float  # Unix time of the last restart; 0 when never restarted
     detail: str  # why it is not running ("" when it runs)
     alerting: bool  # part of the alerting path: nothing pages while it is down
 

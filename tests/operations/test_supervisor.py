@@ -68,7 +68,9 @@ def _stack(
     policy: RestartPolicy = DEFAULT_POLICY, names: tuple[str, ...] = ("inference", "agent")
 ) -> tuple[Supervisor, FakeClock, dict[str, FakeChild], list[str]]:
     clock, lines = FakeClock(), []
-    supervisor = Supervisor(lines.append, policy=policy, clock=clock, retry_hint="kill -USR1 7")
+    supervisor = Supervisor(
+        lines.append, policy=policy, clock=clock, wall=clock, retry_hint="kill -USR1 7"
+    )
     children = {name: FakeChild(name) for name in names}
     for name, child in children.items():
         supervisor.watch(child, start_timeout=60, alerting=name == "prometheus")
@@ -110,9 +112,9 @@ def test_a_killed_child_is_restarted_after_its_backoff_and_the_rest_is_untouched
     assert _state(supervisor, "inference") == RUNNING
     assert "✓ inference is back" in lines[-1] and "1.1 s after it went down" in lines[-1]
     assert (agent.starts, agent.stops) == (0, 0)
-    assert [(s.name, s.restarts, s.up) for s in supervisor.status()] == [
-        ("inference", 1, True),
-        ("agent", 0, True),
+    assert [(s.name, s.restarts, s.last_restart, s.up) for s in supervisor.status()] == [
+        ("inference", 1, 1001.1, True),
+        ("agent", 0, 0.0, True),
     ]
 
 
@@ -164,6 +166,11 @@ def test_a_crash_loop_is_left_down_with_one_line_and_the_rest_keeps_running():
     assert value("loglog_up_component_failed", {"component": "inference"}) == 1
     assert value("loglog_up_component_up", {"component": "inference"}) == 0
     assert value("loglog_up_component_restarts_total", {"component": "inference"}) == 4
+    restarted = value(
+        "loglog_up_component_last_restart_timestamp_seconds", {"component": "inference"}
+    )
+    assert restarted is not None and 1000 < restarted < clock.now
+    assert value("loglog_up_component_last_restart_timestamp_seconds", {"component": "agent"}) == 0
     assert value("loglog_up_component_failed", {"component": "agent"}) == 0
     assert value("loglog_up_component_up", {"component": "agent"}) == 1
 
