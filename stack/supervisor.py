@@ -237,8 +237,7 @@ class Supervisor:
         retried = []
         for entry in self._entries:
             if entry.state == FAILED:
-                entry.tracker.reset()
-                entry.down_since = self.clock()
+                entry.tracker.reset()  # down_since stays: the outage began at the first exit
                 entry.last_exit = "was left down (retry asked for)"
                 self._set(entry, BACKOFF, "retry asked for")
                 entry.restart_at = self.clock()
