@@ -67,3 +67,32 @@ def test_what_the_dead_main_process_left_in_its_group_is_killed(tmp_path):
     while _alive(grandchild) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(grandchild), "the leftover in the group was killed"
+
+
+def test_a_loglog_command_is_titled_loglog_and_its_command(tmp_path):
+    """What `pgrep -af '^loglog receiver'` sees, however the command was started (here
+    `python -m stack.cli`, as `loglog up` starts its children); no password shown."""
+    import subprocess
+    import sys
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stack.cli", "receiver", "--port", str(port),
+         "--out", str(tmp_path / "a.jsonl"), "--runbooks", "http://u:s3cret@x/"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    try:
+
+        def title() -> str:
+            raw = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+            return raw.replace(b"\0", b" ").decode().strip()
+
+        wait("the title", lambda: title().startswith("loglog "), 30)
+        assert title().startswith(f"loglog receiver --port {port} --out ")
+        assert "s3cret" not in title() and "stack.cli" not in title()
+    finally:
+        proc.terminate()
+        proc.wait(30)
