@@ -124,9 +124,9 @@ class Process:
         )
 
     def ready(self) -> bool:
-        """One probe of the readiness URL (200 within a second)."""
+        """One probe of the readiness URL (200 within 2 s)."""
         try:
-            with urllib.request.urlopen(self.ready_url, timeout=1) as response:
+            with urllib.request.urlopen(self.ready_url, timeout=2) as response:
                 return bool(response.status == 200)
         except (urllib.error.URLError, OSError, ValueError):
             return False

@@ -36,7 +36,7 @@ class Child(Protocol):
         status 1"."""
 
     def ready(self) -> bool:
-        """One readiness probe, answered within about a second."""
+        """One readiness probe, answered within a few seconds."""
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop it (SIGTERM, then SIGKILL after ``grace`` seconds); a no-op if ended."""
