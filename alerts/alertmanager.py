@@ -23,6 +23,16 @@ def alertmanager_config(
             "group_interval": group_interval,
             "repeat_interval": repeat_interval,
             "routes": [
+                {
+                    # `loglog up`'s own components: one ticket or page per component (a
+                    # second restart must not wait a group_interval behind the first).
+                    "matchers": ['alertname=~"LoglogUp.+"'],
+                    "group_by": ["alertname", "instance", "component"],
+                    "routes": [
+                        {"matchers": ['severity="critical"'], "receiver": "page"},
+                        {"matchers": ['severity="warning"'], "receiver": "ticket"},
+                    ],
+                },
                 {"matchers": ['severity="critical"'], "receiver": "page"},
                 {"matchers": ['severity="warning"'], "receiver": "ticket"},
                 {"matchers": ['severity="info"'], "receiver": "null"},

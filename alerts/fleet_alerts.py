@@ -117,8 +117,8 @@ def fleet_alerts(cfg: Config) -> list[Alert]:
             summary="The fleet lost workers",
             description="{{ $value | humanize }} fewer worker(s) answer than in the last 30 minutes.",
             meaning="A worker stopped answering or dropped out of service discovery (its heartbeat expired): killed, crashed, or its node is down. Its segment is redelivered; the fleet is smaller. A deliberate scale-down also fires it for 30 minutes.",
-            confirm="http_sd targets at `/v1/sd/workers`; Prometheus → Targets for job fleet-worker; the worker's log and `dmesg` (OOM killer).",
-            fix="Restart the worker (`loglog worker --gpu N`); if it died on an XID or OOM, see the GPU alerts first.",
+            confirm="http_sd targets at `/v1/sd/workers`; Prometheus → Targets for job fleet-worker; the processes (`pgrep -af '^loglog worker'`); the worker's log and `dmesg` (OOM killer).",
+            fix="Restart the worker (`loglog worker --gpu N`; under `loglog up --workers N` it is restarted by itself, see LoglogUpComponentRestarted); if it died on an XID or OOM, see the GPU alerts first.",
             cases=(
                 Case(
                     "fires when one of two workers vanishes",

@@ -20,8 +20,8 @@ def inference_alerts(cfg: Config) -> list[Alert]:
             summary="Inference server {{ $labels.instance }} is down",
             description="Prometheus cannot scrape {{ $labels.instance }} (up = {{ $value | humanize }}).",
             meaning="The inference server does not answer /metrics: it is dead, hung, or unreachable. No frame or request is being served by it.",
-            confirm="`curl -s http://<instance>/healthz`; check the process (`pgrep -af 'loglog serve'`) and its log; the Prometheus targets page shows the scrape error.",
-            fix="Restart the server. If it crashes again, read the last log lines (a ModelError or ConfigError says what to fix) and the host's memory (OOM kills).",
+            confirm="`curl -s http://<instance>/healthz`; check the process (`pgrep -af '^loglog serve'`) and its log; the Prometheus targets page shows the scrape error.",
+            fix="Restart the server (under `loglog up` it is restarted by itself within seconds, so this firing there means it is crash-looping: see LoglogUpComponentCrashLoop). If it crashes again, read the last log lines (a ModelError or ConfigError says what to fix) and the host's memory (OOM kills).",
             cases=(
                 Case("fires when the scrape fails", {f"up{{{INF}}}": "0x10"}, "5m", (SERVER,), 0),
                 Case("healthy", {f"up{{{INF}}}": "1x10"}, "5m"),

@@ -120,11 +120,12 @@ def declared() -> frozenset[str]:
     from inference.metrics import LOADGEN_METRICS
     from inference.metrics import METRICS as INFERENCE
     from loglog.metrics import METRICS as LOGGER
+    from stack.metrics import METRICS as STACK
 
     names: set[str] = {"up", "scrape_duration_seconds", "ALERTS", "ALERTS_FOR_STATE"}
     tables = [
         (name, spec[0])
-        for table in (AGENT, INFERENCE, LOADGEN_METRICS, FLEET)
+        for table in (AGENT, INFERENCE, LOADGEN_METRICS, FLEET, STACK)
         for name, spec in table.items()
     ]
     tables += [(name, kind) for name, (kind, _help) in LOGGER.items()]

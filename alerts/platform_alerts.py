@@ -213,8 +213,8 @@ def platform_alerts(cfg: Config) -> list[Alert]:
             summary="Node agent {{ $labels.instance }} is down",
             description="Prometheus cannot scrape the agent (up = {{ $value | humanize }}): GPU data for the node is blind.",
             meaning="The node agent is not answering: no GPU or host metrics for this node. Per-GPU alerts are inhibited while it is down.",
-            confirm="`curl -s http://<instance>/healthz`; `pgrep -af 'loglog agent'`.",
-            fix="Restart `loglog agent`; its log says why it stopped.",
+            confirm="`curl -s http://<instance>/healthz`; `pgrep -af '^loglog agent'`.",
+            fix="Restart `loglog agent` (under `loglog up` it is restarted by itself; firing there means it is crash-looping); its log says why it stopped.",
             cases=(
                 Case("fires when the agent is down", {f"up{{{AGT}}}": "0x10"}, "10m", (NODE,), 0),
                 Case("healthy", {f"up{{{AGT}}}": "1x10"}, "10m"),

@@ -17,13 +17,14 @@ from .fleet_alerts import fleet_alerts
 from .inference_alerts import inference_alerts
 from .platform_alerts import platform_alerts
 from .recording import recording_rules
+from .supervisor_alerts import supervisor_alerts
 
 _TEMPLATE = re.compile(r"\{\{(.*?)\}\}")
 _PRINTF = re.compile(r'^\$value \| printf "(%[^"]+)"$')
 
 
 def all_alerts(cfg: Config) -> list[Alert]:
-    return inference_alerts(cfg) + platform_alerts(cfg) + fleet_alerts(cfg)
+    return inference_alerts(cfg) + platform_alerts(cfg) + fleet_alerts(cfg) + supervisor_alerts(cfg)
 
 
 def humanize(value: float) -> str:
@@ -96,7 +97,9 @@ def test_file(cfg: Config, rule_path: str) -> dict[str, Any]:
         for case in alert.cases:
             expected = []
             for labels in case.fires:
-                full = {**labels, **alert.all_labels()}
+                # Rule labels may be templates too ("{{ $labels.component }}" keeps a label).
+                full = {k: render(v, labels, case.value) for k, v in
+                        {**labels, **alert.all_labels()}.items()}  # fmt: skip
                 rendered = {
                     k: render(v, full, case.value)
                     for k, v in annotation_templates(alert, cfg).items()

@@ -147,6 +147,14 @@ def _worker(args: argparse.Namespace) -> int:
         loglog.shutdown()
 
 
+def source_policy(args: argparse.Namespace) -> SourcePolicy:
+    """The API's source allow-list from ``jobs serve``'s options. Directories are made
+    absolute here: a refusal names them, and "source_dirs (.)" told nobody which one."""
+    schemes = tuple(s.strip() for s in args.source_schemes.split(",") if s.strip())
+    dirs = tuple(os.path.abspath(d) for d in args.source_dirs or ["."])
+    return SourcePolicy(schemes=schemes, hosts=tuple(args.source_hosts), file_dirs=dirs)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -165,9 +173,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         token = load_token(token_file) if token_file else None
         require_token_for(args.host, token, exposes="the jobs API (submit, cancel)")
-        schemes = tuple(s.strip() for s in args.source_schemes.split(",") if s.strip())
-        policy = SourcePolicy(schemes=schemes, hosts=tuple(args.source_hosts),
-                              file_dirs=tuple(args.source_dirs or ["."]))  # fmt: skip
+        policy = source_policy(args)
     except InferenceError as exc:
         print(f"loglog jobs serve: {exc}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ import json
 import math
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable
@@ -268,6 +269,16 @@ def render(data: dict[str, Any], result: Verdict) -> str:
     return "\n".join(lines)
 
 
+def _unreachable(exc: BaseException) -> bool:
+    """True when no server answered (refused, timed out, no such host), not when one
+    answered with an error (an HTTP status, or something that is not metrics)."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return False
+    if isinstance(exc, urllib.error.URLError):
+        return isinstance(exc.reason, OSError | str)
+    return isinstance(exc, ConnectionError | TimeoutError)
+
+
 def main(
     *, url: str, prometheus: str | None, interval: float, as_json: bool, window: str = "1m"
 ) -> int:
@@ -288,6 +299,13 @@ def main(
     except (OSError, ValueError, RuntimeError) as exc:
         where = prometheus or url
         sys.stderr.write(f"loglog profile: cannot read metrics from {where}: {exc}\n")
+        if _unreachable(exc):
+            sys.stderr.write(
+                "  Nothing answers there: start it (`loglog up`) or pass --prometheus URL.\n"
+                if prometheus
+                else "  Nothing answers there: start it (`loglog up` / `loglog serve`) "
+                "or pass --url.\n"
+            )
         return 2
     result = judge(data)
     if as_json:

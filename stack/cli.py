@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -145,12 +146,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     from loglog.errors import ConfigError
     from loglog.redact import redact
 
+    if argv is None:  # the command line, not a test calling main([...]) in its process
+        from .proctitle import set_title
+
+        set_title(sys.argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `loglog jobs ls | head`: the reader is gone. Exit as a shell's pipeline member
+        # does (128 + SIGPIPE), quietly; stdout goes to /dev/null so the interpreter's
+        # final flush does not print a second traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except ConfigError as exc:
         # A bad LOGLOG_* setting (e.g. LOGLOG_LOKI_URL): the fix, with any password in
         # it redacted, instead of a traceback that prints the password.

@@ -4,14 +4,21 @@ the jobs API, N workers and demo jobs, plus the scrape configs Prometheus needs.
 The broker is Debian's ``rabbitmq-server`` run as a local process (not the system
 service): node name, ports, data and logs under ``--state-dir``, the ``rabbitmq_prometheus``
 plugin on, ``consumer_timeout`` set explicitly to 30 min (segments last seconds). The job
-store is the local Redis (``--store``). Workers are found by Prometheus through the API's
-http_sd endpoint, so ``--workers`` can change without touching the Prometheus config.
+store is the local Redis (``--store``), under a key prefix of this stack's own (derived
+from the state directory, or ``--store-prefix``), and the segment queue is named after the
+same prefix: two stacks sharing one Redis or one ``--broker`` never see each other's jobs.
+Job files are read only from ``--source-dir`` (default: the directory ``loglog up`` was
+started from), passed to the API as absolute paths. Workers are found by Prometheus
+through the API's http_sd endpoint, so ``--workers`` can change without touching the
+Prometheus config.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import sys
 import urllib.request
 from pathlib import Path
@@ -29,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also run a job fleet: broker, jobs API, N workers")  # fmt: skip
     parser.add_argument("--broker", help="use this AMQP URL instead of starting a RabbitMQ node")
     parser.add_argument("--store", default="redis://127.0.0.1:6379/0", help="Redis for job state")
+    parser.add_argument(
+        "--store-prefix", help="Redis key prefix of this stack's jobs (default: from --state-dir)"
+    )
+    parser.add_argument("--source-dir", action="append", dest="source_dirs", metavar="DIR",
+                        help="a directory job files may be read from (repeat; default: the "
+                             "directory loglog up is started from)")  # fmt: skip
     parser.add_argument("--jobs-api-port", type=int, default=8100)
     parser.add_argument("--amqp-port", type=int, default=5682)
     parser.add_argument("--rabbitmq-prometheus-port", type=int, default=15702)
@@ -65,6 +78,28 @@ def broker_url(args: Any, host: str) -> str:
     return args.broker or f"amqp://guest:guest@{host}:{args.amqp_port}//"
 
 
+def store_prefix(args: Any, state: Path) -> str:
+    """This stack's key prefix: ``--store-prefix``, else one derived from the state dir."""
+    prefix = getattr(args, "store_prefix", None)
+    if prefix:
+        return str(prefix)
+    digest = hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:10]
+    return f"loglog:up:{digest}"
+
+
+def source_dirs(args: Any) -> list[str]:
+    """The absolute directories job files may come from."""
+    return [os.path.abspath(d) for d in (getattr(args, "source_dirs", None) or ["."])]
+
+
+def store_line(args: Any, state: Path) -> str:
+    """What ``loglog up`` prints about where jobs live and what they may read."""
+    return (
+        f"{args.store} under prefix {store_prefix(args, state)}; job files only from "
+        f"{', '.join(source_dirs(args))} (--source-dir)"
+    )
+
+
 def scrape_configs(args: Any, host: str) -> list[dict[str, Any]]:
     """Prometheus jobs: the API, the workers (http_sd from the API), RabbitMQ itself."""
     if not args.workers:
@@ -85,17 +120,23 @@ def components(args: Any, host: str, state: Path) -> list[tuple[Process, str, fl
     """(process, where, start-up timeout) for the broker, the API and each worker."""
     if not args.workers:
         return []
+    from .components import child_env
+
     py, out = sys.executable, []
     if not args.broker:
         out.append(_rabbit(args, host, state))
     broker = broker_url(args, host)
-    common = ["--broker", broker, "--store", args.store, "--results-dir", str(state / "results")]
+    prefix = store_prefix(args, state)
+    common = ["--broker", broker, "--store", args.store, "--prefix", prefix,
+              "--queue", f"loglog.segments.{prefix}",
+              "--results-dir", str(state / "results")]  # fmt: skip
+    sources = [arg for d in source_dirs(args) for arg in ("--source-dir", d)]
     api = f"http://{host}:{args.jobs_api_port}"
-    env = {"LOGLOG_CONSOLE": "json", "LOGLOG_CONSOLE_STREAM": "stdout"}
+    env = child_env()
     out.append((
-        Process("jobs api", [py, "-m", "stack.cli", "jobs", "serve", *common, "--host", host,
-                             "--port", str(args.jobs_api_port)],
-                f"{api}/healthz", state / "logs" / "jobs-api.log", env),
+        Process("jobs api", [py, "-m", "stack.cli", "jobs", "serve", *common, *sources,
+                             "--host", host, "--port", str(args.jobs_api_port)],
+                f"{api}/healthz", state / "logs" / "jobs-api.log", env, cwd=state),
         f"{api}/v1/jobs  (http_sd: {api}/v1/sd/workers)", 60.0,
     ))  # fmt: skip
     for index in range(args.workers):
@@ -104,7 +145,8 @@ def components(args: Any, host: str, state: Path) -> list[tuple[Process, str, fl
         out.append((
             Process(name, [py, "-m", "stack.cli", "worker", *common, "--name", name,
                            "--metrics-host", host, "--metrics-port", str(metrics_port)],
-                    f"http://{host}:{metrics_port}/metrics", state / "logs" / f"{name}.log", env),
+                    f"http://{host}:{metrics_port}/metrics", state / "logs" / f"{name}.log", env,
+                    cwd=state),
             f"http://{host}:{metrics_port}/metrics", 180.0,
         ))  # fmt: skip
     return out
@@ -148,5 +190,7 @@ def _rabbit(args: Any, host: str, state: Path) -> tuple[Process, str, float]:
         "RABBITMQ_PID_FILE": str(root / "pid"),
     }
     prom = f"http://{host}:{args.rabbitmq_prometheus_port}/metrics"
-    process = Process("rabbitmq", [str(RABBIT_SERVER)], prom, state / "logs" / "rabbitmq.log", env)
+    process = Process(
+        "rabbitmq", [str(RABBIT_SERVER)], prom, state / "logs" / "rabbitmq.log", env, cwd=state
+    )
     return process, f"amqp://{host}:{args.amqp_port}  (metrics {prom})", 120.0

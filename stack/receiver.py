@@ -10,6 +10,10 @@ one over ``MAX_PAYLOAD`` bytes a 413.
 ``runbook_url`` in a page is a link whoever receives it can open (not a ``file://`` path
 on the machine that ran ``loglog up``). Only plain ``Name.md`` files in that directory are
 served.
+
+``GET /metrics`` serves ``registry`` when one is given: under ``loglog up`` that is the
+supervisor's own metrics (:mod:`stack.metrics`), so Prometheus scrapes them here.
+:class:`ReceiverChild` lets the supervisor restart the receiver like any other component.
 """
 
 from __future__ import annotations
@@ -23,7 +27,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
 from loglog import get_logger
+
+from .processes import StackError
 
 _REQUIRED = ("version", "status", "receiver", "alerts")
 MAX_PAYLOAD = 4 * 1024 * 1024
@@ -41,6 +49,7 @@ class AlertReceiver:
         out: str | Path,
         keep: int = 1000,
         runbooks: str | Path | None = RUNBOOKS,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.out = Path(out)
         self.out.parent.mkdir(parents=True, exist_ok=True)
@@ -94,6 +103,13 @@ class AlertReceiver:
                     self.wfile.write(text)
                 elif self.path.startswith("/alerts"):
                     self._send(200, list(receiver.notifications))
+                elif self.path == "/metrics" and registry is not None:
+                    data = generate_latest(registry)
+                    self.send_response(200)
+                    self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
                 else:
                     self._send(404, {"error": "see /alerts and /runbooks/<Alert>.md"})
 
@@ -168,6 +184,59 @@ class AlertReceiver:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def serving(self) -> bool:
+        return self._thread.is_alive()
+
+    def close(self) -> None:
+        """Release the port without waiting for the serving thread (it is gone)."""
+        self._server.server_close()
+
+
+class ReceiverChild:
+    """The receiver as a supervised component (a :class:`stack.types.Child`): it runs in
+    ``loglog up``'s own process, so "exited" means its server thread ended."""
+
+    name = "alert receiver"
+
+    def __init__(
+        self, host: str, port: int, out: Path, registry: CollectorRegistry | None = None
+    ) -> None:
+        self.host, self.port, self.out, self.registry = host, port, out, registry
+        self.receiver: AlertReceiver | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        if self.receiver is not None:
+            self.receiver.close()  # a dead thread's socket still holds the port
+        try:
+            self.receiver = AlertReceiver(self.host, self.port, self.out, registry=self.registry)
+        except OSError as exc:
+            raise StackError(
+                f"the alert receiver cannot listen on {self.host}:{self.port}: {exc.strerror}"
+            ) from exc
+        self.receiver.start()
+
+    def exit_status(self) -> str | None:
+        if self.receiver is None or self.receiver.serving():
+            return None
+        return "stopped serving (its thread ended)"
+
+    def ready(self) -> bool:
+        return self.receiver is not None and self.receiver.serving()
+
+    def stop(self, grace: float = 10.0) -> None:
+        if self.receiver is not None and self.receiver.serving():
+            self.receiver.stop()
+
+    def tail(self, lines: int = 15) -> str:
+        return ""  # it logs through loglog up's own console
+
+    def where(self) -> str:
+        return "in loglog up"
 
 
 def add_parser(sub: Any) -> None:

@@ -6,7 +6,13 @@ Prometheus (Debian's binaries) — with generated configs checked by ``promtool`
 ``amtool`` first. Prints what runs where, then a timestamped status line now and then,
 until Ctrl-C, SIGTERM or SIGHUP (a closed terminal), and stops everything it started, on
 every exit path. Exits 2 on a problem found before starting (a binary missing, a port
-taken), 1 when a component fails to come up.
+taken, an unreadable --model), 1 when a component fails to come up at start, or when one
+is left down (a crash loop) at exit.
+
+Once up, every component is supervised (:mod:`stack.supervisor`): one that exits is
+restarted with backoff, and one that crash-loops is left down while the rest keeps
+running; what happened, and the component's own last lines, go to the console, and the
+supervisor's metrics to Prometheus (job ``loglog-up``), where alerts page on them.
 
 Every file the stack writes (configs, logs, TSDB, Alertmanager and Pushgateway state,
 recordings) is under ``--state-dir``; the children run with it as their working
@@ -31,16 +37,20 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
+from prometheus_client import CollectorRegistry
 
 from alerts.alertmanager import alertmanager_config
 from alerts.config import FAST, PRODUCTION, Config
 from alerts.generate import write as write_alerts
 from inference.server.ports import port_free
 
-from . import fleet_up
+from . import components, fleet_up
+from .metrics import SupervisorCollector
 from .processes import Process, StackError
 from .prometheus import prometheus_config
-from .receiver import AlertReceiver
+from .receiver import ReceiverChild
+from .supervisor import Supervisor, down_summary
+from .types import FAILED, Child
 
 BINARIES = {
     "prometheus": "prometheus",
@@ -49,7 +59,6 @@ BINARIES = {
     "amtool": "prometheus-alertmanager",
     "prometheus-pushgateway": "prometheus-pushgateway",
 }
-REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclasses.dataclass
@@ -104,9 +113,15 @@ class Stack:
         self.o = options
         self.out = out
         self.processes: list[Process] = []
-        self.receiver: AlertReceiver | None = None
+        self.receiver: ReceiverChild | None = None
         self.stopping = threading.Event()
+        self.retry_asked = False  # set by SIGUSR1
         self.alerts_path = "/alerts"  # Prometheus UI; set once it answers (see _alerts_ui)
+        self.supervisor = Supervisor(
+            self.stamp, retry_hint=f"`kill -USR1 {os.getpid()}` (this loglog up) retries it"
+        )
+        self.registry = CollectorRegistry()
+        self.registry.register(SupervisorCollector(self.supervisor.status))
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -127,6 +142,11 @@ class Stack:
             raise StackError(
                 f"missing Debian package(s): {', '.join(missing)}. Install them with "
                 f"`sudo apt-get install {' '.join(missing)}`, or run `make up`, which does."
+            )
+        if self.o.model and not os.access(self.o.model, os.R_OK):
+            raise StackError(
+                f"--model {self.o.model}: no such readable file. Give the path of an .onnx, "
+                "TensorRT or .pt file, or leave --model out to serve the built-in model."
             )
         if self.o.fleet is not None:
             fleet_up.preflight(self.o.fleet)
@@ -181,6 +201,8 @@ class Stack:
                 "pushgateway": [f"{h}:{self.o.pushgateway_port}"],
                 "alertmanager": [f"{h}:{self.o.alertmanager_port}"],
                 "prometheus": [f"{h}:{self.o.prometheus_port}"],
+                # The supervisor's own metrics, on the alert receiver's /metrics.
+                "loglog-up": [f"{h}:{self.o.receiver_port}"],
             },
             rule_files=[str(written["rules/loglog.rules.yml"])],
             alertmanagers=[f"{h}:{self.o.alertmanager_port}"],
@@ -204,135 +226,49 @@ class Stack:
     # -- starting ------------------------------------------------------------------------
 
     def start(self, configs: dict[str, Path]) -> None:
-        o, state, py = self.o, self.o.state_dir, sys.executable
-        self.receiver = AlertReceiver(o.host, o.receiver_port, state / "alerts.jsonl")
-        self.receiver.start()
+        o, state = self.o, self.o.state_dir
+        receiver = ReceiverChild(o.host, o.receiver_port, state / "alerts.jsonl", self.registry)
+        receiver.start()
+        self.receiver = receiver
+        self.supervisor.watch(receiver, start_timeout=10.0, alerting=True)
         self._done(
             "alert receiver",
-            f"{self.receiver.url}/alerts  (notifications: {state / 'alerts.jsonl'})",
+            f"{receiver.url}/alerts  (notifications: {state / 'alerts.jsonl'})",
             0.0,
         )
-        serve = [
-            py,
-            "-m",
-            "stack.cli",
-            "serve",
-            "--host",
-            o.host,
-            "--port",
-            str(o.inference_port),
-            "--allow-drills",
-        ]
-        if o.demo:
-            serve += ["--demo-streams", str(o.demo_streams)]
-        if o.model:
-            serve += ["--model", o.model]
-        if o.config:
-            serve += ["--config", o.config]
-        # The children run in the state directory (so relative outputs such as
-        # recordings land there) and find this checkout through PYTHONPATH.
-        path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-        child_env = {
-            "LOGLOG_CONSOLE": "json",
-            "LOGLOG_CONSOLE_STREAM": "stdout",
-            "PYTHONPATH": path,
-        }
-        agent = [py, "-m", "stack.cli", "agent", "--host", o.host, "--port", str(o.agent_port)]
-        agent += ["--watch-name", "stack.cli serve"]
-        streams = o.demo_streams if o.demo else "no"
-        inference_url = self.url(o.inference_port)
-        components = [
-            (
-                Process(
-                    "inference",
-                    serve,
-                    f"{inference_url}/readyz",
-                    state / "logs" / "inference.log",
-                    child_env,
-                    cwd=state,
-                ),
-                f"{inference_url}  ({streams} demo streams, drills allowed)",
-                180.0,
-            ),
-            (
-                Process(
-                    "agent",
-                    agent,
-                    f"{self.url(o.agent_port)}/healthz",
-                    state / "logs" / "agent.log",
-                    child_env,
-                    cwd=state,
-                ),
-                f"{self.url(o.agent_port)}/metrics",
-                60.0,
-            ),
-            (
-                Process(
-                    "pushgateway",
-                    [
-                        "prometheus-pushgateway",
-                        f"--web.listen-address={o.host}:{o.pushgateway_port}",
-                        f"--persistence.file={state / 'pushgateway' / 'metrics.db'}",
-                    ],
-                    f"{self.url(o.pushgateway_port)}/-/ready",
-                    state / "logs" / "pushgateway.log",
-                    cwd=state,
-                ),
-                self.url(o.pushgateway_port),
-                30.0,
-            ),
-            (
-                Process(
-                    "alertmanager",
-                    [
-                        "prometheus-alertmanager",
-                        f"--config.file={configs['alertmanager']}",
-                        f"--storage.path={state / 'alertmanager'}",
-                        f"--web.listen-address={o.host}:{o.alertmanager_port}",
-                        "--cluster.listen-address=",  # no gossip port: a single local instance
-                    ],
-                    f"{self.url(o.alertmanager_port)}/-/ready",
-                    state / "logs" / "alertmanager.log",
-                    cwd=state,
-                ),
-                self.url(o.alertmanager_port),
-                30.0,
-            ),
-            (
-                Process(
-                    "prometheus",
-                    [
-                        "prometheus",
-                        f"--config.file={configs['prometheus']}",
-                        f"--storage.tsdb.path={state / 'prometheus'}",
-                        f"--web.listen-address={o.host}:{o.prometheus_port}",
-                        "--enable-feature=exemplar-storage",
-                        "--web.enable-lifecycle",
-                    ],
-                    f"{self.url(o.prometheus_port)}/-/ready",
-                    state / "logs" / "prometheus.log",
-                    cwd=state,
-                ),
-                self.url(o.prometheus_port),
-                60.0,
-            ),
-        ]
-        if o.fleet is not None:
-            components += fleet_up.components(o.fleet, o.host, state)
         (state / "pushgateway").mkdir(parents=True, exist_ok=True)
-        for process, where, timeout in components:
+        started = components.core(o, configs, self.tsdb())
+        if o.fleet is not None:
+            started += fleet_up.components(o.fleet, o.host, state)
+        for process, where, timeout in started:
             if self.out.isatty():
                 self.out.write(f"  … {process.name:<15} starting\r")
                 self.out.flush()
             process.start()
             self.processes.append(process)
             seconds = process.wait_ready(timeout, self.stopping.is_set)
+            self.supervisor.watch(
+                process, start_timeout=timeout, alerting=process.name in components.ALERTING
+            )
             if process.name == "prometheus":
                 self.alerts_path = self._alerts_ui()
                 where = f"{where}{self.alerts_path}"
             self._done(process.name, where, seconds)
-        if o.fleet is not None and o.fleet.workers and o.demo:
-            self.say(f"  demo jobs: {', '.join(fleet_up.submit_demo_jobs(o.fleet, o.host))}")
+        if o.fleet is not None and o.fleet.workers:
+            self.say(f"  job store: {fleet_up.store_line(o.fleet, state)}")
+            if o.demo:
+                jobs = fleet_up.submit_demo_jobs(o.fleet, o.host)
+                self.say(f"  demo jobs: {', '.join(jobs)}")
+        self.say(
+            f"  every component is restarted when it exits ({self.supervisor.policy.describe()})"
+        )
+
+    def tsdb(self) -> Path:
+        """Prometheus' data directory: one per mode, so that switching between a plain and
+        a ``--workers`` stack in one state directory never evaluates the other mode's
+        series (they linger 5 minutes after a restart and paged FleetBrokerDown)."""
+        mode = "" if self.o.fleet is None else "-fleet"
+        return self.o.state_dir / f"prometheus{mode}"
 
     def _alerts_ui(self) -> str:
         """The Prometheus alerts page that answers: ``/alerts`` where the bundled UI has
@@ -355,12 +291,20 @@ class Stack:
     # -- running -------------------------------------------------------------------------
 
     def status(self) -> str:
-        """One line: throughput, verdict, firing alerts."""
+        """One line: throughput, verdict, firing alerts, and what is down and why."""
+        down = down_summary(self.supervisor.status())
         try:
             with urllib.request.urlopen(
                 f"{self.url(self.o.inference_port)}/v1/profile", timeout=3
             ) as r:
                 verdict = json.load(r)["verdict"]
+            rate, capacity = verdict["delivered_per_s"], verdict["capacity_per_s"]
+            serving = (
+                f"{rate:.1f} items/s of {capacity:.1f} capacity, bottleneck {verdict['bottleneck']}"
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            serving = "inference not answering"
+        try:
             with urllib.request.urlopen(
                 f"{self.url(self.o.prometheus_port)}/api/v1/alerts", timeout=3
             ) as r:
@@ -369,39 +313,42 @@ class Stack:
                     for a in json.load(r)["data"]["alerts"]
                     if a["state"] == "firing"
                 ]
+            alerts = ", ".join(sorted(set(firing))) or "none"
         except (OSError, ValueError, KeyError, TypeError):
-            return "status: (not available yet)"
-        rate, capacity = verdict["delivered_per_s"], verdict["capacity_per_s"]
-        alerts = ", ".join(sorted(set(firing))) or "none"
-        return (
-            f"status: {rate:.1f} items/s of {capacity:.1f} capacity, "
-            f"bottleneck {verdict['bottleneck']}; firing: {alerts}"
-        )
+            alerts = "(Prometheus not answering)"
+        return f"status: {serving}; firing: {alerts}" + (f"; DOWN: {down}" if down else "")
 
     def wait(self) -> int:
-        """Until a signal or --duration; returns 1 if a component died meanwhile."""
+        """Supervise until a signal or --duration; 1 if a component is left down then."""
         deadline = None if self.o.duration is None else time.monotonic() + self.o.duration
         next_status = time.monotonic() + 10
         while not self.stopping.wait(0.5):
-            dead = [p for p in self.processes if not p.alive()]
-            if dead:
-                self.stamp(
-                    f"loglog up: {dead[0].name} stopped unexpectedly; its log:\n{dead[0].tail()}"
-                )
-                return 1
+            if self.retry_asked:
+                self.retry_asked = False
+                names = self.supervisor.retry_failed()
+                asked = f"retrying: {', '.join(names)}" if names else "nothing is left down"
+                self.stamp(f"SIGUSR1: {asked}")
+            self.supervisor.tick()
             if deadline is not None and time.monotonic() >= deadline:
-                return 0
+                break
             if time.monotonic() >= next_status:
                 self.stamp(self.status())
                 next_status = time.monotonic() + 30
-        return 0
+        left_down = [s.name for s in self.supervisor.status() if s.state == FAILED]
+        if left_down:
+            self.stamp(f"loglog up: left down at exit: {', '.join(left_down)}")
+        return 1 if left_down else 0
 
     def stop(self) -> None:
-        for process in reversed(self.processes):
-            process.stop()
+        # Prometheus first: it stops watching before the rest goes away on purpose, so
+        # the last samples it keeps are of a healthy stack (no "down" series that page
+        # after the next start); the receiver last, in case something still notifies.
+        first = [p for name in ("prometheus", "alertmanager") for p in self.processes
+                 if p.name == name]  # fmt: skip
+        order: list[Child] = [*first, *(p for p in reversed(self.processes) if p not in first)]
         if self.receiver is not None:
-            self.receiver.stop()
-        left = [p.name for p in self.processes if p.alive()]
+            order.append(self.receiver)
+        left = self.supervisor.stop(order)
         self.stamp("stopped everything" if not left else f"could not stop: {', '.join(left)}")
 
     def run(self) -> int:
@@ -409,6 +356,9 @@ class Stack:
         # Ctrl-C does (before, it killed only this process and orphaned five children).
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, lambda *_: self.stopping.set())
+        # SIGUSR1: retry components left down by a crash loop (after fixing the cause).
+        # A plain attribute, not an Event: the handler must not take a lock.
+        signal.signal(signal.SIGUSR1, lambda *_: setattr(self, "retry_asked", True))
         self.say(f"loglog up — state and logs in {self.o.state_dir}")
         try:
             self.preflight()

@@ -110,6 +110,11 @@ def test_alertmanager_config_is_accepted_by_amtool():
         (["severity=warning", "alertname=InferenceQueueSaturated"], "ticket"),
         (["severity=info", "alertname=Something"], "null"),
         (["alertname=NoSeverity"], "ticket"),
+        (
+            ["severity=critical", "alertname=LoglogUpComponentCrashLoop", "component=prometheus"],
+            "page",
+        ),
+        (["severity=warning", "alertname=LoglogUpComponentRestarted", "component=agent"], "ticket"),
     ],
 )
 def test_routing_pages_critical_tickets_warning_and_drops_info(labels, receiver):
@@ -182,6 +187,31 @@ def test_inference_down_inhibits_its_stage_alerts_and_agent_down_inhibits_gpu_al
     assert states["InferenceDown"] == [] and states["AgentDown"] == []
 
 
+def test_supervisor_alerts_are_grouped_per_component(alertmanager):
+    """Two components restarted: two groups, so the second ticket is sent after
+    group_wait, not a group_interval behind the first (other alerts group by instance)."""
+    up = {"job": "loglog-up", "instance": "up:9095", "severity": "warning"}
+    _post_alerts(alertmanager, [
+        {"labels": {"alertname": "LoglogUpComponentRestarted", "component": "agent", **up}},
+        {"labels": {"alertname": "LoglogUpComponentRestarted", "component": "inference", **up}},
+        {"labels": {"alertname": "InferenceQueueSaturated", "component": "inference", "queue": "a", **up}},
+        {"labels": {"alertname": "InferenceQueueSaturated", "component": "inference", "queue": "b", **up}},
+    ])  # fmt: skip
+
+    def groups() -> list[tuple[str, int]]:
+        with urllib.request.urlopen(f"{alertmanager}/api/v2/alerts/groups", timeout=5) as r:
+            return sorted((g["labels"]["alertname"], len(g["alerts"])) for g in json.load(r))
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and sum(n for _, n in groups()) < 4:
+        time.sleep(0.2)
+    assert groups() == [
+        ("InferenceQueueSaturated", 2),
+        ("LoglogUpComponentRestarted", 1),
+        ("LoglogUpComponentRestarted", 1),
+    ]
+
+
 def _webhook(alertname: str, status: str, severity: str) -> dict:
     return {
         "version": "4", "groupKey": "{}:{}", "truncatedAlerts": 0, "status": status, "receiver": "page",
@@ -252,6 +282,7 @@ def test_up_generates_configs_that_promtool_and_amtool_accept(tmp_path):
         "pushgateway",
         "alertmanager",
         "prometheus",
+        "loglog-up",  # the supervisor's own metrics, on the receiver's /metrics
     }
     rules = Path(prometheus["rule_files"][0])
     text = rules.read_text()

@@ -64,7 +64,7 @@ def test_a_hung_stage_pages_within_two_minutes_with_default_timings_and_resolves
 
     def all_up():
         targets = _get(f"{prometheus}/api/v1/targets")["data"]["activeTargets"]
-        return len(targets) == 5 and all(t["health"] == "up" for t in targets)
+        return len(targets) == 6 and all(t["health"] == "up" for t in targets)  # + loglog-up
 
     _until(all_up, 60, "every scrape target up")
 
