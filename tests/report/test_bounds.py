@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import threading
 import time
 import tracemalloc
@@ -203,3 +204,30 @@ def test_an_answer_not_shaped_like_prometheus_is_one_clear_error(
     message = str(caught.value)
     assert url in message or "Prometheus rejected" in message, message
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow  # a whole report with its PDF, three times
+@pytest.mark.parametrize("value", ["+Inf", "-Inf", "NaN"])
+def test_infinite_and_nan_values_are_never_written_as_numbers(hostile, value: str, tmp_path: Path):
+    """Every query answered ±Inf (or NaN) for two series: the report is made, and no number
+    slot of its HTML or sentences says inf or nan ("Delivered nan items" before)."""
+
+    def plan(path: str) -> Plan:
+        if path.startswith("/api/v1/query_range"):
+            series = [{"metric": {"job": j}, "values": [[1.7e9 - 60, value], [1.7e9, value]]}
+                      for j in ("a", "b")]  # fmt: skip
+            body = {"status": "success", "data": {"resultType": "matrix", "result": series}}
+        else:
+            series = [{"metric": {"job": j}, "value": [1.7e9, value]} for j in ("a", "b")]
+            body = {"status": "success", "data": {"resultType": "vector", "result": series}}
+        raw = json.dumps(body).encode()
+        return 200, {"content-length": str(len(raw))}, iter([raw]), 0
+
+    url = hostile(plan)
+    html_path, _pdf = make(url, range_text="1h", out=tmp_path, pdf=True, end=1.7e9)
+    page = html_path.read_text()
+    visible = re.sub(r"<svg.*?</svg>", "", page, flags=re.S)
+    visible = re.sub(r'data-[a-z]+="[^"]*"', "", visible)
+    assert not re.search(r"\b(nan|inf)\b", visible, re.I), re.findall(
+        r"[^<>]{0,60}\b(?:nan|inf)\b[^<>]{0,20}", visible, re.I
+    )
