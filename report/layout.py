@@ -133,8 +133,8 @@ def fit(axes: Axes, slot: Bbox, renderer: RendererAgg) -> None:
 
 
 def problems(figure: MplFigure) -> list[str]:
-    """Every visible text that leaves the figure, and every pair of texts with different
-    owners (figure, axes, legend) that overlap: ``[]`` for a page that holds."""
+    """Every visible text that leaves the figure, and every pair of texts that overlap
+    unless both belong to one axes: ``[]`` for a page that holds."""
     renderer = FigureCanvasAgg(figure).get_renderer()
     figure.draw(renderer)
     page = figure.bbox
@@ -153,33 +153,33 @@ def problems(figure: MplFigure) -> list[str]:
         boxes.append((words, owner, box.shrunk(0.95, 0.9)))  # touching is not overlapping
     for i, (words, owner, box) in enumerate(boxes):
         for other_words, other_owner, other in boxes[i + 1 :]:
-            if owner != other_owner and box.overlaps(other):
+            # An axes' own texts (ticks, title, legend) are matplotlib's to place.
+            same_axes = owner == other_owner and owner != id(figure)
+            if not same_axes and box.overlaps(other):
                 found.append(f"overlap: {words!r} and {other_words!r}")
     return found
 
 
 def _texts(figure: MplFigure) -> list[tuple[int, Text]]:
-    """(owner id, text) for every visible, non-empty text: the owner is the axes (ticks,
-    titles, legend entries all belong to it) or the figure."""
+    """(owner id, text) for every text drawn: visible, not empty, and not one of the spare
+    tick labels matplotlib keeps beyond the ticks in view. The owner is the axes (ticks,
+    title, legend entries all belong to it) or the figure."""
+    spare: set[int] = set()
+    for axes in figure.axes:
+        for axis in (axes.xaxis, axes.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            for ticks, locs in (
+                (axis.majorTicks, axis.get_majorticklocs()),
+                (axis.minorTicks, axis.get_minorticklocs()),
+            ):
+                for index, tick in enumerate(ticks):
+                    shown = index < len(locs) and low - 1e-9 <= locs[index] <= high + 1e-9
+                    if not shown:
+                        spare.update({id(tick.label1), id(tick.label2)})
     out: list[tuple[int, Text]] = []
     for text in figure.findobj(Text):
-        if not text.get_visible() or not text.get_text().strip():
-            continue
-        if not _drawn(text):
+        if not text.get_visible() or not text.get_text().strip() or id(text) in spare:
             continue
         owner = text.axes if text.axes is not None else figure
         out.append((id(owner), text))
     return out
-
-
-def _drawn(text: Text) -> bool:
-    """A tick label outside its axis' view (matplotlib keeps spares) is not drawn."""
-    parent = text.axes
-    if parent is None:
-        return True
-    for axis in (parent.xaxis, parent.yaxis):
-        for tick in axis.get_major_ticks() + axis.get_minor_ticks():
-            if text in (tick.label1, tick.label2):
-                low, high = sorted(axis.get_view_interval())
-                return bool(tick.get_visible()) and low - 1e-9 <= tick.get_loc() <= high + 1e-9
-    return True

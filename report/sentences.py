@@ -73,7 +73,13 @@ def throughput(f: Throughput) -> Said:
             "(a new stack, nothing scraped yet, or no inference server).",
         )
     items = amount(f.items)
-    if items is None:
+    if f.items is None:
+        text = (
+            f"The number of items delivered in the last {span} is not known yet: the "
+            "delivered-items counter has fewer than two samples in the range."
+        )
+        state = State.NO_DATA
+    elif items is None:
         text = (
             f"The number of items delivered in the last {span} is unknown: Prometheus answered "
             "a value that is not a finite count."
@@ -213,11 +219,14 @@ def capacity(f: Capacity) -> Said:
     if blockers:
         parts.append(f"No headroom is claimed: {_and(blockers)} in this range.")
         state = max(state, State.DEGRADED)
-    elif headroom is not None and headroom >= 0:
+    elif headroom is not None and headroom >= 0.05:
+        room = f"{headroom:.1f}" if headroom < 1000 else count(headroom)
         parts.append(
-            f"Room for {headroom:.1f} more {_plural(headroom, 'stream', 'streams')} like the "
+            f"Room for {room} more {_plural(headroom, 'stream', 'streams')} like the "
             "current ones at the end of the range."
         )
+    elif headroom is not None and headroom >= 0:
+        parts.append("No room for another stream like the current ones at the end of the range.")
     elif headroom is not None:
         parts.append(
             "No headroom: delivery is above the calibrated model capacity, so the calibration "

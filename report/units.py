@@ -47,9 +47,13 @@ def count(value: float) -> str:
     if not math.isfinite(value):
         return _not_finite(value)
     size = abs(value)
-    for limit, suffix in ((1e9, " G"), (1e6, " M"), (1e3, " k")):
+    if size >= 1e15:
+        return f"{value:.3g}"  # past any real count: plain scientific notation
+    for limit, suffix in ((1e12, " T"), (1e9, " G"), (1e6, " M"), (1e3, " k")):
         if size >= limit:
             return f"{value / limit:.3g}{suffix}"
+    if size < 0.001:
+        return "0"  # a rounding residue (increase() extrapolates), not a count
     return f"{value:.3g}" if size < 100 else f"{value:.0f}"
 
 
@@ -61,6 +65,8 @@ def fmt(value: float | None, unit: str) -> str:
         return "no data"
     if not math.isfinite(value):
         return _not_finite(value)
+    if abs(value) >= 1e12 and unit not in ("short", "reqps", "bytes"):
+        return f"{value:.3g}"  # no unit's notation holds this; never an overflow to "inf"
     if unit == "percentunit":
         return f"{value * 100:.1f} %"
     if unit == "s":
