@@ -173,32 +173,39 @@ def _answer(body: bytes) -> Callable[[str], Plan]:
     return lambda path: (200, {"content-length": str(len(body))}, iter([body]), 0)
 
 
+_V = b'{"status":"success","data":{"resultType":"vector","result":'
+_M = b'{"status":"success","data":{"resultType":"matrix","result":'
+#: name → (the endpoint that answers it: query or query_range; the answer). The other
+#: endpoint answers an empty, valid result, so the report gets as far as this answer.
 _NOT_PROMETHEUS = {
-    "nested past the parser": b"[" * 200_000,
-    "huge integer value": b'{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,'
-    + b"9" * 400
-    + b"]}]}}",
-    "huge integer time": b'{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[['
-    + b"9" * 400
-    + b',"1"]]}]}}',
-    "time past the calendar": b'{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"job":"a"},"values":[[1e20,"1"],[1e20,"2"]]}]}}',
-    "number label value": b'{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"job":5},"values":[[1,"1"]]}]}}',
-    "value as a number": b'{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,1e999]}]}}',
-    "result as an object": b'{"status":"success","data":{"resultType":"vector","result":{"a":{"value":[1,"1"]}}}}',
-    "error as an object": b'{"status":"error","error":{"nested":[[[1]]]}}',
-    "status as a list": b'{"status":["success"],"data":{}}',
-    "data as a list": b'{"status":"success","data":[1,2]}',
-}
+    "nested past the parser": ("query", b"[" * 200_000),
+    "huge integer value": ("query", _V + b'[{"metric":{},"value":[1,' + b"9" * 400 + b"]}]}}"),
+    "huge integer time": ("query_range", _M + b'[{"metric":{},"values":[[' + b"9" * 400 + b',"1"]]}]}}'),
+    "time past the calendar": ("query_range", _M + b'[{"metric":{"job":"a"},"values":[[1e20,"1"],[1e20,"2"]]}]}}'),
+    "number label value": ("query_range", _M + b'[{"metric":{"job":5},"values":[[1699999000,"1"]]}]}}'),
+    "value as a number": ("query", _V + b'[{"metric":{},"value":[1,1e999]}]}}'),
+    "result as an object": ("query", _V + b'{"a":{"value":[1,"1"]}}}}'),
+    "error as an object": ("query", b'{"status":"error","error":{"nested":[[[1]]]}}'),
+    "status as a list": ("query", b'{"status":["success"],"data":{}}'),
+    "data as a list": ("query", b'{"status":"success","data":[1,2]}'),
+}  # fmt: skip
 
 
-@pytest.mark.parametrize("body", _NOT_PROMETHEUS.values(), ids=_NOT_PROMETHEUS.keys())
+@pytest.mark.parametrize("case", _NOT_PROMETHEUS.values(), ids=_NOT_PROMETHEUS.keys())
 def test_an_answer_not_shaped_like_prometheus_is_one_clear_error(
-    hostile, body: bytes, tmp_path: Path
+    hostile, case: tuple[str, bytes], tmp_path: Path
 ):
     """Deep nesting, integers past a float, times past the calendar, numbers where Prometheus
     writes strings: a ReportError naming the server for the whole report (no RecursionError,
     OverflowError or TypeError traceback), and nothing written."""
-    url = hostile(_answer(body))
+    endpoint, body = case
+    empty = {"query": _EMPTY, "query_range": _M + b"[]}}"}
+
+    def plan(path: str) -> Plan:
+        asked = "query_range" if path.startswith("/api/v1/query_range") else "query"
+        return _answer(body if asked == endpoint else empty[asked])(path)
+
+    url = hostile(plan)
     with pytest.raises(ReportError) as caught:
         make(url, range_text="1h", out=tmp_path / "out", pdf=True, end=1.7e9)
     message = str(caught.value)
