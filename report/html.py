@@ -41,10 +41,7 @@ def _figure_row(f: Figure) -> str:
 
 def _chart(c: Chart, report: Report) -> str:
     if not c.lines:
-        return (
-            f'<p class="no-data" data-chart="{escape(c.title)}">No data for '
-            f"“{escape(c.title)}” in this range: none of its series has a sample.</p>"
-        )
+        return f'<p class="no-data" data-chart="{escape(c.title)}">{escape(c.empty)}</p>'
     figure = charts.line_chart(c, report.start, report.end)
     return (
         f'<figure class="chart" data-chart="{escape(c.title)}">{charts.svg(figure)}'

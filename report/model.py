@@ -40,6 +40,18 @@ class Chart:
     lines: tuple[Line, ...]
     queries: tuple[str, ...]
     note: str = ""  # how the lines were drawn (gaps, rate-window ramps left out)
+    #: Samples came back, but every one within a rate window's ramp or an outage.
+    only_ramps: bool = False
+
+    @property
+    def empty(self) -> str:
+        """Why nothing is drawn, in words (for a chart without lines)."""
+        if self.only_ramps:
+            return (
+                f"Nothing to draw for “{self.title}” yet: its series are younger than their "
+                "rate window (a ramp is not a measurement)."
+            )
+        return f"No data for “{self.title}” in this range: none of its series has a sample."
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -104,9 +104,19 @@ class _Writer:
             charts.draw_lines(axes, chart, self.report.start, self.report.end)
             fit(axes, slot, self.page.renderer)
             self.page.gap(0.15)
-        missing = [c.title for c in s.charts if not c.lines]
+        missing = [c.title for c in s.charts if not c.lines and not c.only_ramps]
+        young = [c.title for c in s.charts if c.only_ramps]
+        words = []
         if missing:
-            note = self.page.wrap("No data in this range for: " + ", ".join(missing) + ".", SMALL)
+            words.append("No data in this range for: " + ", ".join(missing) + ".")
+        if young:
+            words.append(
+                "Nothing to draw yet (younger than their rate window) for: "
+                + ", ".join(young)
+                + "."
+            )
+        if words:
+            note = self.page.wrap(" ".join(words), SMALL)
             self._need(self.page.height(len(note), SMALL), s.title)
             self.page.text(note, SMALL, colour="#8a6d3b")
 

@@ -119,16 +119,18 @@ class Builder:
         return self.figure(p.title, self.expr(p), p.unit)
 
     def chart(self, p: Panel, presence: list[tuple[float, float]] | None = None) -> Chart:
-        """The panel over the range, asked from one rate window earlier so a series older
-        than the range is not taken for a new one; ramps and gaps as :mod:`report.series`
-        says, and points outside ``presence`` (runs of the scraped series) dropped."""
-        queries = [self.expr(p, i) for i, t in enumerate(p.targets) if t.datasource == "prometheus"]
-        window = series.rate_window(queries)
-        asked_from = self.start - window
+        """The panel over the range; each query asked from one rate window (its own) earlier
+        so a series older than the range is not taken for a new one; ramps and gaps as
+        :mod:`report.series` says, and points outside ``presence`` (runs of the scraped
+        series) dropped."""
+        targets = [t for t in p.targets if t.datasource == "prometheus"]
+        queries = [self.expr(p, p.targets.index(t)) for t in targets]
         lines: list[Line] = []
-        for query, target in zip(
-            queries, [t for t in p.targets if t.datasource == "prometheus"], strict=True
-        ):
+        ramps: set[float] = set()
+        hidden = False  # samples came back, but all of them in a ramp or outside presence
+        for query, target in zip(queries, targets, strict=True):
+            window = series.rate_window([query])
+            asked_from = self.start - window
             for labels, points in self.prom.range(query, asked_from, self.end, self.step):
                 drawn = series.drawable(
                     points,
@@ -138,10 +140,14 @@ class Builder:
                     window=window,
                     presence=presence,
                 )
+                if window:
+                    ramps.add(window)
                 if any(not math.isnan(v) for _, v in drawn):
                     lines.append((_legend(target.legend, labels), drawn))
+                elif any(t >= self.start for t, _ in points):
+                    hidden = True
         note = "A break in a line is a stretch without data."
-        if window:
+        for window in sorted(ramps):
             note += (
                 f" The first {duration(window)} after a series starts or comes back are left "
                 f"out: its {duration(window)} rate window is still filling (a ramp, not a "
@@ -154,6 +160,7 @@ class Builder:
             lines=tuple(lines),
             queries=tuple(queries),
             note=note,
+            only_ramps=hidden and not lines,
         )
 
     def selector(self) -> str:
