@@ -72,7 +72,8 @@ def burn_rate_alerts(
             for long, short, factor, _ in windows
         )
         name = f"Inference{slo.capitalize()}BudgetBurn{suffix}"
-        pace = "fast: the month's budget goes in hours" if severity == "critical" else "steadily"
+        # 14.4× and 6× spend a 30-day budget in about 2 and 5 days; 3× and 1× in 10 and 30.
+        pace = "within days" if severity == "critical" else "before the 30 days are over"
         alerts.append(
             Alert(
                 name=name,
@@ -81,10 +82,13 @@ def burn_rate_alerts(
                 severity=severity,
                 component="inference",
                 labels={"slo": slo},
-                summary=f"{what} error budget is burning {pace} on {{{{ $labels.job }}}}",
+                summary=(
+                    f"Requests to {{{{ $labels.job }}}} {what} at a rate that spends the 30-day "
+                    f"error budget {pace}"
+                ),
                 description=(
-                    f"{{{{ $value | humanizePercentage }}}} of requests {what} over the long window "
-                    f"(budget {budget:.2%} for a {cfg.slo_target:.0%} SLO)."
+                    f"{{{{ $value | humanizePercentage }}}} of requests {what} over the long burn "
+                    f"window; the budget allows {budget:.2%} (a {cfg.slo_target:.0%} objective)."
                 ),
                 meaning=(
                     f"The share of requests that {what} is high enough that, at this pace, the "

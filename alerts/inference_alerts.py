@@ -34,7 +34,7 @@ def inference_alerts(cfg: Config) -> list[Alert]:
             severity="critical",
             component="inference",
             summary="No inference server is being scraped",
-            description="Prometheus has no target for {{ $labels.job }} (absent = {{ $value | humanize }}): silence here is not health.",
+            description="Prometheus has no target for job {{ $labels.job }} (absent = {{ $value | humanize }}): silence here is not health.",
             meaning="Prometheus has no inference target at all: a deleted scrape config, a broken service discovery, or every replica gone. Without this alert, silence would look healthy.",
             confirm="Open Prometheus → Status → Targets and look for the inference job; check the Prometheus config that `loglog up` (or compose) generated.",
             fix="Restore the scrape job or the servers. `loglog up` regenerates a correct config on start.",
@@ -121,7 +121,7 @@ def inference_alerts(cfg: Config) -> list[Alert]:
             severity="critical",
             component="inference",
             summary="Output of {{ $labels.instance }} collapsed against its input",
-            description="Only {{ $value | humanize }} items/s come out, under 5 % of the frames the streams bring in.",
+            description="Output fell to {{ $value | humanize }} items/s, under 5 % of the frame rate the streams bring in.",
             meaning="Streams bring frames in but at most one in twenty comes out: a stage has all but stopped (a near-stall that still lets an item through now and then, which a 'nothing comes out' rule never sees).",
             confirm="`loglog profile --url http://<instance>`: the verdict names the stalled or saturated stage; `GET /v1/streams` shows frames dropped as behind.",
             fix="As for InferenceStalled: end drills, then find the stuck stage (py-spy dump) and restart; if a stage is merely far too slow, add workers or move streams to another server.",
@@ -377,7 +377,7 @@ def inference_alerts(cfg: Config) -> list[Alert]:
         },
     )  # fmt: skip
     alerts += burn_rate_alerts(
-        cfg, slo="latency", ratio="job:inference_request_slow:ratio_rate", what=f"take longer than {cfg.latency_slo_seconds:g}s",
+        cfg, slo="latency", ratio="job:inference_request_slow:ratio_rate", what=f"take longer than {cfg.latency_slo_seconds:g} s",
         cases={
             "critical": (
                 Case("fires when half the requests are slow", {count: "0+100x120", bucket: "0+50x120"}, "90m", (job_only,), 0.5),

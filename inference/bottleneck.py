@@ -17,8 +17,12 @@ not slow: it is named first, said to be stalled in words, and no headroom is cla
 while it lasts (nothing comes out). A slow stage still finishes items: it shows as
 saturated and is called the bottleneck, "slow but moving".
 
-This module is pure: the server's monitor and ``loglog profile`` (from /metrics or
-Prometheus) feed it the same numbers.
+This module is pure, and its advice is the one advice of the product: the server's monitor
+(``GET /v1/profile``) and ``loglog profile`` (from /metrics or Prometheus) feed
+:func:`verdict` the same numbers — the host's CPU busy share, each stage's drilled share and
+whether the engine runs on a GPU — so they say the same thing. A number that is not known
+(``None``) is said to be unknown, never read as its healthy value: an unknown CPU load is
+not "not contention", an unknown device gets no GPU advice.
 """
 
 from __future__ import annotations
@@ -86,10 +90,12 @@ def verdict(
     engine_efficiency: float | None,
     saturation: float = SATURATION,
     cpu_busy: float | None = None,
+    gpu: bool | None = None,
 ) -> Verdict:
     """Name the stage that limits throughput; ``stages`` in pipeline order. ``cpu_busy``
     is the host's CPU busy share (None: unknown), which decides whether a slow engine
-    is called contention."""
+    is called contention; ``gpu`` whether the engine runs on a GPU (None: unknown), which
+    decides whether GPU causes are named."""
     by_name = {stage.name: stage for stage in stages}
     pipeline_efficiency = delivered_per_s / capacity_per_s if capacity_per_s > 0 else None
     stalled = sorted(
@@ -99,7 +105,7 @@ def verdict(
     )
     if stalled:
         return _stalled(
-            stalled, delivered_per_s, capacity_per_s, pipeline_efficiency, engine_efficiency
+            stalled, delivered_per_s, capacity_per_s, pipeline_efficiency, engine_efficiency, gpu
         )
     best: tuple[float, StageWindow] | None = None
     for index, stage in enumerate(stages):
@@ -147,7 +153,7 @@ def verdict(
         stage.name,
         starved,
         reason,
-        _advice(stage, engine_efficiency, cpu_busy),
+        advice(stage, engine_efficiency, cpu_busy, gpu),
         delivered_per_s,
         capacity_per_s,
         pipeline_efficiency,
@@ -165,6 +171,7 @@ def _stalled(
     capacity_per_s: float,
     pipeline_efficiency: float | None,
     engine_efficiency: float | None,
+    gpu: bool | None,
 ) -> Verdict:
     """The verdict while a stage is hung: name it, say so, claim no headroom."""
     stage = stalled[0]
@@ -185,7 +192,9 @@ def _stalled(
         f"delivers {delivered_per_s:.1f} items/s while it lasts.{others}"
     )
     if stage.name == "infer":
-        cause = "a hung engine call (on a GPU, check the XID and throttling alerts)"
+        cause = "a hung engine call" + (
+            " (check the GPU's XID and throttling alerts)" if gpu else ""
+        )
     elif stage.name == "decode":
         cause = "a source or decoder that blocks"
     else:
@@ -209,7 +218,16 @@ def _stalled(
     )
 
 
-def _advice(stage: StageWindow, engine_efficiency: float | None, cpu_busy: float | None) -> str:
+def advice(
+    stage: StageWindow,
+    engine_efficiency: float | None,
+    cpu_busy: float | None,
+    gpu: bool | None,
+) -> str:
+    """What to do about ``stage`` being the bottleneck — the one advice function behind
+    ``GET /v1/profile`` and ``loglog profile``. A drill is named as the cause first; a slow
+    engine is contention only when the CPUs are known to be busy, "not contention" only
+    when they are known not to be, and GPU causes are named only for a GPU engine."""
     if stage.drilled_share >= 0.5:
         return (
             f"A drill makes {stage.name} slow ({stage.drilled_share:.0%} of its busy time is "
@@ -217,24 +235,11 @@ def _advice(stage: StageWindow, engine_efficiency: float | None, cpu_busy: float
         )
     if stage.name == "infer":
         if engine_efficiency is not None and engine_efficiency < 0.8:
-            if cpu_busy is not None and cpu_busy >= CPU_BUSY:
-                return (
-                    f"The engine runs at {engine_efficiency:.0%} of its calibrated speed with "
-                    f"the host's CPUs {cpu_busy:.0%} busy: other stages or processes compete "
-                    "for its cores (CPU contention). Give the engine fewer threads than "
-                    "cores, move other work off this host, or move the engine to a GPU."
-                )
-            busy = "" if cpu_busy is None else f" while the host's CPUs are {cpu_busy:.0%} busy"
-            return (
-                f"The engine runs at {engine_efficiency:.0%} of its calibrated speed{busy}: "
-                "not contention — the device is throttled (power, thermal) or the engine "
-                "itself slowed. Check the GPU throttle reasons; restart to recalibrate if "
-                "the hardware changed."
-            )
+            return _slow_engine(engine_efficiency, cpu_busy, gpu)
+        faster = "a larger GPU or a TensorRT engine" if gpu else "a GPU/TensorRT engine"
         return (
             "The model itself is the limit — the best case for the pipeline. To go faster: "
-            "a larger max batch if capacity grows with it, a GPU/TensorRT engine, or a "
-            "smaller model."
+            f"a larger max batch if capacity grows with it, {faster}, or a smaller model."
         )
     if stage.name == "decode":
         return (
@@ -245,4 +250,34 @@ def _advice(stage: StageWindow, engine_efficiency: float | None, cpu_busy: float
     return (
         f"Add {stage.name} workers (now {stage.workers}) if cores are free, or make the "
         f"stage cheaper{cheaper}."
+    )
+
+
+def _slow_engine(engine_efficiency: float, cpu_busy: float | None, gpu: bool | None) -> str:
+    """The engine runs below its calibrated speed: contention, or the device, or unknown."""
+    speed = f"The engine runs at {engine_efficiency:.0%} of its calibrated speed"
+    device = (
+        "the GPU is throttled (power, thermal: check its throttle reasons) or the engine "
+        "itself slowed"
+        if gpu
+        else "the engine itself slowed (CPU frequency scaling, a changed thread count, or "
+        "another process pinned to its cores)"
+    )
+    if cpu_busy is None:
+        return (
+            f"{speed}; the host's CPU load is unknown (give `loglog profile` --agent URL or "
+            "--prometheus URL), so CPU contention is not ruled out: check `top` for other "
+            f"busy processes first; otherwise {device}. Restart to recalibrate if the "
+            "hardware changed."
+        )
+    if cpu_busy >= CPU_BUSY:
+        gpu_move = "" if gpu else ", or move the engine to a GPU"
+        return (
+            f"{speed} with the host's CPUs {cpu_busy:.0%} busy: other stages or processes "
+            "compete for its cores (CPU contention). Give the engine fewer threads than "
+            f"cores or move other work off this host{gpu_move}."
+        )
+    return (
+        f"{speed} while the host's CPUs are {cpu_busy:.0%} busy: not contention — {device}. "
+        "Restart to recalibrate if the hardware changed."
     )

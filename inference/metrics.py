@@ -99,6 +99,7 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "inference_stage_duration_seconds": ("histogram", ("stage",), "Time a stage spent on one call (one item, or one batch for infer)."),
     "inference_stage_items_total": ("counter", ("stage",), "Items a stage finished."),
     "inference_stage_busy_seconds_total": ("counter", ("stage",), "Seconds the stage's workers spent working (utilization = rate ÷ workers)."),
+    "inference_stage_drilled_seconds_total": ("counter", ("stage",), "Seconds of the stage's finished calls spent in drill delays (inside busy seconds): a drill, not the stage, made them slow."),
     "inference_stage_workers": ("gauge", ("stage",), "Workers (threads) of the stage; for decode, the live sources."),
     "inference_stage_errors_total": ("counter", ("stage",), "Items that failed in the stage."),
     "inference_stage_utilization_ratio": ("gauge", ("stage",), "Busy time ÷ (wall time × workers) over the last window."),
@@ -138,6 +139,7 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
 #: between completions; the others are updated as work happens.
 SCRAPED = frozenset({
     "inference_stage_busy_seconds_total",
+    "inference_stage_drilled_seconds_total",
     "inference_stage_inflight",
     "inference_stage_oldest_inflight_seconds",
     "inference_stage_last_completion_timestamp_seconds",
@@ -294,6 +296,7 @@ class ScrapeCollector:
             return cls(name, METRICS[name][2], labels=METRICS[name][1])
 
         busy = family("inference_stage_busy_seconds_total", "counter")
+        drilled = family("inference_stage_drilled_seconds_total", "counter")
         inflight = family("inference_stage_inflight", "gauge")
         oldest = family("inference_stage_oldest_inflight_seconds", "gauge")
         last = family("inference_stage_last_completion_timestamp_seconds", "gauge")
@@ -301,6 +304,7 @@ class ScrapeCollector:
         for stage, ledger in self._ledgers.items():
             snap = ledger.snapshot(now)
             busy.add_metric([stage], snap.busy)
+            drilled.add_metric([stage], snap.drilled)
             inflight.add_metric([stage], snap.inflight)
             oldest.add_metric([stage], snap.oldest_age)
             last.add_metric([stage], wall - (now - snap.last_completion))
@@ -308,7 +312,7 @@ class ScrapeCollector:
         ages = self._request_ages()
         for bound in (0.0, *REQUEST_BUCKETS):
             requests.add_metric([f"{bound:g}"], sum(age > bound for age in ages))
-        yield from (busy, inflight, oldest, last, requests)
+        yield from (busy, drilled, inflight, oldest, last, requests)
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # no eager collect at registration: the ledgers may be empty

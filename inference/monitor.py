@@ -143,6 +143,7 @@ class Monitor:
             capacity_per_s=capacity,
             engine_efficiency=engine_efficiency,
             cpu_busy=self.cpu,
+            gpu=self.pipeline.info.device != "cpu",
         )
         self.latest = result
         self._export(result, infer_now, infer_then, elapsed)

@@ -2,7 +2,11 @@
 
 Reads either a server's ``/metrics`` twice (``--interval`` apart) or a Prometheus server
 (rates over the last minute, summed across replicas), and feeds the same
-:func:`inference.bottleneck.verdict` the server's own monitor uses.
+:func:`inference.bottleneck.verdict` the server's own monitor uses — with the same inputs
+to its advice: each stage's drilled share (``inference_stage_drilled_seconds_total``), the
+engine's device (``inference_model_info``) and the host's CPU busy share, from the node
+agent's ``host_cpu_seconds_total`` (``--agent URL``, scraped with the server) or from
+Prometheus; without either it is unknown, and the advice says so.
 """
 
 from __future__ import annotations
@@ -83,8 +87,42 @@ def _bucket_delta(
     ]
 
 
-def from_scrapes(first: Samples, second: Samples, elapsed: float) -> dict[str, Any]:
-    """Stage rows and verdict inputs from two scrapes ``elapsed`` seconds apart."""
+def cpu_busy(first: Samples, second: Samples) -> float | None:
+    """The host's CPU busy share between two scrapes of the node agent (None without its
+    ``host_cpu_seconds_total``): 1 − (idle + iowait) ÷ all, as the server's monitor reads
+    /proc/stat."""
+
+    def by_mode(samples: Samples) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for (name, labels), value in samples.items():
+            if name == "host_cpu_seconds_total":
+                mode = dict(labels).get("mode", "")
+                out[mode] = out.get(mode, 0.0) + value
+        return out
+
+    before, after = by_mode(first), by_mode(second)
+    total = sum(after.values()) - sum(before.values())
+    if not before or not after or total <= 0:
+        return None
+    idle = sum(after.get(m, 0.0) - before.get(m, 0.0) for m in ("idle", "iowait"))
+    return min(1.0, max(0.0, 1.0 - idle / total))
+
+
+def gpu_engine(devices: Iterable[str]) -> bool | None:
+    """Whether the engine runs on a GPU, from ``inference_model_info``'s device labels
+    (None: no model reported)."""
+    found = set(devices)
+    return None if not found else any(device != "cpu" for device in found)
+
+
+def from_scrapes(
+    first: Samples,
+    second: Samples,
+    elapsed: float,
+    agent: tuple[Samples, Samples] | None = None,
+) -> dict[str, Any]:
+    """Stage rows and verdict inputs from two scrapes ``elapsed`` seconds apart (and two
+    scrapes of the node agent on the server's host, taken with them)."""
 
     def delta(name: str, **labels: str) -> float:
         return max(0.0, _value(second, name, **labels) - _value(first, name, **labels))
@@ -104,10 +142,12 @@ def from_scrapes(first: Samples, second: Samples, elapsed: float) -> dict[str, A
         # The stage's normal speed over its whole life: a hung stage finishes nothing
         # in the interval, yet its usual duration is still known.
         lifetime = _buckets(second, "inference_stage_duration_seconds", stage=stage)
+        drilled = delta("inference_stage_drilled_seconds_total", stage=stage)
         rows.append(
             {
                 "stage": stage,
                 "items_per_s": delta("inference_stage_items_total", stage=stage) / elapsed,
+                "drilled_share": min(1.0, drilled / busy) if busy > 0 else 0.0,
                 "p50_s": quantile(0.5, durations),
                 "p99_s": quantile(0.99, durations),
                 "normal_p50_s": quantile(0.5, lifetime),
@@ -125,18 +165,25 @@ def from_scrapes(first: Samples, second: Samples, elapsed: float) -> dict[str, A
             }
         )
     efficiency = latest("inference_engine_efficiency_ratio")
+    devices = [
+        dict(labels).get("device", "")
+        for (name, labels), value in second.items()
+        if name == "inference_model_info" and value
+    ]
     return {
         "rows": rows,
         "delivered_per_s": delta("inference_stage_items_total", stage="encode") / elapsed,
         "capacity_per_s": max(latest("inference_model_capacity_items_per_second"), default=0.0),
         "engine_efficiency": sum(efficiency) / len(efficiency) if efficiency else None,
+        "cpu_busy": cpu_busy(*agent) if agent else None,
+        "gpu": gpu_engine(devices),
     }
 
 
 def from_prometheus(base: str, window: str = "1m") -> dict[str, Any]:
     """The same inputs from PromQL (rates over ``window``, summed across replicas)."""
 
-    def query(expr: str) -> dict[str, float]:
+    def query(expr: str, by: str | None = None) -> dict[str, float]:
         url = base.rstrip("/") + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
         with urllib.request.urlopen(url, timeout=10) as response:
             data = json.load(response)
@@ -145,7 +192,9 @@ def from_prometheus(base: str, window: str = "1m") -> dict[str, Any]:
         out = {}
         try:
             for result in data["data"]["result"]:
-                key = result["metric"].get("stage") or result["metric"].get("queue") or ""
+                labels = result["metric"]
+                key = labels.get(by, "") if by else labels.get("stage") or labels.get("queue")
+                key = key or ""
                 value = float(result["value"][1])
                 out[key] = value if math.isfinite(value) else 0.0
         except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
@@ -175,13 +224,22 @@ def from_prometheus(base: str, window: str = "1m") -> dict[str, Any]:
     wait = quantile_of(0.99, "inference_queue_wait_seconds", "queue")
     model_capacity = query("max(inference_model_capacity_items_per_second)")
     efficiency = query("avg(inference_engine_efficiency_ratio)")
+    drilled = query(f"sum by (stage) (rate(inference_stage_drilled_seconds_total[{window}]))")
+    devices = query("count by (device) (inference_model_info)", by="device")
+    # The busiest host's CPUs (contention anywhere is worth naming), as the monitor reads
+    # /proc/stat: 1 − (idle + iowait) ÷ all.
+    idle = f'sum by (instance) (rate(host_cpu_seconds_total{{mode=~"idle|iowait"}}[{window}]))'
+    every = f"sum by (instance) (rate(host_cpu_seconds_total[{window}]))"
+    cpu = query(f"max(1 - {idle} / {every})")
     rows = []
     for stage in STAGES:
         count = int(workers.get(stage, 0))
+        spent = busy.get(stage, 0.0)
         rows.append(
             {
                 "stage": stage,
                 "items_per_s": items.get(stage, 0.0),
+                "drilled_share": min(1.0, drilled.get(stage, 0.0) / spent) if spent > 0 else 0.0,
                 "p50_s": p50.get(stage),
                 "p99_s": p99.get(stage),
                 "normal_p50_s": normal50.get(stage),
@@ -201,6 +259,8 @@ def from_prometheus(base: str, window: str = "1m") -> dict[str, Any]:
         "delivered_per_s": items.get("encode", 0.0),
         "capacity_per_s": next(iter(model_capacity.values()), 0.0),
         "engine_efficiency": next(iter(efficiency.values()), None),
+        "cpu_busy": next(iter(cpu.values()), None),
+        "gpu": gpu_engine(devices),
     }
 
 
@@ -225,6 +285,7 @@ def judge(data: dict[str, Any]) -> Verdict:
             oldest_inflight_s=row["oldest_inflight_s"],
             p50_s=row["normal_p50_s"] or None,
             p99_s=row["normal_p99_s"] or None,
+            drilled_share=row.get("drilled_share", 0.0),
         )
         for row in data["rows"]
     ]
@@ -233,6 +294,8 @@ def judge(data: dict[str, Any]) -> Verdict:
         delivered_per_s=data["delivered_per_s"],
         capacity_per_s=data["capacity_per_s"],
         engine_efficiency=data["engine_efficiency"],
+        cpu_busy=data.get("cpu_busy"),
+        gpu=data.get("gpu"),
     )
 
 
@@ -266,6 +329,12 @@ def render(data: dict[str, Any], result: Verdict) -> str:
         lines.append(
             f"Engine efficiency (model speed vs its calibration): {result.engine_efficiency:.0%}"
         )
+    cpu = data.get("cpu_busy")
+    lines.append(
+        "Host CPUs: unknown (pass --agent URL, or --prometheus URL)"
+        if cpu is None
+        else f"Host CPUs: {cpu:.0%} busy"
+    )
     return "\n".join(lines)
 
 
@@ -279,8 +348,25 @@ def _unreachable(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError | TimeoutError)
 
 
+def _agent(url: str | None) -> Samples | None:
+    """The node agent's samples, or None (no --agent, or it does not answer: then the CPU
+    load is unknown, which the advice says — not a reason to fail the profile)."""
+    if not url:
+        return None
+    try:
+        return scrape(url)
+    except (OSError, ValueError):
+        return None
+
+
 def main(
-    *, url: str, prometheus: str | None, interval: float, as_json: bool, window: str = "1m"
+    *,
+    url: str,
+    prometheus: str | None,
+    interval: float,
+    as_json: bool,
+    window: str = "1m",
+    agent: str | None = None,
 ) -> int:
     if not prometheus and not (0 < interval < math.inf):
         # Rates are deltas over the interval: 0 (or nan, negative, inf) has no rate.
@@ -292,10 +378,13 @@ def main(
             data = from_prometheus(prometheus, window)
         else:
             first = scrape(url)
+            host = _agent(agent)
             started = time.monotonic()
             time.sleep(interval)
             second = scrape(url)
-            data = from_scrapes(first, second, time.monotonic() - started)
+            later = _agent(agent) if host is not None else None
+            pair = (host, later) if host is not None and later is not None else None
+            data = from_scrapes(first, second, time.monotonic() - started, pair)
     except (OSError, ValueError, RuntimeError) as exc:
         where = prometheus or url
         sys.stderr.write(f"loglog profile: cannot read metrics from {where}: {exc}\n")

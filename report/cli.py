@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from . import prom
 from .errors import OutputError, ReportError
 from .model import Report
 from .units import parse_range
@@ -37,6 +38,25 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--end", type=float, help="end of the range, unix seconds (default: now)")
     parser.add_argument("--out", type=Path, default=out, help=f"directory (default: {out})")
     parser.add_argument("--pdf", action="store_true", help="also write a PDF")
+    limits = parser.add_argument_group("limits on each Prometheus query")
+    limits.add_argument(
+        "--timeout",
+        type=float,
+        default=prom.TIMEOUT,
+        help=f"seconds for a whole answer, however slowly it arrives (default: {prom.TIMEOUT:g})",
+    )
+    limits.add_argument(
+        "--max-answer-mb",
+        type=float,
+        default=prom.MAX_BYTES / 2**20,
+        help=f"largest answer read, MiB (default: {prom.MAX_BYTES / 2**20:g})",
+    )
+    limits.add_argument(
+        "--max-series",
+        type=int,
+        default=prom.MAX_SERIES,
+        help=f"most series one query may answer (default: {prom.MAX_SERIES})",
+    )
     parser.set_defaults(run=run)
 
 
@@ -48,22 +68,42 @@ def make(
     pdf: bool,
     end: float | None = None,
     say: TextIO = sys.stdout,
+    timeout: float = prom.TIMEOUT,
+    max_answer_mb: float = prom.MAX_BYTES / 2**20,
+    max_series: int = prom.MAX_SERIES,
 ) -> list[Path]:
     """Query, render, write; returns the files written. Raises ``ReportError``."""
     from . import sections
-    from .prom import Prometheus
 
     try:
         range_seconds = parse_range(range_text)
     except ValueError as exc:
         raise ReportError(str(exc)) from exc
+    _check_limits(timeout, max_answer_mb, max_series)
     end = time.time() if end is None else end
     _check_end(end, range_seconds, range_text)
-    report = sections.build(Prometheus(prometheus), end=end, range_seconds=range_seconds)
+    client = prom.Prometheus(
+        prometheus,
+        timeout=timeout,
+        max_bytes=int(max_answer_mb * 2**20),
+        max_series=max_series,
+    )
+    report = sections.build(client, end=end, range_seconds=range_seconds)
     written = write(report, out, name=f"loglog-report-{range_text}", pdf=pdf)
     for path in written:
         say.write(f"wrote {path}\n")
     return written
+
+
+def _check_limits(timeout: float, max_answer_mb: float, max_series: int) -> None:
+    """The limits are positive and finite (a NaN timeout would wait forever)."""
+    for flag, value, most in (
+        ("--timeout", timeout, 86400.0),
+        ("--max-answer-mb", max_answer_mb, 65536.0),
+        ("--max-series", float(max_series), 10.0**7),
+    ):
+        if not 0 < value <= most:
+            raise ReportError(f"{flag} {value!r} is out of range: pass a number in (0, {most:g}]")
 
 
 def _check_end(end: float, range_seconds: int, range_text: str) -> None:
@@ -123,7 +163,16 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        make(args.prometheus, range_text=args.range, out=args.out, pdf=args.pdf, end=args.end)
+        make(
+            args.prometheus,
+            range_text=args.range,
+            out=args.out,
+            pdf=args.pdf,
+            end=args.end,
+            timeout=args.timeout,
+            max_answer_mb=args.max_answer_mb,
+            max_series=args.max_series,
+        )
     except ReportError as exc:
         print(f"loglog report: {exc}", file=sys.stderr)
         return 1

@@ -4,6 +4,7 @@
 
     ReportError
     ├── PrometheusError        Prometheus unreachable, slow, or answering garbage
+    │   └── AnswerTooLarge     an answer over the byte or series cap (names the cap)
     ├── QueryError             Prometheus refused a query (names the query)
     └── OutputError            the output directory cannot be written
 """
@@ -17,6 +18,10 @@ class ReportError(Exception):
 
 class PrometheusError(ReportError):
     """Prometheus could not be asked (down, slow, not Prometheus)."""
+
+
+class AnswerTooLarge(PrometheusError):
+    """An answer over ``--max-answer-mb`` or ``--max-series``: the message names the cap."""
 
 
 class QueryError(ReportError):

@@ -7,7 +7,7 @@ from html import escape
 
 from . import charts
 from .model import Chart, Figure, Report, Section
-from .units import duration, fmt
+from .units import duration
 
 CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; color: #222; max-width: 780px; margin: 24px auto;
@@ -35,26 +35,24 @@ def _figure_row(f: Figure) -> str:
     return (
         f'<tr><th>{escape(f.label)}</th><td class="figure" data-query="{escape(f.query)}" '
         f'data-value="{value}" data-unit="{escape(f.unit)}" data-at="{f.at!r}">'
-        f"{escape(fmt(f.value, f.unit))}</td></tr>"
+        f"{escape(f.text)}</td></tr>"
     )
 
 
-def _chart(c: Chart) -> str:
+def _chart(c: Chart, report: Report) -> str:
     if not c.lines:
-        return (
-            f'<p class="no-data" data-chart="{escape(c.title)}">No data for '
-            f"“{escape(c.title)}” in this range: none of its series has a sample.</p>"
-        )
-    figure = charts.line_chart(c)
+        return f'<p class="no-data" data-chart="{escape(c.title)}">{escape(c.empty)}</p>'
+    figure = charts.line_chart(c, report.start, report.end)
     return (
         f'<figure class="chart" data-chart="{escape(c.title)}">{charts.svg(figure)}'
-        f"<figcaption>{escape(c.description)}</figcaption></figure>"
+        f"<figcaption>{escape(c.description)} {escape(c.note)}</figcaption></figure>"
     )
 
 
 def _section(s: Section, report: Report) -> str:
     parts = [
-        f'<section id="{s.key}" data-has-data="{str(s.has_data).lower()}">',
+        f'<section id="{s.key}" data-has-data="{str(s.has_data).lower()}" '
+        f'data-state="{s.state.name.lower()}">',
         f"<h2>{escape(s.title)}</h2>",
         f'<p class="sentence">{escape(s.sentence)}</p>',
     ]
@@ -76,7 +74,7 @@ def _section(s: Section, report: Report) -> str:
             '<table class="episodes"><tr><th>Alert</th><th>Severity</th><th>Started</th>'
             f"<th>Fired for</th></tr>{rows}</table>"
         )
-    parts += [_chart(c) for c in s.charts]
+    parts += [_chart(c, report) for c in s.charts]
     parts.append("</section>")
     return "\n".join(parts)
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
-#: A chart line: its legend and (unix time, value) points.
+from .facts import Episode, State
+from .units import fmt
+
+__all__ = ["Chart", "Episode", "Figure", "Line", "Report", "Section"]
+
+#: A chart line: its legend and (unix time, value) points; a NaN value breaks the line (a gap).
 Line = tuple[str, list[tuple[float, float]]]
 
 
@@ -17,6 +22,12 @@ class Figure:
     unit: str  # a Grafana unit: short, reqps, s, percentunit, …
     query: str
     at: float
+    shown: str = ""  # the words shown instead of the number (e.g. "exhausted (71× …)")
+
+    @property
+    def text(self) -> str:
+        """The figure as the report shows it."""
+        return self.shown or fmt(self.value, self.unit)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -28,20 +39,19 @@ class Chart:
     unit: str
     lines: tuple[Line, ...]
     queries: tuple[str, ...]
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Episode:
-    """One alert firing, from its first to its last firing sample (plus one step)."""
-
-    alertname: str
-    severity: str
-    start: float
-    end: float
+    note: str = ""  # how the lines were drawn (gaps, rate-window ramps left out)
+    #: Samples came back, but every one within a rate window's ramp or an outage.
+    only_ramps: bool = False
 
     @property
-    def seconds(self) -> float:
-        return self.end - self.start
+    def empty(self) -> str:
+        """Why nothing is drawn, in words (for a chart without lines)."""
+        if self.only_ramps:
+            return (
+                f"Nothing to draw for “{self.title}” yet: its series are younger than their "
+                "rate window (a ramp is not a measurement)."
+            )
+        return f"No data for “{self.title}” in this range: none of its series has a sample."
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -56,6 +66,7 @@ class Section:
     episodes: tuple[Episode, ...] = ()
     queries: tuple[str, ...] = ()  # asked for neither a figure nor a chart (the alert timeline)
     has_data: bool = True
+    state: State = State.HEALTHY
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

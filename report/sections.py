@@ -1,30 +1,33 @@
-"""The report's sections, each computed from the dashboards' panels and a sentence in plain words.
+"""The report's sections: queries → typed facts (:mod:`report.facts`) → sentences.
 
-Queries are never written here: each section takes a panel from :mod:`dashboards.panels` and
-either draws it over the range, evaluates it at the end (stat panels), or reduces it over the
-range with a subquery (``avg_over_time((sum(<panel query>))[7d:60s])``) — so a metric rename
-in a dashboard source reaches the report too, and the declared-names check covers both.
+Panel queries are never copied here: each section takes a panel from
+:mod:`dashboards.panels` and either draws it over the range, evaluates it at the end (stat
+panels), or reduces it over the range with a subquery (``avg_over_time((sum(<panel
+query>))[7d:60s])``) — so a metric rename in a dashboard source reaches the report too, and
+the declared-names check covers both. The few queries of the report's own (item counts,
+presence, stalls, load shed) name metrics declared in ``inference/metrics.py``.
+
+Every sentence comes from :mod:`report.sentences`, a pure function of the facts gathered
+here; this module only asks and converts.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
 
 from alerts.config import Config
-from dashboards.panels import Panel, dashboard_uids, panel, panels, variable_defaults
+from dashboards.panels import Panel, panel, variable_defaults
 from loglog.redact import redact_url
 
-from .errors import QueryError
-from .model import Chart, Episode, Figure, Line, Report, Section
+from . import facts, sentences, series
+from .facts import Coverage, Stall, State
+from .model import Chart, Figure, Line, Report, Section
 from .prom import Prometheus
-from .units import count, duration, fmt
+from .units import duration
 
 OVERVIEW = "loglog-overview"
 ONCALL = "loglog-oncall"
-#: Dashboards whose UID contains this are job dashboards (added by the fleet package).
-JOBS_MARKER = "job"
 
 
 def step_for(range_seconds: float) -> int:
@@ -40,18 +43,38 @@ def fine_step_for(range_seconds: float) -> int:
 
 
 def alert_step_for(range_seconds: float) -> int:
-    """Seconds per window of the alert timeline: 15 s up to 41 hours, then the range over
-    10 000 (Prometheus answers at most 11 000 points per series)."""
+    """Seconds per window of the alert timeline and of presence: 15 s up to 41 hours, then
+    the range over 10 000 (Prometheus answers at most 11 000 points per series)."""
     return max(15, math.ceil(range_seconds / 10_000))
 
 
 def build(prom: Prometheus, *, end: float, range_seconds: int, cfg: Config | None = None) -> Report:
     """Ask Prometheus for every section of the report over ``[end - range, end]``."""
-    builder = _Builder(prom, end=end, range_seconds=range_seconds, cfg=cfg or Config())
-    return builder.report()
+    from .incidents import incidents
+    from .jobs import jobs
+
+    builder = Builder(prom, end=end, range_seconds=range_seconds, cfg=cfg or Config())
+    throughput, _said = builder.throughput()
+    service, said_service = builder.service_level()
+    sections = (
+        throughput,
+        service,
+        builder.capacity(said_service.state),
+        incidents(builder),
+        jobs(builder),
+    )
+    return Report(
+        prometheus=redact_url(prom.url),
+        start=builder.start,
+        end=end,
+        step=builder.step,
+        sections=sections,
+    )
 
 
-class _Builder:
+class Builder:
+    """The report's range, steps and Prometheus, and the helpers every section uses."""
+
     def __init__(self, prom: Prometheus, *, end: float, range_seconds: int, cfg: Config) -> None:
         self.prom, self.cfg = prom, cfg
         self.end, self.range = end, range_seconds
@@ -65,22 +88,10 @@ class _Builder:
             "__interval": f"{self.step}s",
             "__rate_interval": f"{max(60, 4 * self.step)}s",
         }
-
-    def report(self) -> Report:
-        sections = (
-            self.throughput(),
-            self.service_level(),
-            self.capacity(),
-            self.incidents(),
-            self.jobs(),
-        )
-        return Report(
-            prometheus=redact_url(self.prom.url),
-            start=self.start,
-            end=self.end,
-            step=self.step,
-            sections=sections,
-        )
+        self._presence: list[tuple[float, float]] | None = None
+        self._coverage: Coverage | None = None
+        self._stalls: tuple[Stall, ...] | None = None
+        self.overloaded = False  # set by throughput(): capacity claims no headroom then
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -107,72 +118,164 @@ class _Builder:
         """A stat or gauge panel as Grafana shows it at the report's end."""
         return self.figure(p.title, self.expr(p), p.unit)
 
-    def chart(self, p: Panel) -> Chart:
+    def chart(self, p: Panel, presence: list[tuple[float, float]] | None = None) -> Chart:
+        """The panel over the range; each query asked from one rate window (its own) earlier
+        so a series older than the range is not taken for a new one; ramps and gaps as
+        :mod:`report.series` says, and points outside ``presence`` (runs of the scraped
+        series) dropped."""
+        targets = [t for t in p.targets if t.datasource == "prometheus"]
+        queries = [self.expr(p, p.targets.index(t)) for t in targets]
         lines: list[Line] = []
-        queries = []
-        for index, target in enumerate(p.targets):
-            if target.datasource != "prometheus":
-                continue
-            query = self.expr(p, index)
-            queries.append(query)
-            for labels, points in self.prom.range(query, self.start, self.end, self.step):
-                lines.append((_legend(target.legend, labels), points))
+        ramps: set[float] = set()
+        hidden = False  # samples came back, but all of them in a ramp or outside presence
+        for query, target in zip(queries, targets, strict=True):
+            window = series.rate_window([query])
+            asked_from = self.start - window
+            for labels, points in self.prom.range(query, asked_from, self.end, self.step):
+                drawn = series.drawable(
+                    points,
+                    step=self.step,
+                    start=self.start,
+                    asked_from=asked_from,
+                    window=window,
+                    presence=presence,
+                )
+                if window:
+                    ramps.add(window)
+                if any(not math.isnan(v) for _, v in drawn):
+                    lines.append((_legend(target.legend, labels), drawn))
+                elif any(t >= self.start for t, _ in points):
+                    hidden = True
+        note = "A break in a line is a stretch without data."
+        for window in sorted(ramps):
+            note += (
+                f" The first {duration(window)} after a series starts or comes back are left "
+                f"out: its {duration(window)} rate window is still filling (a ramp, not a "
+                "measurement)."
+            )
         return Chart(
             title=p.title,
             description=p.description,
             unit=p.unit,
             lines=tuple(lines),
             queries=tuple(queries),
+            note=note,
+            only_ramps=hidden and not lines,
         )
 
-    def partial(self, charts: Iterable[Chart]) -> str:
-        """A clause saying the data covers only part of the range, or ``""``."""
-        firsts = [points[0][0] for c in charts for _, points in c.lines if points]
-        if not firsts:
-            return ""
-        late = min(firsts) - self.start
-        if late <= 2 * self.step:
-            return ""
-        return f" Data starts {duration(late)} into the {duration(self.range)} range."
+    def selector(self) -> str:
+        """The overview's job selector (``job=~".*"`` by default), for the report's own queries."""
+        return f'job=~"{self.values(OVERVIEW)["job"]}"'
+
+    def presence_query(self) -> str:
+        return f'count(inference_stage_items_total{{{self.selector()}, stage="encode"}})'
+
+    def stalls_query(self) -> str:
+        return f"max by (stage) (inference_stage_stalled{{{self.selector()}}})"
+
+    def presence(self) -> list[tuple[float, float]]:
+        """Runs of time in which the inference servers' delivered-items counter was scraped
+        (the instant series, which a failed scrape marks stale at once), asked from five
+        minutes before the range: the one signal of an outage a rate cannot blur."""
+        if self._presence is None:
+            query = self.presence_query()
+            asked_from = self.start - 300
+            times = [
+                t
+                for _, points in self.prom.range(query, asked_from, self.end, self.alert_step)
+                for t, _ in points
+            ]
+            self._presence = series.runs(sorted(times), self.alert_step)
+            self._coverage = series.coverage(
+                sorted(times), start=self.start, end=self.end, step=self.alert_step
+            )
+        return self._presence
+
+    def coverage(self) -> Coverage:
+        self.presence()
+        assert self._coverage is not None
+        return self._coverage
+
+    def stalls(self) -> tuple[Stall, ...]:
+        """Stages whose ``inference_stage_stalled`` was 1 in the range: for how long, and
+        whether still at the end."""
+        if self._stalls is None:
+            query = self.stalls_query()
+            found = []
+            step = self.alert_step
+            for labels, points in self.prom.range(query, self.start, self.end, step):
+                stalled = [t for t, v in points if v >= 1]
+                if stalled:
+                    found.append(
+                        Stall(
+                            stage=labels.get("stage", "?"),
+                            seconds=len(stalled) * step,
+                            at_end=stalled[-1] >= self.end - 1.5 * step,
+                        )
+                    )
+            self._stalls = tuple(sorted(found, key=lambda s: -s.seconds))
+        return self._stalls
+
+    def shed(self) -> tuple[Figure, Figure]:
+        """Requests rejected and frames dropped in the range (the server shedding load)."""
+        sel = self.selector()
+        rejected = self.figure(
+            "Requests rejected in the range",
+            f'sum(increase(inference_requests_total{{{sel}, status="rejected"}}[{self.range}s]))',
+            "short",
+        )
+        dropped = self.figure(
+            "Frames dropped in the range",
+            f"sum(increase(inference_frames_dropped_total{{{sel}}}[{self.range}s]))",
+            "short",
+        )
+        return rejected, dropped
 
     # -- sections --------------------------------------------------------------------------
 
-    def throughput(self) -> Section:
+    def throughput(self) -> tuple[Section, facts.Said]:
         p = panel(OVERVIEW, "Throughput", self.cfg)
         e = self.expr(p)
+        sel = self.selector()
+        # The counter's increase, as the 24 h and 7 d panels count: the three counts agree
+        # (a sum of 5-minute rates would miss the first five minutes of a new series).
         items = self.figure(
             "Items delivered in the range",
-            # One second short of the range: a subquery includes both of its ends, and
-            # range/step points of step seconds each are the range, not one step more.
-            f"sum_over_time((sum({e}))[{self.range - 1}s:{self.fine}s]) * {self.fine}",
+            f'sum(increase(inference_stage_items_total{{{sel}, stage="encode"}}[{self.range}s]))',
             "short",
         )
-        mean = self.figure("Mean throughput", self.over(e, "avg", "sum"), p.unit)
-        peak = self.figure("Peak throughput", self.over(e, "max", "sum"), p.unit)
+        mean = self.figure("Mean throughput (5-min rate)", self.over(e, "avg", "sum"), p.unit)
+        peak = self.figure("Peak throughput (5-min rate)", self.over(e, "max", "sum"), p.unit)
         day = self.stat(panel(OVERVIEW, "Items processed, last 24 h", self.cfg))
         week = self.stat(panel(OVERVIEW, "Items processed, last 7 days", self.cfg))
-        chart = self.chart(p)
-        if items.value is None:
-            sentence = (
-                f"No items were delivered in the last {duration(self.range)}: the throughput "
-                "series is empty (a new stack, nothing scraped yet, or no inference server)."
+        rejected, dropped = self.shed()
+        chart = self.chart(p, self.presence())
+        said = sentences.throughput(
+            facts.Throughput(
+                range_s=self.range,
+                items=items.value,
+                mean_per_s=mean.value,
+                peak_per_s=peak.value,
+                coverage=self.coverage(),
+                late_allowed_s=2 * self.alert_step + 300,
+                rejected=rejected.value,
+                dropped_frames=dropped.value,
             )
-        else:
-            sentence = (
-                f"Delivered {count(items.value)} items in the last {duration(self.range)} "
-                f"({fmt(mean.value, p.unit)} on average, peak {fmt(peak.value, p.unit)})."
-                + self.partial([chart])
-            )
-        return Section(
+        )
+        self.overloaded = sentences.overloaded(rejected.value, dropped.value)
+        section = Section(
             key="throughput",
             title="Throughput",
-            sentence=sentence,
-            figures=(items, mean, peak, day, week),
+            sentence=said.text,
+            state=said.state,
+            figures=(items, mean, peak, day, week, rejected, dropped),
             charts=(chart,),
-            has_data=items.value is not None,
+            queries=(self.presence_query(),),
+            has_data=said.state is not State.NO_DATA,
         )
+        return section, said
 
-    def service_level(self) -> Section:
+    def service_level(self) -> tuple[Section, facts.Said]:
         cfg = self.cfg
         latency = panel(OVERVIEW, "Latency", cfg)
         p95 = self.figure(
@@ -182,46 +285,39 @@ class _Builder:
             ONCALL, f"Error budget burn rate (latency > {cfg.latency_slo_seconds:g}s)", cfg
         )
         mean_burn = self.over(self.expr(burn, 0), "avg", "max")
+        objective = f"{cfg.latency_slo_seconds:g} s"
         within = self.figure(
-            f"Requests within {cfg.latency_slo_seconds:g} s",
+            f"Requests within the {objective} latency objective (mean)",
             f"1 - {mean_burn} * {cfg.budget}",
             "percentunit",
         )
         budget = self.figure("Latency error budget left", f"1 - {mean_burn}", "percentunit")
         attainment = self.stat(panel(OVERVIEW, "SLO attainment, 30 days", cfg))
         budget30 = self.stat(panel(OVERVIEW, "Error budget left, 30 days", cfg))
-        chart = self.chart(latency)
-        parts = []
-        if within.value is None:
-            parts.append(f"No request latencies were recorded in the last {duration(self.range)}.")
-        else:
-            verdict = "meets" if within.value >= cfg.slo_target else "misses"
-            parts.append(
-                f"{fmt(within.value, 'percentunit')} of requests finished within the "
-                f"{cfg.latency_slo_seconds:g} s latency objective, which {verdict} the "
-                f"{fmt(cfg.slo_target, 'percentunit')} target; "
-                f"{fmt(budget.value, 'percentunit')} of the latency "
-                "error budget is left at this pace."
+        chart = self.chart(latency, self.presence())
+        burn_value = None if budget.value is None else 1.0 - budget.value
+        said = sentences.service_level(
+            facts.ServiceLevel(
+                objective_s=cfg.latency_slo_seconds,
+                target=cfg.slo_target,
+                burn=burn_value,
+                p95_s=p95.value,
+                good_30d=attainment.value,
+                budget_left_30d=budget30.value,
             )
-        if p95.value is not None:
-            parts.append(f"p95 latency averaged {fmt(p95.value, 's')}.")
-        if attainment.value is not None:
-            parts.append(
-                f"Over 30 days {fmt(attainment.value, 'percentunit')} of requests succeeded; "
-                f"{fmt(budget30.value, 'percentunit')} of the error budget is left."
-            )
-        else:
-            parts.append("No request outcomes were recorded over 30 days.")
-        return Section(
+        )
+        section = Section(
             key="service-level",
             title="Service level",
-            sentence=" ".join(parts) + self.partial([chart]),
-            figures=(within, budget, p95, attainment, budget30),
+            sentence=said.text,
+            state=said.state,
+            figures=(within, _budget(budget), p95, attainment, _budget(budget30)),
             charts=(chart,),
-            has_data=within.value is not None or attainment.value is not None,
+            has_data=said.state is not State.NO_DATA or attainment.value is not None,
         )
+        return section, said
 
-    def capacity(self) -> Section:
+    def capacity(self, slo: State) -> Section:
         cfg = self.cfg
         vs = panel(OVERVIEW, "Capacity vs delivered", cfg)
         eff_panel = panel(OVERVIEW, "Pipeline efficiency", cfg)
@@ -238,113 +334,44 @@ class _Builder:
         gpu = self.figure(
             "GPU utilization (mean)", self.over(self.expr(gpu_panel), "avg", "avg"), gpu_panel.unit
         )
-        chart = self.chart(vs)
-        parts = []
-        if efficiency.value is None:
-            parts.append("No efficiency was measured: the model's capacity is not known yet.")
-        else:
-            parts.append(
-                f"The pipeline delivered {fmt(efficiency.value, 'percentunit')} of model capacity "
-                f"on average (capacity {fmt(capacity.value, vs.unit)})."
+        chart = self.chart(vs, self.presence())
+        said = sentences.capacity(
+            facts.Capacity(
+                efficiency=efficiency.value,
+                capacity_per_s=capacity.value,
+                headroom_streams=headroom.value,
+                gpu_busy=gpu.value,
+                slo=slo,
+                objective_s=cfg.latency_slo_seconds,
+                stalls=self.stalls(),
+                overloaded=self.overloaded,
             )
-        if headroom.value is not None and headroom.value >= 0:
-            parts.append(f"Room for {headroom.value:.1f} more streams like the current ones.")
-        elif headroom.value is not None:
-            parts.append(
-                f"No headroom: delivery is above the calibrated model capacity "
-                f"({headroom.value:.1f} streams), so the calibration may be stale."
-            )
-        if gpu.value is None:
-            parts.append("No GPU reported utilization (CPU-only, or no agent with NVML).")
-        else:
-            parts.append(f"GPUs were busy {fmt(gpu.value, 'percentunit')} of the time.")
+        )
         return Section(
             key="capacity",
             title="Capacity and efficiency",
-            sentence=" ".join(parts) + self.partial([chart]),
+            sentence=said.text,
+            state=said.state,
             figures=(efficiency, capacity, headroom, gpu),
             charts=(chart,),
+            queries=(self.stalls_query(),),
             has_data=efficiency.value is not None,
         )
 
-    def incidents(self) -> Section:
-        p = panel(ONCALL, "Firing alerts", self.cfg)
-        # Each point looks back over its whole window, so a firing shorter than the step is
-        # still seen (a plain range query only sees the samples at its step points). The
-        # window is a millisecond short of the step: Prometheus 2 includes both ends of a
-        # range, and the windows must tile, not overlap by a sample.
-        step = self.alert_step
-        query = f"max_over_time({self.expr(p)}[{step * 1000 - 1}ms])"
-        episodes: list[Episode] = []
-        for labels, points in self.prom.range(query, self.start, self.end, step):
-            episodes += _episodes(labels, [t for t, _ in points], step, self.start, self.end)
-        episodes.sort(key=lambda e: (e.start, e.alertname))
-        if not episodes:
-            sentence = f"No alert fired in the last {duration(self.range)}."
-        else:
-            pages = sum(1 for e in episodes if e.severity == "critical")
-            longest = max(episodes, key=lambda e: e.seconds)
-            still = sum(1 for e in episodes if e.end > self.end - 1.5 * step)
-            sentence = (
-                f"{len(episodes)} alert {_plural(len(episodes), 'firing', 'firings')}: "
-                f"{pages} {_plural(pages, 'page', 'pages')} (critical), "
-                f"{len(episodes) - pages} other; longest {duration(longest.seconds)} "
-                f"({longest.alertname}); alerts were firing "
-                f"{duration(_union(episodes))} of the {duration(self.range)}."
-                + (f" {still} still firing at the end of the range." if still else "")
-            )
-        return Section(
-            key="incidents",
-            title="Incidents",
-            sentence=sentence,
-            episodes=tuple(episodes),
-            queries=(query,),
-            has_data=bool(episodes),
-        )
 
-    def jobs(self) -> Section:
-        boards = [uid for uid in dashboard_uids(self.cfg) if JOBS_MARKER in uid]
-        if not boards:
-            return Section(
-                key="jobs",
-                title="Job progress",
-                sentence="No job metrics: this installation has no jobs dashboard, so there is "
-                "no job progress to report.",
-                has_data=False,
-            )
-        figures: list[Figure] = []
-        charts: list[Chart] = []
-        refused: list[str] = []
-        for uid in boards:
-            for p in panels(uid, self.cfg):
-                if not p.targets or p.targets[0].datasource != "prometheus":
-                    continue
-                # Another package's board: one panel Prometheus refuses (or whose variable
-                # has no plain value) costs that panel, not the whole report.
-                try:
-                    if p.kind in ("stat", "gauge"):
-                        figures.append(self.stat(p))
-                    elif p.kind == "timeseries":
-                        charts.append(self.chart(p))
-                except (QueryError, KeyError):
-                    refused.append(p.title)
-        with_data = [f for f in figures if f.value is not None]
-        if with_data:
-            sentence = "; ".join(f"{f.label}: {fmt(f.value, f.unit)}" for f in with_data) + "."
-        elif any(c.lines for c in charts):
-            sentence = "Jobs reported progress in this range; see the charts."
-        else:
-            sentence = f"No job reported progress in the last {duration(self.range)}."
-        if refused:
-            sentence += f" Could not be asked: {', '.join(refused)}."
-        return Section(
-            key="jobs",
-            title="Job progress",
-            sentence=sentence,
-            figures=tuple(figures),
-            charts=tuple(charts),
-            has_data=bool(with_data) or any(c.lines for c in charts),
-        )
+def _budget(f: Figure) -> Figure:
+    """A budget figure below zero is shown as exhausted (N× the allowed), not as −7007 %."""
+    value = facts.finite(f.value)
+    if value is None or value > 0:
+        return f
+    return Figure(
+        label=f.label,
+        value=f.value,
+        unit=f.unit,
+        query=f.query,
+        at=f.at,
+        shown=sentences.exhausted(value),
+    )
 
 
 def queries(report: Report) -> list[str]:
@@ -355,46 +382,6 @@ def queries(report: Report) -> list[str]:
         out += [q for c in section.charts for q in c.queries]
         out += section.queries
     return out
-
-
-def _episodes(
-    labels: dict[str, str], times: list[float], step: float, start: float, end: float
-) -> list[Episode]:
-    """Runs of consecutive window points (a gap over 1.5 steps ends a run) as firings. A point
-    at t means "firing somewhere in (t - step, t]", so a run starts one step before its first
-    point and ends at its last: durations are right to within a step."""
-    out: list[Episode] = []
-    run_start = previous = None
-    for t in [*times, math.inf]:
-        if previous is not None and t - previous > 1.5 * step:
-            assert run_start is not None
-            out.append(
-                Episode(
-                    alertname=labels.get("alertname", "?"),
-                    severity=labels.get("severity", "none"),
-                    start=max(run_start - step, start),
-                    end=min(previous, end),
-                )
-            )
-            run_start = None
-        if run_start is None:
-            run_start = t
-        previous = t
-    return out
-
-
-def _union(episodes: list[Episode]) -> float:
-    """Seconds during which at least one alert fired."""
-    total, reach = 0.0, -math.inf
-    for e in sorted(episodes, key=lambda e: e.start):
-        if e.end > reach:
-            total += e.end - max(e.start, reach)
-            reach = e.end
-    return total
-
-
-def _plural(n: int, one: str, many: str) -> str:
-    return one if n == 1 else many
 
 
 _LEGEND = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _RANGE = re.compile(r"^(\d+)(s|m|h|d|w)$")
@@ -26,7 +27,9 @@ def parse_range(text: str) -> int:
 
 
 def duration(seconds: float) -> str:
-    """``840`` → ``"14 min"``; ``90000`` → ``"1 d 1 h"``."""
+    """``840`` → ``"14 min"``; ``90000`` → ``"1 d 1 h"``; below 0 is ``"0 s"``."""
+    if not math.isfinite(seconds):
+        return _not_finite(seconds)
     seconds = max(0.0, seconds)
     if seconds < 90:
         return f"{seconds:.0f} s"
@@ -41,21 +44,35 @@ def duration(seconds: float) -> str:
 
 def count(value: float) -> str:
     """``1234567`` → ``"1.23 M"``: three significant figures above a thousand."""
+    if not math.isfinite(value):
+        return _not_finite(value)
     size = abs(value)
-    for limit, suffix in ((1e9, " G"), (1e6, " M"), (1e3, " k")):
+    if size >= 1e15:
+        return f"{value:.3g}"  # past any real count: plain scientific notation
+    for limit, suffix in ((1e12, " T"), (1e9, " G"), (1e6, " M"), (1e3, " k")):
         if size >= limit:
             return f"{value / limit:.3g}{suffix}"
+    if size < 0.001:
+        return "0"  # a rounding residue (increase() extrapolates), not a count
     return f"{value:.3g}" if size < 100 else f"{value:.0f}"
 
 
 def fmt(value: float | None, unit: str) -> str:
-    """A figure as shown in the report; ``None`` (no data) is ``"no data"``."""
+    """A figure as shown in the report; ``None`` (no data) is ``"no data"``, ±Inf is ``∞``
+    (Prometheus' answer for a rate over nothing, an ETA that never comes) and NaN is
+    ``"not a number"`` — never ``"nan %"`` or ``"inf G"``."""
     if value is None:
         return "no data"
+    if not math.isfinite(value):
+        return _not_finite(value)
+    if abs(value) >= 1e12 and unit not in ("short", "reqps", "bytes"):
+        return f"{value:.3g}"  # no unit's notation holds this; never an overflow to "inf"
     if unit == "percentunit":
         return f"{value * 100:.1f} %"
     if unit == "s":
-        return f"{value * 1000:.0f} ms" if abs(value) < 1 else f"{value:.2f} s"
+        if abs(value) < 1:
+            return f"{value * 1000:.0f} ms"
+        return f"{value:.2f} s" if abs(value) < 90 else duration(value)
     if unit == "reqps":
         return f"{count(value)} /s"
     if unit == "bytes":
@@ -67,3 +84,9 @@ def fmt(value: float | None, unit: str) -> str:
     if unit.startswith("suffix:"):
         return f"{value:.2f}{unit.removeprefix('suffix:')}"
     return count(value)
+
+
+def _not_finite(value: float) -> str:
+    if math.isnan(value):
+        return "not a number"
+    return "∞" if value > 0 else "−∞"

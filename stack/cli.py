@@ -46,6 +46,7 @@ def _profile(args: argparse.Namespace) -> int:
         interval=args.interval,
         window=args.window,
         as_json=args.json,
+        agent=args.agent,
     )
 
 
@@ -103,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--interval", type=float, default=5.0, help="seconds between scrapes")
     profile.add_argument(
         "--window", default="1m", help="rate window for --prometheus (PromQL duration)"
+    )
+    profile.add_argument(
+        "--agent",
+        help="the node agent on the server's host (e.g. http://127.0.0.1:9400): its CPU "
+        "counters tell CPU contention from a slow device (without it: unknown)",
     )
     profile.add_argument("--json", action="store_true", help="print JSON instead of a table")
     profile.set_defaults(run=_profile)

@@ -169,6 +169,8 @@ def test_the_cli_sends_the_token_from_the_file_or_the_environment(
         assert main(["jobs", "submit", CLIP, "--api", api, "--token-file", str(token_file)]) == 0
         monkeypatch.setenv("LOGLOG_TOKEN_FILE", str(token_file))
         assert main(["jobs", "submit", CLIP, "--api", api]) == 0
+        # Each submit echoes its source (in clear: a synthetic source holds no credential).
+        assert capsys.readouterr().out.count(CLIP) == 2
         assert main(["jobs", "ls", "--api", api, "--json"]) == 0
         assert capsys.readouterr().out.count(CLIP) == 2
         monkeypatch.setenv("LOGLOG_TOKEN_FILE", os.devnull)

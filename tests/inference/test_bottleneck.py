@@ -116,3 +116,36 @@ def test_decode_saturated_sources_are_named():
     result = verdict(stages, delivered_per_s=20, capacity_per_s=180, engine_efficiency=1.0)
     assert result.bottleneck == "decode"
     assert "decode in real time" in result.advice
+
+
+def test_an_unknown_cpu_load_is_never_read_as_not_contention():
+    """`loglog profile` without the agent's numbers (cpu_busy None) used to advise "not
+    contention — the device is throttled … check the GPU throttle reasons" on a CPU-only
+    host under load: unknown is said to be unknown, contention is not ruled out."""
+    stages = _stages(infer=StageWindow("infer", 100, 1.0, 1, 0.9))
+    for gpu in (None, False, True):
+        result = verdict(
+            stages, delivered_per_s=100, capacity_per_s=170, engine_efficiency=0.6, gpu=gpu
+        )
+        assert "not contention" not in result.advice
+        assert "CPU load is unknown" in result.advice and "not ruled out" in result.advice
+        assert ("GPU" in result.advice) == bool(gpu), result.advice
+
+
+def test_gpu_causes_are_named_only_for_a_gpu_engine():
+    """A slow engine on idle cores: a GPU engine is pointed at its throttle reasons, a CPU
+    engine (or one whose device is unknown) never; a hung infer call names XIDs only on a
+    GPU."""
+    slow = _stages(infer=StageWindow("infer", 100, 1.0, 1, 0.9))
+    hung = _stages(infer=StageWindow("infer", 0.0, 1.0, 1, 1.0, inflight=1, oldest_inflight_s=60))
+    for gpu in (None, False, True):
+        advice = verdict(
+            slow, delivered_per_s=100, capacity_per_s=170, engine_efficiency=0.6,
+            cpu_busy=0.3, gpu=gpu,
+        ).advice  # fmt: skip
+        assert "not contention" in advice
+        assert ("GPU is throttled" in advice) == bool(gpu), advice
+        stalled = verdict(
+            hung, delivered_per_s=0, capacity_per_s=170, engine_efficiency=None, gpu=gpu
+        ).advice
+        assert ("XID" in stalled) == bool(gpu), stalled

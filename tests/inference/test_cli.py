@@ -72,7 +72,7 @@ def test_profile_names_a_drilled_bottleneck_in_plain_words(server):
     for header in ("stage", "items/s", "p50 ms", "p99 ms", "util", "queue", "wait p99 ms"):
         assert header in out
     assert "Bottleneck: preprocess" in out
-    assert "Advice: Add preprocess workers" in out
+    assert "Advice: A drill makes preprocess slow" in out  # the drill, not "Add preprocess workers"
     as_json = json.loads(_loglog("profile", "--url", server, "--interval", "3", "--json").stdout)
     assert as_json["verdict"]["bottleneck"] == "preprocess"
     assert {row["stage"] for row in as_json["rows"]} == {

@@ -22,10 +22,17 @@ addEventListener("load", () => {
     const r = s.getBoundingClientRect();
     return {title: s.closest("figure").dataset.chart, x: r.left + scrollX, y: r.top + scrollY, w: r.width, h: r.height};
   });
+  // Text that leaves the page or its box: wider than the window, or cut by its element.
+  const width = document.documentElement.clientWidth;
+  const overflow = [...document.body.querySelectorAll("h1, h2, p, li, th, td, figcaption, code")]
+    .filter((e) => { const r = e.getBoundingClientRect();
+                     return r.left < 0 || r.right > width + 0.5 || e.scrollWidth > e.clientWidth + 1; })
+    .map((e) => e.tagName + ": " + e.textContent.slice(0, 80));
   const out = document.createElement("pre");
   out.id = "probe";
   out.textContent = JSON.stringify({errors: __errors, resources: performance.getEntriesByType("resource").map((r) => r.name),
-                                    rects, height: document.documentElement.scrollHeight});
+                                    rects, overflow, pageWidth: document.documentElement.scrollWidth, width,
+                                    height: document.documentElement.scrollHeight});
   document.body.appendChild(out);
 });
 </script>"""
@@ -39,6 +46,9 @@ class Opened:
     resources: list[str]  # everything the page fetched besides itself
     rects: list[dict[str, Any]]  # each chart's <svg> box, CSS pixels from the page's top
     height: int
+    overflow: list[str]  # text elements wider than the window or than their own box
+    scroll_width: int  # the document's width: over the window's, the page scrolls sideways
+    width: int
 
 
 def _chromium(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
@@ -72,7 +82,16 @@ def open_page(html: Path, work: Path) -> Opened:
     assert found, f"the probe did not run; chromium said:\n{result.stderr[-3000:]}"
     seen = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
     console = [m.group(1) for m in map(_CONSOLE.search, result.stderr.splitlines()) if m]
-    return Opened(console, seen["errors"], seen["resources"], seen["rects"], int(seen["height"]))
+    return Opened(
+        console,
+        seen["errors"],
+        seen["resources"],
+        seen["rects"],
+        int(seen["height"]),
+        seen["overflow"],
+        int(seen["pageWidth"]),
+        int(seen["width"]),
+    )
 
 
 def screenshot(html: Path, out: Path, height: int) -> Path:

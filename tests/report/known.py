@@ -100,19 +100,36 @@ def items_delivered(seconds: int) -> float:
     return mean * seconds + mean * amplitude * wave_part
 
 
+def backfill(text: str, data_dir: Path) -> None:
+    """Write OpenMetrics ``text`` (without ``# EOF``) into the TSDB at ``data_dir``."""
+    source = data_dir.parent / f"backfill-{time.monotonic_ns()}.om"
+    source.write_text(text + "# EOF\n")
+    subprocess.run(
+        ["promtool", "tsdb", "create-blocks-from", "openmetrics", str(source), str(data_dir)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
 @contextmanager
-def prometheus(data_dir: Path, *, end: int | None, log: Path) -> Iterator[str]:
-    """Backfill (when ``end`` is given) and start Prometheus on a free port; yields its URL."""
+def prometheus(
+    data_dir: Path,
+    *,
+    end: int | None,
+    log: Path,
+    sources: tuple[str, ...] = (),
+    flags: tuple[str, ...] = (),
+    retention: str = "30d",
+) -> Iterator[str]:
+    """Backfill (the known data when ``end`` is given, and each of ``sources``) and start
+    Prometheus on a free port with ``flags`` added; yields its URL."""
     data_dir.mkdir(parents=True, exist_ok=True)
     if end is not None:
-        source = data_dir.parent / "known.om"
-        source.write_text(openmetrics(end))
-        subprocess.run(
-            ["promtool", "tsdb", "create-blocks-from", "openmetrics", str(source), str(data_dir)],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+        backfill(openmetrics(end).removesuffix("# EOF\n"), data_dir)
+    for text in sources:
+        if text.strip():
+            backfill(text, data_dir)
     config = data_dir.parent / "prometheus.yml"
     config.write_text("global: {scrape_interval: 15s}\n")
     port = free_port()
@@ -123,7 +140,8 @@ def prometheus(data_dir: Path, *, end: int | None, log: Path) -> Iterator[str]:
                 f"--config.file={config}",
                 f"--storage.tsdb.path={data_dir}",
                 f"--web.listen-address=127.0.0.1:{port}",
-                "--storage.tsdb.retention.time=30d",
+                f"--storage.tsdb.retention.time={retention}",
+                *flags,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

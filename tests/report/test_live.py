@@ -64,4 +64,7 @@ def test_report_of_a_running_embedded_stack(loglog_up, tmp_path: Path):
     assert "of model capacity on average" in sentences["capacity"], sentences
     assert "Data starts" in sentences["throughput"]  # the stack is younger than ten minutes
     assert sentences["jobs"].startswith("No job reported progress")  # no fleet in this stack
-    assert html.count('<figure class="chart"') >= 3
+    # Latency and capacity are drawn; throughput too once its 5-minute rate is full (a
+    # younger stack's throughput is a ramp: said, not drawn).
+    drawn = html.count('<figure class="chart"')
+    assert drawn >= 3 or (drawn >= 2 and "Nothing to draw for “Throughput” yet" in html), html
