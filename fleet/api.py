@@ -9,8 +9,11 @@
 - ``GET /healthz``
 
 The API keeps no state of its own: a restarted API serves the same jobs and progress.
-Errors are JSON ``{"error": …}`` that say what to do: 400 bad request, 401 no or wrong
-token, 404 unknown job, 409 id taken, 422 unreadable or refused source, 503 store down.
+Errors are JSON ``{"error": …}`` that say what to do: 400 bad request (a body that is not
+strict JSON: NaN, Infinity, 1e400, a lone surrogate — see
+:mod:`inference.server.strictjson`), 401 no or wrong token, 404 unknown job, 408/413 a body
+too slow or too large, 409 id taken, 422 a field of the wrong type, an unreadable or
+refused source, 503 store down. No input gets a 5xx.
 
 With a token configured, ``POST``/``DELETE`` need ``Authorization: Bearer <token>``; every
 source passes a :class:`~inference.access.SourcePolicy` first, and credentials in errors
@@ -29,15 +32,17 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from inference.errors import AuthError
 from inference.server.auth import check_bearer
+from inference.server.strictjson import strict_json_route
 from loglog import get_logger
 from loglog.redact import redact
 
@@ -69,6 +74,9 @@ _STATUS: dict[type[Exception], int] = {
 
 
 class JobRequest(BaseModel):
+    # Strict: true is not priority 1, and "5" is not 5 (a client sending either has a bug).
+    model_config = ConfigDict(strict=True)
+
     source: str = Field(
         description="a video file path every worker can read, or synthetic://WxH@FPS?seconds=N"
     )
@@ -218,6 +226,20 @@ def create_app(
 
     app = FastAPI(title="loglog fleet jobs", lifespan=lifespan)
     app.add_middleware(BodyLimit)
+    # Before the routes: each reads its JSON body strictly (NaN, 1e400, "\ud800" → 400).
+    app.router.route_class = strict_json_route(
+        lambda status, problem: JSONResponse({"error": problem}, status_code=status)
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default answer echoes the input (a secret in a source, or a value
+        # that does not serialise): say where and what is wrong, never the value.
+        problems = [
+            f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg', '')}"
+            for error in exc.errors()[:10]
+        ]
+        return JSONResponse({"error": redact("; ".join(problems))[:2000]}, status_code=422)
 
     @app.exception_handler(AuthError)
     async def unauthorized(_: Request, exc: AuthError) -> JSONResponse:
