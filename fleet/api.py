@@ -1,7 +1,8 @@
 """The jobs HTTP API.
 
-- ``POST /v1/jobs`` ``{source, id?, priority?}`` → 202 with the job (state ``queued``)
-- ``GET /v1/jobs[?state=queued|running|succeeded|failed|cancelled]`` → ``{"jobs": […]}``
+- ``POST /v1/jobs`` ``{source, id?, priority?}`` → 202 with the job (state ``pending``: its
+  segments are published in the background, then it is ``queued``)
+- ``GET /v1/jobs[?state=pending|queued|running|succeeded|failed|cancelled]`` → ``{"jobs": […]}``
 - ``GET /v1/jobs/{id}`` → state, frames done/total, progress, ETA, workers, result, error
 - ``DELETE /v1/jobs/{id}`` → cancels (queued segments are skipped, a running one stops)
 - ``GET /v1/sd/workers`` → Prometheus http_sd targets, from live worker heartbeats
@@ -15,6 +16,11 @@ strict JSON: NaN, Infinity, 1e400, a lone surrogate — see
 too slow or too large, 409 id taken, 422 a field of the wrong type, an unreadable or
 refused source, 503 store down. No input gets a 5xx.
 
+Served by ``loglog jobs serve`` with :func:`server_options`: a connection whose request
+headers are not complete after :data:`HEADER_TIMEOUT_S` is closed, and past
+:data:`MAX_CONNECTIONS` connections new requests get a 503 at once (a slowloris holds no
+thread and no connection for long).
+
 With a token configured, ``POST``/``DELETE`` need ``Authorization: Bearer <token>``; every
 source passes a :class:`~inference.access.SourcePolicy` first, and credentials in errors
 and job records are shown as ``***`` (see :mod:`fleet.access`).
@@ -25,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -42,13 +47,13 @@ from starlette.concurrency import run_in_threadpool
 
 from inference.errors import AuthError
 from inference.server.auth import check_bearer
+from inference.server.connections import uvicorn_options
 from inference.server.strictjson import strict_json_route
-from loglog import get_logger
 from loglog.redact import redact
 
 from .access import SourcePolicy, check_source
 from .bodylimit import BodyLimit
-from .dispatch import Dispatcher
+from .dispatch import Dispatcher, Publisher
 from .errors import (
     BrokerUnavailable,
     FleetConfigError,
@@ -62,6 +67,10 @@ from .model import QUEUED, RUNNING, STATES, TERMINAL, Job
 
 #: Unfinished jobs exported one series each, newest first beyond it are left out.
 JOB_SERIES_BUDGET = 50
+#: Seconds a connection may take to send complete request headers (then it is closed).
+HEADER_TIMEOUT_S = 10.0
+#: Connections plus in-flight requests past which new requests get a 503 at once.
+MAX_CONNECTIONS = 256
 
 _STATUS: dict[type[Exception], int] = {
     FleetConfigError: 400,
@@ -189,7 +198,6 @@ def create_app(
     (default :class:`SourcePolicy()`: files only under the working directory)."""
     store = dispatcher.store
     policy = policy or SourcePolicy()
-    log = get_logger("fleet.api")
     registry = CollectorRegistry()
     registry.register(FleetCollector(dispatcher, clock))
     help_of = {name: spec[2] for name, spec in API_METRICS.items()}
@@ -204,25 +212,14 @@ def create_app(
     )
     for result in ("accepted", "rejected"):
         submissions.labels(result)
-    stop = threading.Event()
-
-    def republish() -> None:
-        # Segments accepted while the broker was down go out once it is back.
-        while not stop.wait(publish_interval):
-            try:
-                dispatcher.publish_pending()
-            except (BrokerUnavailable, StoreUnavailable) as exc:
-                log.debug("pending segments wait for the broker", error=str(exc))
-            except Exception as exc:
-                log.error("publishing pending segments failed", error=repr(exc))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        thread = threading.Thread(target=republish, name="fleet-republish", daemon=True)
-        thread.start()
+        # Publishes what submits store, and what was accepted while the broker was down.
+        publisher = Publisher(dispatcher, publish_interval)
+        publisher.start()
         yield
-        stop.set()
-        await asyncio.to_thread(thread.join, 5.0)
+        await asyncio.to_thread(publisher.stop, 5.0)
 
     app = FastAPI(title="loglog fleet jobs", lifespan=lifespan)
     app.add_middleware(BodyLimit)
@@ -333,4 +330,12 @@ def create_app(
     return app
 
 
-__all__ = ["QUEUED", "RUNNING", "FleetCollector", "create_app", "drain_eta"]
+def server_options(
+    *, header_timeout: float = HEADER_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS
+) -> dict[str, Any]:
+    """Keyword arguments for ``uvicorn.run`` that bound connections (the inference
+    server's own: a header deadline and a connection cap)."""
+    return uvicorn_options(header_timeout=header_timeout, max_connections=max_connections)
+
+
+__all__ = ["QUEUED", "RUNNING", "FleetCollector", "create_app", "drain_eta", "server_options"]

@@ -35,14 +35,14 @@ def test_broker_down_jobs_are_accepted_pending_and_the_metrics_say_so(api: TestC
     response = api.post("/v1/jobs", json={"source": "synthetic://64x48@10?seconds=3", "id": "p1"})
     assert response.status_code == 202
     body = response.json()
-    assert (body["state"], body["segments"], body["segments_published"]) == ("queued", 3, 0)
+    assert (body["state"], body["segments"], body["segments_published"]) == ("pending", 3, 0)
     text = api.get("/metrics").text
     assert metric(text, "fleet_broker_up") == 0.0
     assert metric(text, "fleet_store_up") == 1.0
     assert metric(text, "fleet_segments_unpublished") == 3.0
     assert metric(text, "fleet_backlog_frames") == 30.0
     assert metric(text, "fleet_frames_submitted_total") == 30.0
-    assert 'fleet_jobs{state="queued"} 1.0' in text
+    assert 'fleet_jobs{state="pending"} 1.0' in text
     assert 'fleet_job_progress_ratio{job_id="p1"} 0.0' in text
 
 
@@ -148,7 +148,7 @@ def test_an_id_that_names_a_store_key_of_a_job_is_not_found_not_a_500(
         ).status_code
         == 202
     )
-    store.start_segment("x", "w1", redelivered=False)
+    store.start_segment("x", "w1", 0)
     store.complete_segment("x", 0, 10)
     for path in ("/v1/jobs/x:done", "/v1/jobs/x:workers"):
         for response in (api.get(path), api.delete(path)):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,23 +21,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not available(), reason="rabbitmq-server is not installed (make deps)"),
 ]
-
-
-@pytest.fixture(scope="module")
-def rabbit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRabbit]:
-    node = PrivateRabbit(tmp_path_factory.mktemp("rabbit"))
-    node.start()
-    yield node
-    node.close()
-
-
-@pytest.fixture
-def fleet(rabbit: PrivateRabbit, store: JobStore, tmp_path: Path) -> Iterator[Fleet]:
-    if rabbit.proc is None or rabbit.proc.poll() is not None:
-        rabbit.start()
-    fleet = Fleet(rabbit.url, store, tmp_path)
-    yield fleet
-    fleet.close()
 
 
 def test_sigkill_mid_segment_is_redelivered_and_every_frame_lands_once(fleet: Fleet) -> None:
@@ -91,12 +73,12 @@ def test_unreadable_source_fails_alone_and_cancel_stops_queued_segments(
     a cancelled job's queued segments are skipped (no part file); a restarted API serves
     the same states."""
     from fleet.sources import read
-    from inference.video import Recorder
+    from inference.video import Recorder, to_rgb
 
     video = tmp_path / "clip.mp4"
     recorder = Recorder(str(video), width=64, height=48, fps=10)
-    for _, _, rgb in read("synthetic://64x48@10?seconds=2", 0, 20):
-        recorder.add(rgb)
+    for _, _, frame in read("synthetic://64x48@10?seconds=2", 0, 20):
+        recorder.add(to_rgb(frame))
     recorder.close()
     with fleet.api() as api:
         missing = api.post("/v1/jobs", json={"source": str(tmp_path / "nope.mp4")})
