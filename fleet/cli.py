@@ -111,7 +111,9 @@ def auth_headers(token_file: str | None) -> dict[str, str]:
     try:
         return {"authorization": f"Bearer {load_token(token_file)}"}
     except ConfigError as exc:
-        raise SystemExit(f"loglog jobs: {exc}") from None
+        # Exit 2, like every other bad option (SystemExit with a message exits 1).
+        print(f"loglog jobs: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
