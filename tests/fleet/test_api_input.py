@@ -102,8 +102,11 @@ _SOURCES = st.sampled_from(
      "synthetic://16x16@240?seconds=" + "9" * 400, "./x\ud800.mp4", ""]
 ).map(json.dumps)  # fmt: skip
 _JOB = json_object(
-    {"source": _SOURCES, "id": st.text(max_size=70).map(json.dumps) | valid_string("fz"),
-     "priority": st.integers(-3, 12).map(str)}  # fmt: skip
+    {
+        "source": _SOURCES,
+        "id": st.text(max_size=70).map(json.dumps) | valid_string("fz"),
+        "priority": st.integers(-3, 12).map(str),
+    }
 )
 
 

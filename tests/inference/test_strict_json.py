@@ -140,12 +140,20 @@ def client() -> Iterator[TestClient]:
 
 _FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 _STREAM = json_object(
-    {"source": st.sampled_from(["synthetic://64x64@5", "./a\ud800.mp4", "/dev/zero"]).map(json.dumps),
-     "id": st.text(max_size=70).map(json.dumps), "record": valid_string("x.mp4")}  # fmt: skip
+    {
+        "source": st.sampled_from(["synthetic://64x64@5", "./a\ud800.mp4", "/dev/zero"]).map(
+            json.dumps
+        ),
+        "id": st.text(max_size=70).map(json.dumps),
+        "record": valid_string("x.mp4"),
+    }
 )
 _DRILL = json_object(
-    {"stage": st.sampled_from(["infer", "decode", ""]).map(json.dumps),
-     "delay_ms": st.floats(0, 10).map(repr), "duration_s": st.floats(0, 2).map(repr)}  # fmt: skip
+    {
+        "stage": st.sampled_from(["infer", "decode", ""]).map(json.dumps),
+        "delay_ms": st.floats(0, 10).map(repr),
+        "duration_s": st.floats(0, 2).map(repr),
+    }
 )
 _TEXT = st.text(max_size=60) | st.sampled_from(["\ud800", "..", "%ff", "a" * 70])
 
