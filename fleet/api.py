@@ -48,7 +48,7 @@ from starlette.concurrency import run_in_threadpool
 from inference.errors import AuthError
 from inference.server.auth import check_bearer
 from inference.server.connections import uvicorn_options
-from inference.server.strictjson import strict_json_route
+from inference.server.strictjson import JSON_BODY_TIMEOUT_S, strict_json_route
 from loglog.redact import redact
 
 from .access import SourcePolicy, check_source
@@ -192,10 +192,12 @@ def create_app(
     clock: Callable[[], float] = time.time,
     token: str | None = None,
     policy: SourcePolicy | None = None,
+    body_timeout: float = JSON_BODY_TIMEOUT_S,
 ) -> FastAPI:
     """The jobs API over ``dispatcher`` (its store and broker). With ``token``, submitting
     and cancelling need ``Authorization: Bearer <token>``; sources must pass ``policy``
-    (default :class:`SourcePolicy()`: files only under the working directory)."""
+    (default :class:`SourcePolicy()`: files only under the working directory); a JSON
+    body not received within ``body_timeout`` seconds is answered 408."""
     store = dispatcher.store
     policy = policy or SourcePolicy()
     registry = CollectorRegistry()
@@ -225,7 +227,8 @@ def create_app(
     app.add_middleware(BodyLimit)
     # Before the routes: each reads its JSON body strictly (NaN, 1e400, "\ud800" → 400).
     app.router.route_class = strict_json_route(
-        lambda status, problem: JSONResponse({"error": problem}, status_code=status)
+        lambda status, problem: JSONResponse({"error": problem}, status_code=status),
+        timeout=body_timeout,
     )
 
     @app.exception_handler(RequestValidationError)

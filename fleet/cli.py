@@ -156,7 +156,7 @@ def _serve(args: argparse.Namespace) -> int:
     from inference.errors import InferenceError
     from inference.server.auth import load_token, require_token_for
 
-    from .api import create_app
+    from .api import create_app, server_options
     from .celeryapp import make_app
     from .dispatch import Dispatcher
     from .errors import FleetError
@@ -182,7 +182,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"loglog jobs serve: {exc}", file=sys.stderr)
         return 2
     app = create_app(dispatcher, token=token, policy=policy)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", **server_options())
     loglog.shutdown()
     return 0
 

@@ -178,7 +178,12 @@ def strict_json_route(
                 try:
                     return await handler(StrictRequest(request.scope, request.receive))
                 except InvalidBody as exc:
-                    return render(exc.status_code, exc.problem)
+                    response = render(exc.status_code, exc.problem)
+                    if exc.status_code in (408, 413):
+                        # The body was not read to its end: the connection cannot carry
+                        # another request, and keeping it would leave it to keep-alive.
+                        response.headers["connection"] = "close"
+                    return response
 
             return strict
 

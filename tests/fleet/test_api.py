@@ -355,3 +355,21 @@ def test_a_chunked_body_that_never_ends_gets_its_413_while_still_sending(store: 
                     answer += conn.recv(65536)
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
         assert sent < 10 * 1024 * 1024, f"the server read {sent} bytes before answering"
+
+
+def test_jobs_serve_runs_uvicorn_with_the_connection_limits(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`loglog jobs serve` passes server_options() to uvicorn: the header deadline protocol
+    and the connection cap (without them a slow client held a connection forever)."""
+    import uvicorn
+
+    from fleet.api import HEADER_TIMEOUT_S, MAX_CONNECTIONS
+    from stack.cli import main
+
+    seen: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.update(kwargs))
+    monkeypatch.delenv("LOGLOG_TOKEN_FILE", raising=False)
+    assert main(["jobs", "serve", "--store", redis_url, "--port", "9"]) == 0
+    assert seen["limit_concurrency"] == MAX_CONNECTIONS
+    assert seen["http"].header_timeout == HEADER_TIMEOUT_S
