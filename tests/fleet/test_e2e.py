@@ -35,7 +35,7 @@ def test_sigkill_mid_segment_is_redelivered_and_every_frame_lands_once(fleet: Fl
         job = api.post(
             "/v1/jobs", json={"source": "synthetic://64x48@10?seconds=36", "id": "kill1"}
         ).json()
-        assert job["state"] == "queued" and job["segments"] == 12
+        assert job["state"] == "pending" and job["segments"] == 12  # published in the background
 
         def mid_segment() -> bool:
             body = (
