@@ -9,6 +9,10 @@ when it was the last — assemble the job's results. The message is acknowledged
 that, so a worker killed at any point leaves the segment to be redelivered, and every
 step is idempotent so the redelivery finishes the job with each frame once.
 
+Memory is bounded by the frame size: frames over the runtime's ``max_image_pixels`` fail
+the job from the container header, before decoding (:func:`fleet.sources.read`), and at
+most :data:`INFLIGHT_FRAME_BYTES` of decoded frames are in flight.
+
 The worker serves its own ``/metrics`` (pipeline + fleet) and beats into the store every
 ``heartbeat_s`` with its address, so the API's http_sd endpoint lists it for Prometheus.
 """
