@@ -58,6 +58,14 @@ def run(args: argparse.Namespace) -> int:
     if any(pid < 1 for pid in args.watch_pid):
         sys.stderr.write("loglog agent: --watch-pid takes a process id ≥ 1\n")
         return 2
+    if any(not name.strip() for name in args.watch_name):
+        # Every command line contains "": the agent would export every process on the
+        # host (their names and command-line matches), which nobody asks for on purpose.
+        sys.stderr.write(
+            "loglog agent: --watch-name '' would match every process on the host: give part "
+            "of the command line to watch, e.g. --watch-name 'loglog serve'\n"
+        )
+        return 2
     # Written as positive ranges so that NaN (which compares False) is refused too.
     if not 0.05 <= interval <= 3600 or not interval <= hang_timeout <= 86_400:
         sys.stderr.write(
@@ -88,9 +96,8 @@ def run(args: argparse.Namespace) -> int:
     agent.start()
     server.start()
     log = loglog.get_logger("agent")
-    log.info(
-        "agent serving", url=f"http://{args.host}:{server.port}/metrics", gpus=len(agent.samplers)
-    )
+    host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address in a URL
+    log.info("agent serving", url=f"http://{host}:{server.port}/metrics", gpus=len(agent.samplers))
     done = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: done.set())

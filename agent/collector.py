@@ -99,6 +99,11 @@ class Agent(Collector):
         self.log = get_logger("agent")
         self.host = HostReader(proc)
         self.watch_pids = list(watch_pids)
+        if any(not name.strip() for name in watch_names):
+            raise ValueError(
+                "watch_names: a blank pattern matches every process on the host; give part "
+                "of a command line"
+            )
         self.watch_names = list(watch_names)
         self._module = nvml_module
         self.nvml = Nvml(nvml_module) if nvml_module is not None else Nvml(None)

@@ -29,16 +29,19 @@ def build(cfg: Config) -> dict[str, Any]:
         [v.prometheus()],
     )
     d.row("Progress (managers)")
-    for state, color in (
-        ("succeeded", "green"),
-        ("running", "blue"),
-        ("queued", "orange"),
-        ("failed", "red"),
+    # "queued" counts pending jobs too: both wait for a worker (a pending one still has
+    # segments being published, or the broker is down); the API lists them apart.
+    for state, matcher, color in (
+        ("succeeded", 'state="succeeded"', "green"),
+        ("running", 'state="running"', "blue"),
+        ("queued", 'state=~"pending|queued"', "orange"),
+        ("failed", 'state="failed"', "red"),
     ):
+        what = "pending or queued (not started yet)" if state == "queued" else f"in state {state}"
         d.add(
             stat(
-                f"Jobs {state}", f"Jobs in state {state} now (the store's count).", "short",
-                [prom(f'sum(fleet_jobs{{{API}, state="{state}"}})', state, instant=True)],
+                f"Jobs {state}", f"Jobs {what} now (the store's count).", "short",
+                [prom(f"sum(fleet_jobs{{{API}, {matcher}}})", state, instant=True)],
                 color={"mode": "fixed", "fixedColor": color},
             ),
             w=4, h=4,

@@ -41,6 +41,14 @@ def check_source(policy: SourcePolicy, source: str) -> str:
     text = source.strip()
     if any(ord(char) < 32 or ord(char) == 127 for char in text):
         raise SourceUnreadable("the source contains control characters")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: realpath() would raise on it (a 500)
+            raise SourceUnreadable(
+                "the source is not valid Unicode text (it has a lone surrogate): "
+                "give the video file's path as UTF-8"
+            ) from None
     if not text:
         raise SourceUnreadable(
             "no source given: use a video file path under the API's source dirs or "

@@ -1,7 +1,8 @@
 """The jobs HTTP API.
 
-- ``POST /v1/jobs`` ``{source, id?, priority?}`` → 202 with the job (state ``queued``)
-- ``GET /v1/jobs[?state=queued|running|succeeded|failed|cancelled]`` → ``{"jobs": […]}``
+- ``POST /v1/jobs`` ``{source, id?, priority?}`` → 202 with the job (state ``pending``: its
+  segments are published in the background, then it is ``queued``)
+- ``GET /v1/jobs[?state=pending|queued|running|succeeded|failed|cancelled]`` → ``{"jobs": […]}``
 - ``GET /v1/jobs/{id}`` → state, frames done/total, progress, ETA, workers, result, error
 - ``DELETE /v1/jobs/{id}`` → cancels (queued segments are skipped, a running one stops)
 - ``GET /v1/sd/workers`` → Prometheus http_sd targets, from live worker heartbeats
@@ -9,8 +10,16 @@
 - ``GET /healthz``
 
 The API keeps no state of its own: a restarted API serves the same jobs and progress.
-Errors are JSON ``{"error": …}`` that say what to do: 400 bad request, 401 no or wrong
-token, 404 unknown job, 409 id taken, 422 unreadable or refused source, 503 store down.
+Errors are JSON ``{"error": …}`` that say what to do: 400 bad request (a body that is not
+strict JSON: NaN, Infinity, 1e400, a lone surrogate — see
+:mod:`inference.server.strictjson`), 401 no or wrong token, 404 unknown job, 408/413 a body
+too slow or too large, 409 id taken, 422 a field of the wrong type, an unreadable or
+refused source, 503 store down. No input gets a 5xx.
+
+Served by ``loglog jobs serve`` with :func:`server_options`: a connection whose request
+headers are not complete after :data:`HEADER_TIMEOUT_S` is closed, and past
+:data:`MAX_CONNECTIONS` connections new requests get a 503 at once (a slowloris holds no
+thread and no connection for long).
 
 With a token configured, ``POST``/``DELETE`` need ``Authorization: Bearer <token>``; every
 source passes a :class:`~inference.access.SourcePolicy` first, and credentials in errors
@@ -22,28 +31,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from inference.errors import AuthError
 from inference.server.auth import check_bearer
-from loglog import get_logger
+from inference.server.connections import uvicorn_options
+from inference.server.strictjson import JSON_BODY_TIMEOUT_S, strict_json_route
 from loglog.redact import redact
 
 from .access import SourcePolicy, check_source
 from .bodylimit import BodyLimit
-from .dispatch import Dispatcher
+from .dispatch import Dispatcher, Publisher
 from .errors import (
     BrokerUnavailable,
     FleetConfigError,
@@ -57,6 +67,10 @@ from .model import QUEUED, RUNNING, STATES, TERMINAL, Job
 
 #: Unfinished jobs exported one series each, newest first beyond it are left out.
 JOB_SERIES_BUDGET = 50
+#: Seconds a connection may take to send complete request headers (then it is closed).
+HEADER_TIMEOUT_S = 10.0
+#: Connections plus in-flight requests past which new requests get a 503 at once.
+MAX_CONNECTIONS = 256
 
 _STATUS: dict[type[Exception], int] = {
     FleetConfigError: 400,
@@ -69,6 +83,9 @@ _STATUS: dict[type[Exception], int] = {
 
 
 class JobRequest(BaseModel):
+    # Strict: true is not priority 1, and "5" is not 5 (a client sending either has a bug).
+    model_config = ConfigDict(strict=True)
+
     source: str = Field(
         description="a video file path every worker can read, or synthetic://WxH@FPS?seconds=N"
     )
@@ -175,13 +192,14 @@ def create_app(
     clock: Callable[[], float] = time.time,
     token: str | None = None,
     policy: SourcePolicy | None = None,
+    body_timeout: float = JSON_BODY_TIMEOUT_S,
 ) -> FastAPI:
     """The jobs API over ``dispatcher`` (its store and broker). With ``token``, submitting
     and cancelling need ``Authorization: Bearer <token>``; sources must pass ``policy``
-    (default :class:`SourcePolicy()`: files only under the working directory)."""
+    (default :class:`SourcePolicy()`: files only under the working directory); a JSON
+    body not received within ``body_timeout`` seconds is answered 408."""
     store = dispatcher.store
     policy = policy or SourcePolicy()
-    log = get_logger("fleet.api")
     registry = CollectorRegistry()
     registry.register(FleetCollector(dispatcher, clock))
     help_of = {name: spec[2] for name, spec in API_METRICS.items()}
@@ -196,28 +214,32 @@ def create_app(
     )
     for result in ("accepted", "rejected"):
         submissions.labels(result)
-    stop = threading.Event()
-
-    def republish() -> None:
-        # Segments accepted while the broker was down go out once it is back.
-        while not stop.wait(publish_interval):
-            try:
-                dispatcher.publish_pending()
-            except (BrokerUnavailable, StoreUnavailable) as exc:
-                log.debug("pending segments wait for the broker", error=str(exc))
-            except Exception as exc:
-                log.error("publishing pending segments failed", error=repr(exc))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        thread = threading.Thread(target=republish, name="fleet-republish", daemon=True)
-        thread.start()
+        # Publishes what submits store, and what was accepted while the broker was down.
+        publisher = Publisher(dispatcher, publish_interval)
+        publisher.start()
         yield
-        stop.set()
-        await asyncio.to_thread(thread.join, 5.0)
+        await asyncio.to_thread(publisher.stop, 5.0)
 
     app = FastAPI(title="loglog fleet jobs", lifespan=lifespan)
     app.add_middleware(BodyLimit)
+    # Before the routes: each reads its JSON body strictly (NaN, 1e400, "\ud800" → 400).
+    app.router.route_class = strict_json_route(
+        lambda status, problem: JSONResponse({"error": problem}, status_code=status),
+        timeout=body_timeout,
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default answer echoes the input (a secret in a source, or a value
+        # that does not serialise): say where and what is wrong, never the value.
+        problems = [
+            f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg', '')}"
+            for error in exc.errors()[:10]
+        ]
+        return JSONResponse({"error": redact("; ".join(problems))[:2000]}, status_code=422)
 
     @app.exception_handler(AuthError)
     async def unauthorized(_: Request, exc: AuthError) -> JSONResponse:
@@ -311,4 +333,12 @@ def create_app(
     return app
 
 
-__all__ = ["QUEUED", "RUNNING", "FleetCollector", "create_app", "drain_eta"]
+def server_options(
+    *, header_timeout: float = HEADER_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS
+) -> dict[str, Any]:
+    """Keyword arguments for ``uvicorn.run`` that bound connections (the inference
+    server's own: a header deadline and a connection cap)."""
+    return uvicorn_options(header_timeout=header_timeout, max_connections=max_connections)
+
+
+__all__ = ["QUEUED", "RUNNING", "FleetCollector", "create_app", "drain_eta", "server_options"]

@@ -111,7 +111,9 @@ def auth_headers(token_file: str | None) -> dict[str, str]:
     try:
         return {"authorization": f"Bearer {load_token(token_file)}"}
     except ConfigError as exc:
-        raise SystemExit(f"loglog jobs: {exc}") from None
+        # Exit 2, like every other bad option (SystemExit with a message exits 1).
+        print(f"loglog jobs: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -162,7 +164,7 @@ def _serve(args: argparse.Namespace) -> int:
     from inference.errors import InferenceError
     from inference.server.auth import load_token, require_token_for
 
-    from .api import create_app
+    from .api import create_app, server_options
     from .celeryapp import make_app
     from .dispatch import Dispatcher
     from .errors import FleetError
@@ -186,7 +188,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"loglog jobs serve: {exc}", file=sys.stderr)
         return 2
     app = create_app(dispatcher, token=token, policy=policy)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", **server_options())
     loglog.shutdown()
     return 0
 

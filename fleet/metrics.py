@@ -29,7 +29,7 @@ WORKER_METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "fleet_worker_segments_total": ("counter", ("result",), "Segments this worker finished, by result (done, failed, skipped: job already ended)."),
     "fleet_worker_frames_total": ("counter", (), "Frames this worker analysed for jobs."),
     "fleet_worker_segment_duration_seconds": ("histogram", (), "Time one segment took on this worker, decode to results written."),
-    "fleet_worker_redeliveries_total": ("counter", (), "Segments this worker received as redeliveries (their first worker died or lost the broker)."),
+    "fleet_worker_redeliveries_total": ("counter", (), "Segments this worker ran again after a worker had started them (the first died, or its ack was lost); not the broker's redelivered flag."),
     "fleet_worker_busy": ("gauge", (), "1 while the worker runs a segment."),
     "fleet_worker_capacity_frames_per_second": ("gauge", (), "Calibrated model-only frames/s of this worker (its share of fleet capacity)."),
     "fleet_job_duration_seconds": ("histogram", (), "Submit-to-done time of jobs this worker completed (observed by the worker that assembled the results)."),

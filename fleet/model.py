@@ -17,15 +17,19 @@ from typing import Any
 
 from .errors import FleetConfigError
 
-QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
+PENDING, QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
+    "pending",
     "queued",
     "running",
     "succeeded",
     "failed",
     "cancelled",
 )
-#: Every job state, in the order a dashboard lists them.
-STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+#: Every job state, in the order a dashboard lists them. ``pending``: accepted, not every
+#: segment is in the broker yet (publishing runs in the background, or the broker is
+#: down); ``queued``: every segment published, none started; ``running``: a worker
+#: started one (publishing may still go on for a large job).
+STATES = (PENDING, QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 #: States a job never leaves.
 TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
 

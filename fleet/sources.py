@@ -2,9 +2,15 @@
 
 ``probe(source)`` says how many frames a source has and at what rate (the API calls it to
 split the job); ``read(source, start, end)`` yields frames ``[start, end)`` (a worker
-calls it for one segment). Decoding goes through :class:`inference.video.VideoReader`;
-only the frame count is read here from the container header (PyAV), because decoding a
-whole archive to count its frames would cost as much as analysing it.
+calls it for one segment) as ``av.VideoFrame`` objects, which the pipeline's preprocess
+resizes in one swscale pass — a worker never holds a full-size RGB copy of a frame.
+Decoding goes through :class:`inference.video.VideoReader`; only the header is read here
+(PyAV), because decoding a whole archive to count its frames would cost as much as
+analysing it.
+
+Both refuse frames over ``max_pixels`` (default :data:`MAX_FRAME_PIXELS`, the same
+40 MP as ``/v1/infer``'s ``max_image_pixels``) from the header, before a frame is decoded:
+a 6.7 MB video of 12000×12000 frames took a worker to 2.2 GB before.
 
 ``synthetic://64x48@10?seconds=6`` is a finite moving pattern, not paced in real time
 (the live ``synthetic://`` of :mod:`inference.sources` never ends, so it cannot be a job).
@@ -16,20 +22,28 @@ import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from inference.server.limits import MAX_IMAGE_PIXELS
 
 from .errors import SourceUnreadable
 
 #: Longest source accepted: Linux's PATH_MAX.
 MAX_SOURCE_CHARS = 4096
+#: Pixels a job's frame may have: ``/v1/infer``'s default ``max_image_pixels``.
+MAX_FRAME_PIXELS = MAX_IMAGE_PIXELS
+#: Rows of a synthetic frame computed at once (bounds the float temporaries: 8K wide,
+#: 256 rows × 7680 × 4 bytes ≈ 8 MB).
+_CLIP_ROWS = 256
 
 _CLIP = re.compile(r"^synthetic://(\d+)x(\d+)@(\d+(?:\.\d+)?)\?seconds=(\d+(?:\.\d+)?)$")
 
 
-def probe(source: str) -> tuple[int, float]:
+def probe(source: str, *, max_pixels: int = MAX_FRAME_PIXELS) -> tuple[int, float]:
     """(total frames, frames per second) of ``source``; :class:`SourceUnreadable` if it
-    cannot be opened."""
+    cannot be opened or its frames are over ``max_pixels``."""
     if len(source) > MAX_SOURCE_CHARS:
         # Not echoed: a megabyte "path" would be copied into the answer and the log.
         raise SourceUnreadable(
@@ -38,7 +52,8 @@ def probe(source: str) -> tuple[int, float]:
         )
     clip = _CLIP.match(source)
     if clip:
-        _, _, fps, seconds = _clip(clip)
+        width, height, fps, seconds = _clip(clip)
+        check_pixels(source, width, height, max_pixels)
         return max(1, round(fps * seconds)), fps
     if source.startswith(("synthetic:", "rtsp://", "rtsps://", "http://", "https://")):
         raise SourceUnreadable(
@@ -61,6 +76,8 @@ def probe(source: str) -> tuple[int, float]:
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
+            check_pixels(str(path), stream.codec_context.width, stream.codec_context.height,
+                         max_pixels)  # fmt: skip
             rate = stream.average_rate or stream.guessed_rate
             fps = float(rate) if rate else 30.0
             frames = int(stream.frames or 0)
@@ -77,22 +94,21 @@ def probe(source: str) -> tuple[int, float]:
     return frames, fps
 
 
-def read(source: str, start: int, end: int) -> Iterator[tuple[int, float | None, np.ndarray]]:
-    """Yield ``(frame index, pts seconds, HWC uint8 RGB)`` for frames ``[start, end)``."""
+def read(
+    source: str, start: int, end: int, *, max_pixels: int = MAX_FRAME_PIXELS
+) -> Iterator[tuple[int, float | None, Any]]:
+    """Yield ``(frame index, pts seconds, av.VideoFrame)`` for frames ``[start, end)``;
+    :class:`SourceUnreadable` for frames over ``max_pixels`` (from the header, before
+    decoding; each decoded frame is checked too, for headers that give no size)."""
     clip = _CLIP.match(source)
     if clip:
         width, height, fps, _ = _clip(clip)
-        y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
-        x = np.linspace(0, 255, width, dtype=np.float32)[None, :]
-        base = np.stack(
-            [np.broadcast_to(x, (height, width)), np.broadcast_to(y, (height, width)),
-             np.broadcast_to((x + y) / 2, (height, width))], axis=-1,
-        ).astype(np.uint8)  # fmt: skip
+        check_pixels(source, width, height, max_pixels)
         for index in range(start, end):
-            yield index, index / fps, np.roll(base, index * 4, axis=1)
+            yield index, index / fps, _clip_frame(width, height, index)
         return
     from inference.errors import SourceError
-    from inference.video import VideoReader, to_rgb
+    from inference.video import VideoReader
 
     path = source.removeprefix("file://")
     try:
@@ -100,17 +116,54 @@ def read(source: str, start: int, end: int) -> Iterator[tuple[int, float | None,
     except SourceError as exc:
         raise SourceUnreadable(str(exc)) from exc
     try:
+        check_pixels(path, reader.width, reader.height, max_pixels)
         # Decoding from the start and skipping is exact for every codec (a seek lands on a
         # key frame); its cost grows with the segment's offset — see the README.
-        for index, (frame, pts, _) in enumerate(reader.frames()):
+        index = -1  # not enumerate(): it would hold the last frame while the next decodes
+        for frame, pts, _ in reader.frames():
+            index += 1
             if index >= end:
                 return
+            check_pixels(path, frame.width, frame.height, max_pixels)
             if index >= start:
-                yield index, pts, to_rgb(frame)
+                yield index, pts, frame
+            del frame
     except SourceError as exc:
         raise SourceUnreadable(f"cannot decode {path!r}: {exc}") from exc
     finally:
         reader.close()
+
+
+def check_pixels(source: str, width: int, height: int, max_pixels: int) -> None:
+    """:class:`SourceUnreadable` when ``width × height`` is over ``max_pixels`` (a size
+    of 0, unknown from a header, passes: the decoded frame is checked)."""
+    if width * height > max_pixels:
+        raise SourceUnreadable(
+            f"{source[:200]!r} has {width}×{height} frames ({width * height:,} pixels), over "
+            f"the {max_pixels:,} pixels a job's frame may have (the same cap as /v1/infer's "
+            "max_image_pixels): scale the video down first, e.g. "
+            "ffmpeg -i IN -vf scale=3840:-2 OUT"
+        )
+
+
+def _clip_frame(width: int, height: int, index: int) -> Any:
+    """Frame ``index`` of the synthetic pattern, written straight into a new RGB
+    ``av.VideoFrame`` a band of rows at a time: one frame's bytes and a small band of
+    temporaries (an 8K frame is 100 MB; the whole-frame float version took 500 MB)."""
+    import av
+
+    frame = av.VideoFrame(width, height, "rgb24")
+    plane = frame.planes[0]
+    rows = np.frombuffer(memoryview(plane), np.uint8).reshape(height, plane.line_size)
+    pixels = rows[:, : width * 3].reshape(height, width, 3)  # a view: writes go to the frame
+    x = np.roll(np.linspace(0, 255, width, dtype=np.float32), index * 4)[None, :]
+    y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
+    pixels[:, :, 0] = x.astype(np.uint8)
+    pixels[:, :, 1] = y.astype(np.uint8)
+    for top in range(0, height, _CLIP_ROWS):
+        band = y[top : top + _CLIP_ROWS]
+        pixels[top : top + _CLIP_ROWS, :, 2] = ((x + band) / 2).astype(np.uint8)
+    return frame
 
 
 def _clip(match: re.Match[str]) -> tuple[int, int, float, float]:

@@ -12,6 +12,7 @@ Keys under a prefix (one per deployment, or per test)::
 
     {p}:job:{id}          hash   the job's fields
     {p}:job:{id}:done     set    indices of finished segments
+    {p}:job:{id}:started  set    indices of segments a worker started (redeliveries)
     {p}:job:{id}:workers  set    workers that ran one of its segments
     {p}:jobs              zset   every job id, scored by creation time
     {p}:pending           zset   jobs with segments not yet confirmed by the broker
@@ -31,7 +32,7 @@ import redis
 from loglog.redact import redact, redact_url
 
 from .errors import FleetConfigError, JobConflict, JobNotFound, StoreUnavailable
-from .model import FAILED, QUEUED, RUNNING, SUCCEEDED, TERMINAL, Job, is_job_id
+from .model import FAILED, PENDING, QUEUED, RUNNING, SUCCEEDED, TERMINAL, Job, is_job_id
 
 _TERMINAL_LUA = "local terminal = {" + ", ".join(f"['{s}']=true" for s in sorted(TERMINAL)) + "}"
 
@@ -46,18 +47,36 @@ redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 return false
 """
 
-# KEYS: job, workers. ARGV: worker, now, redelivered (0/1). Returns the state.
+# KEYS: job, workers, started. ARGV: worker, now, index. Returns {state, rerun (0/1)}.
+# A rerun is a segment some worker started before (its index already in ``started``): the
+# broker's redelivered flag is not used, because a broker restarted after a crash flags
+# every message it recovers, started or not (11 of 12 were counted before).
 _START = f"""
 {_TERMINAL_LUA}
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return false end
-if terminal[state] then return state end
-if state == '{QUEUED}' then
+if terminal[state] then return {{state, 0}} end
+if state == '{QUEUED}' or state == '{PENDING}' then
   redis.call('HSET', KEYS[1], 'state', '{RUNNING}', 'started', ARGV[2])
 end
 redis.call('SADD', KEYS[2], ARGV[1])
-if ARGV[3] == '1' then redis.call('HINCRBY', KEYS[1], 'redeliveries', 1) end
-return '{RUNNING}'
+if redis.call('SADD', KEYS[3], ARGV[3]) == 1 then return {{'{RUNNING}', 0}} end
+redis.call('HINCRBY', KEYS[1], 'redeliveries', 1)
+return {{'{RUNNING}', 1}}
+"""
+
+# KEYS: job, pending. ARGV: published, total, id. A pending job whose segments are all
+# in the broker becomes queued (unless a worker started it or it ended meanwhile).
+_PUBLISHED = f"""
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+redis.call('HSET', KEYS[1], 'segments_published', ARGV[1])
+if tonumber(ARGV[1]) >= tonumber(ARGV[2]) then
+  redis.call('ZREM', KEYS[2], ARGV[3])
+  if redis.call('HGET', KEYS[1], 'state') == '{PENDING}' then
+    redis.call('HSET', KEYS[1], 'state', '{QUEUED}')
+  end
+end
+return true
 """
 
 # KEYS: job, done. ARGV: index, frames, now. Returns {state, segments_done, segments}.
@@ -126,6 +145,7 @@ class JobStore:
         self._start = client.register_script(_START)
         self._complete = client.register_script(_COMPLETE)
         self._end = client.register_script(_END)
+        self._published = client.register_script(_PUBLISHED)
 
     @classmethod
     def connect(cls, url: str, *, prefix: str = "loglog:fleet", timeout: float = 5.0) -> JobStore:
@@ -203,13 +223,11 @@ class JobStore:
             return [str(i) for i in self.client.zrange(self._key("pending"), 0, -1)]
 
     def mark_published(self, job_id: str, published: int, total: int) -> None:
-        """Record that the broker confirmed segments ``[0, published)``."""
+        """Record that the broker confirmed segments ``[0, published)``; with all of them,
+        a ``pending`` job becomes ``queued``."""
+        keys = [self._key("job", job_id), self._key("pending")]
         with _translated(self.url):
-            pipe = self.client.pipeline()
-            pipe.hset(self._key("job", job_id), "segments_published", published)
-            if published >= total:
-                pipe.zrem(self._key("pending"), job_id)
-            pipe.execute()
+            self._published(keys=keys, args=[published, total, job_id])
 
     def drop_pending(self, job_id: str) -> None:
         """Stop publishing this job's segments (it ended)."""
@@ -218,13 +236,18 @@ class JobStore:
 
     # -- segments (called by workers) ------------------------------------------------------
 
-    def start_segment(self, job_id: str, worker: str, *, redelivered: bool) -> str | None:
-        """Mark the job running; return its state (None when the job is unknown). A worker
-        skips the segment when the state is terminal (cancelled, failed)."""
-        keys = [self._key("job", job_id), self._key("job", job_id, "workers")]
+    def start_segment(self, job_id: str, worker: str, index: int) -> tuple[str | None, bool]:
+        """Mark the job running; return its state (None when the job is unknown) and
+        whether segment ``index`` was started before (a rerun, counted in the job's
+        ``redeliveries``). A worker skips the segment when the state is terminal."""
+        keys = [self._key("job", job_id), self._key("job", job_id, "workers"),
+                self._key("job", job_id, "started")]  # fmt: skip
         with _translated(self.url):
-            state = self._start(keys=keys, args=[worker, self.clock(), int(redelivered)])
-        return None if state is None else str(state)
+            out = self._start(keys=keys, args=[worker, self.clock(), index])
+        if out is None:
+            return None, False
+        state, rerun = out
+        return str(state), bool(int(rerun))
 
     def complete_segment(self, job_id: str, index: int, frames: int) -> tuple[str, bool]:
         """Count segment ``index`` done (once, however often it is delivered); return the

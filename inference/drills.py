@@ -43,6 +43,9 @@ class Drills:
     def start(self, stage: str, delay_ms: float, duration_s: float) -> dict[str, float | str]:
         if stage not in STAGES:
             raise DrillInputError(f"unknown stage {stage!r}: drills apply to {', '.join(STAGES)}")
+        if isinstance(delay_ms, bool) or isinstance(duration_s, bool):
+            # bool is an int subclass: True would pass as a 1 ms drill.
+            raise DrillInputError("delay_ms and duration_s are numbers, not true/false")
         if not (0 < delay_ms <= MAX_DELAY_MS) or not (0 < duration_s <= MAX_DURATION_S):
             raise DrillInputError(
                 f"delay_ms must be in (0, {MAX_DELAY_MS}] and duration_s in (0, {MAX_DURATION_S}]"

@@ -39,6 +39,7 @@ from ..runtime import Runtime
 from .auth import check_bearer
 from .bodies import request_item
 from .limits import check_request, read_body
+from .strictjson import strict_json_route
 
 REQUEST_TIMEOUT = 30.0
 
@@ -55,8 +56,9 @@ class StreamRequest(BaseModel):
 
 class DrillRequest(BaseModel):
     stage: str = Field(max_length=64)
-    delay_ms: float
-    duration_s: float = 60.0
+    # Strict: true is not a delay of 1 ms (a bool is not a number); ints are still floats.
+    delay_ms: float = Field(strict=True)
+    duration_s: float = Field(default=60.0, strict=True)
 
 
 def create_app(
@@ -91,6 +93,13 @@ def create_app(
         await run_in_threadpool(runtime.stop)
 
     app = FastAPI(title="loglog inference", lifespan=lifespan)
+    # Before the routes: JSON bodies are strict (NaN, 1e400, "\ud800" → 400), capped, timed.
+    app.router.route_class = strict_json_route(
+        lambda status, problem: JSONResponse(
+            {"error": "InvalidJSON", "detail": problem}, status_code=status
+        ),
+        timeout=runtime.config.body_timeout_s,
+    )
 
     @app.exception_handler(InferenceError)
     async def inference_error(request: Request, exc: InferenceError) -> JSONResponse:

@@ -43,9 +43,11 @@ def load_token(path: str | os.PathLike[str]) -> str:
         fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise ConfigError(f"cannot read the token file {name!r}: {exc.strerror}") from None
+    # fstat before fdopen: fdopen of a directory raises IsADirectoryError (a traceback).
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError(f"the token file {name!r} is not a regular file: give the file's path")
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise ConfigError(f"the token file {name!r} is not a regular file")
         text = handle.read(_MAX_TOKEN_FILE + 1).decode("utf-8", "replace")
     lines = text.strip().splitlines()
     token = lines[0].strip() if lines else ""

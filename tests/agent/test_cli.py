@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -56,6 +57,8 @@ def test_bad_arguments_fail_with_what_to_write(tmp_path):
         (["--hang-timeout", "nan"], "--hang-timeout ≥ --interval"),
         (["--watch-pid", "0"], "--watch-pid takes a process id"),
         (["--host", "no.such.host.invalid"], "cannot listen on no.such.host.invalid"),
+        (["--watch-name", ""], "--watch-name '' would match every process"),
+        (["--watch-name", "x", "--watch-name", " "], "would match every process"),
     ],
 )
 def test_every_bad_flag_exits_2_with_a_message_not_a_traceback(args, message):
@@ -66,3 +69,27 @@ def test_every_bad_flag_exits_2_with_a_message_not_a_traceback(args, message):
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6 here")
+def test_loglog_agent_serves_on_ipv6_loopback(tmp_path):
+    """``loglog agent --host ::1`` serves (it was refused: the server was IPv4-only) and
+    logs a URL with the address in brackets."""
+    port = free_port()
+    with open(tmp_path / "agent.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stack.cli", "agent", "--host", "::1", "--port", str(port)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        until(
+            lambda: urllib.request.urlopen(f"http://[::1]:{port}/healthz", timeout=1).status == 200,
+            30,
+            "agent on ::1",
+        )
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(15)
+    assert proc.returncode == 0, (tmp_path / "agent.log").read_text()
+    assert f"http://[::1]:{port}/metrics" in (tmp_path / "agent.log").read_text()

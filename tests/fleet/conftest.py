@@ -15,7 +15,8 @@ import pytest
 
 from fleet.errors import StoreUnavailable
 from fleet.store import JobStore
-from tests.fleet.harness import private_redis_server
+from tests.fleet.harness import Fleet, private_redis_server
+from tests.fleet.rabbit import PrivateRabbit, available
 
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -49,3 +50,24 @@ def store(redis_url: str, prefix: str) -> Iterator[JobStore]:
     keys = list(store.client.scan_iter(f"{prefix}:*", count=1000))
     if keys:
         store.client.delete(*keys)
+
+
+@pytest.fixture(scope="module")
+def rabbit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRabbit]:
+    """A private RabbitMQ node for the module (tests may stop or kill it)."""
+    if not available():
+        pytest.skip("rabbitmq-server is not installed (make deps)")
+    node = PrivateRabbit(tmp_path_factory.mktemp("rabbit"))
+    node.start()
+    yield node
+    node.close()
+
+
+@pytest.fixture
+def fleet(rabbit: PrivateRabbit, store: JobStore, tmp_path: Path) -> Iterator[Fleet]:
+    """A fleet on the module's node (started again if a test stopped it)."""
+    if rabbit.proc is None or rabbit.proc.poll() is not None:
+        rabbit.start()
+    fleet = Fleet(rabbit.url, store, tmp_path)
+    yield fleet
+    fleet.close()

@@ -142,14 +142,16 @@ def down_dispatcher(store: JobStore) -> Dispatcher:
 
 
 @contextmanager
-def served(app: Any) -> Iterator[str]:
-    """``app`` served by a real uvicorn on a free loopback port; yields its base URL."""
+def served(app: Any, **options: Any) -> Iterator[str]:
+    """``app`` served by a real uvicorn on a free loopback port (``options``: more
+    ``uvicorn.Config`` arguments); yields its base URL."""
     import threading
 
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", **options)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

@@ -102,6 +102,13 @@ class PrivateRabbit:
             except OSError:
                 return
 
+    def kill(self) -> None:
+        """SIGKILL the node (its whole session): a crash, not a shutdown."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
+
     def tail(self) -> str:
         path = self.root / "server.out"
         return path.read_text(errors="replace")[-2000:] if path.exists() else ""

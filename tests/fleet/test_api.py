@@ -35,14 +35,14 @@ def test_broker_down_jobs_are_accepted_pending_and_the_metrics_say_so(api: TestC
     response = api.post("/v1/jobs", json={"source": "synthetic://64x48@10?seconds=3", "id": "p1"})
     assert response.status_code == 202
     body = response.json()
-    assert (body["state"], body["segments"], body["segments_published"]) == ("queued", 3, 0)
+    assert (body["state"], body["segments"], body["segments_published"]) == ("pending", 3, 0)
     text = api.get("/metrics").text
     assert metric(text, "fleet_broker_up") == 0.0
     assert metric(text, "fleet_store_up") == 1.0
     assert metric(text, "fleet_segments_unpublished") == 3.0
     assert metric(text, "fleet_backlog_frames") == 30.0
     assert metric(text, "fleet_frames_submitted_total") == 30.0
-    assert 'fleet_jobs{state="queued"} 1.0' in text
+    assert 'fleet_jobs{state="pending"} 1.0' in text
     assert 'fleet_job_progress_ratio{job_id="p1"} 0.0' in text
 
 
@@ -148,7 +148,7 @@ def test_an_id_that_names_a_store_key_of_a_job_is_not_found_not_a_500(
         ).status_code
         == 202
     )
-    store.start_segment("x", "w1", redelivered=False)
+    store.start_segment("x", "w1", 0)
     store.complete_segment("x", 0, 10)
     for path in ("/v1/jobs/x:done", "/v1/jobs/x:workers"):
         for response in (api.get(path), api.delete(path)):
@@ -355,3 +355,21 @@ def test_a_chunked_body_that_never_ends_gets_its_413_while_still_sending(store: 
                     answer += conn.recv(65536)
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
         assert sent < 10 * 1024 * 1024, f"the server read {sent} bytes before answering"
+
+
+def test_jobs_serve_runs_uvicorn_with_the_connection_limits(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`loglog jobs serve` passes server_options() to uvicorn: the header deadline protocol
+    and the connection cap (without them a slow client held a connection forever)."""
+    import uvicorn
+
+    from fleet.api import HEADER_TIMEOUT_S, MAX_CONNECTIONS
+    from stack.cli import main
+
+    seen: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.update(kwargs))
+    monkeypatch.delenv("LOGLOG_TOKEN_FILE", raising=False)
+    assert main(["jobs", "serve", "--store", redis_url, "--port", "9"]) == 0
+    assert seen["limit_concurrency"] == MAX_CONNECTIONS
+    assert seen["http"].header_timeout == HEADER_TIMEOUT_S

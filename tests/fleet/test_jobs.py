@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -15,10 +16,12 @@ from fleet.errors import (
     SourceUnreadable,
     StoreUnavailable,
 )
-from fleet.model import CANCELLED, QUEUED, RUNNING, SUCCEEDED, Job, check_job_id, split
+from fleet.model import CANCELLED, PENDING, QUEUED, RUNNING, SUCCEEDED, Job, check_job_id, split
 from fleet.results import Results
-from fleet.sources import probe, read
+from fleet.sources import MAX_FRAME_PIXELS, probe, read
 from fleet.store import JobStore
+from inference.config import RuntimeConfig
+from inference.video import to_rgb
 from tests.conftest import free_port
 
 
@@ -91,9 +94,9 @@ def test_store_create_is_idempotent_per_id_and_refuses_a_different_source(store:
 def test_a_redelivered_segment_counts_once(store: JobStore) -> None:
     """complete_segment for the same index twice adds its frames once; all-done only at the end."""
     store.create(_job("a"))
-    assert store.start_segment("a", "w1", redelivered=False) == RUNNING
+    assert store.start_segment("a", "w1", 0) == (RUNNING, False)
     assert store.complete_segment("a", 0, 10) == (RUNNING, False)
-    assert store.start_segment("a", "w2", redelivered=True) == RUNNING
+    assert store.start_segment("a", "w2", 0) == (RUNNING, True)
     assert store.complete_segment("a", 0, 10) == (RUNNING, False)
     store.complete_segment("a", 1, 10)
     assert store.complete_segment("a", 2, 10) == (RUNNING, True)
@@ -108,10 +111,10 @@ def test_terminal_states_are_final(store: JobStore) -> None:
     """A cancelled job stays cancelled: workers see it and a late success does not revive it."""
     store.create(_job("a"))
     assert store.cancel("a") == CANCELLED
-    assert store.start_segment("a", "w1", redelivered=False) == CANCELLED
+    assert store.start_segment("a", "w1", 0) == (CANCELLED, False)
     assert store.succeed("a", "x") == CANCELLED
     assert store.fail("a", "boom") == CANCELLED
-    assert store.start_segment("gone", "w1", redelivered=False) is None
+    assert store.start_segment("gone", "w1", 0) == (None, False)
     with pytest.raises(JobNotFound):
         store.cancel("gone")
 
@@ -125,6 +128,38 @@ def test_pending_until_every_segment_is_confirmed(store: JobStore) -> None:
     store.mark_published("a", 3, 3)
     store.cancel("b")
     assert store.pending() == []
+
+
+def test_a_pending_job_is_queued_once_published_unless_it_started_or_ended(
+    store: JobStore,
+) -> None:
+    """State ``pending`` until the last segment is confirmed, then ``queued``; a job a
+    worker started meanwhile stays ``running``, a cancelled one ``cancelled``."""
+    for job_id in ("a", "b", "c"):
+        store.create(dataclasses.replace(_job(job_id), state=PENDING))
+    store.mark_published("a", 2, 3)
+    assert store.get("a").state == PENDING
+    store.mark_published("a", 3, 3)
+    assert (store.get("a").state, store.get("a").segments_published) == (QUEUED, 3)
+    assert store.start_segment("b", "w1", 0) == (RUNNING, False)
+    store.mark_published("b", 3, 3)
+    assert store.get("b").state == RUNNING
+    store.cancel("c")
+    store.mark_published("c", 3, 3)
+    assert store.get("c").state == CANCELLED
+    assert store.pending() == []
+
+
+def test_redeliveries_count_segments_a_worker_started_before_only(store: JobStore) -> None:
+    """The count is of reruns: a segment started a second time (its worker died) is one,
+    a first start is none — whatever the broker's redelivered flag says. A broker
+    restarted after a SIGKILL flags every message it recovers, and 11 of a job's 12
+    segments were counted as redelivered though no worker had touched them."""
+    store.create(_job("a"))
+    assert [store.start_segment("a", "w1", index)[1] for index in (0, 1, 2)] == [False] * 3
+    assert store.get("a").redeliveries == 0
+    assert store.start_segment("a", "w2", 1) == (RUNNING, True)
+    assert store.get("a").redeliveries == 1
 
 
 def test_heartbeats_expire_by_themselves(store: JobStore) -> None:
@@ -172,11 +207,12 @@ def test_a_killed_write_leaves_no_part(tmp_path: Path) -> None:
 def test_synthetic_clip_is_finite_and_deterministic() -> None:
     """The clip has fps × seconds frames; a range reads back the same pixels every time."""
     assert probe("synthetic://64x48@10?seconds=3") == (30, 10.0)
-    first = list(read("synthetic://64x48@10?seconds=3", 5, 8))
-    again = list(read("synthetic://64x48@10?seconds=3", 5, 8))
-    assert [i for i, _, _ in first] == [5, 6, 7]
-    assert first[0][2].shape == (48, 64, 3)
-    assert all((a[2] == b[2]).all() for a, b in zip(first, again, strict=True))
+    first = [(i, to_rgb(f)) for i, _, f in read("synthetic://64x48@10?seconds=3", 5, 8)]
+    again = [(i, to_rgb(f)) for i, _, f in read("synthetic://64x48@10?seconds=3", 5, 8)]
+    assert [i for i, _ in first] == [5, 6, 7]
+    assert first[0][1].shape == (48, 64, 3)
+    assert all((a[1] == b[1]).all() for a, b in zip(first, again, strict=True))
+    assert not (first[0][1] == first[1][1]).all(), "the pattern moves"
 
 
 def test_video_file_probe_and_segment_read(tmp_path: Path) -> None:
@@ -185,12 +221,44 @@ def test_video_file_probe_and_segment_read(tmp_path: Path) -> None:
 
     path = tmp_path / "clip.mp4"
     recorder = Recorder(str(path), width=64, height=48, fps=10)
-    for _, _, rgb in read("synthetic://64x48@10?seconds=2", 0, 20):
-        recorder.add(rgb)
+    for _, _, frame in read("synthetic://64x48@10?seconds=2", 0, 20):
+        recorder.add(to_rgb(frame))
     recorder.close()
     total, fps = probe(str(path))
     assert (total, fps) == (20, 10.0)
     assert [i for i, _, _ in read(str(path), 15, 25)] == [15, 16, 17, 18, 19]
+
+
+def test_frames_over_the_pixel_cap_are_refused_from_the_header(tmp_path: Path) -> None:
+    """A job's frames may have at most ``max_pixels`` (default: /v1/infer's 40 Mpx): probe
+    and read refuse from the container header, before a frame is decoded, and say the
+    size, the cap and the fix. (A 12000×12000 video took a worker to 2.2 GB before.)"""
+    from inference.video import Recorder
+
+    assert MAX_FRAME_PIXELS == RuntimeConfig().max_image_pixels == 40_000_000
+    path = tmp_path / "clip.mp4"
+    recorder = Recorder(str(path), width=64, height=48, fps=10)
+    for _, _, frame in read("synthetic://64x48@10?seconds=1", 0, 10):
+        recorder.add(to_rgb(frame))
+    recorder.close()
+    cap = 64 * 48 - 1
+    with pytest.raises(
+        SourceUnreadable, match=r"has 64×48 frames \(3,072 pixels\), over the 3,071 pixels"
+    ):
+        probe(str(path), max_pixels=cap)
+    frames = read(str(path), 0, 10, max_pixels=cap)
+    with pytest.raises(SourceUnreadable, match="scale the video down first"):
+        next(frames)
+    assert probe(str(path), max_pixels=64 * 48) == (10, 10.0)
+
+
+def test_synthetic_clips_over_the_pixel_cap_are_refused_at_parse() -> None:
+    """synthetic:// sizes are checked against the same cap (8K, 33 Mpx, fits the default)."""
+    assert probe("synthetic://7680x4320@1?seconds=2") == (2, 1.0)
+    with pytest.raises(SourceUnreadable, match="7680×4320 frames"):
+        probe("synthetic://7680x4320@1?seconds=2", max_pixels=8_000_000)
+    with pytest.raises(SourceUnreadable, match="over the 1,000,000 pixels"):
+        next(read("synthetic://1920x1080@1?seconds=2", 0, 1, max_pixels=1_000_000))
 
 
 def test_unreadable_sources_fail_with_a_clear_error(tmp_path: Path) -> None:
