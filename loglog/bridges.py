@@ -8,6 +8,7 @@ inherits every loglog guarantee once :func:`install_stdlib` has run.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from .core import CORE, MAX_LEVEL
@@ -34,7 +35,7 @@ class StdlibHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            level = min(max(record.levelno, 0), MAX_LEVEL)
+            level = min(max(int(record.levelno), 0), MAX_LEVEL)  # an exact int
             if level < CORE.threshold:
                 return
             fields = {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
@@ -44,14 +45,37 @@ class StdlibHandler(logging.Handler):
             CORE.emit(
                 level,
                 record.name,
-                record.getMessage(),
+                _message(record),
                 fields,
                 None,
                 exc,
-                int(record.created * 1e9),
+                _stamp(record.created, fields),
             )
         except Exception:
             pass  # a log call never raises
+
+
+def _stamp(seconds: object, fields: dict[str, Any]) -> int:
+    """A record's own time in ns. One that is no finite number (``created`` set to NaN,
+    say) means now, its value kept in the ``invalid_ts`` field; a finite one out of range
+    is passed on as it is, for the worker to replace the same way (loglog/worker.py)."""
+    if isinstance(seconds, int) and not isinstance(seconds, bool):
+        return int(seconds) * 1_000_000_000
+    if isinstance(seconds, float):
+        ns = float(seconds) * 1e9
+        if math.isfinite(ns):
+            return int(ns)
+    fields["invalid_ts"] = repr(seconds) if type(seconds) is float else "<not a number>"
+    return 0
+
+
+def _message(record: logging.LogRecord) -> str:
+    """``record.getMessage()``; a message or argument whose ``__str__`` raises costs only
+    the text, never the record (the stdlib would print a traceback and lose it)."""
+    try:
+        return record.getMessage()
+    except Exception as exc:
+        return f"<unrepresentable message: {type(exc).__name__}>"
 
 
 def install_stdlib(level: int | str | None = None, *, replace: bool = True) -> StdlibHandler:

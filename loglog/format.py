@@ -22,6 +22,10 @@ _MAX_DEPTH = 4
 _MAX_ITEMS = 100
 _MAX_TEXT = 64 * 1024
 MAX_TEXT = _MAX_TEXT  # longest string value kept whole (the worker's fast path checks it)
+#: Ints with more digits than CPython converts to text by default (4,300, a limit a
+#: program may lower or lift) are written as ``<int: N digits>``: a value costs only its
+#: own text, and converting a huge one would take quadratic time on the worker.
+MAX_INT = 10**4300
 #: Keys every JSON line owns; a user field with one of these names is written as "_<name>".
 RESERVED = frozenset(
     {"ts", "level", "logger", "msg", "trace_id", "span_id", "thread", "exc", "replayed"}
@@ -41,11 +45,14 @@ def render_value(value: object, depth: int = 0, *, safe: bool = False) -> JSONVa
     if kind is str:
         text: str = value  # type: ignore[assignment]
         return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + "…"
-    if kind is int or kind is bool or value is None:
+    if kind is int:
+        number_: int = value  # type: ignore[assignment]
+        return number_ if -MAX_INT < number_ < MAX_INT else int_text(number_)
+    if kind is bool or value is None:
         return value
     if kind is float:
         number: float = value  # type: ignore[assignment]
-        return number if math.isfinite(number) else str(number)
+        return number if math.isfinite(number) else str(number)  # "nan", "inf", "-inf"
     if depth < _MAX_DEPTH:
         if kind is list or kind is tuple:
             items: list[object] = list(value)[:_MAX_ITEMS]  # type: ignore[call-overload]
@@ -64,12 +71,26 @@ def render_value(value: object, depth: int = 0, *, safe: bool = False) -> JSONVa
         return f"<unrepresentable {placeholder(value)[1:-1]}: {type(exc).__name__}>"
 
 
+def int_text(value: int) -> str:
+    """An int as text, or ``<int: N digits>`` past :data:`MAX_INT` (or past the process's
+    own digit limit) — computed from its bit length, without converting it."""
+    if -MAX_INT < value < MAX_INT:
+        try:
+            return repr(value)
+        except ValueError:  # sys.set_int_max_str_digits() set lower than MAX_INT's
+            pass
+    digits = int(abs(value).bit_length() * 0.30103) + 1
+    return f"<int: ~{digits} digits>"
+
+
 def render_key(key: object, *, safe: bool = False) -> str:
     """A mapping key as a string; a key whose ``__str__`` raises gets a placeholder."""
     kind = type(key)
     if kind is str:
         return key  # type: ignore[return-value]
-    if kind is int or kind is bool or kind is float or key is None:
+    if kind is int:
+        return int_text(key)  # type: ignore[arg-type]
+    if kind is bool or kind is float or key is None:
         return str(key)
     rendered = render_value(key, _MAX_DEPTH, safe=safe)
     return rendered if type(rendered) is str else placeholder(key)
@@ -86,8 +107,10 @@ def placeholder(value: object) -> str:
 def is_plain(value: object, depth: int = 0) -> bool:
     """True when rendering ``value`` runs no user code (builtins all the way down)."""
     kind = type(value)
-    if kind is str or kind is int or kind is float or kind is bool or value is None:
+    if kind is str or kind is float or kind is bool or value is None:
         return True
+    if kind is int:  # a huge one is not formatted here (quadratic time: the helper's budget)
+        return -MAX_INT < value < MAX_INT  # type: ignore[operator]
     if depth >= _MAX_DEPTH:
         return False
     if kind is list or kind is tuple:
@@ -114,19 +137,22 @@ def plain_fields(fields: dict[str, object]) -> bool:
 def render_fields(fields: dict[str, object], *, safe: bool = False) -> dict[str, JSONValue]:
     """Render every value of ``fields`` (see :func:`render_value`).
 
-    Fast path: when every value is already a short string, an int, a bool, None or a
-    finite float — nearly always — the dict itself is returned (callers pass their fresh
-    ``**kwargs`` dict, which nobody else holds).
+    Fast path: when every value is already a short string, an int of at most 4,300
+    digits, a bool, None or a finite float — nearly always — the dict itself is returned
+    (callers pass their fresh ``**kwargs`` dict, which nobody else holds).
     """
     for value in fields.values():
         kind = type(value)
         if kind is str:
             if len(value) > _MAX_TEXT:  # type: ignore[arg-type]
                 break
+        elif kind is int:
+            if not -MAX_INT < value < MAX_INT:  # type: ignore[operator]
+                break
         elif kind is float:
             if value - value != 0.0:  # type: ignore[operator]  # NaN and ±inf
                 break
-        elif not (kind is int or kind is bool or value is None):
+        elif not (kind is bool or value is None):
             break
     else:
         return fields
@@ -195,6 +221,12 @@ class JsonRenderer:
         return encoded
 
     def __call__(self, record: Record) -> str:
+        try:
+            return self._render(record)
+        except Exception:  # a value the worker should have rendered: this record only
+            return self._render(safe_record(record))
+
+    def _render(self, record: Record) -> str:
         parts = []
         if self._ts is not None:
             parts.append(f'{{"ts":"{self._ts(record.time_ns)}","level":"')
@@ -215,8 +247,9 @@ class JsonRenderer:
                 parts.append(repr(value))
             else:
                 parts.append(_encode(value))
-        if record.trace_id:
-            parts.append(f',"trace_id":"{record.trace_id}","span_id":"{record.span_id}"')
+        if record.trace_id:  # escaped: a trace_id= field may hold any text
+            parts.append(',"trace_id":' + encode_basestring(record.trace_id))
+            parts.append(',"span_id":' + encode_basestring(record.span_id or ""))
         if record.exc_text:
             parts.append(f',"exc":{encode_basestring(record.exc_text)}')
         if record.replayed:
@@ -244,6 +277,12 @@ class TextRenderer:
         self._color = color
 
     def __call__(self, record: Record) -> str:
+        try:
+            return self._render(record)
+        except Exception:  # a value the worker should have rendered: this record only
+            return self._render(safe_record(record))
+
+    def _render(self, record: Record) -> str:
         rest = record.time_ns % 1_000_000_000
         name = level_name(record.level)
         level = f"{name.upper():<8}"
@@ -258,6 +297,36 @@ class TextRenderer:
         if record.exc_text:
             line = f"{line}\n{record.exc_text.rstrip()}"
         return line
+
+
+def safe_record(record: Record) -> Record:
+    """A copy of ``record`` that any renderer can write: every part re-rendered without
+    user code (placeholders where needed), the time clamped to what ``gmtime`` takes. The
+    renderers fall back to it when a record makes them raise, so that one record, not its
+    batch, pays."""
+
+    def text(value: object) -> str:
+        rendered = render_value(value, safe=True)
+        return rendered if type(rendered) is str else _encode(rendered)
+
+    given = record.fields if type(record.fields) is dict else {"fields": record.fields}
+    fields = {render_key(k, safe=True): render_value(v, safe=True) for k, v in given.items()}
+    stamp = record.time_ns if type(record.time_ns) is int and 0 <= record.time_ns < 2**63 else 0
+    return Record(
+        seq=record.seq if type(record.seq) is int else -1,
+        time_ns=stamp,
+        level=record.level if type(record.level) is int else 40,
+        logger=text(record.logger),
+        message=text(record.message),
+        fields=fields,
+        trace_id=text(record.trace_id) if record.trace_id is not None else None,
+        span_id=text(record.span_id) if record.span_id is not None else None,
+        thread=text(record.thread),
+        exc_text=text(record.exc_text) if record.exc_text is not None else None,
+        internal=record.internal is True,
+        replayed=record.replayed is True,
+        thread_id=record.thread_id if type(record.thread_id) is int else 0,
+    )
 
 
 def _text(value: JSONValue) -> str:

@@ -8,6 +8,16 @@ ids, all off the caller's thread — and offers the batch to every sink runner.
 
 A record emitted on a loglog thread is ``internal``; its values are rendered without
 calling user code, which is what ends a ``__repr__`` that logs after one level.
+
+No code of a user's runs on this thread, by construction: the caller's thread made every
+name an exact ``str`` and every field mapping a plain ``dict`` (loglog/plain.py), and this
+thread only looks at the *type* of anything else — a record that holds a value of another
+type (or an exception, or a span of a tracer that is not OpenTelemetry's) goes to the
+bounded render helper (loglog/render.py). What it hands to the sinks holds builtins only.
+Such a record's values cost only that record: an int of more than 4,300 digits, NaN and
+infinities become text, and a time outside what every sink can write (0 to 2**63-1 ns,
+up to year 2262) is replaced by the time the worker received it, the original kept in the
+``invalid_ts`` field.
 """
 
 from __future__ import annotations
@@ -26,16 +36,18 @@ from . import wakeup
 from .core import Fmt, RawRecord, as_fields
 from .counters import AtomicCounter
 from .format import (
+    MAX_INT,
     MAX_TEXT,
     format_exc,
     format_exc_safe,
+    int_text,
     is_plain,
     render_fields,
     render_key,
     render_value,
 )
 from .render import BoundedRenderer, needs_user_code
-from .tracing import span_ids
+from .tracing import CONTEXT, span_ids
 from .types import Record
 
 if TYPE_CHECKING:
@@ -45,12 +57,25 @@ if TYPE_CHECKING:
 _THREADS = threading._active  # type: ignore[attr-defined]  # ident → Thread, read-only here
 _by_seq = itemgetter(0)
 _IDLE_POLL_MS = 1000.0
+#: The latest time every sink can write: Loki and OTLP take int64 nanoseconds.
+MAX_TIME_NS = 2**63 - 1
+_NO_IDS = (None, None)
 
 
 def thread_of(ident: int) -> tuple[str, bool]:
-    """(thread name, whether it is one of loglog's own threads) for a thread id."""
+    """(thread name, whether it is one of loglog's own threads) for a thread id.
+
+    Read from the thread's ``__dict__``, not through ``Thread.name``, which a subclass of
+    ``Thread`` may have made a property of its own (its code would run here)."""
     thread = _THREADS.get(ident)
-    name = thread.name if thread is not None else f"thread-{ident}"
+    name = None
+    if thread is not None:
+        try:
+            name = dict.get(object.__getattribute__(thread, "__dict__"), "_name")
+        except Exception:
+            name = None
+    if type(name) is not str:
+        name = f"thread-{ident}"
     return name, name.startswith("loglog-")
 
 
@@ -59,8 +84,8 @@ def convert(raw: RawRecord, threads: dict[int, tuple[str, bool]], mode: str | No
 
     ``threads`` caches :func:`thread_of` for one cycle: within a cycle a thread id cannot
     be reused by a new thread, so the cache is exact. ``mode`` ``""`` renders values with
-    user code; ``None`` without (``<TypeName>``); any other text replaces every value that
-    would need user code (``<timed out>``).
+    user code (the render helper's thread only); ``None`` without (``<TypeName>``); any
+    other text replaces every value that would need user code (``<timed out>``).
     """
     try:
         return _convert(raw, threads, mode)
@@ -77,7 +102,7 @@ def convert_plain(raw: RawRecord, threads: dict[int, tuple[str, bool]]) -> Recor
     """The worker's fast path: a Record when ``raw`` holds only a string message and
     scalar builtin fields (nearly always), else None. Runs no user code."""
     seq, stamp, level, name, msg, fields, bound, context, ident, exc, _slot = raw
-    if exc is not None or type(name) is not str:
+    if exc is not None or type(name) is not str or not 0 <= stamp <= MAX_TIME_NS:
         return None
     fields = as_fields(fields)
     if type(msg) is not str:
@@ -85,23 +110,30 @@ def convert_plain(raw: RawRecord, threads: dict[int, tuple[str, bool]]) -> Recor
             msg = str(msg)  # builtins only: no user code runs
         else:
             return None
+    # Exact str keys only (the caller made them so): merging runs no __hash__/__eq__.
     merged = {**bound, **fields} if bound else fields
     for value in merged.values():
         kind = type(value)
         if kind is str:
             if len(value) > MAX_TEXT:
                 return None
+        elif kind is int:
+            if not -MAX_INT < value < MAX_INT:  # over 4,300 digits: no repr() for it
+                return None
         elif kind is float:
             if value - value != 0.0:  # NaN and ±inf
                 return None
-        elif not (kind is int or kind is bool or value is None):
+        elif not (kind is bool or value is None):
             return None
     if "trace_id" in merged:
         return None
     known = threads.get(ident)
     if known is None:
         known = threads[ident] = thread_of(ident)
-    trace_id, span_id = span_ids(context) if context else (None, None)
+    if context is None or (type(context) is CONTEXT and not context):
+        trace_id, span_id = _NO_IDS
+    else:
+        trace_id, span_id = span_ids(context)
     return Record(
         seq, stamp, level, name, msg, merged if merged else {}, trace_id, span_id,
         known[0], None, known[1], False, ident,
@@ -120,6 +152,9 @@ def _convert(raw: RawRecord, threads: dict[int, tuple[str, bool]], mode: str | N
     thread_name, internal = known
     merged = {**bound, **fields} if bound else fields
     safe = internal or mode != ""
+    if not 0 <= stamp <= MAX_TIME_NS:
+        merged = {**merged, "invalid_ts": int_text(stamp)}
+        stamp = time.time_ns()
     if type(msg) is Fmt and type(msg.msg) is str and is_plain(msg.args):
         msg = str(msg)  # builtins only: no user code runs
     if mode:  # a placeholder for everything that would run user code
@@ -133,7 +168,7 @@ def _convert(raw: RawRecord, threads: dict[int, tuple[str, bool]], mode: str | N
     else:
         rendered = render_value(msg, safe=safe)
         message = rendered if type(rendered) is str else str(rendered)
-    trace_id, span_id = span_ids(context) if context else (None, None)
+    trace_id, span_id = span_ids(context, foreign=not safe)
     if trace_id is None and "trace_id" in merged:
         # No span is current: an explicit trace_id= field (e.g. an item's, logged on a
         # worker thread that never entered its span) becomes the record's trace id.
@@ -278,8 +313,8 @@ class Worker:
                     places.append(len(records))
                     hostile.append(item)
                     record = _PENDING_RENDER
-                else:
-                    record = convert(item, threads)
+                else:  # builtins only, but not the fast path's: rendered here, safely
+                    record = convert(item, threads, None)
             records.append(record)
         internal = any(known[1] for known in threads.values())
         if hostile:
