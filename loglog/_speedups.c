@@ -358,17 +358,15 @@ exact_keys(PyObject *dict)
     return 1;
 }
 
-/* emit(level, name, msg, fields, bound, exc=None, time_ns=0). Queued here only with an
- * exact str name and plain dicts of exact str keys (what loglog's threads may touch, see
- * loglog/plain.py); anything else goes to the Python closure, which normalises it. */
+/* emit(level, name, msg, fields, bound, exc=None, time_ns=0). A dict of fields is queued
+ * as it is (the stdlib bridge's): the worker makes its names exact before it merges it
+ * (loglog/plain.py), as on the Python path. */
 static PyObject *
 emitter_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     EmitterObject *e = (EmitterObject *)self;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (kwnames == NULL && nargs >= 5 && nargs <= 7 && PyUnicode_CheckExact(args[1]) &&
-        PyDict_CheckExact(args[3]) && exact_keys(args[3]) &&
-        (args[4] == Py_None || (PyDict_CheckExact(args[4]) && exact_keys(args[4]))) &&
+    if (kwnames == NULL && nargs >= 5 && nargs <= 7 && PyDict_CheckExact(args[3]) &&
         (nargs < 6 || args[5] == Py_None)) {
         Py_ssize_t level = low_level(args[0]);
         PyObject *stamp = NULL;

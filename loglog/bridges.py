@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from .core import CORE, MAX_LEVEL
+from .plain import exact_name
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD = frozenset(
@@ -44,7 +45,7 @@ class StdlibHandler(logging.Handler):
             exc = record.exc_info if record.exc_info and record.exc_info[1] is not None else None
             CORE.emit(
                 level,
-                record.name,
+                exact_name(record.name),
                 _message(record),
                 fields,
                 None,
@@ -115,7 +116,7 @@ def loguru_sink(message: Any) -> None:
         exc_info = (exc.type, exc.value, exc.traceback) if exc and exc.value is not None else None
         CORE.emit(
             level,
-            record["name"] or "loguru",
+            exact_name(record["name"] or "loguru"),
             record["message"],
             dict(record["extra"]),
             None,

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .counters import AtomicCounter
-from .plain import exact_bound, exact_fields, exact_name
+from .plain import exact_bound, exact_name
 from .types import WARNING
 
 if TYPE_CHECKING:
@@ -72,8 +72,8 @@ def as_fields(fields: Any) -> dict[str, Any]:
     turned into the dict here, on the worker."""
     if type(fields) is tuple:
         if _speedups is not None:
-            return _speedups.fields_dict(fields)
-        return dict(zip(fields[::2], fields[1::2], strict=True))
+            return _speedups.fields_dict(fields)  # refuses names that are not exact str
+        return {exact_name(k): v for k, v in zip(fields[::2], fields[1::2], strict=True)}
     return fields
 
 
@@ -156,21 +156,6 @@ def make_emit(
         time_ns: int = 0,
     ) -> None:
         try:
-            # Exact names and plain dicts from here on (loglog/plain.py): one type check
-            # each when they already are. ``bound`` comes from a Logger, which keeps it so.
-            if type(name) is not str:
-                name = exact_name(name)
-            if type(fields) is not dict:
-                fields = exact_fields(fields)
-            else:
-                for key in fields:
-                    if type(key) is not str:
-                        fields = exact_fields(fields)
-                        break
-            if bound is not None and type(bound) is not dict:
-                bound = exact_bound(bound)
-            if type(time_ns) is not int:
-                time_ns = exact_time(time_ns)
             emitted[level]()
             if level < WARNING:
                 size = len(low)
@@ -273,18 +258,6 @@ else:
 if _speedups is not None:
     _speedups.set_fmt(Fmt)
     _speedups.set_normalisers(exact_name, exact_bound)
-
-
-def exact_time(time_ns: object) -> int:
-    """An explicit timestamp as an exact int (0: now): a finite ``float`` is truncated, an
-    ``int`` subclass copied; anything else means now. Out-of-range values stay as they are
-    for the worker to replace (loglog/worker.py), so the record still says it had one."""
-    kind = type(time_ns)
-    if kind is float and time_ns - time_ns == 0.0:  # type: ignore[operator]  # not NaN/inf
-        return int(time_ns)  # type: ignore[call-overload]
-    if issubclass(kind, int) and kind is not bool:
-        return int.__index__(time_ns)  # type: ignore[arg-type]  # the value, no subclass code
-    return 0
 
 
 def discard(*args: Any, **kwargs: Any) -> None:

@@ -23,6 +23,7 @@ from .batches import MemoryQueue, SpillQueue
 from .config import LogConfig
 from .core import LEVEL, SLOT, CallerStats, Emit, RawRecord, make_emit, wake
 from .counters import AtomicCounter, Tally, merge
+from .format import render_fields
 from .ownership import Owner, owner_of, quarantine
 from .runner import SinkRunner
 from .sinks.console import ConsoleSink
@@ -445,7 +446,8 @@ def _record_from_doc(seq: int, doc: dict[str, Any]) -> Record:
         level=int(doc.get("l", 30)),
         logger=str(doc.get("n", "")),
         message=str(doc.get("m", "")),
-        fields=dict(doc.get("f") or {}),
+        # Through the renderer: a damaged or foreign spool may hold NaN or huge ints.
+        fields=render_fields(dict(doc.get("f") or {}), safe=True),
         trace_id=doc.get("tr"),
         span_id=doc.get("sp"),
         thread=str(doc.get("th", "")),

@@ -42,9 +42,10 @@ def needs_user_code(raw: RawRecord) -> bool:
     kind = type(msg)
     if kind is not str and not (kind is Fmt and type(msg.msg) is str and is_plain(msg.args)):
         return True
-    if fields and not plain_fields(as_fields(fields)):
+    fields = as_fields(fields)  # a flat tuple (C) or a dict; anything else: a placeholder
+    if type(fields) is dict and fields and not plain_fields(fields):
         return True
-    return bool(bound) and not plain_fields(bound)
+    return type(bound) is dict and bool(bound) and not plain_fields(bound)
 
 
 class _Job:

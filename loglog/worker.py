@@ -9,11 +9,13 @@ ids, all off the caller's thread — and offers the batch to every sink runner.
 A record emitted on a loglog thread is ``internal``; its values are rendered without
 calling user code, which is what ends a ``__repr__`` that logs after one level.
 
-No code of a user's runs on this thread, by construction: the caller's thread made every
-name an exact ``str`` and every field mapping a plain ``dict`` (loglog/plain.py), and this
-thread only looks at the *type* of anything else — a record that holds a value of another
-type (or an exception, or a span of a tracer that is not OpenTelemetry's) goes to the
-bounded render helper (loglog/render.py). What it hands to the sinks holds builtins only.
+No code of a user's runs on this thread, by construction: it looks at the *type* of what
+a record holds before anything else. Names and field mappings are exact ``str`` and plain
+``dict`` (loglog/plain.py says where they became so; one that is not yet is copied here,
+by type checks and ``str.__str__`` only, before any dict operation); a record that holds a
+value of another type (or an exception, or a span of a tracer that is not
+OpenTelemetry's) goes to the bounded render helper (loglog/render.py). What this thread
+hands to the sinks holds builtins only.
 Such a record's values cost only that record: an int of more than 4,300 digits, NaN and
 infinities become text, and a time outside what every sink can write (0 to 2**63-1 ns,
 up to year 2262) is replaced by the time the worker received it, the original kept in the
@@ -42,10 +44,12 @@ from .format import (
     format_exc_safe,
     int_text,
     is_plain,
+    placeholder,
     render_fields,
     render_key,
     render_value,
 )
+from .plain import exact_name, safe_fields
 from .render import BoundedRenderer, needs_user_code
 from .tracing import CONTEXT, span_ids
 from .types import Record
@@ -94,37 +98,44 @@ def convert(raw: RawRecord, threads: dict[int, tuple[str, bool]], mode: str | No
             return _convert(raw, threads, f"<unrepresentable: {type(exc).__name__}>")
         except Exception:
             seq, stamp, level, name = raw[0], raw[1], raw[2], raw[3]
-            text = name if type(name) is str else "<logger>"
-            return Record(seq, stamp, level, text, "<unrepresentable record>", {})
+            stamp = stamp if type(stamp) is int and 0 <= stamp <= MAX_TIME_NS else 0
+            return Record(seq, stamp, level, exact_name(name), "<unrepresentable record>", {})
 
 
 def convert_plain(raw: RawRecord, threads: dict[int, tuple[str, bool]]) -> Record | None:
     """The worker's fast path: a Record when ``raw`` holds only a string message and
     scalar builtin fields (nearly always), else None. Runs no user code."""
     seq, stamp, level, name, msg, fields, bound, context, ident, exc, _slot = raw
-    if exc is not None or type(name) is not str or not 0 <= stamp <= MAX_TIME_NS:
+    if exc is not None or type(name) is not str or type(stamp) is not int:
+        return None
+    if not 0 <= stamp <= MAX_TIME_NS:
         return None
     fields = as_fields(fields)
+    if type(fields) is not dict or not (bound is None or type(bound) is dict):
+        return None
     if type(msg) is not str:
         if type(msg) is Fmt and type(msg.msg) is str and is_plain(msg.args):
             msg = str(msg)  # builtins only: no user code runs
         else:
             return None
-    # Exact str keys only (the caller made them so): merging runs no __hash__/__eq__.
+    # Types first: exact str keys make the merge below run no __hash__/__eq__ of anyone's.
+    for mapping in (fields, bound) if bound else (fields,):
+        for key, value in mapping.items():
+            if type(key) is not str:
+                return None
+            kind = type(value)
+            if kind is str:
+                if len(value) > MAX_TEXT:
+                    return None
+            elif kind is int:
+                if not -MAX_INT < value < MAX_INT:  # over 4,300 digits: no repr() for it
+                    return None
+            elif kind is float:
+                if value - value != 0.0:  # NaN and ±inf
+                    return None
+            elif not (kind is bool or value is None):
+                return None
     merged = {**bound, **fields} if bound else fields
-    for value in merged.values():
-        kind = type(value)
-        if kind is str:
-            if len(value) > MAX_TEXT:
-                return None
-        elif kind is int:
-            if not -MAX_INT < value < MAX_INT:  # over 4,300 digits: no repr() for it
-                return None
-        elif kind is float:
-            if value - value != 0.0:  # NaN and ±inf
-                return None
-        elif not (kind is bool or value is None):
-            return None
     if "trace_id" in merged:
         return None
     known = threads.get(ident)
@@ -145,15 +156,17 @@ _PENDING_RENDER = Record(-1, 0, 0, "", "", {})  # a place held for the bounded r
 
 def _convert(raw: RawRecord, threads: dict[int, tuple[str, bool]], mode: str | None) -> Record:
     seq, stamp, level, name, msg, fields, bound, context, ident, exc, _slot = raw
-    fields = as_fields(fields)
     known = threads.get(ident)
     if known is None:
         known = threads[ident] = thread_of(ident)
     thread_name, internal = known
-    merged = {**bound, **fields} if bound else fields
+    # Exact names and plain dicts before any dict operation (loglog/plain.py).
+    merged = safe_fields(as_fields(fields))
+    if bound is not None:
+        merged = {**safe_fields(bound), **merged}
     safe = internal or mode != ""
-    if not 0 <= stamp <= MAX_TIME_NS:
-        merged = {**merged, "invalid_ts": int_text(stamp)}
+    if type(stamp) is not int or not 0 <= stamp <= MAX_TIME_NS:
+        merged["invalid_ts"] = int_text(stamp) if type(stamp) is int else placeholder(stamp)
         stamp = time.time_ns()
     if type(msg) is Fmt and type(msg.msg) is str and is_plain(msg.args):
         msg = str(msg)  # builtins only: no user code runs
@@ -161,8 +174,7 @@ def _convert(raw: RawRecord, threads: dict[int, tuple[str, bool]], mode: str | N
         if type(msg) is not str:
             msg = mode
         merged = {render_key(k, safe=True): (v if is_plain(v) else mode) for k, v in merged.items()}
-    if type(name) is not str:
-        name = render_key(name, safe=True)
+    name = exact_name(name)
     if type(msg) is str:
         message = msg
     else:

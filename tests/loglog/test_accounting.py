@@ -1,0 +1,273 @@
+"""A value costs only its own record, and every record is counted once — by shutdown's end.
+
+The red team's findings 3 and 4 (issue 23), each a test that failed before its fix:
+
+- an int over 4,300 digits made the file sink's renderer raise (its whole batch dropped,
+  100 unrelated records), and the Loki sink count 50 delivered *and* 101 dropped;
+- a stdlib record with ``created=1e17`` did the same to the file sink, and made Loki
+  answer 400 for the whole push (after storing the valid part);
+- with Loki failing, right after ``shutdown(2)`` returned 30–50 of 50 records were not
+  counted at all; Loki's sender counted them 1–20 s later.
+
+Here each runs against the real file, Loki (tests/doubles/loki.py) and OTLP
+(tests/doubles/otlp.py) sinks, asserting per sink that delivered + dropped (+ spilled)
+equals emitted right after ``flush()`` or ``shutdown()`` returns, and stays so.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import loglog
+from loglog.testing import ListSink
+from tests.conftest import http_server
+from tests.doubles.loki import LokiServer, LokiState
+from tests.doubles.otlp import OtlpReceiver
+
+
+def _balance(stats: dict[str, Any], sink: str) -> tuple[int, int]:
+    """(delivered + dropped + spilled, emitted) for ``sink``."""
+    emitted = sum(stats["emitted"].values())
+    delivered = sum(v for (s, _l), v in stats["delivered"].items() if s == sink)
+    dropped = sum(v for (s, _l, _r), v in stats["dropped"].items() if s in (sink, "all"))
+    spilled = sum(v for (s, _l), v in stats.get("spilled", {}).items() if s == sink)
+    return delivered + dropped + spilled, emitted
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().split("\n") if line]
+
+
+@pytest.fixture
+def stdlib() -> Iterator[logging.Logger]:
+    """The stdlib bridge installed, and the root logger restored afterwards."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    loglog.install_stdlib(level="info")
+    yield logging.getLogger("std")
+    root.handlers[:], root.level = saved
+
+
+def _between_plain_records(hostile: Any, tmp_path: Path, loki: LokiServer) -> dict[str, Any]:
+    """``hostile()`` between 100 plain INFO records, to a file and Loki."""
+    path = tmp_path / "log.jsonl"
+    loglog.configure(
+        console=None, file=str(path), loki_url=loki.url, loki_batch_wait=0.05, registry=None
+    )
+    log = loglog.get_logger("plain")
+    for i in range(50):
+        log.info("plain", i=i)
+    hostile()
+    for i in range(50, 100):
+        log.info("plain", i=i)
+    assert loglog.flush(timeout=10)
+    stats = loglog.stats()
+    return {"stats": stats, "lines": _lines(path), "loki": loki.state.messages()}
+
+
+def test_an_int_over_4300_digits_costs_only_its_own_text(tmp_path: Path) -> None:
+    """``n=10**5000`` (and one inside a list, and as a %-argument): written as
+    ``<int: ~N digits>``, every other record delivered once, nothing dropped."""
+    with LokiServer() as loki:
+        log = loglog.get_logger("big")
+
+        def hostile() -> None:
+            log.info("big", n=10**5000, nested=[-(10**4400), 1])
+            log.info("big %d", 10**5000)
+
+        out = _between_plain_records(hostile, tmp_path, loki)
+    assert not out["stats"]["dropped"], out["stats"]["dropped"]
+    assert _balance(out["stats"], "file") == (102, 102)
+    assert _balance(out["stats"], "loki") == (102, 102)
+    assert len(out["lines"]) == 102 and len(out["loki"]) == 102
+    big = [line for line in out["lines"] if line["logger"] == "big"]
+    assert big[0]["n"] == "<int: ~5001 digits>" and big[0]["nested"][0].startswith("<int: ~4401")
+    assert big[1]["msg"].startswith("big %d <unrepresentable")
+
+
+def test_an_out_of_range_record_time_costs_only_its_own_time(
+    tmp_path: Path, stdlib: logging.Logger
+) -> None:
+    """A stdlib record with ``created=1e17`` (year 3 billion), and one with NaN: each is
+    delivered with the time loglog received it and its own in ``invalid_ts``; no sink
+    drops anything, Loki gets no 400."""
+    with LokiServer() as loki:
+
+        def hostile() -> None:
+            for created in (1e17, float("nan"), -5.0):
+                record = stdlib.makeRecord("std", logging.INFO, "f", 1, "odd time", (), None)
+                record.created = created
+                stdlib.handle(record)
+
+        before = time.time_ns()
+        out = _between_plain_records(hostile, tmp_path, loki)
+    assert not out["stats"]["dropped"], out["stats"]["dropped"]
+    assert _balance(out["stats"], "file") == (103, 103)
+    assert _balance(out["stats"], "loki") == (103, 103)
+    assert len(loki.state.entries) == 103
+    odd = [line for line in out["lines"] if line["logger"] == "std"]
+    assert [line["invalid_ts"] for line in odd] == [
+        "100000000000000004764729344",
+        "nan",
+        "-5000000000",
+    ]
+    stamps = [e.ts for e in loki.state.entries if e.json()["logger"] == "std"]
+    assert all(stamp >= before for stamp in stamps), "sent with the time it was received"
+
+
+def test_nan_and_infinities_are_text_in_every_sink(tmp_path: Path) -> None:
+    """NaN and ±inf (as values, and inside a list) become "nan"/"inf": valid JSON lines."""
+    with LokiServer() as loki:
+        log = loglog.get_logger("floats")
+
+        def hostile() -> None:
+            log.info("floats", a=float("nan"), b=float("-inf"), c=[float("inf")])
+
+        out = _between_plain_records(hostile, tmp_path, loki)
+    assert not out["stats"]["dropped"]
+    line = next(line for line in out["lines"] if line["logger"] == "floats")
+    assert (line["a"], line["b"], line["c"]) == ("nan", "-inf", ["inf"])
+
+
+def test_otlp_values_it_cannot_encode_cost_only_their_record() -> None:
+    """The OTLP exporter encodes a batch as a whole: an int outside int64 and a
+    ``trace_id`` field that is no hex id failed the batch (every record ``sink_error``)."""
+    with OtlpReceiver() as receiver:
+        loglog.configure(console=None, otlp_endpoint=receiver.endpoint, registry=None)
+        log = loglog.get_logger("otlp")
+        log.info("before")
+        log.info("huge", n=2**70, m=-(2**63))
+        log.info("bad ids", trace_id="not hex", span_id="zz")
+        log.info("after")
+        assert loglog.flush(timeout=10)
+        stats = loglog.stats()
+        records = receiver.records
+    assert not stats["dropped"], stats["dropped"]
+    assert [r.body.string_value for _, r in records] == ["before", "huge", "bad ids", "after"]
+    huge = {a.key: a.value for a in records[1][1].attributes}
+    assert huge["n"].string_value == str(2**70) and huge["m"].int_value == -(2**63)
+    assert records[2][1].trace_id == b""
+
+
+def test_loki_failing_at_shutdown_is_counted_before_shutdown_returns() -> None:
+    """Loki answers 500 to everything: right after ``shutdown(1)`` returns, every record
+    is counted (dropped: ``shutdown``), and a second later the counts are the same."""
+    state = LokiState(script=[(500, None)] * 10_000)
+    with LokiServer(state=state) as loki:
+        loglog.configure(
+            console=None, loki_url=loki.url, loki_batch_wait=0.05, loki_backoff_min=0.5,
+            loki_backoff_max=1.0, registry=None,
+        )  # fmt: skip
+        log = loglog.get_logger("t")
+        for i in range(50):
+            log.info("plain", i=i)
+        assert loki.wait_for(lambda s: len(s.requests) >= 1)  # the sender is retrying
+        loglog.shutdown(timeout=1)
+        right_after = loglog.stats()
+        time.sleep(1.5)  # the sender's retry ends meanwhile
+        later = loglog.stats()
+    counted, emitted = _balance(right_after, "loki")  # with loglog's own "retrying" warning
+    assert counted == emitted, right_after["dropped"]
+    assert right_after["dropped"][("loki", "info", "shutdown")] == 50
+    assert later["dropped"] == right_after["dropped"]
+    assert later["delivered"] == right_after["delivered"] == {}
+
+
+class _Stalling(http.server.BaseHTTPRequestHandler):
+    """Reads a push, then answers 204 only once ``RELEASE`` is set: a push in flight."""
+
+    RELEASE = threading.Event()
+    ANSWERED = threading.Event()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.RELEASE.wait(10)
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        self.ANSWERED.set()
+
+
+def test_a_push_that_succeeds_after_shutdown_changes_no_count() -> None:
+    """A push still in flight at shutdown's deadline is counted then (``shutdown``); when
+    Loki answers 204 afterwards, nothing is counted a second time."""
+    _Stalling.RELEASE.clear()
+    _Stalling.ANSWERED.clear()
+    with http_server(_Stalling) as url:
+        loglog.configure(console=None, loki_url=url, loki_batch_wait=0.05, registry=None)
+        log = loglog.get_logger("t")
+        for i in range(20):
+            log.info("plain", i=i)
+        loglog.shutdown(timeout=0.5)
+        right_after = loglog.stats()
+        _Stalling.RELEASE.set()
+        assert _Stalling.ANSWERED.wait(10)
+        time.sleep(0.2)  # the sender handles the 204
+        later = loglog.stats()
+    assert _balance(right_after, "loki") == (20, 20), right_after
+    assert _balance(later, "loki") == (20, 20), later
+    assert later["delivered"] == {}, "delivered after it was counted as dropped"
+
+
+def test_batches_waiting_on_disk_at_shutdown_are_counted_as_spilled(tmp_path: Path) -> None:
+    """With a spill directory and Loki down, what waits on disk for the next process is
+    neither delivered nor dropped: ``spilled``, so that the three add up to emitted."""
+    with LokiServer() as loki:
+        loki.close()  # nothing listens: connection refused, retried from the spill
+        loglog.configure(
+            console=None, loki_url=loki.url, spill_dir=str(tmp_path / "spill"),
+            loki_batch_wait=0.05, registry=None,
+        )  # fmt: skip
+        log = loglog.get_logger("t")
+        for i in range(30):
+            log.warning("kept", i=i)
+        loglog.shutdown(timeout=1)
+        stats = loglog.stats()
+    assert _balance(stats, "loki") == (30, 30), stats
+    assert stats["spilled"] == {("loki", "warning"): 30}
+
+
+def test_a_sink_hung_at_shutdown_is_counted_once_even_if_it_returns_later() -> None:
+    """A sink stuck in ``write`` past the deadline: its batch and inbox are counted as
+    dropped (``shutdown``) when shutdown returns; when the write returns afterwards, its
+    records are not counted again as delivered."""
+    entered, release = threading.Event(), threading.Event()
+    records: list[Any] = []
+
+    class Hung(ListSink):
+        name = "hung"
+
+        def write(self, batch: Any) -> None:
+            entered.set()
+            release.wait(10)
+            super().write(batch)
+
+    loglog.configure(console=None, sinks=[Hung(records)], registry=None)
+    log = loglog.get_logger("t")
+    log.info("first")
+    assert entered.wait(5)
+    for i in range(10):
+        log.info("queued", i=i)
+    loglog.shutdown(timeout=0.3)
+    right_after = loglog.stats()
+    release.set()
+    deadline = time.monotonic() + 5
+    while len(records) < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    later = loglog.stats()
+    assert _balance(right_after, "hung") == (11, 11), right_after
+    assert _balance(later, "hung") == (11, 11), later
+    assert right_after["dropped"] == {("hung", "info", "shutdown"): 11}
