@@ -51,7 +51,7 @@ from .format import (
 )
 from .plain import exact_name, safe_fields
 from .render import BoundedRenderer, needs_user_code
-from .tracing import CONTEXT, span_ids
+from .tracing import CONTEXT, plain_context, span_ids
 from .types import Record
 
 if TYPE_CHECKING:
@@ -143,8 +143,10 @@ def convert_plain(raw: RawRecord, threads: dict[int, tuple[str, bool]]) -> Recor
         known = threads[ident] = thread_of(ident)
     if context is None or (type(context) is CONTEXT and not context):
         trace_id, span_id = _NO_IDS
-    else:
+    elif plain_context(context):
         trace_id, span_id = span_ids(context)
+    else:
+        return None  # a vendor's span: asked for its ids on the render helper
     return Record(
         seq, stamp, level, name, msg, merged if merged else {}, trace_id, span_id,
         known[0], None, known[1], False, ident,

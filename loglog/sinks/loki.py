@@ -10,8 +10,8 @@ Validated before sending, because Loki answers a partly-invalid request with a 4
 storing the valid part (a retry would duplicate it): records older than ``loki_max_age``
 are dropped (``too_old``), lines over ``loki_max_line_bytes`` are truncated and counted,
 an entry more than five minutes ahead of this host's clock (Loki refuses those past its
-ten-minute grace) is sent with this host's time (its line keeps its own ``ts``), label
-count and names were checked at configure time.
+ten-minute grace) is sent with this host's time, its own in the line's ``original_ts``;
+label count and names were checked at configure time.
 
 Every record this sink takes on is counted once, through its :class:`~loglog.ledger.Ledger`
 — also the ones the sender still holds when ``shutdown()`` returns (``shutdown``, or
@@ -33,7 +33,7 @@ from ..backoff import backoff_delay
 from ..batches import Batch, MemoryQueue, SpillQueue
 from ..config import LogConfig
 from ..counters import Tally
-from ..format import JsonRenderer
+from ..format import JsonRenderer, iso_utc
 from ..ledger import Ledger
 from ..logger import Logger
 from ..types import WARNING, Record, level_name
@@ -72,6 +72,7 @@ class LokiSink:
         )
         self._clock = clock
         self._render = JsonRenderer(timestamp=False)
+        self._iso = iso_utc()
         self._static = dict(config.loki_labels)
         self._dynamic = config.loki_dynamic_labels
         self._host = host or socket.gethostname()
@@ -120,8 +121,11 @@ class LokiSink:
         if stamp < oldest_allowed:
             self.ledger.drop(record.levelname, "too_old")
             return
-        if stamp > now + _MAX_AHEAD_NS:
-            stamp = now  # Loki would refuse it (a 400 for the whole push)
+        if stamp > now + _MAX_AHEAD_NS:  # Loki would refuse it (a 400 for the whole push)
+            stamp = now
+            record = dataclasses.replace(
+                record, fields={**record.fields, "original_ts": self._iso(record.time_ns)}
+            )
         line = self._line(record)
         entry: list[Any] = [str(stamp), line]
         if self._cfg.loki_structured_metadata and record.trace_id:

@@ -271,3 +271,59 @@ def test_a_sink_hung_at_shutdown_is_counted_once_even_if_it_returns_later() -> N
     assert _balance(right_after, "hung") == (11, 11), right_after
     assert _balance(later, "hung") == (11, 11), later
     assert right_after["dropped"] == {("hung", "info", "shutdown"): 11}
+
+
+def test_an_entry_too_far_ahead_for_loki_is_sent_with_this_hosts_time(
+    tmp_path: Path, stdlib: logging.Logger
+) -> None:
+    """A record 20 minutes in the future (a skewed clock upstream) is a valid time, but
+    Loki refuses entries more than 10 minutes ahead — with a 400 for the whole push, after
+    storing the rest. It is sent with this host's time, its own in ``original_ts``."""
+    with LokiServer() as loki:
+
+        def hostile() -> None:
+            record = stdlib.makeRecord("std", logging.INFO, "f", 1, "from the future", (), None)
+            record.created = time.time() + 20 * 60
+            stdlib.handle(record)
+
+        out = _between_plain_records(hostile, tmp_path, loki)
+        entries = list(loki.state.entries)
+    assert not out["stats"]["dropped"], out["stats"]["dropped"]
+    assert len(entries) == 101
+    future = next(e for e in entries if e.json()["msg"] == "from the future")
+    assert future.ts < time.time_ns() + 60 * 10**9
+    assert future.json()["original_ts"] > time.strftime(
+        "%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + 900)
+    )
+
+
+def test_a_sink_thread_that_dies_is_restarted_and_its_batch_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The runner's loop failing outside ``write`` (here: its latency histogram, once)
+    restarts the thread (counted) and counts the batch it held as ``sink_error`` — it
+    used to be forgotten, neither delivered nor dropped."""
+    from loglog.counters import WriterHistogram
+
+    real = WriterHistogram.observe
+    failed: list[bool] = []
+
+    def observe_once_failing(self: WriterHistogram, value: float) -> None:
+        if not failed:
+            failed.append(True)
+            raise RuntimeError("a bug outside write")
+        real(self, value)
+
+    monkeypatch.setattr(WriterHistogram, "observe", observe_once_failing)
+    records: list[Any] = []
+    loglog.configure(console=None, sinks=[ListSink(records)], registry=None)
+    log = loglog.get_logger("t")
+    log.info("first")
+    assert loglog.flush(timeout=5)
+    log.info("second")
+    assert loglog.flush(timeout=5)
+    stats = loglog.stats()
+    assert stats["sink_restarts"] == {"list": 1}
+    counted, emitted = _balance(stats, "list")  # with loglog's own "restarted" warning
+    assert counted == emitted, stats
+    assert stats["dropped"][("list", "info", "sink_error")] == 1

@@ -516,3 +516,34 @@ def test_the_python_path_passes_these_properties_too() -> None:
     )
     assert out.returncode == 0, out.stdout[-4000:]
     assert " passed" in out.stdout and "skipped" in out.stdout  # this test skips there
+
+
+def test_a_span_of_a_foreign_tracer_is_asked_for_its_ids_on_the_render_helper_only() -> None:
+    """A span of a class that is not OpenTelemetry's (a vendor's tracer) is user code:
+    the worker used to call its ``get_span_context()``; one that blocked stopped it. Now
+    such a record goes to the render helper, which asks within its budget."""
+    from opentelemetry import context, trace
+
+    SEEN.clear()
+    RELEASE.clear()
+    asked = _on_loglog_threads(lambda: None)
+
+    class VendorSpan(trace.NonRecordingSpan):
+        def get_span_context(self) -> trace.SpanContext:
+            asked()
+            return super().get_span_context()
+
+    span = VendorSpan(trace.SpanContext(0xABC, 0xDEF, is_remote=False))
+    records: list[Any] = []
+    from loglog.testing import ListSink
+
+    loglog.configure(console=None, sinks=[ListSink(records)], registry=None)
+    token = context.attach(trace.set_span_in_context(span))
+    try:
+        loglog.get_logger("traced").info("inside a vendor's span")
+    finally:
+        context.detach(token)
+    assert loglog.flush(timeout=5)
+    loglog.shutdown(timeout=5)
+    assert (records[0].trace_id, records[0].span_id) == ("0" * 29 + "abc", "0" * 13 + "def")
+    assert {thread.rstrip("-0123456789") for _, _, thread in SEEN} == {"loglog-render"}
