@@ -63,7 +63,7 @@ class Ledger:
     def drop(self, level: str, reason: str, count: int = 1) -> None:
         """``count`` held records of ``level`` that never made it into a batch."""
         with self._lock:
-            if self.closed or self._held[level] < count:
+            if self.closed:
                 return
             self._held[level] -= count
             self.tally.add(("dropped", level, reason), count)

@@ -26,9 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import loglog
 from loglog.testing import ListSink
+from loglog.types import Record
 from tests.conftest import http_server
 from tests.doubles.loki import LokiServer, LokiState
 from tests.doubles.otlp import OtlpReceiver
@@ -327,3 +330,60 @@ def test_a_sink_thread_that_dies_is_restarted_and_its_batch_counted(
     counted, emitted = _balance(stats, "list")  # with loglog's own "restarted" warning
     assert counted == emitted, stats
     assert stats["dropped"][("list", "info", "sink_error")] == 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_the_ledger_counts_each_held_record_once_whatever_the_order(data: Any) -> None:
+    """Records held, placed in batches or dropped one by one; batches spilled, settled
+    (again and again: a sender and shutdown racing), partly expired; ``close()`` at any
+    point. Whatever the order: never more counted than held, and after ``close()``
+    exactly as many — delivered, dropped or spilled."""
+    from loglog.batches import Batch
+    from loglog.ledger import Ledger
+
+    ledger = Ledger()
+    names = ["debug", "info", "warning"]
+    held = 0
+    loose: list[str] = []  # held, in no batch yet
+    batches: list[Batch] = []
+    closed = False
+    for _ in range(data.draw(st.integers(1, 30))):
+        op = data.draw(
+            st.sampled_from(["hold", "batch", "drop", "spill", "settle", "expire", "close"])
+        )
+        if op == "hold":
+            levels = data.draw(st.lists(st.sampled_from(names), min_size=1, max_size=5))
+            numbers = {"debug": 10, "info": 20, "warning": 30}
+            ledger.hold([Record(0, 0, numbers[name], "", "", {}) for name in levels])
+            if not closed:
+                held += len(levels)
+                loose += levels
+        elif op == "batch" and loose:
+            placed = data.draw(st.integers(1, len(loose)))
+            take, loose = loose[:placed], loose[placed:]
+            counts: dict[str, int] = {}
+            for name in take:
+                counts[name] = counts.get(name, 0) + 1
+            batches.append(Batch(b"", counts, 0, 0, 0))
+        elif op == "drop" and loose:
+            ledger.drop(loose.pop(), "too_old")
+        elif op == "spill" and batches:
+            ledger.spilled(data.draw(st.sampled_from(batches)))
+        elif op == "settle" and batches:
+            reason = data.draw(st.sampled_from([None, "http_400", "shutdown"]))
+            ledger.settle(data.draw(st.sampled_from(batches)), reason)
+        elif op == "expire" and batches:
+            batch = data.draw(st.sampled_from(batches))
+            level = data.draw(st.sampled_from(sorted(batch.levels)))
+            if batch.levels[level] > 0 and not batch.settled:
+                ledger.settle_entries(batch, {level: 1}, "too_old")
+                batch.levels[level] -= 1
+        elif op == "close":
+            ledger.close()
+            closed = True
+        counted = sum(n for key, n in ledger.tally.snapshot().items() if key[0] != "replayed")
+        assert counted <= held, "a record counted twice"
+    ledger.close()
+    counted = sum(n for key, n in ledger.tally.snapshot().items() if key[0] != "replayed")
+    assert counted == held

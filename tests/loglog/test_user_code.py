@@ -503,11 +503,12 @@ def test_a_logger_keeps_an_exact_name_and_a_private_copy_of_its_fields() -> None
 @pytest.mark.slow
 @pytest.mark.skipif(not SPEEDUPS, reason="this process already runs the Python path")
 def test_the_python_path_passes_these_properties_too() -> None:
-    """The same properties with ``LOGLOG_PURE_PYTHON=1`` (the Python level methods and
-    emit closure), in a fresh interpreter."""
+    """The same properties, and test_accounting.py's, with ``LOGLOG_PURE_PYTHON=1`` (the
+    Python level methods and emit closure), in a fresh interpreter."""
     root = Path(__file__).resolve().parents[2]
+    accounting = str(Path(__file__).with_name("test_accounting.py"))
     out = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, accounting],
         env={**os.environ, "LOGLOG_PURE_PYTHON": "1", "LOGLOG_HOSTILE_EXAMPLES": "20"},
         capture_output=True,
         text=True,
