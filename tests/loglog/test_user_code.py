@@ -548,3 +548,47 @@ def test_a_span_of_a_foreign_tracer_is_asked_for_its_ids_on_the_render_helper_on
     loglog.shutdown(timeout=5)
     assert (records[0].trace_id, records[0].span_id) == ("0" * 29 + "abc", "0" * 13 + "def")
     assert {thread.rstrip("-0123456789") for _, _, thread in SEEN} == {"loglog-render"}
+
+
+def test_a_thread_whose_name_is_a_property_of_its_own_runs_no_code_on_the_worker(
+    tmp_path: Path,
+) -> None:
+    """Records carry their thread's name: the worker read ``Thread.name``, which a
+    subclass of ``Thread`` may make a property of its own (one that blocked stopped the
+    worker). It reads the name the thread was given, from its ``__dict__``."""
+    SEEN.clear()
+    RELEASE.clear()
+    blocks = _on_loglog_threads(_blocks)
+
+    class Named(threading.Thread):
+        @property  # type: ignore[override]
+        def name(self) -> str:
+            blocks()
+            return str(self.__dict__["_name"])
+
+        @name.setter
+        def name(self, value: str) -> None:
+            self.__dict__["_name"] = value
+
+    path = tmp_path / "log.jsonl"
+    loglog.configure(console=None, file=str(path), registry=None)
+    logged, done = threading.Event(), threading.Event()
+
+    def run() -> None:  # alive until flush() returns: the worker looks its name up
+        loglog.get_logger("t").info("from a named thread")
+        logged.set()
+        done.wait(10)
+
+    thread = Named(target=run, name="cam-7")
+    thread.start()
+    try:
+        assert logged.wait(5)
+        flushed = loglog.flush(timeout=5)
+    finally:
+        done.set()
+        RELEASE.set()
+        thread.join(10)
+        loglog.shutdown(timeout=5)
+    assert flushed, "the worker is stuck in Thread.name"
+    assert SEEN == []
+    assert json.loads(path.read_text())["msg"] == "from a named thread"
