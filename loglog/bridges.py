@@ -11,7 +11,7 @@ import logging
 import math
 from typing import Any
 
-from .core import CORE, MAX_LEVEL
+from .core import CORE, MAX_LEVEL, MAX_TIME_NS
 from .plain import exact_name
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
@@ -57,17 +57,22 @@ class StdlibHandler(logging.Handler):
 
 
 def _stamp(seconds: object, fields: dict[str, Any]) -> int:
-    """A record's own time in ns. One that is no finite number (``created`` set to NaN,
-    say) means now, its value kept in the ``invalid_ts`` field; a finite one out of range
-    is passed on as it is, for the worker to replace the same way (loglog/worker.py)."""
+    """A record's own time in ns, or 0 (now) when it is none that every sink can write —
+    NaN, before 1970, after 2262 (``created=1e17``): its value is then kept in the
+    ``invalid_ts`` field (emit's contract: a time from 0 to MAX_TIME_NS, loglog/core.py)."""
+    ns: int | None = None
     if isinstance(seconds, int) and not isinstance(seconds, bool):
-        return int(seconds) * 1_000_000_000
-    if isinstance(seconds, float):
-        ns = float(seconds) * 1e9
-        if math.isfinite(ns):
-            return int(ns)
-    fields["invalid_ts"] = repr(seconds) if type(seconds) is float else "<not a number>"
+        ns = int(seconds) * 1_000_000_000
+    elif isinstance(seconds, float) and math.isfinite(float(seconds) * 1e9):
+        ns = int(float(seconds) * 1e9)
+    if ns is not None and 0 < ns <= MAX_TIME_NS:
+        return ns
+    fields["invalid_ts"] = repr(ns) if ns is not None else _seconds_text(seconds)
     return 0
+
+
+def _seconds_text(seconds: object) -> str:
+    return repr(seconds) if type(seconds) is float else "<not a number>"
 
 
 def _message(record: logging.LogRecord) -> str:
@@ -114,14 +119,15 @@ def loguru_sink(message: Any) -> None:
             return
         exc = record["exception"]
         exc_info = (exc.type, exc.value, exc.traceback) if exc and exc.value is not None else None
+        fields = dict(record["extra"])
         CORE.emit(
             level,
             exact_name(record["name"] or "loguru"),
             record["message"],
-            dict(record["extra"]),
+            fields,
             None,
             exc_info,
-            int(record["time"].timestamp() * 1e9),
+            _stamp(record["time"].timestamp(), fields),
         )
     except Exception:
         pass

@@ -26,6 +26,7 @@ MAX_TEXT = _MAX_TEXT  # longest string value kept whole (the worker's fast path 
 #: program may lower or lift) are written as ``<int: N digits>``: a value costs only its
 #: own text, and converting a huge one would take quadratic time on the worker.
 MAX_INT = 10**4300
+MIN_INT = -MAX_INT  # a constant: negating a 4,300-digit int allocates one each time
 #: Keys every JSON line owns; a user field with one of these names is written as "_<name>".
 RESERVED = frozenset(
     {"ts", "level", "logger", "msg", "trace_id", "span_id", "thread", "exc", "replayed"}
@@ -47,7 +48,7 @@ def render_value(value: object, depth: int = 0, *, safe: bool = False) -> JSONVa
         return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + "…"
     if kind is int:
         number_: int = value  # type: ignore[assignment]
-        return number_ if -MAX_INT < number_ < MAX_INT else int_text(number_)
+        return number_ if MIN_INT < number_ < MAX_INT else int_text(number_)
     if kind is bool or value is None:
         return value
     if kind is float:
@@ -74,7 +75,7 @@ def render_value(value: object, depth: int = 0, *, safe: bool = False) -> JSONVa
 def int_text(value: int) -> str:
     """An int as text, or ``<int: N digits>`` past :data:`MAX_INT` (or past the process's
     own digit limit) — computed from its bit length, without converting it."""
-    if -MAX_INT < value < MAX_INT:
+    if MIN_INT < value < MAX_INT:
         try:
             return repr(value)
         except ValueError:  # sys.set_int_max_str_digits() set lower than MAX_INT's
@@ -110,7 +111,7 @@ def is_plain(value: object, depth: int = 0) -> bool:
     if kind is str or kind is float or kind is bool or value is None:
         return True
     if kind is int:  # a huge one is not formatted here (quadratic time: the helper's budget)
-        return -MAX_INT < value < MAX_INT  # type: ignore[operator]
+        return MIN_INT < value < MAX_INT  # type: ignore[operator]
     if depth >= _MAX_DEPTH:
         return False
     if kind is list or kind is tuple:
@@ -147,7 +148,7 @@ def render_fields(fields: dict[str, object], *, safe: bool = False) -> dict[str,
             if len(value) > _MAX_TEXT:  # type: ignore[arg-type]
                 break
         elif kind is int:
-            if not -MAX_INT < value < MAX_INT:  # type: ignore[operator]
+            if not MIN_INT < value < MAX_INT:  # type: ignore[operator]
                 break
         elif kind is float:
             if value - value != 0.0:  # type: ignore[operator]  # NaN and ±inf

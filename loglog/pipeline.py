@@ -21,7 +21,7 @@ from . import spool as spool_mod
 from . import wakeup
 from .batches import MemoryQueue, SpillQueue
 from .config import LogConfig
-from .core import LEVEL, SLOT, CallerStats, Emit, RawRecord, make_emit, wake
+from .core import LEVEL, MAX_TIME_NS, SLOT, CallerStats, Emit, RawRecord, make_emit, wake
 from .counters import AtomicCounter, Tally, merge
 from .format import render_fields
 from .ownership import Owner, owner_of, quarantine
@@ -440,9 +440,12 @@ def _referenced_owners(directory: Path) -> set[str]:
 
 
 def _record_from_doc(seq: int, doc: dict[str, Any]) -> Record:
+    stamp = int(doc.get("t", 0))
+    if not 0 <= stamp <= MAX_TIME_NS:  # a damaged or foreign spool: no sink could write it
+        stamp = time.time_ns()
     return Record(
         seq=seq,
-        time_ns=int(doc.get("t", 0)),
+        time_ns=stamp,
         level=int(doc.get("l", 30)),
         logger=str(doc.get("n", "")),
         message=str(doc.get("m", "")),

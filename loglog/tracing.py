@@ -32,6 +32,17 @@ def context_getter() -> Callable[[], Any]:
     return otel_context.get_current
 
 
+def default_context() -> Any:
+    """What :func:`context_getter`'s function returns while no context is attached (the
+    variable's default, read in an empty ``contextvars.Context``); None without it."""
+    import contextvars
+
+    try:
+        return contextvars.Context().run(context_getter())
+    except Exception:  # pragma: no cover - a getter that cannot run outside a context
+        return None
+
+
 def span_ids(context: Any, *, foreign: bool = False) -> tuple[str | None, str | None]:
     """``(trace_id, span_id)`` as lower-case hex of the span current in ``context``.
 

@@ -35,11 +35,12 @@ from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from . import wakeup
-from .core import Fmt, RawRecord, as_fields
+from .core import MAX_TIME_NS, Fmt, RawRecord, as_fields, fields_dict
 from .counters import AtomicCounter
 from .format import (
     MAX_INT,
     MAX_TEXT,
+    MIN_INT,
     format_exc,
     format_exc_safe,
     int_text,
@@ -51,7 +52,7 @@ from .format import (
 )
 from .plain import exact_name, safe_fields
 from .render import BoundedRenderer, needs_user_code
-from .tracing import CONTEXT, plain_context, span_ids
+from .tracing import default_context, plain_context, span_ids
 from .types import Record
 
 if TYPE_CHECKING:
@@ -61,9 +62,8 @@ if TYPE_CHECKING:
 _THREADS = threading._active  # type: ignore[attr-defined]  # ident → Thread, read-only here
 _by_seq = itemgetter(0)
 _IDLE_POLL_MS = 1000.0
-#: The latest time every sink can write: Loki and OTLP take int64 nanoseconds.
-MAX_TIME_NS = 2**63 - 1
 _NO_IDS = (None, None)
+_NO_CONTEXT = default_context()  # what the caller captures outside any span
 
 
 def thread_of(ident: int) -> tuple[str, bool]:
@@ -106,42 +106,43 @@ def convert_plain(raw: RawRecord, threads: dict[int, tuple[str, bool]]) -> Recor
     """The worker's fast path: a Record when ``raw`` holds only a string message and
     scalar builtin fields (nearly always), else None. Runs no user code."""
     seq, stamp, level, name, msg, fields, bound, context, ident, exc, _slot = raw
-    if exc is not None or type(name) is not str or type(stamp) is not int:
+    # What emit queues (loglog/core.py): a time from 0 to MAX_TIME_NS, fields as a flat
+    # tuple or a dict, bound fields None or a logger's plain dict of exact names.
+    if exc is not None or type(name) is not str:
         return None
-    if not 0 <= stamp <= MAX_TIME_NS:
-        return None
-    fields = as_fields(fields)
-    if type(fields) is not dict or not (bound is None or type(bound) is dict):
+    if type(fields) is tuple:
+        fields = fields_dict(fields)  # the C level methods': exact names (checked in C)
+    elif type(fields) is dict:
+        for key in fields:  # the Python path's **fields: exact before any merge
+            if type(key) is not str:
+                return None
+    else:
         return None
     if type(msg) is not str:
         if type(msg) is Fmt and type(msg.msg) is str and is_plain(msg.args):
             msg = str(msg)  # builtins only: no user code runs
         else:
             return None
-    # Types first: exact str keys make the merge below run no __hash__/__eq__ of anyone's.
-    for mapping in (fields, bound) if bound else (fields,):
-        for key, value in mapping.items():
-            if type(key) is not str:
-                return None
-            kind = type(value)
-            if kind is str:
-                if len(value) > MAX_TEXT:
-                    return None
-            elif kind is int:
-                if not -MAX_INT < value < MAX_INT:  # over 4,300 digits: no repr() for it
-                    return None
-            elif kind is float:
-                if value - value != 0.0:  # NaN and ±inf
-                    return None
-            elif not (kind is bool or value is None):
-                return None
     merged = {**bound, **fields} if bound else fields
+    for value in merged.values():
+        kind = type(value)
+        if kind is str:
+            if len(value) > MAX_TEXT:
+                return None
+        elif kind is int:
+            if not MIN_INT < value < MAX_INT:  # over 4,300 digits: no repr() for it
+                return None
+        elif kind is float:
+            if value - value != 0.0:  # NaN and ±inf
+                return None
+        elif not (kind is bool or value is None):
+            return None
     if "trace_id" in merged:
         return None
     known = threads.get(ident)
     if known is None:
         known = threads[ident] = thread_of(ident)
-    if context is None or (type(context) is CONTEXT and not context):
+    if context is None or context is _NO_CONTEXT:
         trace_id, span_id = _NO_IDS
     elif plain_context(context):
         trace_id, span_id = span_ids(context)
