@@ -196,13 +196,15 @@ class SinkRunner:
             self.latency.observe(time.perf_counter() - started)
             with self._cond:  # abandon() takes it too: one of us counts this batch
                 self._writing = []
+                # A sink with a ledger counts each record there, as it settles; one with a
+                # thread of its own (progress) counts what it delivers.
                 if not self._abandoned and self._ledger is None:
-                    # (A sink with a ledger counts each record there, as it settles.)
                     if dropped is not None:
                         self._count(*dropped)
-                    sent = records if delivered == len(records) else records[:delivered]
-                    for level, count in Counter([record.level for record in sent]).items():
-                        self.tally.add(("delivered", level_name(level)), count)
+                    if self._progress is None:
+                        sent = records if delivered == len(records) else records[:delivered]
+                        for level, count in Counter([record.level for record in sent]).items():
+                            self.tally.add(("delivered", level_name(level)), count)
         self._processed = upto
         self._processed_cycle = cycle
 
