@@ -16,10 +16,11 @@ by type checks and ``str.__str__`` only, before any dict operation); a record th
 value of another type (or an exception, or a span of a tracer that is not
 OpenTelemetry's) goes to the bounded render helper (loglog/render.py). What this thread
 hands to the sinks holds builtins only.
-Such a record's values cost only that record: an int of more than 4,300 digits, NaN and
-infinities become text, and a time outside what every sink can write (0 to 2**63-1 ns,
-up to year 2262) is replaced by the time the worker received it, the original kept in the
-``invalid_ts`` field.
+A value costs only its own record: an int of more than 4,300 digits, NaN and infinities
+become text; a record time outside what every sink can write (0 to 2**63-1 ns, up to the
+year 2262) never reaches the fast path — the bridges replace it before queuing — and the
+slow path replaces any other with the time the worker received it, the original kept in
+the ``invalid_ts`` field.
 """
 
 from __future__ import annotations
