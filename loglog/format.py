@@ -201,7 +201,27 @@ def _encode(value: JSONValue) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-class JsonRenderer:
+class _Renderer:
+    """What both renderers share: a record that makes one raise is written again, made
+    safe — so one record, never its batch, pays for a value the worker let through."""
+
+    _falling_back = False
+
+    def __call__(self, record: Record) -> str:
+        raise NotImplementedError
+
+    def _again(self, record: Record) -> str:
+        """``record`` made safe (:func:`safe_record`) and rendered once more."""
+        if self._falling_back:  # cannot happen with safe_record's builtins; never loops
+            return '{"level":"error","msg":"<unrenderable record>"}'
+        self._falling_back = True
+        try:
+            return self(safe_record(record))
+        finally:
+            self._falling_back = False
+
+
+class JsonRenderer(_Renderer):
     """Renders a record as one JSON line (no newline). Not thread-safe: one per sink thread.
 
     >>> from loglog.types import Record
@@ -222,41 +242,38 @@ class JsonRenderer:
         return encoded
 
     def __call__(self, record: Record) -> str:
-        try:
-            return self._render(record)
-        except Exception:  # a value the worker should have rendered: this record only
-            return self._render(safe_record(record))
-
-    def _render(self, record: Record) -> str:
-        parts = []
-        if self._ts is not None:
-            parts.append(f'{{"ts":"{self._ts(record.time_ns)}","level":"')
-        else:
-            parts.append('{"level":"')
-        parts.append(level_name(record.level))
-        parts.append('","logger":')
-        parts.append(encode_basestring(record.logger))
-        parts.append(',"msg":')
-        parts.append(encode_basestring(record.message))
-        keys = self._keys
-        for key, value in record.fields.items():
-            parts.append(keys.get(key) or self._key(key))
-            kind = type(value)  # the common types inline: this loop is the delivery hot path
-            if kind is str:
-                parts.append(encode_basestring(value))
-            elif kind is int or kind is float:
-                parts.append(repr(value))
+        try:  # free unless it raises; no frame of its own: this is the delivery hot path
+            parts = []
+            if self._ts is not None:
+                parts.append(f'{{"ts":"{self._ts(record.time_ns)}","level":"')
             else:
-                parts.append(_encode(value))
-        if record.trace_id:  # escaped: a trace_id= field may hold any text
-            parts.append(',"trace_id":' + encode_basestring(record.trace_id))
-            parts.append(',"span_id":' + encode_basestring(record.span_id or ""))
-        if record.exc_text:
-            parts.append(f',"exc":{encode_basestring(record.exc_text)}')
-        if record.replayed:
-            parts.append(',"replayed":true')
-        parts.append("}")
-        return "".join(parts)
+                parts.append('{"level":"')
+            parts.append(level_name(record.level))
+            parts.append('","logger":')
+            parts.append(encode_basestring(record.logger))
+            parts.append(',"msg":')
+            parts.append(encode_basestring(record.message))
+            keys = self._keys
+            for key, value in record.fields.items():
+                parts.append(keys.get(key) or self._key(key))
+                kind = type(value)  # the common types inline: this loop is the delivery hot path
+                if kind is str:
+                    parts.append(encode_basestring(value))
+                elif kind is int or kind is float:
+                    parts.append(repr(value))
+                else:
+                    parts.append(_encode(value))
+            if record.trace_id:  # escaped: a trace_id= field may hold any text
+                parts.append(',"trace_id":' + encode_basestring(record.trace_id))
+                parts.append(',"span_id":' + encode_basestring(record.span_id or ""))
+            if record.exc_text:
+                parts.append(f',"exc":{encode_basestring(record.exc_text)}')
+            if record.replayed:
+                parts.append(',"replayed":true')
+            parts.append("}")
+            return "".join(parts)
+        except Exception:  # a value the worker should have rendered: this record only
+            return self._again(record)
 
 
 _COLORS = {
@@ -270,7 +287,7 @@ _COLORS = {
 _RESET = "\x1b[0m"
 
 
-class TextRenderer:
+class TextRenderer(_Renderer):
     """Renders a record for humans: ``10:00:00.123 INFO  decoder  frame decoded  stream=cam1``."""
 
     def __init__(self, *, color: bool = False) -> None:
@@ -279,25 +296,22 @@ class TextRenderer:
 
     def __call__(self, record: Record) -> str:
         try:
-            return self._render(record)
+            rest = record.time_ns % 1_000_000_000
+            name = level_name(record.level)
+            level = f"{name.upper():<8}"
+            if self._color:
+                level = f"{_COLORS.get(name, '')}{level}{_RESET}"
+            extras = "".join(f"  {key}={_text(value)}" for key, value in record.fields.items())
+            trace = f"  trace_id={record.trace_id}" if record.trace_id else ""
+            line = (
+                f"{self._seconds(record.time_ns)}.{rest // 1_000_000:03d} {level} {record.logger}  "
+                f"{record.message}{extras}{trace}"
+            )
+            if record.exc_text:
+                line = f"{line}\n{record.exc_text.rstrip()}"
+            return line
         except Exception:  # a value the worker should have rendered: this record only
-            return self._render(safe_record(record))
-
-    def _render(self, record: Record) -> str:
-        rest = record.time_ns % 1_000_000_000
-        name = level_name(record.level)
-        level = f"{name.upper():<8}"
-        if self._color:
-            level = f"{_COLORS.get(name, '')}{level}{_RESET}"
-        extras = "".join(f"  {key}={_text(value)}" for key, value in record.fields.items())
-        trace = f"  trace_id={record.trace_id}" if record.trace_id else ""
-        line = (
-            f"{self._seconds(record.time_ns)}.{rest // 1_000_000:03d} {level} {record.logger}  "
-            f"{record.message}{extras}{trace}"
-        )
-        if record.exc_text:
-            line = f"{line}\n{record.exc_text.rstrip()}"
-        return line
+            return self._again(record)
 
 
 def safe_record(record: Record) -> Record:
