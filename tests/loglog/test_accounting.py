@@ -141,6 +141,7 @@ def test_nan_and_infinities_are_text_in_every_sink(tmp_path: Path) -> None:
     assert (line["a"], line["b"], line["c"]) == ("nan", "-inf", ["inf"])
 
 
+@pytest.mark.slow  # waits out a shutdown deadline (or an exporter's start)
 def test_otlp_values_it_cannot_encode_cost_only_their_record() -> None:
     """The OTLP exporter encodes a batch as a whole: an int outside int64 and a
     ``trace_id`` field that is no hex id failed the batch (every record ``sink_error``)."""
@@ -161,6 +162,7 @@ def test_otlp_values_it_cannot_encode_cost_only_their_record() -> None:
     assert records[2][1].trace_id == b""
 
 
+@pytest.mark.slow  # waits out a shutdown deadline (or an exporter's start)
 def test_loki_failing_at_shutdown_is_counted_before_shutdown_returns() -> None:
     """Loki answers 500 to everything: right after ``shutdown(1)`` returns, every record
     is counted (dropped: ``shutdown``), and a second later the counts are the same."""
@@ -203,6 +205,7 @@ class _Stalling(http.server.BaseHTTPRequestHandler):
         self.ANSWERED.set()
 
 
+@pytest.mark.slow  # waits out a shutdown deadline (or an exporter's start)
 def test_a_push_that_succeeds_after_shutdown_changes_no_count() -> None:
     """A push still in flight at shutdown's deadline is counted then (``shutdown``); when
     Loki answers 204 afterwards, nothing is counted a second time."""
@@ -224,6 +227,7 @@ def test_a_push_that_succeeds_after_shutdown_changes_no_count() -> None:
     assert later["delivered"] == {}, "delivered after it was counted as dropped"
 
 
+@pytest.mark.slow  # waits out a shutdown deadline (or an exporter's start)
 def test_batches_waiting_on_disk_at_shutdown_are_counted_as_spilled(tmp_path: Path) -> None:
     """With a spill directory and Loki down, what waits on disk for the next process is
     neither delivered nor dropped: ``spilled``, so that the three add up to emitted."""
@@ -332,7 +336,7 @@ def test_a_sink_thread_that_dies_is_restarted_and_its_batch_counted(
     assert stats["dropped"][("list", "info", "sink_error")] == 1
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(data=st.data())
 def test_the_ledger_counts_each_held_record_once_whatever_the_order(data: Any) -> None:
     """Records held, placed in batches or dropped one by one; batches spilled, settled
