@@ -33,13 +33,17 @@
 
 /* What loglog/core.py expects; bumped with every change to the Python-visible interface,
  * so that a stale build (sources updated, extension not rebuilt) is never used. */
-#define API 4
+#define API 5
 #define WARNING 30
 #define MAX_LEVEL 100
 /* Layout of the raw record tuple (loglog.core: SEQ … SLOT). */
 #define RECORD_SIZE 11
 
 static PyObject *fmt_class = NULL;  /* loglog.core.Fmt, set by set_fmt() */
+/* loglog.plain.exact_name and exact_bound, set by set_normalisers(): the unusual cases of
+ * a logger's name and bound fields (the exact ones are handled here). */
+static PyObject *exact_name_fn = NULL;
+static PyObject *exact_bound_fn = NULL;
 static PyObject *empty_text = NULL; /* "" */
 static PyObject *minus_one = NULL;  /* -1: "no spool slot" */
 
@@ -340,7 +344,23 @@ low_level(PyObject *object)
     return (Py_ssize_t)level;
 }
 
-/* emit(level, name, msg, fields, bound, exc=None, time_ns=0) */
+/* Whether every key of the exact dict ``dict`` is an exact str (no user code runs). */
+static int
+exact_keys(PyObject *dict)
+{
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(dict, &pos, &key, &value)) {
+        if (!PyUnicode_CheckExact(key)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* emit(level, name, msg, fields, bound, exc=None, time_ns=0). A dict of fields is queued
+ * as it is (the stdlib bridge's): the worker makes its names exact before it merges it
+ * (loglog/plain.py), as on the Python path. */
 static PyObject *
 emitter_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
@@ -508,7 +528,16 @@ typedef struct {
     PyObject *core;
 } LoggerObject;
 
-/* Fields from keyword arguments: a new dict (sinks may keep it). */
+/* A keyword name as an exact str (a new reference). CPython passes any str instance,
+ * subclasses included; a subclass is copied (PyUnicode_FromObject copies the characters
+ * and runs none of its methods), so no __hash__/__eq__ of it runs here or on the worker. */
+static inline PyObject *
+exact_keyword(PyObject *name)
+{
+    return PyUnicode_CheckExact(name) ? Py_NewRef(name) : PyUnicode_FromObject(name);
+}
+
+/* Fields from keyword arguments: a new dict of exact str keys (sinks may keep it). */
 static PyObject *
 fields_of(PyObject *const *values, PyObject *kwnames)
 {
@@ -518,10 +547,13 @@ fields_of(PyObject *const *values, PyObject *kwnames)
     }
     Py_ssize_t count = PyTuple_GET_SIZE(kwnames);
     for (Py_ssize_t i = 0; i < count; i++) {
-        if (PyDict_SetItem(fields, PyTuple_GET_ITEM(kwnames, i), values[i]) < 0) {
+        PyObject *key = exact_keyword(PyTuple_GET_ITEM(kwnames, i));
+        if (key == NULL || PyDict_SetItem(fields, key, values[i]) < 0) {
+            Py_XDECREF(key);
             Py_DECREF(fields);
             return NULL;
         }
+        Py_DECREF(key);
     }
     return fields;
 }
@@ -533,21 +565,31 @@ static PyObject *
 flat_fields_of(PyObject *const *values, PyObject *kwnames)
 {
     Py_ssize_t count = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
-    for (Py_ssize_t i = 0; i < count; i++) {
-        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(kwnames, i))) {
-            /* A str subclass's __hash__/__eq__ is user code: it runs here, on the caller's
-             * thread, as on the Python path — never on the worker, where it could raise or
-             * block for every record in its batch. */
-            return fields_of(values, kwnames);
-        }
-    }
     PyObject *flat = PyTuple_New(2 * count); /* () is a shared singleton */
     if (flat == NULL) {
         return NULL;
     }
+    int subclassed = 0;
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyTuple_SET_ITEM(flat, 2 * i, Py_NewRef(PyTuple_GET_ITEM(kwnames, i)));
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        subclassed |= !PyUnicode_CheckExact(name); /* the one type check per name */
+        PyTuple_SET_ITEM(flat, 2 * i, Py_NewRef(name));
         PyTuple_SET_ITEM(flat, 2 * i + 1, Py_NewRef(values[i]));
+    }
+    /* A str subclass is replaced by an exact copy (see exact_keyword). Only now, with every
+     * slot set: the copy allocates, and a gc callback run by that allocation must not find
+     * a half-built tuple (see emit_low). */
+    for (Py_ssize_t i = 0; subclassed && i < count; i++) {
+        PyObject *name = PyTuple_GET_ITEM(flat, 2 * i);
+        if (!PyUnicode_CheckExact(name)) {
+            PyObject *copy = PyUnicode_FromObject(name);
+            if (copy == NULL) {
+                Py_DECREF(flat);
+                return NULL;
+            }
+            PyTuple_SET_ITEM(flat, 2 * i, copy);
+            Py_DECREF(name); /* kwnames still holds it: no finalizer runs here */
+        }
     }
     return flat;
 }
@@ -700,9 +742,97 @@ static PyMethodDef logger_methods[] = {
 };
 
 static PyMemberDef logger_members[] = {
-    {"name", T_OBJECT, offsetof(LoggerObject, name), 0, "The logger's name."},
-    {"_bound", T_OBJECT, offsetof(LoggerObject, bound), 0, "Fields bound to every record."},
     {"_core", T_OBJECT, offsetof(LoggerObject, core), 0, "The Core it logs through."},
+    {NULL},
+};
+
+/* name and _bound are normalised as they are set (loglog/plain.py): a level method then
+ * queues them as they are, and they are what loglog's threads touch. */
+static PyObject *
+logger_get_name(LoggerObject *self, void *closure)
+{
+    return Py_NewRef(self->name != NULL ? self->name : Py_None);
+}
+
+static int
+logger_set_name(LoggerObject *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "a logger's name cannot be deleted");
+        return -1;
+    }
+    PyObject *name;
+    if (PyUnicode_CheckExact(value)) {
+        name = Py_NewRef(value);
+    }
+    else if (exact_name_fn == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "loglog._speedups: set_normalisers() not called");
+        return -1;
+    }
+    else {
+        name = PyObject_CallOneArg(exact_name_fn, value);
+        if (name == NULL) {
+            return -1;
+        }
+        if (!PyUnicode_CheckExact(name)) {
+            Py_DECREF(name);
+            PyErr_SetString(PyExc_TypeError, "exact_name must return an exact str");
+            return -1;
+        }
+    }
+    Py_XSETREF(self->name, name);
+    return 0;
+}
+
+/* A copy: the logger's own dict is never handed out, so nobody can add a key to it. */
+static PyObject *
+logger_get_bound(LoggerObject *self, void *closure)
+{
+    PyObject *bound = self->bound;
+    return bound == NULL || bound == Py_None ? Py_NewRef(Py_None) : PyDict_Copy(bound);
+}
+
+static int
+logger_set_bound(LoggerObject *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "a logger's bound fields cannot be deleted");
+        return -1;
+    }
+    PyObject *bound;
+    if (value == Py_None || (PyDict_CheckExact(value) && PyDict_GET_SIZE(value) == 0)) {
+        bound = Py_NewRef(Py_None);
+    }
+    else if (PyDict_CheckExact(value) && exact_keys(value)) {
+        bound = PyDict_Copy(value);
+        if (bound == NULL) {
+            return -1;
+        }
+    }
+    else if (exact_bound_fn == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "loglog._speedups: set_normalisers() not called");
+        return -1;
+    }
+    else {
+        bound = PyObject_CallOneArg(exact_bound_fn, value); /* the mapping's code: here */
+        if (bound == NULL) {
+            return -1;
+        }
+        if (bound != Py_None && !(PyDict_CheckExact(bound) && exact_keys(bound))) {
+            Py_DECREF(bound);
+            PyErr_SetString(PyExc_TypeError, "exact_bound must return None or a plain dict");
+            return -1;
+        }
+    }
+    Py_XSETREF(self->bound, bound);
+    return 0;
+}
+
+static PyGetSetDef logger_getset[] = {
+    {"name", (getter)logger_get_name, (setter)logger_set_name,
+     "The logger's name (an exact str).", NULL},
+    {"_bound", (getter)logger_get_bound, (setter)logger_set_bound,
+     "A copy of the fields bound to every record, or None.", NULL},
     {NULL},
 };
 
@@ -744,6 +874,7 @@ static PyTypeObject LoggerBaseType = {
     .tp_clear = (inquiry)logger_clear,
     .tp_methods = logger_methods,
     .tp_members = logger_members,
+    .tp_getset = logger_getset,
 };
 
 /* -- module ------------------------------------------------------------------------- */
@@ -760,6 +891,39 @@ set_fmt(PyObject *module, PyObject *cls)
         return NULL;
     }
     Py_XSETREF(fmt_class, Py_NewRef(cls));
+    Py_RETURN_NONE;
+}
+
+/* bound_of(logger): the logger's own bound dict, not a copy (Logger.log and .exception
+ * pass it to emit, which only reads it). */
+static PyObject *
+bound_of(PyObject *module, PyObject *logger)
+{
+    if (!PyObject_TypeCheck(logger, &LoggerBaseType)) {
+        PyErr_SetString(PyExc_TypeError, "bound_of: a Logger");
+        return NULL;
+    }
+    PyObject *bound = ((LoggerObject *)logger)->bound;
+    return Py_NewRef(bound != NULL ? bound : Py_None);
+}
+
+static PyObject *
+set_normalisers(PyObject *module, PyObject *args)
+{
+    PyObject *name_fn, *bound_fn;
+    if (!PyArg_ParseTuple(args, "OO:set_normalisers", &name_fn, &bound_fn)) {
+        return NULL;
+    }
+    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
+        PyErr_SetString(PyExc_RuntimeError, "loglog._speedups: the main interpreter only");
+        return NULL;
+    }
+    if (!PyCallable_Check(name_fn) || !PyCallable_Check(bound_fn)) {
+        PyErr_SetString(PyExc_TypeError, "set_normalisers: two callables");
+        return NULL;
+    }
+    Py_XSETREF(exact_name_fn, Py_NewRef(name_fn));
+    Py_XSETREF(exact_bound_fn, Py_NewRef(bound_fn));
     Py_RETURN_NONE;
 }
 
@@ -803,6 +967,11 @@ static PyMethodDef module_methods[] = {
      PyDoc_STR("fields_dict(flat): the dict of a flat (name, value, ...) fields tuple.")},
     {"set_fmt", set_fmt, METH_O,
      PyDoc_STR("set_fmt(Fmt): the class that wraps a message with %-arguments.")},
+    {"bound_of", bound_of, METH_O,
+     PyDoc_STR("bound_of(logger): the logger's own bound fields (not a copy), or None.")},
+    {"set_normalisers", set_normalisers, METH_VARARGS,
+     PyDoc_STR("set_normalisers(exact_name, exact_bound): a logger's name and bound fields "
+               "that are not already an exact str and a plain dict (loglog/plain.py).")},
     {"usable", usable, METH_NOARGS,
      PyDoc_STR("usable(): whether this interpreter may use the module (the main one only).")},
     {NULL},

@@ -33,6 +33,8 @@ class Batch:
     oldest_ns: int
     name: str = ""  # file name when spilled
     adopted: bool = False
+    settled: bool = False  # delivered or dropped, and counted (loglog/ledger.py)
+    durable: bool = False  # spilled to disk: survives this process
 
     @property
     def count(self) -> int:

@@ -8,9 +8,11 @@ inherits every loglog guarantee once :func:`install_stdlib` has run.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
-from .core import CORE, MAX_LEVEL
+from .core import CORE, MAX_LEVEL, MAX_TIME_NS
+from .plain import exact_name
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD = frozenset(
@@ -34,7 +36,7 @@ class StdlibHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            level = min(max(record.levelno, 0), MAX_LEVEL)
+            level = min(max(int(record.levelno), 0), MAX_LEVEL)  # an exact int
             if level < CORE.threshold:
                 return
             fields = {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
@@ -43,15 +45,43 @@ class StdlibHandler(logging.Handler):
             exc = record.exc_info if record.exc_info and record.exc_info[1] is not None else None
             CORE.emit(
                 level,
-                record.name,
-                record.getMessage(),
+                exact_name(record.name),
+                _message(record),
                 fields,
                 None,
                 exc,
-                int(record.created * 1e9),
+                _stamp(record.created, fields),
             )
         except Exception:
             pass  # a log call never raises
+
+
+def _stamp(seconds: object, fields: dict[str, Any]) -> int:
+    """A record's own time in ns, or 0 (now) when it is none that every sink can write —
+    NaN, before 1970, after 2262 (``created=1e17``): its value is then kept in the
+    ``invalid_ts`` field (emit's contract: a time from 0 to MAX_TIME_NS, loglog/core.py)."""
+    ns: int | None = None
+    if isinstance(seconds, int) and not isinstance(seconds, bool):
+        ns = int(seconds) * 1_000_000_000
+    elif isinstance(seconds, float) and math.isfinite(float(seconds) * 1e9):
+        ns = int(float(seconds) * 1e9)
+    if ns is not None and 0 < ns <= MAX_TIME_NS:
+        return ns
+    fields["invalid_ts"] = repr(ns) if ns is not None else _seconds_text(seconds)
+    return 0
+
+
+def _seconds_text(seconds: object) -> str:
+    return repr(seconds) if type(seconds) is float else "<not a number>"
+
+
+def _message(record: logging.LogRecord) -> str:
+    """``record.getMessage()``; a message or argument whose ``__str__`` raises costs only
+    the text, never the record (the stdlib would print a traceback and lose it)."""
+    try:
+        return record.getMessage()
+    except Exception as exc:
+        return f"<unrepresentable message: {type(exc).__name__}>"
 
 
 def install_stdlib(level: int | str | None = None, *, replace: bool = True) -> StdlibHandler:
@@ -89,14 +119,15 @@ def loguru_sink(message: Any) -> None:
             return
         exc = record["exception"]
         exc_info = (exc.type, exc.value, exc.traceback) if exc and exc.value is not None else None
+        fields = dict(record["extra"])
         CORE.emit(
             level,
-            record["name"] or "loguru",
+            exact_name(record["name"] or "loguru"),
             record["message"],
-            dict(record["extra"]),
+            fields,
             None,
             exc_info,
-            int(record["time"].timestamp() * 1e9),
+            _stamp(record["time"].timestamp(), fields),
         )
     except Exception:
         pass

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .counters import AtomicCounter
+from .plain import exact_bound, exact_name
 from .types import WARNING
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ def _load_speedups() -> Any:
 
 
 #: The interface version of loglog/_speedups.c this module is written against.
-SPEEDUPS_API = 4
+SPEEDUPS_API = 5
 
 
 _speedups = _load_speedups()
@@ -65,18 +66,28 @@ SEQ, TIME, LEVEL, NAME, MSG, FIELDS, BOUND, CONTEXT, THREAD, EXC, SLOT = range(1
 RawRecord = tuple[Any, ...]
 
 
+def _fields_dict(flat: tuple[Any, ...]) -> dict[str, Any]:
+    return {exact_name(k): v for k, v in zip(flat[::2], flat[1::2], strict=True)}
+
+
+#: The dict of a flat ``(name, value, …)`` fields tuple; the C one refuses a name that is
+#: not an exact str (the C level methods queue only those).
+fields_dict: Callable[[tuple[Any, ...]], dict[str, Any]] = (
+    _speedups.fields_dict if _speedups is not None else _fields_dict
+)
+
+
 def as_fields(fields: Any) -> dict[str, Any]:
     """A raw record's fields as a dict. The Python path queues the call's ``**fields``
     dict; the C path a flat tuple ``(name, value, …)`` (cheaper on the caller's thread),
     turned into the dict here, on the worker."""
-    if type(fields) is tuple:
-        if _speedups is not None:
-            return _speedups.fields_dict(fields)
-        return dict(zip(fields[::2], fields[1::2], strict=True))
-    return fields
+    return fields_dict(fields) if type(fields) is tuple else fields
 
 
 MAX_LEVEL = 100
+#: The latest record time every sink can write (Loki and OTLP take int64 nanoseconds:
+#: the year 2262); an explicit ``time_ns`` must be from 1 to this (0: now).
+MAX_TIME_NS = 2**63 - 1
 
 #: emit(level, logger_name, message, fields, bound_fields, exc_info, time_ns=0)
 Emit = Callable[..., None]
@@ -154,6 +165,10 @@ def make_emit(
         exc: Any = None,
         time_ns: int = 0,
     ) -> None:
+        # The contract the worker relies on (loglog/worker.py, loglog/plain.py), kept by
+        # every caller (the level methods, Logger.log/.exception, the bridges): ``level``
+        # and ``time_ns`` ints, ``fields`` a dict (its names may be any str), ``bound`` None
+        # or a logger's own plain dict of exact names.
         try:
             emitted[level]()
             if level < WARNING:
@@ -227,7 +242,11 @@ class Fmt:
         try:
             return str(self.msg) % self.args
         except Exception:
+            pass
+        try:
             return f"{self.msg} {self.args!r}"
+        except Exception:  # an argument over the int digit limit, a raising __repr__
+            return f"{self.msg} <unrepresentable arguments>"
 
 
 class PyCore:
@@ -252,6 +271,7 @@ else:
     Core = _speedups.Core if _speedups is not None else PyCore
 if _speedups is not None:
     _speedups.set_fmt(Fmt)
+    _speedups.set_normalisers(exact_name, exact_bound)
 
 
 def discard(*args: Any, **kwargs: Any) -> None:

@@ -6,46 +6,71 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from .core import CORE, MAX_LEVEL, Core, Fmt, _speedups
+from .plain import exact_bound, exact_name
 from .types import CRITICAL, DEBUG, ERROR, INFO, TRACE, WARNING
 
 
 class PyLevels:
-    """The level methods in Python: what runs where the C extension is not built."""
+    """The level methods in Python: what runs where the C extension is not built.
 
-    __slots__ = ("_bound", "_core", "name")
-    name: str
-    _bound: dict[str, Any] | None
+    ``name`` and ``_bound`` are normalised as they are set (loglog/plain.py), as the C
+    ``LoggerBase`` does; the level methods read the normalised slots directly.
+    """
+
+    __slots__ = ("_core", "_fields", "_name")
+    _name: str
+    _fields: dict[str, Any] | None
     _core: Core
+
+    @property
+    def name(self) -> str:
+        """The logger's name (an exact ``str``)."""
+        return self._name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = exact_name(value)
+
+    @property
+    def _bound(self) -> dict[str, Any] | None:
+        """A copy of the fields bound to every record, or None (the logger's own dict is
+        never handed out, so nobody can add a key to it)."""
+        fields = self._fields
+        return dict(fields) if fields else None
+
+    @_bound.setter
+    def _bound(self, value: dict[str, Any] | None) -> None:
+        self._fields = exact_bound(value)
 
     def trace(self, msg: object = "", /, *args: Any, **fields: Any) -> None:
         core = self._core
         if core.threshold <= TRACE:
-            core.emit(TRACE, self.name, Fmt(msg, args) if args else msg, fields, self._bound)
+            core.emit(TRACE, self._name, Fmt(msg, args) if args else msg, fields, self._fields)
 
     def debug(self, msg: object = "", /, *args: Any, **fields: Any) -> None:
         core = self._core
         if core.threshold <= DEBUG:
-            core.emit(DEBUG, self.name, Fmt(msg, args) if args else msg, fields, self._bound)
+            core.emit(DEBUG, self._name, Fmt(msg, args) if args else msg, fields, self._fields)
 
     def info(self, msg: object = "", /, *args: Any, **fields: Any) -> None:
         core = self._core
         if core.threshold <= INFO:
-            core.emit(INFO, self.name, Fmt(msg, args) if args else msg, fields, self._bound)
+            core.emit(INFO, self._name, Fmt(msg, args) if args else msg, fields, self._fields)
 
     def warning(self, msg: object = "", /, *args: Any, **fields: Any) -> None:
         core = self._core
         if core.threshold <= WARNING:
-            core.emit(WARNING, self.name, Fmt(msg, args) if args else msg, fields, self._bound)
+            core.emit(WARNING, self._name, Fmt(msg, args) if args else msg, fields, self._fields)
 
     def error(self, msg: object = "", /, *args: Any, **fields: Any) -> None:
         core = self._core
         if core.threshold <= ERROR:
-            core.emit(ERROR, self.name, Fmt(msg, args) if args else msg, fields, self._bound)
+            core.emit(ERROR, self._name, Fmt(msg, args) if args else msg, fields, self._fields)
 
     def critical(self, msg: object = "", /, *args: Any, **fields: Any) -> None:
         core = self._core
         if core.threshold <= CRITICAL:
-            core.emit(CRITICAL, self.name, Fmt(msg, args) if args else msg, fields, self._bound)
+            core.emit(CRITICAL, self._name, Fmt(msg, args) if args else msg, fields, self._fields)
 
 
 # With the C extension the level methods (and the slots) come from C: the same behaviour,
@@ -71,14 +96,16 @@ class Logger(_Base):
     __slots__ = ()
 
     def __init__(self, name: str, bound: dict[str, Any] | None = None, core: Core = CORE) -> None:
-        self.name = name
-        self._bound = bound or None
+        self.name = name  # an exact str from here on (loglog/plain.py)
+        self._bound = bound  # a plain dict of exact-str keys that only this logger holds
         self._core = core
 
     def bind(self, **fields: Any) -> Logger:
         """Return a child logger whose records all carry ``fields``."""
-        merged = {**self._bound, **fields} if self._bound else fields
-        return Logger(self.name, merged, self._core)
+        bound = self._bound  # a copy
+        if bound:
+            bound.update(fields)
+        return Logger(self.name, bound or fields, self._core)
 
     def is_enabled_for(self, level: int) -> bool:
         return level >= self._core.threshold
@@ -94,22 +121,33 @@ class Logger(_Base):
         core = self._core
         if core.threshold <= ERROR:
             msg = Fmt(msg, args) if args else msg
-            core.emit(ERROR, self.name, msg, fields, self._bound, sys.exc_info())
+            core.emit(ERROR, self.name, msg, fields, _bound_of(self), sys.exc_info())
 
     def log(self, level: int, msg: object = "", /, *args: Any, **fields: Any) -> None:
         """Log at any numeric level (clamped to 0–100)."""
         core = self._core
         try:
-            level = min(max(int(level), 0), MAX_LEVEL)
-        except (TypeError, ValueError):
+            level = min(max(int(level), 0), MAX_LEVEL)  # an exact int from here on
+        except Exception:
             level = ERROR
         if level >= core.threshold:
-            core.emit(level, self.name, Fmt(msg, args) if args else msg, fields, self._bound)
+            msg = Fmt(msg, args) if args else msg
+            core.emit(level, self.name, msg, fields, _bound_of(self))
 
     warn = _Base.warning
 
     def __repr__(self) -> str:
         return f"<loglog.Logger {self.name!r} bound={sorted(self._bound or ())}>"
+
+
+if TYPE_CHECKING or _speedups is None:
+
+    def _bound_of(logger: PyLevels) -> dict[str, Any] | None:
+        """The logger's own bound dict (``_bound`` returns a copy); emit only reads it."""
+        return logger._fields
+
+else:
+    _bound_of = _speedups.bound_of
 
 
 def get_logger(name: str = "root", **bound: Any) -> Logger:

@@ -21,8 +21,9 @@ from . import spool as spool_mod
 from . import wakeup
 from .batches import MemoryQueue, SpillQueue
 from .config import LogConfig
-from .core import LEVEL, SLOT, CallerStats, Emit, RawRecord, make_emit, wake
+from .core import LEVEL, MAX_TIME_NS, SLOT, CallerStats, Emit, RawRecord, make_emit, wake
 from .counters import AtomicCounter, Tally, merge
+from .format import render_fields
 from .ownership import Owner, owner_of, quarantine
 from .runner import SinkRunner
 from .sinks.console import ConsoleSink
@@ -30,6 +31,10 @@ from .sinks.file import FileSink
 from .tracing import context_getter
 from .types import WARNING, Record, Sink, level_name
 from .worker import Worker
+
+#: How long past shutdown's deadline the worker's last cycle may take (it calls no user
+#: code then; a few milliseconds unless the host starves it of CPU).
+_WORKER_GRACE = 1.0
 
 
 class CallableSink:
@@ -249,13 +254,25 @@ class Pipeline:
                 wake(self._pipe.write)
 
     def close(self, timeout: float) -> bool:
-        """Flush, stop every thread and close every sink, all within ``timeout`` seconds."""
+        """Flush, stop every thread and close every sink, all within ``timeout`` seconds.
+
+        When it returns, every record is counted: delivered, dropped with a reason
+        (``shutdown`` for what a sink had not finished by the deadline, counted here and
+        never again), or spilled. The one exception is a worker thread that has not ended
+        its last cycle by then (it calls no user code at this point, so it only takes
+        longer when starved of CPU): it may offer records later, counted as they come.
+        """
         deadline = time.monotonic() + timeout
         flushed = self.flush(timeout)
-        self.worker.stop(deadline)  # its thread hands the pipe back as it ends
+        self.worker.renderer.stop()  # the last cycle waits on no user code
+        # The worker never waits on a sink: its last cycle gets a moment past the deadline
+        # (it only hands records over), so that they are counted before we return.
+        self.worker.stop(max(deadline, time.monotonic() + _WORKER_GRACE))
         for runner in self.runners:
             runner.stop(deadline)
-        joined = all([runner.join(deadline, self.shutdown_tally) for runner in self.runners])
+        joined = all([runner.join(deadline) for runner in self.runners])
+        for runner in self.runners:
+            runner.abandon(self.shutdown_tally)  # the rest, counted once (loglog/runner.py)
         self.worker.release_now()
         if self.spool is not None:
             self.spool.close()
@@ -332,10 +349,12 @@ class Pipeline:
         """Every count loglog keeps; the numbers behind its metrics.
 
         ``dropped`` is keyed by ``(sink, level, reason)``; sink ``"all"`` means the record
-        never reached any sink (the caller-side queue was full).
+        never reached any sink (the caller-side queue was full). ``spilled`` counts, by
+        ``(sink, level)``, records left on disk at shutdown for the next process to ship.
         """
         dropped: dict[tuple[str, str, str], int] = {}
         delivered: dict[tuple[str, str], int] = {}
+        spilled: dict[tuple[str, str], int] = {}
         errors: dict[str, int] = {}
         truncated: dict[str, int] = {}
         replayed = {"spool": self.replayed_spool, "spill": 0}
@@ -352,6 +371,9 @@ class Pipeline:
                 if key == ("restart",):
                     restarts[runner.name] = restarts.get(runner.name, 0) + count
                     continue
+                if key[0] == "spilled":  # type: ignore[index]
+                    spilled[(runner.name, key[1])] = count  # type: ignore[index]
+                    continue
                 _file(key, runner.name, count, dropped, delivered, errors, truncated, replayed)
         for key, count in self.shutdown_tally.snapshot().items():
             assert isinstance(key, tuple)
@@ -360,6 +382,7 @@ class Pipeline:
             "emitted": self.caller.emitted.values(),
             "dropped": dropped,
             "delivered": delivered,
+            "spilled": spilled,
             "sink_errors": errors,
             "truncated": truncated,
             "replayed": replayed,
@@ -417,13 +440,17 @@ def _referenced_owners(directory: Path) -> set[str]:
 
 
 def _record_from_doc(seq: int, doc: dict[str, Any]) -> Record:
+    stamp = int(doc.get("t", 0))
+    if not 0 <= stamp <= MAX_TIME_NS:  # a damaged or foreign spool: no sink could write it
+        stamp = time.time_ns()
     return Record(
         seq=seq,
-        time_ns=int(doc.get("t", 0)),
+        time_ns=stamp,
         level=int(doc.get("l", 30)),
         logger=str(doc.get("n", "")),
         message=str(doc.get("m", "")),
-        fields=dict(doc.get("f") or {}),
+        # Through the renderer: a damaged or foreign spool may hold NaN or huge ints.
+        fields=render_fields(dict(doc.get("f") or {}), safe=True),
         trace_id=doc.get("tr"),
         span_id=doc.get("sp"),
         thread=str(doc.get("th", "")),

@@ -23,6 +23,7 @@ from typing import Any
 from .core import Fmt, RawRecord, as_fields
 from .counters import AtomicCounter
 from .format import is_plain, plain_fields
+from .tracing import plain_context
 from .types import Record
 
 #: Helpers abandoned (stuck in user code) before user code is no longer called at all.
@@ -32,16 +33,19 @@ Convert = Callable[..., Record]
 
 
 def needs_user_code(raw: RawRecord) -> bool:
-    """Whether converting ``raw`` could run user code (worker thread, per record)."""
-    msg, fields, bound, exc = raw[4], raw[5], raw[6], raw[9]
-    if exc is not None:
+    """Whether converting ``raw`` could run user code (worker thread, per record): a
+    message or a field value of a type that is not a builtin, an exception, a span of a
+    tracer that is not OpenTelemetry's. Looks at types only."""
+    msg, fields, bound, context, exc = raw[4], raw[5], raw[6], raw[7], raw[9]
+    if exc is not None or not plain_context(context):
         return True
     kind = type(msg)
     if kind is not str and not (kind is Fmt and type(msg.msg) is str and is_plain(msg.args)):
         return True
-    if fields and not plain_fields(as_fields(fields)):
+    fields = as_fields(fields)  # a flat tuple (C) or a dict; anything else: a placeholder
+    if type(fields) is dict and fields and not plain_fields(fields):
         return True
-    return bool(bound) and not plain_fields(bound)
+    return type(bound) is dict and bool(bound) and not plain_fields(bound)
 
 
 class _Job:
@@ -63,6 +67,7 @@ class BoundedRenderer:
         self.budget = budget
         self.timeouts = AtomicCounter()  # records written with <timed out>
         self.stuck = 0  # helpers abandoned
+        self.stopping = False  # set at shutdown: the worker's last cycle waits on no one
         self._jobs: queue.SimpleQueue[_Job] | None = None
         self._names = itertools.count(1)
 
@@ -71,7 +76,7 @@ class BoundedRenderer:
         out: list[Record] = []
         start = 0
         while start < len(raws):
-            if self.stuck >= MAX_STUCK:
+            if self.stuck >= MAX_STUCK or self.stopping:
                 out += [self._convert(raw, {}, None) for raw in raws[start:]]
                 return out
             jobs = self._jobs or self._start_helper()
@@ -79,7 +84,7 @@ class BoundedRenderer:
             jobs.put(job)
             seen = -1
             while not job.done.wait(self.budget):
-                if job.current == seen:
+                if job.current == seen or self.stopping:
                     break  # no progress for a whole budget: stuck in user code
                 seen = job.current
             if job.done.is_set():
@@ -93,6 +98,11 @@ class BoundedRenderer:
             self._jobs = None  # abandoned: it may finish later, harmlessly
             start += index + 1
         return out
+
+    def stop(self) -> None:
+        """Call no more user code (shutdown): what is left gets ``<TypeName>``, and a wait
+        on a helper ends within one budget."""
+        self.stopping = True
 
     def _start_helper(self) -> queue.SimpleQueue[_Job]:
         jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()

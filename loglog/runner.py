@@ -8,6 +8,12 @@ costs its own records only, with a count, and a bounded amount of memory.
 Recursion is cut here: a record emitted on one of loglog's own threads (``internal``) goes
 to local sinks only, and never to the sink whose thread emitted it; every record withheld
 that way is counted with reason ``recursion``.
+
+At shutdown, :meth:`SinkRunner.abandon` counts what the sink has not finished by the
+deadline — its inbox, the batch inside ``write``, and for a sink with a ledger of its own
+(Loki: a sender thread) everything that ledger still holds — as dropped (``shutdown``),
+under the lock the runner counts its own outcomes with, so each record is counted once,
+before ``shutdown()`` returns, whatever the sink's threads do later.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 
 from .counters import Tally, WriterHistogram
 from .errors import SinkStalled
+from .ledger import Ledger
 from .logger import Logger
 from .types import WARNING, Record, Sink, level_name
 
@@ -47,6 +54,10 @@ class SinkRunner:
             sink, "progress", None
         )
         self._close: Callable[[float], None] | None = getattr(sink, "close", None)
+        # A sink that hands records to a thread of its own counts them in its ledger.
+        ledger = getattr(sink, "ledger", None)
+        self._ledger: Ledger | None = ledger if isinstance(ledger, Ledger) else None
+        self._abandoned = False  # shutdown counted what was left: count nothing more
         self.capacity = capacity
         self._flush_target = flush_target
         self._forced = -1
@@ -88,6 +99,10 @@ class SinkRunner:
                 else:
                     kept.append(record)
         with self._cond:
+            if self._abandoned:  # offered after shutdown's deadline (a late last cycle)
+                for record in kept:
+                    self.offer_tally.add(("dropped", record.levelname, "shutdown"))
+                return
             if kept and self._pending + len(kept) > self.capacity:
                 kept = self._shed(kept)
             self._inbox.append((kept, upto, cycle))
@@ -116,7 +131,10 @@ class SinkRunner:
             except Exception as exc:
                 self.restarts += 1
                 self.tally.add(("restart",))
-                self._writing = []
+                with self._cond:  # a batch taken and not counted: dropped, counted once
+                    lost, self._writing = self._writing, []
+                    if not self._abandoned:
+                        self._count(lost, "sink_error")
                 self._warn("sink thread failed; restarted it", exc)
                 time.sleep(0.01)
 
@@ -140,7 +158,8 @@ class SinkRunner:
         self._update_progress()
 
     def _take(self) -> tuple[list[Record], int, int] | None:
-        """Pop pending batches, merged up to MAX_BATCH records (lock held)."""
+        """Pop pending batches, merged up to MAX_BATCH records (lock held). From here on
+        they are ``_writing`` (or held by the sink's ledger): what abandon() counts."""
         if not self._inbox:
             return None
         records, upto, cycle = self._inbox.popleft()
@@ -150,32 +169,42 @@ class SinkRunner:
                 more, upto, cycle = self._inbox.popleft()
                 records.extend(more)
         self._pending -= len(records)
+        if self._ledger is not None:
+            self._ledger.hold(records)
+        else:
+            self._writing = records
         return records, upto, cycle
 
     def _deliver(self, records: list[Record], upto: int, cycle: int) -> None:
         if records:
             started = time.perf_counter()
             delivered = len(records)
-            self._writing = records
+            dropped: tuple[list[Record], str] | None = None
             try:
                 self.sink.write(records)
             except SinkStalled as stall:
                 delivered = max(0, min(stall.delivered, len(records)))
-                self._count(records[delivered:], stall.reason)
+                dropped = (records[delivered:], stall.reason)
                 if stall.reason != "sink_timeout":
                     self.tally.add(("sink_error",))
                     self._warn("sink failed; the rest of its batch was dropped", stall)
             except Exception as exc:
                 delivered = 0
+                dropped = (records, "sink_error")
                 self.tally.add(("sink_error",))
-                self._count(records, "sink_error")
                 self._warn("sink failed; its batch was dropped", exc)
-            self._writing = []
             self.latency.observe(time.perf_counter() - started)
-            if self._progress is None:  # sinks with a thread of their own count delivery
-                sent = records if delivered == len(records) else records[:delivered]
-                for level, count in Counter([record.level for record in sent]).items():
-                    self.tally.add(("delivered", level_name(level)), count)
+            with self._cond:  # abandon() takes it too: one of us counts this batch
+                self._writing = []
+                # A sink with a ledger counts each record there, as it settles; one with a
+                # thread of its own (progress) counts what it delivers.
+                if not self._abandoned and self._ledger is None:
+                    if dropped is not None:
+                        self._count(*dropped)
+                    if self._progress is None:
+                        sent = records if delivered == len(records) else records[:delivered]
+                        for level, count in Counter([record.level for record in sent]).items():
+                            self.tally.add(("delivered", level_name(level)), count)
         self._processed = upto
         self._processed_cycle = cycle
 
@@ -229,17 +258,27 @@ class SinkRunner:
             self._stopping = True
             self._cond.notify()
 
-    def join(self, deadline: float, tally: Tally) -> bool:
-        """Wait for the thread; count what a hung sink leaves behind as ``shutdown``."""
+    def join(self, deadline: float) -> bool:
+        """Wait for the thread until ``deadline``; True when it ended."""
         self._thread.join(max(0.0, deadline - time.monotonic()))
-        if not self._thread.is_alive():
-            return True
-        # The thread is abandoned (a daemon stuck in the sink): what it holds is lost.
-        stuck = [self._writing] + [item[0] for item in list(self._inbox)]
-        for records in stuck:
-            for record in records:
-                tally.add(("dropped", record.levelname, "shutdown", self.name))
-        return False
+        return not self._thread.is_alive()
+
+    def abandon(self, tally: Tally) -> None:
+        """At shutdown's deadline: count everything this sink has not finished as dropped
+        (``shutdown``) in ``tally`` — the inbox, the batch inside ``write`` (a hung or slow
+        sink), what its ledger still holds (Loki's sender) — and nothing of it again."""
+        with self._cond:
+            if self._abandoned:
+                return
+            self._abandoned = True
+            stuck = [self._writing, *(item[0] for item in self._inbox)]
+            self._inbox.clear()
+            self._pending = 0
+            for records in stuck:
+                for record in records:
+                    tally.add(("dropped", record.levelname, "shutdown", self.name))
+            if self._ledger is not None:
+                self._ledger.close()
 
     @property
     def queued(self) -> int:

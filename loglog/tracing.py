@@ -6,8 +6,16 @@ its ids are looked up on the worker thread, so tracing costs a log call almost n
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
+
+try:
+    from opentelemetry.context import Context as CONTEXT
+except ImportError:  # pragma: no cover - opentelemetry-api is a dependency
+
+    class CONTEXT(dict):  # type: ignore[no-redef]
+        """Stands in for OpenTelemetry's Context where it is missing."""
 
 
 def context_getter() -> Callable[[], Any]:
@@ -24,19 +32,85 @@ def context_getter() -> Callable[[], Any]:
     return otel_context.get_current
 
 
-def span_ids(context: Any) -> tuple[str | None, str | None]:
-    """``(trace_id, span_id)`` as lower-case hex of the span current in ``context``."""
-    if not context:  # an empty Context is an empty mapping
+def default_context() -> Any:
+    """What :func:`context_getter`'s function returns while no context is attached (the
+    variable's default, read in an empty ``contextvars.Context``); None without it."""
+    import contextvars
+
+    try:
+        return contextvars.Context().run(context_getter())
+    except Exception:  # pragma: no cover - a getter that cannot run outside a context
+        return None
+
+
+def span_ids(context: Any, *, foreign: bool = False) -> tuple[str | None, str | None]:
+    """``(trace_id, span_id)`` as lower-case hex of the span current in ``context``.
+
+    Runs no code of anyone's but OpenTelemetry's unless ``foreign``: a span of a class
+    that is not the API's or the SDK's (a vendor's tracer) is asked for its ids only with
+    ``foreign=True``, which the bounded render helper passes (see :func:`plain_context`).
+    """
+    if type(context) is not CONTEXT or not context:  # not len() of just anything
+        return None, None
+    known = _known()
+    span: Any = dict.get(context, known.span_key)
+    if span is None or (not foreign and not known.is_span(type(span))):
         return None, None
     try:
-        from opentelemetry import trace
-
-        span_context = trace.get_current_span(context).get_span_context()
+        span_context: Any = span.get_span_context()
+        if not isinstance(span_context, known.span_context):
+            return None, None
+        # SpanContext is a tuple: (trace_id, span_id, is_remote, flags, state, is_valid).
+        trace_id, span_id, valid = (tuple.__getitem__(span_context, i) for i in (0, 1, 5))
     except Exception:
         return None, None
-    if not span_context.is_valid:
+    if valid is not True or type(trace_id) is not int or type(span_id) is not int:
         return None, None
-    return format(span_context.trace_id, "032x"), format(span_context.span_id, "016x")
+    return "%032x" % trace_id, "%016x" % span_id  # noqa: UP031 - no __format__ of anyone's
+
+
+def plain_context(context: Any) -> bool:
+    """True when :func:`span_ids` needs no code but OpenTelemetry's for ``context``
+    (nearly always: no span, or a span of one of OpenTelemetry's own classes)."""
+    if type(context) is not CONTEXT or not context:
+        return True  # no span, or not a Context: no ids, and nothing of it is called
+    known = _known()
+    span = dict.get(context, known.span_key)
+    return span is None or known.is_span(type(span))
+
+
+class _Known:
+    """OpenTelemetry's context and span classes, imported on the first non-empty context
+    (a process that never traces never imports them)."""
+
+    def __init__(self) -> None:
+        from opentelemetry.trace import NonRecordingSpan, SpanContext
+        from opentelemetry.trace.propagation import _SPAN_KEY
+
+        self.span_context: Any = SpanContext
+        self.span_key: str = _SPAN_KEY
+        self._spans: set[type] = {NonRecordingSpan}
+        self._sdk_seen = False
+
+    def is_span(self, kind: type) -> bool:
+        if kind in self._spans:
+            return True
+        sdk = sys.modules.get("opentelemetry.sdk.trace")  # the SDK, once someone imported it
+        if sdk is not None and not self._sdk_seen:
+            self._sdk_seen = True
+            classes = (getattr(sdk, "Span", None), getattr(sdk, "_Span", None))
+            self._spans = self._spans | {c for c in classes if isinstance(c, type)}
+            return kind in self._spans
+        return False
+
+
+_KNOWN: list[_Known] = []
+
+
+def _known() -> _Known:
+    if not _KNOWN:
+        _KNOWN.append(_Known())
+    return _KNOWN[0]
 
 
 def _none() -> None:

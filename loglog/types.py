@@ -83,8 +83,11 @@ def _in_range(level: int) -> int:
 class Record:
     """One log record as a sink sees it. Treat it as read-only: every sink shares it.
 
-    ``fields`` holds JSON-safe values only (the worker rendered them), so a sink never runs
-    user code such as a ``__repr__`` that might itself log.
+    Builtins only, so a sink never runs user code (a ``__repr__`` that logs, a ``str``
+    subclass's ``__hash__`` or ``__format__``): ``logger``, ``message`` and every field name
+    are exact ``str``; ``fields`` holds JSON-safe values (``str``, ``bool``, ``None``, ints
+    of at most 4,300 digits, finite floats, lists and dicts of them); ``time_ns`` is an
+    int from 0 to 2**63-1 (what Loki and OTLP take).
     """
 
     seq: int
@@ -134,6 +137,9 @@ class SinkHooks(Protocol):
       own: ``(durable_seq, done_seq)``; every record up to ``durable_seq`` survives a crash of
       this process, every record up to ``done_seq`` is delivered or dropped and counted.
     - ``close(timeout: float) -> None`` — release resources within ``timeout`` seconds.
+    - ``ledger: loglog.ledger.Ledger`` — for sinks that hand records to a thread of their
+      own: every record's outcome is counted there, and shutdown counts what it still
+      holds when its deadline passes (see loglog/ledger.py).
     """
 
     def write(self, records: Sequence[Record]) -> None: ...

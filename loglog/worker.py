@@ -8,6 +8,19 @@ ids, all off the caller's thread — and offers the batch to every sink runner.
 
 A record emitted on a loglog thread is ``internal``; its values are rendered without
 calling user code, which is what ends a ``__repr__`` that logs after one level.
+
+No code of a user's runs on this thread, by construction: it looks at the *type* of what
+a record holds before anything else. Names and field mappings are exact ``str`` and plain
+``dict`` (loglog/plain.py says where they became so; one that is not yet is copied here,
+by type checks and ``str.__str__`` only, before any dict operation); a record that holds a
+value of another type (or an exception, or a span of a tracer that is not
+OpenTelemetry's) goes to the bounded render helper (loglog/render.py). What this thread
+hands to the sinks holds builtins only.
+A value costs only its own record: an int of more than 4,300 digits, NaN and infinities
+become text; a record time outside what every sink can write (0 to 2**63-1 ns, up to the
+year 2262) never reaches the fast path — the bridges replace it before queuing — and the
+slow path replaces any other with the time the worker received it, the original kept in
+the ``invalid_ts`` field.
 """
 
 from __future__ import annotations
@@ -23,19 +36,24 @@ from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from . import wakeup
-from .core import Fmt, RawRecord, as_fields
+from .core import MAX_TIME_NS, Fmt, RawRecord, as_fields, fields_dict
 from .counters import AtomicCounter
 from .format import (
+    MAX_INT,
     MAX_TEXT,
+    MIN_INT,
     format_exc,
     format_exc_safe,
+    int_text,
     is_plain,
+    placeholder,
     render_fields,
     render_key,
     render_value,
 )
+from .plain import exact_name, safe_fields
 from .render import BoundedRenderer, needs_user_code
-from .tracing import span_ids
+from .tracing import default_context, plain_context, span_ids
 from .types import Record
 
 if TYPE_CHECKING:
@@ -45,12 +63,24 @@ if TYPE_CHECKING:
 _THREADS = threading._active  # type: ignore[attr-defined]  # ident → Thread, read-only here
 _by_seq = itemgetter(0)
 _IDLE_POLL_MS = 1000.0
+_NO_IDS = (None, None)
+_NO_CONTEXT = default_context()  # what the caller captures outside any span
 
 
 def thread_of(ident: int) -> tuple[str, bool]:
-    """(thread name, whether it is one of loglog's own threads) for a thread id."""
+    """(thread name, whether it is one of loglog's own threads) for a thread id.
+
+    Read from the thread's ``__dict__``, not through ``Thread.name``, which a subclass of
+    ``Thread`` may have made a property of its own (its code would run here)."""
     thread = _THREADS.get(ident)
-    name = thread.name if thread is not None else f"thread-{ident}"
+    name = None
+    if thread is not None:
+        try:
+            name = dict.get(object.__getattribute__(thread, "__dict__"), "_name")
+        except Exception:
+            name = None
+    if type(name) is not str:
+        name = f"thread-{ident}"
     return name, name.startswith("loglog-")
 
 
@@ -59,8 +89,8 @@ def convert(raw: RawRecord, threads: dict[int, tuple[str, bool]], mode: str | No
 
     ``threads`` caches :func:`thread_of` for one cycle: within a cycle a thread id cannot
     be reused by a new thread, so the cache is exact. ``mode`` ``""`` renders values with
-    user code; ``None`` without (``<TypeName>``); any other text replaces every value that
-    would need user code (``<timed out>``).
+    user code (the render helper's thread only); ``None`` without (``<TypeName>``); any
+    other text replaces every value that would need user code (``<timed out>``).
     """
     try:
         return _convert(raw, threads, mode)
@@ -69,17 +99,26 @@ def convert(raw: RawRecord, threads: dict[int, tuple[str, bool]], mode: str | No
             return _convert(raw, threads, f"<unrepresentable: {type(exc).__name__}>")
         except Exception:
             seq, stamp, level, name = raw[0], raw[1], raw[2], raw[3]
-            text = name if type(name) is str else "<logger>"
-            return Record(seq, stamp, level, text, "<unrepresentable record>", {})
+            stamp = stamp if type(stamp) is int and 0 <= stamp <= MAX_TIME_NS else 0
+            return Record(seq, stamp, level, exact_name(name), "<unrepresentable record>", {})
 
 
 def convert_plain(raw: RawRecord, threads: dict[int, tuple[str, bool]]) -> Record | None:
     """The worker's fast path: a Record when ``raw`` holds only a string message and
     scalar builtin fields (nearly always), else None. Runs no user code."""
     seq, stamp, level, name, msg, fields, bound, context, ident, exc, _slot = raw
+    # What emit queues (loglog/core.py): a time from 0 to MAX_TIME_NS, fields as a flat
+    # tuple or a dict, bound fields None or a logger's plain dict of exact names.
     if exc is not None or type(name) is not str:
         return None
-    fields = as_fields(fields)
+    if type(fields) is tuple:
+        fields = fields_dict(fields)  # the C level methods': exact names (checked in C)
+    elif type(fields) is dict:
+        for key in fields:  # the Python path's **fields: exact before any merge
+            if type(key) is not str:
+                return None
+    else:
+        return None
     if type(msg) is not str:
         if type(msg) is Fmt and type(msg.msg) is str and is_plain(msg.args):
             msg = str(msg)  # builtins only: no user code runs
@@ -91,17 +130,25 @@ def convert_plain(raw: RawRecord, threads: dict[int, tuple[str, bool]]) -> Recor
         if kind is str:
             if len(value) > MAX_TEXT:
                 return None
+        elif kind is int:
+            if not MIN_INT < value < MAX_INT:  # over 4,300 digits: no repr() for it
+                return None
         elif kind is float:
             if value - value != 0.0:  # NaN and ±inf
                 return None
-        elif not (kind is int or kind is bool or value is None):
+        elif not (kind is bool or value is None):
             return None
     if "trace_id" in merged:
         return None
     known = threads.get(ident)
     if known is None:
         known = threads[ident] = thread_of(ident)
-    trace_id, span_id = span_ids(context) if context else (None, None)
+    if context is None or context is _NO_CONTEXT:
+        trace_id, span_id = _NO_IDS
+    elif plain_context(context):
+        trace_id, span_id = span_ids(context)
+    else:
+        return None  # a vendor's span: asked for its ids on the render helper
     return Record(
         seq, stamp, level, name, msg, merged if merged else {}, trace_id, span_id,
         known[0], None, known[1], False, ident,
@@ -113,27 +160,31 @@ _PENDING_RENDER = Record(-1, 0, 0, "", "", {})  # a place held for the bounded r
 
 def _convert(raw: RawRecord, threads: dict[int, tuple[str, bool]], mode: str | None) -> Record:
     seq, stamp, level, name, msg, fields, bound, context, ident, exc, _slot = raw
-    fields = as_fields(fields)
     known = threads.get(ident)
     if known is None:
         known = threads[ident] = thread_of(ident)
     thread_name, internal = known
-    merged = {**bound, **fields} if bound else fields
+    # Exact names and plain dicts before any dict operation (loglog/plain.py).
+    merged = safe_fields(as_fields(fields))
+    if bound is not None:
+        merged = {**safe_fields(bound), **merged}
     safe = internal or mode != ""
+    if type(stamp) is not int or not 0 <= stamp <= MAX_TIME_NS:
+        merged["invalid_ts"] = int_text(stamp) if type(stamp) is int else placeholder(stamp)
+        stamp = time.time_ns()
     if type(msg) is Fmt and type(msg.msg) is str and is_plain(msg.args):
         msg = str(msg)  # builtins only: no user code runs
     if mode:  # a placeholder for everything that would run user code
         if type(msg) is not str:
             msg = mode
         merged = {render_key(k, safe=True): (v if is_plain(v) else mode) for k, v in merged.items()}
-    if type(name) is not str:
-        name = render_key(name, safe=True)
+    name = exact_name(name)
     if type(msg) is str:
         message = msg
     else:
         rendered = render_value(msg, safe=safe)
         message = rendered if type(rendered) is str else str(rendered)
-    trace_id, span_id = span_ids(context) if context else (None, None)
+    trace_id, span_id = span_ids(context, foreign=not safe)
     if trace_id is None and "trace_id" in merged:
         # No span is current: an explicit trace_id= field (e.g. an item's, logged on a
         # worker thread that never entered its span) becomes the record's trace id.
@@ -278,8 +329,8 @@ class Worker:
                     places.append(len(records))
                     hostile.append(item)
                     record = _PENDING_RENDER
-                else:
-                    record = convert(item, threads)
+                else:  # builtins only, but not the fast path's: rendered here, safely
+                    record = convert(item, threads, None)
             records.append(record)
         internal = any(known[1] for known in threads.values())
         if hostile:

@@ -9,7 +9,13 @@ makes batches wait (on disk, with a spill), never the sink thread or a caller.
 Validated before sending, because Loki answers a partly-invalid request with a 400 after
 storing the valid part (a retry would duplicate it): records older than ``loki_max_age``
 are dropped (``too_old``), lines over ``loki_max_line_bytes`` are truncated and counted,
+an entry more than five minutes ahead of this host's clock (Loki refuses those past its
+ten-minute grace) is sent with this host's time, its own in the line's ``original_ts``;
 label count and names were checked at configure time.
+
+Every record this sink takes on is counted once, through its :class:`~loglog.ledger.Ledger`
+— also the ones the sender still holds when ``shutdown()`` returns (``shutdown``, or
+``spilled`` when they wait on disk for the next process).
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from ..backoff import backoff_delay
 from ..batches import Batch, MemoryQueue, SpillQueue
 from ..config import LogConfig
 from ..counters import Tally
-from ..format import JsonRenderer
+from ..format import JsonRenderer, iso_utc
+from ..ledger import Ledger
 from ..logger import Logger
 from ..types import WARNING, Record, level_name
 from .loki_http import LokiClient, PushResult
@@ -37,6 +44,9 @@ _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 #: A batch that makes the sender fail this many times in a row is dropped (``sink_error``):
 #: a bug triggered by one batch must not stop shipping for good.
 _MAX_CRASHES_PER_BATCH = 3
+#: How far ahead of this host's clock an entry may be; Loki refuses more than its
+#: ``creation_grace_period`` (10 minutes by default) with a 400 for the whole push.
+_MAX_AHEAD_NS = 5 * 60 * 10**9
 
 
 class LokiSink:
@@ -62,13 +72,17 @@ class LokiSink:
         )
         self._clock = clock
         self._render = JsonRenderer(timestamp=False)
+        self._iso = iso_utc()
         self._static = dict(config.loki_labels)
         self._dynamic = config.loki_dynamic_labels
         self._host = host or socket.gethostname()
         self._labels: dict[tuple[str, ...], dict[str, str]] = {}
-        self.tally = Tally()  # written by the sink thread
-        self.sender_tally = Tally()  # written by the sender thread
-        self.tallies = (self.tally, self.sender_tally)
+        self.tally = Tally()  # written by the sink thread: truncations
+        self.sender_tally = Tally()  # written by the sender thread: restarts
+        #: Every record's outcome, counted once (read by the runner, which holds records
+        #: here as it takes them from its inbox, and settles the rest at shutdown).
+        self.ledger = Ledger()
+        self.tallies = (self.tally, self.sender_tally, self.ledger.tally)
         self._log = Logger("loglog.loki")
         self._warned: dict[str, float] = {}
         self._reset_open()
@@ -89,24 +103,41 @@ class LokiSink:
         self._open_since = 0.0
 
     def write(self, records: Sequence[Record]) -> None:
-        oldest_allowed = self._clock() - int(self._cfg.loki_max_age * 1e9)
+        """Place each record in an open batch, or count it as dropped: one record that
+        cannot be placed costs only itself (``sink_error``), never its batch."""
+        now = self._clock()
+        oldest_allowed = now - int(self._cfg.loki_max_age * 1e9)
         for record in records:
-            if record.time_ns < oldest_allowed:
-                self.tally.add(("dropped", record.levelname, "too_old"))
+            try:
+                self._place(record, now, oldest_allowed)
+            except Exception:
+                self.ledger.drop(record.levelname, "sink_error")
                 continue
-            line = self._line(record)
-            entry: list[Any] = [str(record.time_ns), line]
-            if self._cfg.loki_structured_metadata and record.trace_id:
-                entry.append({"trace_id": record.trace_id, "span_id": record.span_id or ""})
-            key = self._stream_key(record)
-            if not self._open:
-                self._open_since = time.monotonic()
-                self._open_min = record.seq
-            self._open.setdefault(key, []).append((record.time_ns, entry, record.level))
-            self._open_max = record.seq
-            self._open_bytes += len(line) + 40
             if self._open_bytes >= self._cfg.loki_batch_bytes:
                 self._seal()
+
+    def _place(self, record: Record, now: int, oldest_allowed: int) -> None:
+        stamp = record.time_ns
+        if stamp < oldest_allowed:
+            self.ledger.drop(record.levelname, "too_old")
+            return
+        if stamp > now + _MAX_AHEAD_NS:  # Loki would refuse it (a 400 for the whole push)
+            stamp = now
+            record = dataclasses.replace(
+                record, fields={**record.fields, "original_ts": self._iso(record.time_ns)}
+            )
+        line = self._line(record)
+        entry: list[Any] = [str(stamp), line]
+        if self._cfg.loki_structured_metadata and record.trace_id:
+            entry.append({"trace_id": record.trace_id, "span_id": record.span_id or ""})
+        key = self._stream_key(record)
+        # Nothing below raises: the record is placed whole or not at all.
+        if not self._open:
+            self._open_since = time.monotonic()
+            self._open_min = record.seq
+        self._open.setdefault(key, []).append((stamp, entry, record.level))
+        self._open_max = record.seq
+        self._open_bytes += len(line) + 40
 
     def _line(self, record: Record) -> str:
         line = self._render(record)
@@ -154,6 +185,35 @@ class LokiSink:
     def _seal(self) -> None:
         open_streams, min_seq, max_seq = self._open, self._open_min, self._open_max
         self._reset_open()
+        try:
+            batch = self._encode(open_streams, min_seq, max_seq)
+        except Exception as exc:  # a bug here costs this batch, counted, not the sink
+            for entries in open_streams.values():
+                for _stamp, _entry, level in entries:
+                    self.ledger.drop(level_name(level), "sink_error")
+            self._warn("encode", "cannot encode a Loki batch; dropped it", error=repr(exc))
+            return
+        if batch is None:
+            return
+        try:
+            evicted = self.queue.put(batch)
+        except OSError as exc:
+            # The spill cannot take it (full disk, read-only, I/O error): a counted drop.
+            reason = "disk_full" if exc.errno in _DISK_FULL else "disk_error"
+            self.ledger.settle(batch, reason)
+            self._warn(reason, "cannot spill a Loki batch; dropped it", error=str(exc))
+            return
+        if self.queue.durable:
+            self.ledger.spilled(batch)
+        for old in evicted:
+            self.ledger.settle(old, "buffer_full")
+        with self._cond:
+            self._cond.notify()
+
+    def _encode(
+        self, open_streams: dict[tuple[str, ...], list[tuple[int, list[Any], int]]], *seqs: int
+    ) -> Batch | None:
+        """The batch of ``open_streams`` (None when the spill takes none of them)."""
         keep = self._spill_admits()
         levels: dict[str, int] = {}
         streams = []
@@ -164,7 +224,7 @@ class LokiSink:
             for stamp, entry, level in entries:
                 name = level_name(level)
                 if level < keep:
-                    self.tally.add(("dropped", name, "spill_full"))
+                    self.ledger.drop(name, "spill_full")
                     continue
                 levels[name] = levels.get(name, 0) + 1
                 values.append(entry)
@@ -172,21 +232,9 @@ class LokiSink:
             if values:
                 streams.append({"stream": self._stream_labels(key), "values": values})
         if not streams:
-            return
+            return None
         payload = json.dumps({"streams": streams}, ensure_ascii=False, separators=(",", ":"))
-        batch = Batch(payload.encode(), levels, min_seq, max_seq, oldest)
-        try:
-            evicted = self.queue.put(batch)
-        except OSError as exc:
-            # The spill cannot take it (full disk, read-only, I/O error): a counted drop.
-            reason = "disk_full" if exc.errno in _DISK_FULL else "disk_error"
-            self._count_batch(self.tally, batch, reason)
-            self._warn(reason, "cannot spill a Loki batch; dropped it", error=str(exc))
-            return
-        for old in evicted:
-            self._count_batch(self.tally, old, "buffer_full")
-        with self._cond:
-            self._cond.notify()
+        return Batch(payload.encode(), levels, seqs[0], seqs[1], oldest)
 
     def _spill_admits(self) -> int:
         """Lowest level the spill still takes. ``spill_max_bytes`` is a hard cap; DEBUG/INFO
@@ -214,7 +262,7 @@ class LokiSink:
             self._cond.notify_all()
         self._sender.join(max(0.0, deadline - time.monotonic()))
         for batch in self.queue.drain():  # memory only: a spill keeps its files
-            self._count_batch(self.tally, batch, "shutdown")
+            self.ledger.settle(batch, "shutdown")  # a push still under way counts nothing
         self._client.close()
 
     # -- sender thread ---------------------------------------------------------------
@@ -235,7 +283,7 @@ class LokiSink:
                 crashes = crashes + 1 if head is not None and head is culprit else 1
                 culprit = head
                 if head is not None and crashes >= _MAX_CRASHES_PER_BATCH:
-                    self._count_batch(self.sender_tally, head, "sink_error")
+                    self.ledger.settle(head, "sink_error")
                     self.queue.pop(head)
                     culprit, crashes = None, 0
                 self._warn("restart", "Loki sender failed; restarted it", error=repr(exc))
@@ -253,7 +301,7 @@ class LokiSink:
             self._expire(batch)
             result = self._client.push(batch.payload) if batch.count else PushResult(204)
             if result.ok:
-                self._count_batch(self.sender_tally, batch, None)
+                self.ledger.settle(batch, None)
                 self.queue.pop(batch)
                 attempt = 0
                 continue
@@ -296,7 +344,7 @@ class LokiSink:
 
     def _finish_failed(self, batch: Batch, result: PushResult) -> None:
         reason = result.reason
-        self._count_batch(self.sender_tally, batch, reason)
+        self.ledger.settle(batch, reason)
         self.queue.pop(batch)
         self._warn(
             reason,
@@ -316,29 +364,22 @@ class LokiSink:
             return
         body = json.loads(batch.payload)
         levels: dict[str, int] = {}
+        expired: dict[str, int] = {}
         for stream in body["streams"]:
             kept = []
             for entry in stream["values"]:
                 level = stream["stream"].get("level") or _line_level(entry[1])
                 if int(entry[0]) < oldest_allowed:
-                    self.sender_tally.add(("dropped", level, "too_old"))
+                    expired[level] = expired.get(level, 0) + 1
                 else:
                     kept.append(entry)
                     levels[level] = levels.get(level, 0) + 1
             stream["values"] = kept
+        self.ledger.settle_entries(batch, expired, "too_old")
         body["streams"] = [s for s in body["streams"] if s["values"]]
         batch.payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         batch.levels = levels
         batch.oldest_ns = oldest_allowed
-
-    def _count_batch(self, tally: Tally, batch: Batch, reason: str | None) -> None:
-        for level, count in batch.levels.items():
-            if reason is None:
-                tally.add(("delivered", level), count)
-            else:
-                tally.add(("dropped", level, reason), count)
-        if batch.adopted and reason is None:
-            tally.add(("replayed", "spill"), batch.count)
 
     def _warn(self, key: str, message: str, **fields: Any) -> None:
         now = time.monotonic()

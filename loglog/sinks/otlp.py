@@ -6,6 +6,10 @@ Endpoint, headers, timeout, compression and certificates follow the standard
 timeout on this sink's thread; a batch it gives up on is counted as dropped
 (``sink_error``). Whatever the exporter logs about it reaches loglog as an internal
 record, which is delivered to local sinks only — never back to this sink.
+
+The exporter encodes a whole batch at once, so one value it cannot encode would cost every
+record in it: ints outside int64 are sent as text, trace ids that are not hex are left
+out, and a record that still fails to convert is sent as a placeholder.
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from ..format import safe_record
 from ..types import CRITICAL, DEBUG, ERROR, INFO, WARNING, Record
 
 _SEVERITY = ((CRITICAL, 21), (ERROR, 17), (WARNING, 13), (INFO, 9), (DEBUG, 5), (0, 1))
+_INT64 = 2**63
 
 
 class OtlpSink:
@@ -45,16 +51,26 @@ class OtlpSink:
         self._scope = InstrumentationScope("loglog")
 
     def write(self, records: Sequence[Record]) -> None:
-        batch = [self._convert(record) for record in records]
+        batch = [self._convert_or_placeholder(record) for record in records]
         if self._exporter.export(batch) != self._success:
             raise RuntimeError("OTLP export failed; the exporter's own log says why")
+
+    def _convert_or_placeholder(self, record: Record) -> Any:
+        try:
+            return self._convert(record)
+        except Exception:  # this record only: the batch is encoded as a whole
+            return self._convert(safe_record(record))
 
     def _convert(self, record: Record) -> Any:
         attributes: dict[str, Any] = {}
         for key, value in record.fields.items():
-            attributes[key] = (
-                value if isinstance(value, (str, bool, int, float)) else json.dumps(value)
-            )
+            kind = type(value)
+            if kind is int:
+                attributes[key] = value if -_INT64 <= value < _INT64 else str(value)
+            elif kind is str or kind is bool or kind is float:
+                attributes[key] = value
+            else:
+                attributes[key] = json.dumps(value, ensure_ascii=False)
         attributes["logger.name"] = record.logger
         if record.thread:
             attributes["thread.name"] = record.thread
@@ -80,8 +96,8 @@ class OtlpSink:
 
 def _span_context(trace_id: str | None, span_id: str | None) -> Any:
     """A context whose current span carries the record's ids (how the SDK reads them)."""
-    if not trace_id or not span_id:
-        return None
+    if not trace_id or not span_id or not _hex(trace_id, 32) or not _hex(span_id, 16):
+        return None  # a trace_id= field may hold any text
     from opentelemetry import trace
     from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
@@ -94,3 +110,13 @@ def _span_context(trace_id: str | None, span_id: str | None) -> Any:
         )
     )
     return trace.set_span_in_context(span)
+
+
+def _hex(text: str, digits: int) -> bool:
+    """Whether ``text`` is ``digits`` hex digits, not all zero (what OTLP accepts)."""
+    return (
+        len(text) == digits
+        and text.isascii()
+        and all(c in "0123456789abcdefABCDEF" for c in text)
+        and text.strip("0") != ""
+    )

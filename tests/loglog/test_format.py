@@ -64,3 +64,36 @@ def test_render_value_bounds_depth_and_size():
     assert depth(rendered) <= 5
     assert isinstance(json.dumps(rendered), str)
     assert len(render_value(list(range(1000)))) == 100
+
+
+class _Raising:
+    """A value no sink should ever see (the worker renders values): its text raises."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("user code on a sink thread")
+
+    __repr__ = __str__
+
+
+def test_a_record_a_renderer_cannot_write_costs_only_that_record():
+    """Should a value the worker did not render reach a renderer anyway (a huge int, an
+    object, a time out of range), that one record is written with placeholders instead
+    of the renderer raising — which would cost the sink its whole batch."""
+    odd = _record(
+        fields={"n": 10**5000, "obj": _Raising(), "ok": 1},
+        time_ns=10**30,
+        trace_id='"quoted"',
+        span_id="s",
+    )
+    doc = json.loads(JsonRenderer()(odd))
+    assert doc["n"] == "<int: ~5001 digits>" and doc["obj"] == "<_Raising>" and doc["ok"] == 1
+    assert doc["ts"].startswith("1970-01-01") and doc["trace_id"] == '"quoted"'
+    text = TextRenderer()(odd)
+    assert 'n="<int: ~5001 digits>"' in text and "obj=<_Raising>" in text
+
+
+def test_a_trace_id_field_with_quotes_stays_valid_json():
+    """The trace id comes from a span (hex) or from a ``trace_id=`` field (any text)."""
+    line = JsonRenderer()(_record(trace_id='a"b\\', span_id="c\n"))
+    doc = json.loads(line)
+    assert (doc["trace_id"], doc["span_id"]) == ('a"b\\', "c\n")
