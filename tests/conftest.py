@@ -223,7 +223,9 @@ def loglog_up(tmp_path: Path) -> Iterator[Any]:
     At teardown it sends SIGTERM (what Ctrl-C does) and checks nothing is left listening."""
     started: list[tuple[subprocess.Popen[bytes], Path, dict[str, int]]] = []
 
-    def start(fast_alerts: bool = True) -> dict[str, str]:
+    def start(
+        fast_alerts: bool = True, model: str | os.PathLike[str] | None = None
+    ) -> dict[str, str]:
         names = (
             "inference",
             "agent",
@@ -237,6 +239,8 @@ def loglog_up(tmp_path: Path) -> Iterator[Any]:
                 "--state-dir", str(tmp_path / "state"), "--duration", "400"]  # fmt: skip
         if fast_alerts:
             args.append("--fast-alerts")
+        if model is not None:
+            args += ["--model", str(model)]
         for name, port in ports.items():
             args += [f"--{name}-port", str(port)]
         log_path = tmp_path / "up.log"

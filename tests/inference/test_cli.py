@@ -13,6 +13,7 @@ import urllib.request
 import pytest
 
 from tests.conftest import free_port, http_server, until
+from tests.inference.conftest import small_model_path
 
 pytestmark = pytest.mark.slow
 
@@ -25,12 +26,14 @@ def _loglog(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def server(tmp_path):
-    """`loglog serve --allow-drills` with three synthetic streams, on a free port."""
+    """`loglog serve --allow-drills` with three synthetic streams, on a free port, serving
+    the small model: a drilled stage must be the bottleneck however busy the host is (with
+    the default CNN, a loaded 2-core host made infer the true bottleneck)."""
     port = free_port()
     log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "stack.cli", "serve", "--port", str(port), "--allow-drills", "--demo-streams", "3",
-         "--demo-source", "synthetic://320x240@20"],
+         "--demo-source", "synthetic://320x240@20", "--model", str(small_model_path())],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -141,7 +144,7 @@ def test_loadgen_rps_and_streams_report_and_push_to_the_pushgateway(server, push
 def test_profile_reads_prometheus_across_replicas(loglog_up):
     """`loglog profile --prometheus` builds the same table from PromQL (summed across
     replicas) — here against the stack's real Prometheus."""
-    urls = loglog_up()
+    urls = loglog_up(model=small_model_path())  # so the drill, not CPU contention, limits
     until(
         lambda: json.load(urllib.request.urlopen(f"{urls['prometheus']}/api/v1/query?query=up%7Bjob%3D%22inference%22%7D"))["data"]["result"],
         60, "inference scraped",
