@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -338,6 +339,11 @@ def _configure_logging(out: Sender, level: int) -> None:
 
 def main(argv: list[str]) -> int:
     """Run a decode process from the JSON ``argv[1]`` the pool wrote."""
+    # The engine owns this process's life: it ends when the engine's pipe closes (the
+    # engine stopped, or died however it died). A Ctrl-C or SIGTERM sent to the whole
+    # process group must not kill it first — the engine would take that for a crash.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     spec = json.loads(argv[1])
     from ..types import EngineInfo
     from ..video import set_scale_threads
@@ -367,4 +373,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    code = main(sys.argv)
+    # Not sys.exit: a stream thread stuck in a C call (a hung decoder) must not hold up
+    # interpreter shutdown; everything worth keeping was flushed above.
+    sys.stdout.flush()
+    os._exit(code)
