@@ -209,8 +209,9 @@ class Monitor:
     ) -> None:
         for window in self.stages:
             self._utilization[window.name].set(window.utilization)
-            if window.name == "decode":
-                self.pipeline.stages["decode"].workers.set(window.workers)
+            if window.name in ("decode", "preprocess"):
+                # Streams' threads (here or in decode processes) work for these stages.
+                self.pipeline.stages[window.name].workers.set(window.workers)
         for name, gauge in self._stalled.items():
             gauge.set(1 if name in result.stalled else 0)
         if result.engine_efficiency is not None:

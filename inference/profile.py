@@ -18,7 +18,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from .bottleneck import StageWindow, Verdict, verdict
+from .bottleneck import SATURATION, StageWindow, Verdict, verdict
+from .feed.shared import fuse
 from .types import STAGES
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -129,6 +130,7 @@ def from_scrapes(first: Samples, second: Samples, elapsed: float) -> dict[str, A
         "delivered_per_s": delta("inference_stage_items_total", stage="encode") / elapsed,
         "capacity_per_s": max(latest("inference_model_capacity_items_per_second"), default=0.0),
         "engine_efficiency": sum(efficiency) / len(efficiency) if efficiency else None,
+        "decode_processes": sum(latest("inference_decode_processes")),
     }
 
 
@@ -174,6 +176,7 @@ def from_prometheus(base: str, window: str = "1m") -> dict[str, Any]:
     wait = quantile_of(0.99, "inference_queue_wait_seconds", "queue")
     model_capacity = query("max(inference_model_capacity_items_per_second)")
     efficiency = query("avg(inference_engine_efficiency_ratio)")
+    processes = query("sum(inference_decode_processes)")
     rows = []
     for stage in STAGES:
         count = int(workers.get(stage, 0))
@@ -200,6 +203,7 @@ def from_prometheus(base: str, window: str = "1m") -> dict[str, Any]:
         "delivered_per_s": items.get("encode", 0.0),
         "capacity_per_s": next(iter(model_capacity.values()), 0.0),
         "engine_efficiency": next(iter(efficiency.values()), None),
+        "decode_processes": next(iter(processes.values()), 0.0),
     }
 
 
@@ -227,6 +231,11 @@ def judge(data: dict[str, Any]) -> Verdict:
         )
         for row in data["rows"]
     ]
+    if data.get("decode_processes"):
+        # Decode and preprocess share each stream's thread in a decode process.
+        busy = {row["stage"]: row["utilization"] * row["workers"] for row in data["rows"]}
+        streams = next(row["workers"] for row in data["rows"] if row["stage"] == "decode")
+        windows = fuse(windows, busy, 1.0, streams, SATURATION)
     return verdict(
         windows,
         delivered_per_s=data["delivered_per_s"],
