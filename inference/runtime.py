@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -100,7 +101,9 @@ class Runtime:
         if wanted is None or folder is None or allowed is None:
             return wanted
         self._core_claim = claim(sorted(allowed, reverse=True), folder)
-        if self._core_claim is None:
+        if self._core_claim is not None:  # a runtime dropped without stop() gives it back
+            weakref.finalize(self, self._core_claim.release)
+        else:
             self.log.warning(
                 "every usable core is claimed by another engine on this host: this one "
                 "runs unpinned", cores=sorted(allowed), claims=folder,
@@ -116,6 +119,10 @@ class Runtime:
             self._start(progress)
         except BaseException:
             self._release_gil()  # a failed start must not keep the process's interval
+            if self._core_claim is not None:  # nor a core that no engine runs on
+                self._core_claim.release()
+            if self.feed is not None:
+                self.feed.stop()
             raise
 
     def _release_gil(self) -> None:

@@ -206,7 +206,10 @@ class DecodeProcess:
                     life.sender.send(frame(FREE, np.array(frees, np.int32).tobytes()))
         except (OSError, ProtocolError, ValueError) as exc:
             why = f"its pipe failed ({type(exc).__name__}: {exc})"
-        self._died(life, why)
+        except Exception as exc:  # a bug here must not leave the process's streams frozen
+            self._died(life, f"the reader failed ({type(exc).__name__}: {exc})", kill=True)
+            return
+        self._died(life, why, kill=why != "its pipe closed")
 
     def _on_frame(self, life: _Life, payload: bytes, frees: list[int]) -> None:
         (row, slot, seq, index, pts, captured, dec_start, dec_end, pre_start, pre_end,
@@ -271,8 +274,13 @@ class DecodeProcess:
 
     # -- death and restart ---------------------------------------------------------------
 
-    def _died(self, life: _Life, why: str) -> None:
-        code = life.child.wait() if self._stopping else _exit_code(life.child)
+    def _died(self, life: _Life, why: str, kill: bool = False) -> None:
+        """The process ``life`` ended (or its reader failed: ``kill`` it first). Close its
+        calls, count it, and restart it with its streams — or fail them, saying why."""
+        if kill:
+            with contextlib.suppress(OSError):
+                life.child.kill()
+        code = _exit_code(life.child)
         if self._stopping:
             life.close()
             return
@@ -282,37 +290,39 @@ class DecodeProcess:
         self._deaths.append(now)
         while self._deaths and now - self._deaths[0] > RESTART_WINDOW_S:
             self._deaths.popleft()
+        give_up = len(self._deaths) > RESTART_LIMIT
+        self.pool.count_death(self.index, life.pid, said, why, restarted=not give_up)
+        failure = (
+            f"decode process {self.index} died {len(self._deaths)} times within "
+            f"{RESTART_WINDOW_S:.0f} s (last: {said}); its streams were stopped. Check the "
+            "server log for the cause, then add the stream again"
+        )
+        new: _Life | None = None
+        # Under the lock from the rows' snapshot to the swap: an open() meanwhile waits and
+        # then goes to the new process, and a stop() meanwhile prevents the restart.
         with self._lock:
             sources = [self.rows[row] for row in sorted(self.rows)]
             self.rows.clear()
-        give_up = len(self._deaths) > RESTART_LIMIT
-        self.pool.count_death(self.index, life.pid, said, why, restarted=not give_up)
-        if give_up:
-            life.close()
-            for source in sources:
-                source.ended(
-                    "failed",
-                    f"decode process {self.index} died {len(self._deaths)} times within "
-                    f"{RESTART_WINDOW_S:.0f} s (last: {said}); its streams were stopped. Check "
-                    "the server log for the cause, then add the stream again",
-                )
-            return
-        try:
-            new = _Life(self)
-        except OSError as exc:
-            life.close()
-            for source in sources:
-                source.ended("failed", f"decode process {self.index} could not restart: {exc}")
-            return
-        with self._lock:
-            self.life = new
-            for source in sources:
-                if source.inlet is None:  # never started: the caller hears it failed
-                    source.ended("failed", f"decode process {self.index} died ({said})")
-                    continue
-                self.rows[source.row] = source
-                new.sender.send(json_message(COMMAND, source.open_command(start=True)))
+            if not give_up and not self._stopping:
+                try:
+                    new = _Life(self)
+                except OSError as exc:
+                    failure = (
+                        f"decode process {self.index} died ({said}) and could not restart: {exc}"
+                    )
+            if new is not None:
+                self.life = new
+                for source in sources:
+                    if source.inlet is None:  # not started yet: its add() hears it failed
+                        source.ended("failed", f"decode process {self.index} died ({said})")
+                        continue
+                    self.rows[source.row] = source
+                    new.sender.send(json_message(COMMAND, source.open_command(start=True)))
         life.close()
+        if new is None:
+            for source in sources:
+                source.ended("failed", failure)
+            return
         self._reader = self._start_reader(new)
 
     def _close_calls(self, life: _Life) -> None:
@@ -335,8 +345,9 @@ class DecodeProcess:
 
     def stop(self, timeout: float = 2.0) -> None:
         """Ask the process to end, wait up to ``timeout``, then kill it."""
-        self._stopping = True
-        life = self.life
+        with self._lock:
+            self._stopping = True
+            life = self.life
         life.sender.send(json_message(COMMAND, {"op": "stop"}))
         try:
             life.child.wait(timeout)
