@@ -3,6 +3,7 @@ shared threads, drills mirrored, frames handed to the mailbox by a decode proces
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -177,7 +178,7 @@ def test_frames_from_a_decode_process_go_through_the_same_mailbox(make_runtime, 
     from inference.access import SourcePolicy
     from inference.streams import StreamManager
 
-    runtime = make_runtime(decode_processes=0)
+    runtime = make_runtime(decode_processes=0, queue_capacity=2)
     feed = _Feed()
     video = tmp_path / "v.mp4"
     video.write_bytes(b"not opened: the fake feed opens it")
@@ -197,18 +198,28 @@ def test_frames_from_a_decode_process_go_through_the_same_mailbox(make_runtime, 
             frame.stage_ms["preprocess"] = 0.1
             return frame
 
-        started = time.monotonic()
-        for index in range(6):  # far over the buffer: must not block the caller
-            file.inlet.frame(item("file", index), 0)
-        assert time.monotonic() - started < 1.0
-        cam.inlet.frame(item("cam", 0), 3)
-        cam.inlet.frame(item("cam", 1), 3, deliver=False)
+        runtime.pipeline.set_workers("infer", 0)  # the pipeline is full: ingest blocks
+
+        def send() -> None:
+            for index in range(12):  # far over the mailbox and queues: must not block
+                file.inlet.frame(item("file", index), 0)
+
+        reader = threading.Thread(target=send, daemon=True)
+        reader.start()
+        reader.join(10)
+        assert not reader.is_alive(), "the decode process's reader waited on a mailbox"
+        with manager._cond:  # ingest cannot take meanwhile (the lock is re-entrant)
+            for index in range(4):  # live: the two oldest go
+                cam.inlet.frame(item("cam", index), 3)
+            cam.inlet.frame(item("cam", 4), 3, deliver=False)
+        runtime.pipeline.set_workers("infer", 1)
         deadline = time.monotonic() + 30
-        while file.credits < 6 and time.monotonic() < deadline:
+        while (file.credits < 12 or cam.credits < 2) and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert file.credits == 6 and cam.credits == 1  # every take answered
+        assert file.credits == 12 and cam.credits == 2  # every take answered
         described = {d["id"]: d for d in manager.list()}
-        assert described["cam"]["frames"] == 2 and described["cam"]["dropped"] == {"late": 3}
+        assert described["cam"]["frames"] == 5
+        assert described["cam"]["dropped"] == {"late": 3, "behind": 2}
         cam.inlet.end("decoder exploded", crashed=True)
         assert {d["id"]: d["state"] for d in manager.list()}["cam"] == "failed"
         manager.remove("file")
