@@ -136,8 +136,8 @@ class DecodeProcess:
     def command(self, body: dict[str, Any]) -> None:
         self.life.sender.send(json_message(COMMAND, body))
 
-    def credit(self, row: int, count: int = 1) -> None:
-        self.life.sender.send(frame(CREDIT, CREDIT_STRUCT.pack(row, count)))
+    def credit(self, row: int, token: int, count: int = 1) -> None:
+        self.life.sender.send(frame(CREDIT, CREDIT_STRUCT.pack(row, token, count)))
 
     def load(self) -> int:
         return len(self.rows)
@@ -163,16 +163,19 @@ class DecodeProcess:
         stats, reported = life.block.stats, life.reported
         column = DEC_SEQ if stage == 0 else PRE_SEQ
         found = []
-        for row in list(self.rows):
-            for _ in range(3):  # the process may be writing this row: read until stable
-                seq = int(stats[row, column])
-                started, ended = int(stats[row, column + 1]), int(stats[row, column + 2])
-                if int(stats[row, column]) == seq:
-                    break
-            else:
-                continue
-            if seq > reported[row, stage] and started:
-                found.append((row, started, ended))
+        try:
+            for row in list(self.rows):
+                for _ in range(3):  # the process may be writing this row: read until stable
+                    seq = int(stats[row, column])
+                    started, ended = int(stats[row, column + 1]), int(stats[row, column + 2])
+                    if int(stats[row, column]) == seq:
+                        break
+                else:
+                    continue
+                if seq > reported[row, stage] and started:
+                    found.append((row, started, ended))
+        except IndexError:  # the process died and its region closed meanwhile
+            return []
         return found
 
     # -- the reader ---------------------------------------------------------------------

@@ -17,8 +17,13 @@ decode process → engine (one pipe):
 engine → decode process (the other pipe):
 
 - ``FREE``: int32 ring slots the engine has copied out (free for reuse);
-- ``CREDIT``: (row, n) — a file stream may send ``n`` more frames (its mailbox has room);
+- ``CREDIT``: (row, token, n) — a file stream may send ``n`` more frames (its mailbox has
+  room);
 - ``COMMAND``: JSON — open, start, close a stream; stop.
+
+Messages to a stream carry its ``token`` (unique per stream): a row is reused once its
+stream ended, and a late credit or close for the stream that ended must not reach the
+one that took its row.
 
 The engine never blocks on its pipe (:class:`Sender` with ``blocking=False`` keeps what
 the pipe cannot take and sends it on the next call or :meth:`Sender.flush`): a frozen
@@ -42,7 +47,8 @@ FRAME, EVENT, FREE, CREDIT, COMMAND = 1, 2, 3, 4, 5
 #: row, slot, seq, index, pts, captured, dec start/end, pre start/end, dec/pre drilled s,
 #: late, status.
 FRAME_STRUCT = struct.Struct("<iiqqddqqqqddqi4x")
-CREDIT_STRUCT = struct.Struct("<ii")
+#: row, stream token, credits: the token tells a stream from a later one in the same row.
+CREDIT_STRUCT = struct.Struct("<iqi")
 OK, STOPPED, FAILED = 0, 1, 2
 #: Longest JSON payload accepted (a log record with a long message is cut before this).
 MAX_JSON = 1 << 20

@@ -9,6 +9,7 @@ the mailbox: for a file stream that is one more credit for the process.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 #: How long opening a source may take in the decode process (a network source's own
 #: timeout is 10 s; the first stream also waits for the process to start).
 OPEN_TIMEOUT_S = 30.0
+_tokens = itertools.count(1)
 
 
 class RemoteSource:
@@ -33,6 +35,8 @@ class RemoteSource:
         self.stream_id = stream_id
         self.buffer = buffer
         self.row = -1
+        #: Unique per stream: what the process checks before a credit, start or close.
+        self.token = next(_tokens)
         self.width, self.height, self.fps = spec.width, spec.height, spec.fps
         self.late = 0
         self.inlet: Any = None
@@ -60,18 +64,18 @@ class RemoteSource:
     def start(self, inlet: Any) -> None:
         """Frames start flowing to ``inlet`` (called under the manager's lock)."""
         self.inlet = inlet
-        self.process.command({"op": "start", "row": self.row})
+        self.process.command({"op": "start", "row": self.row, "token": self.token})
 
     def taken(self) -> None:
         """The ingest thread took one of this stream's frames from its mailbox."""
         if not self.spec.live:
-            self.process.credit(self.row)
+            self.process.credit(self.row, self.token)
 
     def close(self) -> None:
         """Stop the stream in the process (idempotent); it reports ``ended`` when done."""
         if not self._closed:
             self._closed = True
-            self.process.command({"op": "close", "row": self.row})
+            self.process.command({"op": "close", "row": self.row, "token": self.token})
 
     # -- the reader's side --------------------------------------------------------------
 
@@ -80,7 +84,7 @@ class RemoteSource:
         (``start``) a file resumes at the first frame not yet received, with as many
         credits as its mailbox has places."""
         body: dict[str, Any] = {
-            "op": "open", "row": self.row, "start": start,
+            "op": "open", "row": self.row, "token": self.token, "start": start,
             "spec": {"url": self.spec.url, "kind": self.spec.kind, "live": self.spec.live,
                      "width": self.spec.width, "height": self.spec.height, "fps": self.spec.fps},
         }  # fmt: skip

@@ -72,6 +72,7 @@ class _Stream:
 
     def __init__(self, row: int, body: dict[str, Any]) -> None:
         self.row = row
+        self.token = int(body.get("token", 0))
         self.body = body
         self.live = bool(body["spec"]["live"])
         self.credits = int(body.get("credits", 0))
@@ -137,10 +138,10 @@ class DecodeWorker:
                 self._free.extend(int(slot) for slot in slots)
                 self._cond.notify_all()
         elif kind == CREDIT:
-            row, count = CREDIT_STRUCT.unpack(payload)
+            row, token, count = CREDIT_STRUCT.unpack(payload)
             with self._cond:
                 stream = self.streams.get(row)
-                if stream is not None:
+                if stream is not None and stream.token == token:
                     stream.credits += count
                     self._cond.notify_all()
         elif kind == COMMAND:
@@ -164,8 +165,8 @@ class DecodeWorker:
             return
         with self._cond:
             stream = self.streams.get(row)  # type: ignore[assignment]
-            if stream is None:
-                return
+            if stream is None or stream.token != body.get("token"):
+                return  # the stream that row held has ended; another may hold it now
             if op == "start":
                 stream.started.set()
             elif op == "close":

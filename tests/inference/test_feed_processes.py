@@ -88,6 +88,23 @@ def test_a_source_that_cannot_be_opened_fails_the_request_as_on_a_thread(make_ru
     until(lambda: _state(runtime, "ok")["frames"] > 3, GUARD, "frames after a failed open")
 
 
+def test_a_row_freed_by_an_ended_stream_is_safe_for_the_next_one(make_runtime, tmp_path):
+    """A file ends, its row in the decode process goes to a new stream, then the ended
+    one is deleted: the close meant for it must not stop the new stream (messages carry
+    the stream's token, not only its row)."""
+    video = _video(tmp_path / "v.mp4", 10)
+    runtime = make_runtime(decode_processes=1, source_dirs=(str(tmp_path),))
+    runtime.streams.add(video, "short")
+    until(lambda: _state(runtime, "short")["state"] == "ended", GUARD, "the file to end")
+    until(lambda: runtime.feed.streams_running() == 0, GUARD, "its row to be released")
+    runtime.streams.add("synthetic://64x48@20", "next")
+    until(lambda: _state(runtime, "next")["frames"] > 0, GUARD, "frames")
+    runtime.streams.remove("short")
+    before = _state(runtime, "next")["frames"]
+    until(lambda: _state(runtime, "next")["frames"] > before + 10, GUARD, "frames after")
+    assert _state(runtime, "next")["state"] == "running"
+
+
 def test_a_killed_decode_process_is_restarted_counted_and_its_streams_go_on(make_runtime, tmp_path):
     """SIGKILL the decode process mid-stream: a new one takes over, the death is counted
     in inference_decode_process_restarts_total and logged, the live stream keeps running
