@@ -227,7 +227,7 @@ class DecodeProcess:
         to_clock = self.pool.to_clock
         item = Item(
             source.stream_id, index, none_nan(pts), tensor=tensor, captured=none_nan(captured),
-            created=(pre_end or dec_end) / 1e9,
+            created=dec_end / 1e9,  # as on a thread: the item exists once decoded
         )  # fmt: skip
         reported = life.reported
         pipeline = self.pipeline
