@@ -7,6 +7,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
@@ -170,6 +171,7 @@ class _Feed:
         return self.opened[-1]
 
 
+@pytest.mark.slow
 def test_frames_from_a_decode_process_go_through_the_same_mailbox(make_runtime, tmp_path):
     """A decode process's frames reach the stream's mailbox through the inlet: a file
     stream's reader never waits there (the process sends only on credit) and every frame

@@ -130,3 +130,14 @@ def test_two_engines_in_one_host_never_share_a_core(tmp_path):
         for runtime in made:
             runtime.stop()
     assert holders(folder, allowed) == set()
+
+
+@pytest.mark.parametrize("bad", [-1, 65, 2.5, True, "2"])
+def test_a_wrong_decode_processes_fails_at_start_up_saying_what_is_accepted(bad):
+    from inference.config import RuntimeConfig
+    from inference.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="decode_processes"):
+        RuntimeConfig(decode_processes=bad)
+    assert RuntimeConfig(decode_processes=None).decode_processes is None
+    assert RuntimeConfig(decode_processes=0).decode_processes == 0
