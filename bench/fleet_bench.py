@@ -9,8 +9,11 @@ done) against the real remaining drain time. Then the broker and API overhead pe
 segment: one worker drains a job of one-frame segments; the time per segment, its one
 frame included, is an upper bound on what a segment costs beyond its frames.
 
-Usage: ``python -m bench.fleet_bench [--quick]``; writes ``bench/results/fleet.json``.
-Each worker is pinned to one engine thread so the sizes compare like for like.
+Usage: ``python -m bench.fleet_bench [--quick] [--sizes 1,2,4] [--extra "pin_engine: false"]``;
+writes ``bench/results/fleet.json``. Each worker is pinned to one engine thread so the sizes
+compare like for like; each worker's engine claims a core of its own host-wide
+(inference/feed/claims.py) — ``--extra`` adds config lines, e.g. ``pin_engine: false`` to
+compare with the engines left to the OS.
 """
 
 from __future__ import annotations
@@ -32,9 +35,10 @@ CONFIG = "calibration_seconds: 0.2\nmax_batch: 4\nengine_threads: 1\nmonitor_int
 
 
 def drain(rabbit: PrivateRabbit, store: JobStore, tmp: Path, workers: int, jobs: int,
-          seconds: int, segment_seconds: float = 2.0) -> dict[str, Any]:  # fmt: skip
+          seconds: int, segment_seconds: float = 2.0,
+          extra: str = "") -> dict[str, Any]:  # fmt: skip
     fleet = Fleet(rabbit.url, store, tmp, segment_seconds=segment_seconds)
-    fleet.config.write_text(CONFIG)
+    fleet.config.write_text(CONFIG + extra)
     try:
         names = [f"w{workers}-{i}" for i in range(workers)]
         for name in names:
@@ -108,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smaller backlog")
     parser.add_argument("--sizes", default="1,2,4")
+    parser.add_argument("--extra", default="", help="config lines added for every worker")
+    parser.add_argument("--no-overhead", action="store_true", help="skip the overhead run")
     args = parser.parse_args(argv)
+    extra = args.extra.replace("\\n", "\n") + ("\n" if args.extra else "")
     jobs, seconds, segs = (4, 12, 60) if args.quick else (8, 20, 150)
     root = Path(tempfile.mkdtemp(prefix="fleet-bench-"))
     rabbit = PrivateRabbit(root / "rabbit")
@@ -119,12 +126,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"rabbitmq node up in {rabbit.start():.1f} s")
         for size in [int(s) for s in args.sizes.split(",")]:
-            rows.append(drain(rabbit, store, root / f"n{size}", size, jobs, seconds))
+            rows.append(drain(rabbit, store, root / f"n{size}", size, jobs, seconds, extra=extra))
             print(rows[-1], flush=True)
         base = rows[0]["frames_per_s"]
         for row in rows:
             row["speedup"] = round(row["frames_per_s"] / base, 2)
-        ovh = overhead(rabbit, store, root / "overhead", segs, 1 / base)
+        ovh = (
+            {"segments": 0, "submit_ms": None, "per_segment_ms": None,
+             "frame_ms_in_drain_run": None}
+            if args.no_overhead
+            else overhead(rabbit, store, root / "overhead", segs, 1 / base)
+        )  # fmt: skip
     finally:
         rabbit.close()
         keys = list(store.client.scan_iter(f"{store.prefix}:*", count=1000))
@@ -137,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     print(" ".join(f"{c:>14}" for c in columns))
     for r in rows:
         print(" ".join(f"{r[c]!s:>14}" for c in columns))
+    print(f"config extra: {args.extra!r}")
     print(
         f"\nper segment (1 worker, {ovh['segments']} one-frame segments): "
         f"{ovh['per_segment_ms']} ms end to end, its one frame included (an upper bound on the "
@@ -144,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         f"in the 1-worker drain); submitting the job took {ovh['submit_ms']} ms"
     )
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "fleet.json").write_text(json.dumps({"drain": rows, "overhead": ovh}, indent=2))
+    (RESULTS / "fleet.json").write_text(
+        json.dumps({"extra": args.extra, "drain": rows, "overhead": ovh}, indent=2)
+    )
     return 0
 
 

@@ -12,7 +12,9 @@ Decided once at set-up (:func:`plan`); applied by each stage thread to itself wi
 also confines its main thread (the event loop, and the threads it starts later: stream
 decoders, the start-up thread) to the other cores. Threads started before that (the
 logger's) keep every core. Calibration runs on the engine's core. The engine's core is
-the highest-numbered usable one.
+the highest-numbered usable one that no other engine on the host has claimed
+(:mod:`inference.feed.claims`: several servers, or fleet workers, on one host used to pin
+their engines to the same core); with every usable core claimed, the engine runs unpinned.
 
 Only when it clearly applies: a CPU engine with one intra-op thread and one ``infer``
 worker, at least two usable cores, Linux. A GPU engine or a multi-threaded CPU engine is
@@ -62,14 +64,20 @@ def allowed_cores() -> frozenset[int] | None:
 
 
 def plan(
-    info: EngineInfo, pin: bool, allowed: Set[int] | None, infer_workers: int = 1
+    info: EngineInfo,
+    pin: bool,
+    allowed: Set[int] | None,
+    infer_workers: int = 1,
+    engine_core: int | None = None,
 ) -> CorePlan | None:
-    """The pinning for ``info`` (None: none) when ``pin`` is asked for (``pin_engine``)."""
+    """The pinning for ``info`` (None: none) when ``pin`` is asked for (``pin_engine``);
+    the engine gets ``engine_core`` (default: the highest allowed — the runtime passes the
+    one it claimed host-wide, inference/feed/claims.py)."""
     if not pin or allowed is None or len(allowed) < 2 or infer_workers != 1:
         return None
     if info.device != "cpu" or info.threads != 1:
         return None
-    engine = max(allowed)
+    engine = max(allowed) if engine_core is None or engine_core not in allowed else engine_core
     return CorePlan(frozenset({engine}), frozenset(allowed) - {engine})
 
 

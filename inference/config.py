@@ -54,6 +54,15 @@ class RuntimeConfig:
     #: thread the rest, where that applies (inference/affinity.py); false: the OS
     #: schedules everything.
     pin_engine: bool = True
+    #: Streams decode and preprocess in this many worker processes (one per stream until
+    #: there are this many), handing tensors over through shared memory; 0: on a thread
+    #: each in the server's process, as before; null: one per usable core but one
+    #: (inference/feed). A stream that records (record=) always decodes on a thread.
+    decode_processes: int | None = None
+    #: Where servers on this host claim cores, so that no two engines and no two decode
+    #: processes are pinned to one core (inference/feed/claims.py); null: the host's
+    #: default folder (/run/lock/loglog-cores); "": no claims (pin without asking).
+    core_claims_dir: str | None = None
     calibration_seconds: float = 1.0
     #: How long a thread may hold the GIL while another waits for it (ms; 0: Python's own,
     #: 5). The engine thread gives the GIL up during every batch and waits up to this
@@ -109,6 +118,10 @@ class RuntimeConfig:
             (
                 self.engine_threads is None or 1 <= self.engine_threads <= 256,
                 "engine_threads must be 1–256",
+            ),
+            (
+                self.decode_processes is None or 0 <= self.decode_processes <= 64,
+                "decode_processes must be 0–64 (0: decode on threads), or null for one per core",
             ),
             (0.05 <= self.calibration_seconds <= 60, "calibration_seconds must be 0.05–60"),
             (

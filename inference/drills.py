@@ -39,6 +39,16 @@ class Drills:
         self._gauge = metrics.drill_delay_seconds
         for stage in STAGES:
             self._gauge.labels(stage).set(0)
+        self._listeners: list[Callable[[], object]] = []
+
+    def subscribe(self, listener: Callable[[], object]) -> None:
+        """Call ``listener()`` after every ``start`` and ``stop_all``: the decode processes
+        mirror the decode and preprocess drills (inference/feed/drills.py)."""
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in list(self._listeners):
+            listener()
 
     def start(self, stage: str, delay_ms: float, duration_s: float) -> dict[str, float | str]:
         if stage not in STAGES:
@@ -54,6 +64,7 @@ class Drills:
         with self._lock:
             self._active[stage] = (delay_ms / 1000.0, until)
         self._gauge.labels(stage).set(delay_ms / 1000.0)
+        self._changed()
         return {"stage": stage, "delay_ms": delay_ms, "duration_s": duration_s}
 
     def delay(self, stage: str) -> float:
@@ -91,6 +102,7 @@ class Drills:
         cancel.set()
         for stage in STAGES:
             self._gauge.labels(stage).set(0)
+        self._changed()
         return count
 
     def active(self) -> dict[str, dict[str, float]]:

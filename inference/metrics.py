@@ -132,6 +132,9 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "inference_stage_oldest_inflight_seconds": ("gauge", ("stage",), "How long the stage's oldest call in progress has been running (0 when idle; read at scrape time)."),
     "inference_stage_last_completion_timestamp_seconds": ("gauge", ("stage",), "Unix time the stage last finished a call (its start time until the first)."),
     "inference_stage_stalled": ("gauge", ("stage",), "1 while a call in the stage has run far longer than the stage's normal duration (hung, not slow)."),
+    "inference_decode_processes": ("gauge", (), "Decode processes running (decode_processes > 0: streams are decoded and preprocessed there, not on threads of the server)."),
+    "inference_decode_process_restarts_total": ("counter", (), "Decode processes that died and were restarted; their streams went on in the new process."),
+    "inference_decode_process_heartbeat_age_seconds": ("gauge", ("process",), "Seconds since each decode process last stamped its heartbeat (every 0.25 s while it runs; read at scrape time)."),
     "inference_requests_inflight": ("gauge", ("older_than",), "Items in the pipeline (entered, not finished) older than older_than seconds; older_than=\"0\" counts them all."),
 }  # fmt: skip
 
@@ -144,6 +147,7 @@ SCRAPED = frozenset({
     "inference_stage_oldest_inflight_seconds",
     "inference_stage_last_completion_timestamp_seconds",
     "inference_requests_inflight",
+    "inference_decode_process_heartbeat_age_seconds",
 })  # fmt: skip
 
 
@@ -267,6 +271,8 @@ class RuntimeMetrics:
     ready: Gauge
     drill_delay_seconds: Gauge
     stage_stalled: Gauge
+    decode_processes: Gauge
+    decode_process_restarts_total: Counter
 
 
 class ScrapeCollector:

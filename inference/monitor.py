@@ -23,7 +23,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .bottleneck import StageWindow, Verdict, verdict
+from .bottleneck import SATURATION, StageWindow, Verdict, verdict
+from .feed.shared import fuse
 from .metrics import RuntimeMetrics
 from .pipeline import Pipeline
 from .stats import StageCounters
@@ -154,19 +155,27 @@ class Monitor:
         source threads, plus the HTTP decode workers if HTTP bodies came in (idle HTTP
         decoders must not dilute the streams' utilization)."""
         workers = self.pipeline.workers(stage)
+        http = now[3] > then[3] or now[2]["decode"] > 0
+        if stage == "preprocess":
+            # Streams in decode processes preprocess on their own threads there; the
+            # preprocess workers here only count while HTTP pictures come in.
+            remote = self.pipeline.remote_streams()
+            busy_here = http or now[2]["preprocess"] > 0 or then[2]["preprocess"] > 0
+            return remote + (workers if busy_here or not remote else 0)
         if stage != "decode":
             return workers
-        http = now[3] > then[3] or now[2]["decode"] > 0
         streams = self.pipeline.stream_decoders()
         return streams + (workers if http or not streams else 0)
 
     def _windows(self, then: _Snapshot, now: _Snapshot, elapsed: float) -> list[StageWindow]:
         samples = [snap for snap in self._history if snap[0] >= then[0]]
         windows = []
+        busy_by_stage: dict[str, float] = {}
         for stage in STAGES:
             current, before = now[1][stage], then[1][stage]
             items = current.items - before.items
             busy = current.busy - before.busy
+            busy_by_stage[stage] = busy
             drilled = current.drilled - before.drilled
             workers = self._workers(stage, then, now)
             queue = self.pipeline.queues[stage]
@@ -193,15 +202,17 @@ class Monitor:
                     drilled_share=min(1.0, drilled / busy) if busy > 0 else 0.0,
                 )
             )
-        return windows
+        # Decode processes: one thread per stream decodes and preprocesses (feed/shared.py).
+        return fuse(windows, busy_by_stage, elapsed, self.pipeline.remote_streams(), SATURATION)
 
     def _export(
         self, result: Verdict, infer_now: StageCounters, infer_then: StageCounters, elapsed: float
     ) -> None:
         for window in self.stages:
             self._utilization[window.name].set(window.utilization)
-            if window.name == "decode":
-                self.pipeline.stages["decode"].workers.set(window.workers)
+            if window.name in ("decode", "preprocess"):
+                # Streams' threads (here or in decode processes) work for these stages.
+                self.pipeline.stages[window.name].workers.set(window.workers)
         for name, gauge in self._stalled.items():
             gauge.set(1 if name in result.stalled else 0)
         if result.engine_efficiency is not None:

@@ -42,6 +42,8 @@ from .types import NEXT, PIPELINE, STAGES, Engine, Item, Stage, StageSpec
 WORKER_STAGES = STAGES
 #: Where an item that needs no decoding enters.
 FIRST_AFTER_DECODE = NEXT["decode"] or "preprocess"
+#: Where an item preprocessed already (in a decode process) enters.
+FIRST_AFTER_PREPROCESS = NEXT["preprocess"] or "infer"
 
 
 @dataclasses.dataclass(eq=False)
@@ -150,6 +152,8 @@ class Pipeline:
         self._inflight: dict[int, float] = {}  # id(item) → created (monotonic)
         self._workers: dict[str, list[threading.Event]] = {stage: [] for stage in WORKER_STAGES}
         self._stream_decoders = 0
+        #: Streams decoded and preprocessed in decode processes now (set by the feed).
+        self.remote_streams: Callable[[], int] = lambda: 0
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -228,7 +232,12 @@ class Pipeline:
         self.tracing.start(item, kind)
         if item.tensor is not None:
             item.tensor = self.preprocess.check(item.tensor)
-        first = "decode" if item.payload is not None else FIRST_AFTER_DECODE
+        if item.payload is not None:
+            first = "decode"
+        elif "preprocess" in item.stage_ms:  # a decode process preprocessed it already
+            first = FIRST_AFTER_PREPROCESS
+        else:
+            first = FIRST_AFTER_DECODE
         if self.instrumented:
             self._inflight[id(item)] = item.created
         if self.queues[first].put(item, timeout):
@@ -253,6 +262,33 @@ class Pipeline:
         """The frame ``begin_decode`` announced is decoded: account it."""
         stage = self.stages["decode"]
         self._observe(stage, [item], token, self.clock(), 0.0)
+
+    def account_remote(
+        self,
+        name: str,
+        item: Item,
+        started: float,
+        ended: float,
+        drilled: float,
+        then: Callable[[], object] | None = None,
+    ) -> None:
+        """A call of stage ``name`` on ``item`` ran in a decode process from ``started``
+        to ``ended`` (this pipeline's clock): account it as if it had run here. ``then``
+        runs under the stage ledger's lock (see StageLedger.add_call)."""
+        if not self.instrumented:
+            if then is not None:
+                then()
+            return
+        stage = self.stages[name]
+        errors = int(item.error is not None)
+        stage.ledger.add_call(
+            started, ended, ok=1 - errors, errors=errors, drilled=drilled, then=then
+        )
+        self._record(stage, [item], started, ended, errors)
+
+    def fail(self, item: Item) -> None:
+        """End ``item`` here with its error (it failed before entering the queues)."""
+        self._finish(item)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop every worker and fail what is still queued (an HTTP caller gets an error)."""
@@ -334,6 +370,12 @@ class Pipeline:
             engine=engine,
             expected_seconds=stage.expected(len(items)) if engine else 0.0,  # type: ignore[misc]
         )
+        self._record(stage, items, started, ended, errors)
+
+    def _record(
+        self, stage: _Stage, items: list[Item], started: float, ended: float, errors: int
+    ) -> None:
+        """The call's duration, items and errors into the stage's metrics and the items."""
         seconds = ended - started
         name = stage.name
         exemplar: dict[str, str] | None = None
@@ -343,7 +385,7 @@ class Pipeline:
                 self.tracing.stage(item, name, started, ended)
                 exemplar = {"trace_id": item.trace_id or ""}
         stage.duration.observe(seconds, exemplar)
-        stage.items.inc(ok)
+        stage.items.inc(len(items) - errors)
         if errors:
             stage.errors.inc(errors)
 

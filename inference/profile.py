@@ -23,7 +23,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from .bottleneck import StageWindow, Verdict, verdict
+from .bottleneck import SATURATION, StageWindow, Verdict, verdict
+from .feed.shared import fuse
 from .types import STAGES
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -177,6 +178,7 @@ def from_scrapes(
         "engine_efficiency": sum(efficiency) / len(efficiency) if efficiency else None,
         "cpu_busy": cpu_busy(*agent) if agent else None,
         "gpu": gpu_engine(devices),
+        "decode_processes": sum(latest("inference_decode_processes")),
     }
 
 
@@ -231,6 +233,7 @@ def from_prometheus(base: str, window: str = "1m") -> dict[str, Any]:
     idle = f'sum by (instance) (rate(host_cpu_seconds_total{{mode=~"idle|iowait"}}[{window}]))'
     every = f"sum by (instance) (rate(host_cpu_seconds_total[{window}]))"
     cpu = query(f"max(1 - {idle} / {every})")
+    processes = query("sum(inference_decode_processes)")
     rows = []
     for stage in STAGES:
         count = int(workers.get(stage, 0))
@@ -261,6 +264,7 @@ def from_prometheus(base: str, window: str = "1m") -> dict[str, Any]:
         "engine_efficiency": next(iter(efficiency.values()), None),
         "cpu_busy": next(iter(cpu.values()), None),
         "gpu": gpu_engine(devices),
+        "decode_processes": next(iter(processes.values()), 0.0),
     }
 
 
@@ -289,6 +293,11 @@ def judge(data: dict[str, Any]) -> Verdict:
         )
         for row in data["rows"]
     ]
+    if data.get("decode_processes"):
+        # Decode and preprocess share each stream's thread in a decode process.
+        busy = {row["stage"]: row["utilization"] * row["workers"] for row in data["rows"]}
+        streams = next(row["workers"] for row in data["rows"] if row["stage"] == "decode")
+        windows = fuse(windows, busy, 1.0, streams, SATURATION)
     return verdict(
         windows,
         delivered_per_s=data["delivered_per_s"],

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
@@ -31,6 +32,8 @@ from .config import ConfigWatcher, RuntimeConfig, load_config
 from .drills import Drills
 from .engines import load_engine
 from .errors import OverloadedError
+from .feed.claims import Claim, claim, claims_dir
+from .feed.plan import feed_plan
 from .flops import count_flops
 from .memory import IdleTrimmer, tune_allocator
 from .metrics import RuntimeMetrics
@@ -41,6 +44,9 @@ from .stages import Encode
 from .streams import StreamManager, stream_limits
 from .tracing import Tracing
 from .types import Engine, Item
+
+if TYPE_CHECKING:
+    from .feed import DecodePool
 
 
 class Runtime:
@@ -74,15 +80,36 @@ class Runtime:
         self.calibration: Calibration | None = None
         self.pipeline: Pipeline | None = None
         #: Decided here, applied by the stage threads (and by ``serve`` to its own thread).
-        self.cores: CorePlan | None = plan(
-            self.info, config.pin_engine, allowed_cores(), config.workers.get("infer", 1)
-        )
+        allowed = allowed_cores()
+        self._core_claim: Claim | None = None
+        self.cores: CorePlan | None = self._plan_cores(config, allowed)
+        #: Streams decode in processes (inference/feed) unless decode_processes is 0.
+        self.feed_plan = feed_plan(config.decode_processes, self.cores, allowed)
+        self.feed: DecodePool | None = None
         self.streams: StreamManager | None = None
         self.monitor: Monitor | None = None
         self.trimmer: IdleTrimmer | None = None
         self._gil_held = False  # a hold on the process's GIL switch interval (gil.hold)
         self.watcher: ConfigWatcher | None = None
         self.ready = False
+
+    def _plan_cores(self, config: RuntimeConfig, allowed: frozenset[int] | None) -> CorePlan | None:
+        """The engine's core plan, with its core claimed host-wide (no two engines of
+        this host's servers on one core; inference/feed/claims.py)."""
+        wanted = plan(self.info, config.pin_engine, allowed, config.workers.get("infer", 1))
+        folder = claims_dir(config.core_claims_dir)
+        if wanted is None or folder is None or allowed is None:
+            return wanted
+        self._core_claim = claim(sorted(allowed, reverse=True), folder)
+        if self._core_claim is not None:  # a runtime dropped without stop() gives it back
+            weakref.finalize(self, self._core_claim.release)
+        else:
+            self.log.warning(
+                "every usable core is claimed by another engine on this host: this one "
+                "runs unpinned", cores=sorted(allowed), claims=folder,
+            )  # fmt: skip
+            return None
+        return plan(self.info, True, allowed, config.workers.get("infer", 1), self._core_claim.core)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -92,6 +119,10 @@ class Runtime:
             self._start(progress)
         except BaseException:
             self._release_gil()  # a failed start must not keep the process's interval
+            if self._core_claim is not None:  # nor a core that no engine runs on
+                self._core_claim.release()
+            if self.feed is not None:
+                self.feed.stop()
             raise
 
     def _release_gil(self) -> None:
@@ -164,6 +195,20 @@ class Runtime:
         )
         for stage, count in config.workers.items():
             self.pipeline.set_workers(stage, count)
+        if self.feed_plan.processes and self.pipeline.preprocess.layout:
+            from .feed import DecodePool
+
+            self.feed = DecodePool(
+                plan=self.feed_plan,
+                pipeline=self.pipeline,
+                metrics=self.metrics,
+                drills=self.drills,
+                buffer=config.stream_buffer,
+                rows=config.max_streams,
+                claims_dir=claims_dir(config.core_claims_dir),
+                log=self.log,
+            )
+            say(f"streams: {self.feed_plan.describe()} (decode_processes)")
         self.streams = StreamManager(
             self.pipeline,
             self.metrics,
@@ -171,6 +216,7 @@ class Runtime:
             max_streams=config.max_streams,
             buffer=config.stream_buffer,
             log=self.log,
+            feed=self.feed,
             **stream_limits(config),
         )
         self.monitor = Monitor(
@@ -215,6 +261,10 @@ class Runtime:
             self.trimmer.stop()
         if self.streams is not None:
             self.streams.stop_all()
+        if self.feed is not None:
+            self.feed.stop()
+        if self._core_claim is not None:
+            self._core_claim.release()
         if self.pipeline is not None:
             self.pipeline.stop()
         self.tracing.shutdown()

@@ -149,11 +149,13 @@ class SyntheticSource:
 class VideoSource:
     """A file or network stream decoded with PyAV."""
 
-    def __init__(self, spec: SourceSpec, *, wall: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, spec: SourceSpec, *, wall: Callable[[], float] = time.time, threads: int = 0
+    ) -> None:
         from .video import VideoReader
 
         self.spec = spec
-        self._reader: VideoReader | None = VideoReader(spec.url)
+        self._reader: VideoReader | None = VideoReader(spec.url, threads=threads)
         self.fps = self._reader.fps
         self.width, self.height = self._reader.width, self._reader.height
         self.late = 0
@@ -178,11 +180,12 @@ class VideoSource:
             reader.close()
 
 
-def open_source(spec: SourceSpec) -> SyntheticSource | VideoSource:
-    """Open ``spec`` (network and files are opened now, so errors surface at once)."""
+def open_source(spec: SourceSpec, *, threads: int = 0) -> SyntheticSource | VideoSource:
+    """Open ``spec`` (network and files are opened now, so errors surface at once);
+    ``threads``: FFmpeg decoder threads (0: FFmpeg chooses)."""
     if spec.kind == "synthetic":
         return SyntheticSource(spec)
     try:
-        return VideoSource(spec)
+        return VideoSource(spec, threads=threads)
     except SourceError:
         raise SourceError(_cannot_open(spec.url)) from None

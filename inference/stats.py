@@ -7,6 +7,11 @@ minute reads 100 % busy during that minute, not 0 % until the item finally comes
 
 One lock per stage makes "leave a call and add its seconds" atomic with respect to a
 reader, so ``busy`` read at any moment (finished + in progress) never goes backwards.
+
+Calls that run in another process (decode and preprocess in the decode processes,
+:mod:`inference.feed`) are added whole when their report arrives (:meth:`StageLedger.add_call`);
+until then :attr:`StageLedger.remote` shows them, read under the same lock, so they too
+count while in progress and are never counted twice or dropped in between.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 #: How many recent call durations a stage keeps to know its normal speed.
 RECENT = 256
@@ -63,6 +68,10 @@ class StageLedger:
         self._inflight: dict[int, tuple[float, int]] = {}  # token → (started, items)
         self._tokens = itertools.count()
         self._recent: deque[float] = deque(maxlen=RECENT)
+        #: Calls of this stage running in other processes and not yet added:
+        #: ``remote(now)`` yields ``(started, ended)``, ``ended`` None while it runs.
+        #: Called under the ledger's lock (see :meth:`add_call`).
+        self.remote: Callable[[float], Iterable[tuple[float, float | None]]] | None = None
 
     def enter(self, items: int, started: float | None = None) -> tuple[int, float]:
         """Mark a call of ``items`` items as started (now, or at ``started``)."""
@@ -101,13 +110,45 @@ class StageLedger:
             self._recent.append(seconds)
         return started
 
+    def add_call(
+        self,
+        started: float,
+        ended: float,
+        *,
+        ok: int,
+        errors: int = 0,
+        drilled: float = 0.0,
+        then: Callable[[], object] | None = None,
+    ) -> None:
+        """Add a whole call that ran elsewhere; ``then()`` runs under the same lock (the
+        feed marks the call reported there, so :attr:`remote` stops showing it at the
+        very moment it is counted here)."""
+        with self._lock:
+            seconds = max(0.0, ended - started)  # as remote() counted it meanwhile
+            c = self._counters
+            c.items += ok
+            c.busy += seconds
+            c.errors += errors
+            c.calls += 1
+            c.drilled += drilled
+            c.last_completion = max(c.last_completion, ended)
+            self._recent.append(seconds)
+            if then is not None:
+                then()
+
     def snapshot(self, now: float | None = None) -> StageCounters:
         """The counters, with in-progress work counted up to ``now`` (default: the clock)."""
         with self._lock:
             at = self.clock() if now is None else now
             snap = dataclasses.replace(self._counters)
-            calls = tuple(self._inflight.values())
+            calls = list(self._inflight.values())
             recent = sorted(self._recent)
+            remote = tuple(self.remote(at)) if self.remote is not None else ()
+        for started, ended in remote:
+            if ended is None:
+                calls.append((started, 1))
+            else:  # finished, its report on the way: its seconds, no longer in progress
+                snap.busy += max(0.0, ended - started)
         if calls:
             ages = [max(0.0, at - started) for started, _ in calls]
             snap.busy += sum(ages)

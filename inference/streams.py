@@ -6,6 +6,10 @@ live stream stays fresh and its lag stays bounded instead of growing for an hour
 sources wait instead (no drops). The ingest thread takes frames from the mailboxes in
 turn (fair between streams) and hands them to the pipeline, blocking when its first
 queue is full: that is the backpressure. A stream that fails ends alone, with its error.
+
+With decode processes (``feed``, :mod:`inference.feed`) a stream decodes and preprocesses
+in one of them instead of on a thread here; its frames reach the same mailbox through the
+same :class:`_Inlet`, so all of the above holds for them unchanged.
 """
 
 from __future__ import annotations
@@ -54,6 +58,52 @@ class _Stream:
         self.started = time.time()
         self.ended_at: float | None = None  # manager clock, when it ended or failed
         self.pixel_rate = spec.width * spec.height * spec.fps  # updated once opened
+        #: Called when ingest takes a frame from the mailbox (a decode process's credit).
+        self.on_take: Callable[[], None] | None = None
+
+
+class _Inlet:
+    """Where a stream's frames arrive: from its source thread here, or from the reader of
+    the decode process that decodes it. Counts them and delivers them to the mailbox."""
+
+    def __init__(self, manager: StreamManager, stream: _Stream) -> None:
+        self._manager = manager
+        self._stream = stream
+        self._frames_total = manager.metrics.frames_total.labels(stream.id)
+        self._late_seen = 0
+
+    def frame(self, item: Item, late: int, *, deliver: bool = True) -> None:
+        """A decoded frame (``deliver=False``: decoded, but it failed or the stream stopped
+        before it could be sent); ``late``: frames the source skipped so far."""
+        stream = self._stream
+        self._frames_total.inc()
+        stream.frames += 1
+        if late > self._late_seen:
+            self._manager._drop(stream, "late", late - self._late_seen)
+            self._late_seen = late
+        if deliver:
+            # A decode process sends a file stream's frames only when its mailbox has
+            # room (credits): the reader thread never waits here.
+            self._manager._deliver(stream, item, wait=stream.on_take is None)
+
+    def room(self) -> int:
+        """Places left in the mailbox (a file stream's credits after a restart)."""
+        with self._manager._cond:
+            return max(0, self._stream.buffer - len(self._stream.mailbox))
+
+    def end(self, error: str | None = None, *, crashed: bool = False) -> None:
+        """The source ended (``error``: it failed, or ``crashed``)."""
+        stream, log = self._stream, self._manager.log
+        if error is None:
+            if not stream.stopping:
+                stream.state = "ended"
+        else:
+            stream.state, stream.error = "failed", redact(error)
+            if log is not None:
+                what = "stream crashed" if crashed else "stream failed"
+                log.error(what, stream=stream.id, error=stream.error)
+        stream.ended_at = self._manager._clock()
+        self._manager._update_workers()
 
 
 def stream_limits(config: Any) -> dict[str, Any]:
@@ -89,8 +139,12 @@ class StreamManager:
         reap_after: float = 60.0,
         record_dir: str = "recordings",
         clock: Callable[[], float] = time.monotonic,
+        feed: Any = None,
     ) -> None:
+        """``feed``: a :class:`inference.feed.DecodePool` to decode streams in (None: on
+        a thread each, here)."""
         self.pipeline = pipeline
+        self.feed = feed
         self.metrics = metrics
         self.drills = drills
         self.max_streams = max_streams
@@ -160,15 +214,20 @@ class StreamManager:
                 deleted = False
                 stream.state = "running"
                 self._order.append(stream_id)
-                # Started under the lock: a remove() that finds the stream finds its
-                # thread started, so its join() cannot race the start.
-                stream.thread = threading.Thread(
-                    target=self._source_loop,
-                    args=(stream,),
-                    name=f"source-{stream_id}",
-                    daemon=True,
-                )
-                stream.thread.start()
+                start = getattr(stream.source, "start", None)
+                if start is not None:  # decoded in a decode process
+                    stream.on_take = getattr(stream.source, "taken", None)
+                    start(_Inlet(self, stream))
+                else:
+                    # Started under the lock: a remove() that finds the stream finds its
+                    # thread started, so its join() cannot race the start.
+                    stream.thread = threading.Thread(
+                        target=self._source_loop,
+                        args=(stream,),
+                        name=f"source-{stream_id}",
+                        daemon=True,
+                    )
+                    stream.thread.start()
         if deleted:
             self._release(stream)
             raise UnknownStreamError(f"stream {stream_id!r} was deleted while it was starting")
@@ -196,7 +255,12 @@ class StreamManager:
 
     def _open(self, stream: _Stream, record: str | None) -> None:
         spec = stream.spec
-        stream.source = open_source(spec)  # opens files/URLs now: errors reach the caller
+        # Opens files/URLs now: errors reach the caller. A recorded stream decodes here:
+        # the encode stage needs its pictures, which a decode process does not send.
+        if self.feed is not None and not record:
+            stream.source = self.feed.open(spec, stream.id)
+        else:
+            stream.source = open_source(spec)
         width = spec.width or stream.source.width
         height = spec.height or stream.source.height
         if width * height > self.max_pixels:
@@ -243,6 +307,9 @@ class StreamManager:
         """Join the stream's thread, close its recording, drop its series."""
         if stream.thread is not None:
             stream.thread.join(timeout=5)
+        elif stream.source is not None:
+            with contextlib.suppress(Exception):
+                stream.source.close()  # a decode process's stream ends there
         self._close_recorder(stream)
         for metric in (self.metrics.frames_total, self.metrics.stream_lag_seconds):
             self._forget(metric, stream.id)
@@ -307,8 +374,9 @@ class StreamManager:
     # -- threads -------------------------------------------------------------------------
 
     def _source_loop(self, stream: _Stream) -> None:
-        frames_total = self.metrics.frames_total.labels(stream.id)
-        late_seen = 0
+        inlet = _Inlet(self, stream)
+        error: str | None = None
+        crashed = False
         try:
             for frame in stream.source.frames(lambda: stream.stopping):
                 token = self.pipeline.begin_decode(frame.decode_seconds)  # in progress now
@@ -317,38 +385,25 @@ class StreamManager:
                     stream.id, frame.index, frame.pts, image=frame.image, captured=frame.captured
                 )
                 self.pipeline.end_decode(token, item)
-                frames_total.inc()
-                stream.frames += 1
-                late = getattr(stream.source, "late", 0)
-                if late > late_seen:
-                    self._drop(stream, "late", late - late_seen)
-                    late_seen = late
-                self._deliver(stream, item)
-            if not stream.stopping:
-                stream.state = "ended"
+                inlet.frame(item, getattr(stream.source, "late", 0))
         except SourceError as exc:
-            stream.state, stream.error = "failed", redact(str(exc))
-            if self.log is not None:
-                self.log.error("stream failed", stream=stream.id, error=stream.error)
+            error = str(exc)
         except Exception as exc:  # a broken stream ends alone
-            stream.state, stream.error = "failed", redact(f"{type(exc).__name__}: {exc}")
-            if self.log is not None:
-                self.log.error("stream crashed", stream=stream.id, error=stream.error)
+            error, crashed = f"{type(exc).__name__}: {exc}", True
         finally:
-            stream.ended_at = self._clock()
             close = getattr(stream.source, "close", None)
             if close is not None:  # release decoder threads now, not when reaped
                 with contextlib.suppress(Exception):
                     close()
-            self._update_workers()
+            inlet.end(error, crashed=crashed)
 
-    def _deliver(self, stream: _Stream, item: Item) -> None:
+    def _deliver(self, stream: _Stream, item: Item, wait: bool = True) -> None:
         with self._cond:
             if stream.spec.live:
                 if len(stream.mailbox) >= stream.buffer:
                     stream.mailbox.popleft()  # keep the freshest frames
                     self._drop(stream, "behind", 1)
-            else:
+            elif wait:
                 while len(stream.mailbox) >= stream.buffer and not stream.stopping:
                     self._cond.wait(0.5)
             stream.mailbox.append(item)
@@ -387,6 +442,8 @@ class StreamManager:
                     stream = self._streams.get(stream_id)
                     if stream is not None and stream.mailbox:
                         item = stream.mailbox.popleft()
+                        if stream.on_take is not None:
+                            stream.on_take()  # never blocks (the decode process's credit)
                         self._cond.notify_all()
                         return stream, item
                 self._cond.wait(0.2)

@@ -170,6 +170,19 @@ def scenario(tmp_path: Path) -> Any:
     return run
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_core_claims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Runtimes built in this test process claim cores in a folder of their own: test
+    processes running side by side (xdist) must not move each other's engines, nor take
+    the cores of servers running on this host."""
+    from inference.feed import claims
+
+    before = claims.DEFAULT_DIR
+    claims.DEFAULT_DIR = str(tmp_path_factory.mktemp("core-claims"))
+    yield
+    claims.DEFAULT_DIR = before
+
+
 @pytest.fixture(autouse=True)
 def _loglog_isolated() -> Iterator[None]:
     """Tests that configure loglog in-process leave nothing running behind them."""

@@ -39,7 +39,11 @@ def small_model() -> Path:
 
 
 #: Runtime settings that make a test's runtime ready and its verdict move in seconds.
-FAST: dict[str, Any] = dict(calibration_seconds=0.1, monitor_interval_s=0.2, monitor_window_s=2.0)
+#: Streams decode on threads unless a test asks for decode processes (starting one takes
+#: a second on a loaded machine; tests of the processes pass ``decode_processes``).
+FAST: dict[str, Any] = dict(
+    calibration_seconds=0.1, monitor_interval_s=0.2, monitor_window_s=2.0, decode_processes=0
+)
 
 
 @pytest.fixture

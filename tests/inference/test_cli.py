@@ -67,8 +67,10 @@ def _drill(url: str, stage: str, delay_ms: float) -> None:
 
 def test_profile_names_a_drilled_bottleneck_in_plain_words(server):
     """With preprocess slowed by a drill, `loglog profile` prints the stage table and a
-    verdict naming preprocess, with advice."""
-    _drill(server, "preprocess", 40)
+    verdict naming preprocess, with advice. 200 ms per frame: the server decodes its
+    streams in decode processes, where each stream preprocesses on its own thread, so
+    the drill must outlast a frame's period (50 ms) to limit throughput."""
+    _drill(server, "preprocess", 200)
     result = _loglog("profile", "--url", server, "--interval", "4")
     assert result.returncode == 0, result.stderr
     out = result.stdout

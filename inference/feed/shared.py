@@ -1,0 +1,42 @@
+"""Decode and preprocess share their threads in a decode process: utilization for the verdict.
+
+On threads, a stream's source thread decodes and the preprocess workers preprocess; each
+stage's utilization is its busy time over its own workers. In a decode process one thread
+per stream does both, one after the other, so neither stage alone can reach 100 % when
+that thread is saturated: a stream thread spending 70 % of its time decoding and 30 %
+preprocessing is as saturated as one spending 100 % decoding. :func:`fuse` gives the
+monitor's windows that view: when the stream threads' decode and preprocess time
+together reach ``saturation``, the stage taking the larger share is shown at their
+combined utilization, so the verdict names it — decode when decoding dominates, as a
+drill on preprocess still names preprocess.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..bottleneck import StageWindow
+
+
+def fuse(
+    windows: list[StageWindow],
+    busy: dict[str, float],
+    elapsed: float,
+    threads: int,
+    saturation: float,
+) -> list[StageWindow]:
+    """``windows`` with decode or preprocess raised to the shared threads' utilization
+    (``threads``: streams decoded in decode processes; ``busy``: seconds per stage)."""
+    if threads <= 0 or elapsed <= 0:
+        return windows
+    decode, preprocess = busy.get("decode", 0.0), busy.get("preprocess", 0.0)
+    shared = min(1.0, (decode + preprocess) / (elapsed * threads))
+    if shared < saturation:
+        return windows
+    larger = "decode" if decode >= preprocess else "preprocess"
+    return [
+        dataclasses.replace(window, utilization=max(window.utilization, shared))
+        if window.name == larger
+        else window
+        for window in windows
+    ]
