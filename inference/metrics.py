@@ -131,6 +131,9 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "inference_stage_oldest_inflight_seconds": ("gauge", ("stage",), "How long the stage's oldest call in progress has been running (0 when idle; read at scrape time)."),
     "inference_stage_last_completion_timestamp_seconds": ("gauge", ("stage",), "Unix time the stage last finished a call (its start time until the first)."),
     "inference_stage_stalled": ("gauge", ("stage",), "1 while a call in the stage has run far longer than the stage's normal duration (hung, not slow)."),
+    "inference_requests_admitted_total": ("counter", (), "HTTP inference requests admitted to the pipeline; those offered are these plus the ones shed at admission (reason predicted_wait or queue_full)."),
+    "inference_requests_shed_total": ("counter", ("reason",), "HTTP inference requests shed with a 503 and Retry-After: refused at admission (predicted_wait: the predicted answer time was past the request's deadline; queue_full), dropped from a queue before the engine when their deadline would pass first (expired), or refused past max_connections before reaching the app (max_connections)."),
+    "inference_admission_capacity_items_per_second": ("gauge", (), "HTTP requests per second the admission control expects the pipeline to serve: the slowest stage's measured rate less the live streams' frames (which go first)."),
     "inference_requests_inflight": ("gauge", ("older_than",), "Items in the pipeline (entered, not finished) older than older_than seconds; older_than=\"0\" counts them all."),
 }  # fmt: skip
 
@@ -150,6 +153,7 @@ LOADGEN_METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "loglog_loadgen_requests_total": ("counter", ("status",), "Requests loadgen sent in its last run, by HTTP status class."),
     "loglog_loadgen_latency_seconds": ("histogram", (), "Request latency loadgen measured in its last run."),
     "loglog_loadgen_achieved_rps": ("gauge", (), "Requests per second loadgen completed in its last run."),
+    "loglog_loadgen_goodput_rps": ("gauge", (), "Requests per second of loadgen's last run answered 2xx within its SLO (--slo-ms), per second of the schedule."),
     "loglog_loadgen_late_requests": ("gauge", (), "Requests loadgen's last run sent more than 10 ms after their scheduled time (the client fell behind its schedule)."),
     "loglog_loadgen_last_run_timestamp_seconds": ("gauge", (), "When loadgen's last run ended."),
 }  # fmt: skip
@@ -265,6 +269,9 @@ class RuntimeMetrics:
     ready: Gauge
     drill_delay_seconds: Gauge
     stage_stalled: Gauge
+    requests_admitted_total: Counter
+    requests_shed_total: Counter
+    admission_capacity_items_per_second: Gauge
 
 
 class ScrapeCollector:

@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from loglog import get_logger
 
 from . import gil
+from .admission import DEADLINE_SHARE, Admission, admission_for
 from .affinity import CorePlan, allowed_cores, pin_current_thread, plan
 from .calibration import Calibration, batch_sizes, calibrate
 from .calibration import export as export_calibration
@@ -78,6 +79,7 @@ class Runtime:
             self.info, config.pin_engine, allowed_cores(), config.workers.get("infer", 1)
         )
         self.streams: StreamManager | None = None
+        self.admission: Admission | None = None
         self.monitor: Monitor | None = None
         self.trimmer: IdleTrimmer | None = None
         self._gil_held = False  # a hold on the process's GIL switch interval (gil.hold)
@@ -164,6 +166,7 @@ class Runtime:
         )
         for stage, count in config.workers.items():
             self.pipeline.set_workers(stage, count)
+        self.admission = self._admission(self.pipeline, config)
         self.streams = StreamManager(
             self.pipeline,
             self.metrics,
@@ -192,6 +195,16 @@ class Runtime:
         self.ready = True
         self.metrics.ready.set(1)
         say("ready")
+
+    def _admission(self, pipeline: Pipeline, config: RuntimeConfig) -> Admission:
+        timeout = config.request_timeout_s or DEADLINE_SHARE * config.latency_slo_s
+        return admission_for(
+            pipeline,
+            latency_slo=config.latency_slo_s,
+            default_timeout=timeout,
+            max_timeout=config.max_request_timeout_s,
+            log=self.log,
+        )
 
     def _export_model_facts(self) -> None:
         assert self.calibration is not None
@@ -281,4 +294,6 @@ class Runtime:
         }
         report["flops_per_item"] = self.calibration.flops_per_item
         report["drills"] = self.drills.active()
+        if self.admission is not None:
+            report["admission"] = self.admission.describe()
         return report
