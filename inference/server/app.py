@@ -142,6 +142,9 @@ def create_app(
         admission = runtime.admission
         assert admission is not None
         deadline = admission.deadline(request.headers.get(TIMEOUT_HEADER))
+        # Refused before the body is read, when the answer is already known: the cheapest
+        # refusal (uvicorn discards the unread body and keeps the connection).
+        admission.check(deadline)
         config = runtime.config
         try:
             body = await asyncio.wait_for(
@@ -162,8 +165,7 @@ def create_app(
             max_elements=config.max_tensor_elements,
         )
         item = request_item(body, content_type)
-        # Admitted or refused here, on the loop, without blocking: a refusal costs the
-        # body's read and this check, nothing more.
+        # Admitted or refused (again: the body took time) on the loop, without blocking.
         future = admission.submit(item, deadline)
         try:
             done = await asyncio.wait_for(

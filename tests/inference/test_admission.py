@@ -188,6 +188,21 @@ def test_a_queue_drops_only_requests_that_can_no_longer_finish():
     assert dropped == [late] and len(queue) == 0
 
 
+def test_late_requests_leave_even_while_frames_fill_every_batch():
+    """Streams keep a batch full of frames: a request whose deadline passed must still be
+    answered (dropped) when a batch is taken, not wait until the streams pause."""
+    clock = FakeClock()
+    queue = StageQueue("infer", 8, RuntimeMetrics(CollectorRegistry()), clock=clock)
+    dropped: list[Item] = []
+    queue.on_expired = dropped.extend
+    late, waiting = _request(clock() + 0.1), _request(clock() + 5.0)
+    for item in (late, waiting, _frame(0), _frame(1)):
+        assert queue.put(item, 0)
+    clock.advance(0.2)
+    assert [item.frame for item in queue.get_up_to(2, 0)] == [0, 1]
+    assert dropped == [late] and queue.requests() == 1
+
+
 def _model(clock: FakeClock, frames: list[int], per_item: float = 0.1) -> ServiceModel:
     ledgers = {stage: StageLedger(clock) for stage in ("decode", "preprocess", "infer")}
     return ServiceModel(
