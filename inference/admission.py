@@ -11,7 +11,8 @@ The policy (README, "Overload"), after Triton's queue policy and the SRE book's
   not raise; here the cap is explicit).
 - **Refused at once when it cannot be met**: the predicted answer time — the requests
   already admitted ÷ the rate the pipeline serves them, plus what one item alone needs
-  (:class:`ServiceModel`) — past :data:`ADMIT_SHARE` of the time left is a 503 with
+  (:class:`ServiceModel`) — past a share of the time left (:data:`ADMIT_SHARE`, cut when
+  admitted requests expire anyway, grown back as they are answered) is a 503 with
   ``Retry-After`` and a body naming the limit, before the body is decoded (reason
   ``predicted_wait``); a full queue is the same (``queue_full``).
 - **Dropped before the engine when it can no longer be met**: a queue drops a request
@@ -63,6 +64,14 @@ MIN_CALLS = 2
 #: seconds on a shared host, measured here; at 1.0 a quarter of the admitted requests
 #: expired in their queue under a 2× overload, and were answered late instead of at once.
 ADMIT_SHARE = 0.6
+#: Each request that expires in a queue anyway (the prediction was optimistic) shrinks the
+#: share by this factor, down to MIN_SHARE; each one answered grows it back by SHARE_STEP
+#: (additive increase, multiplicative decrease, as TCP and Netflix's concurrency-limits
+#: do). When streams take most of the engine, HTTP's rate is a small difference of two
+#: noisy ones, and a fixed share let a tenth of the admitted requests expire.
+SHARE_CUT = 0.75
+MIN_SHARE = 0.15
+SHARE_STEP = 0.02
 
 
 class ServiceModel:
@@ -220,6 +229,9 @@ class Admission:
         self._log_every = log_every
         self._lock = threading.Lock()
         self.inflight = 0  # admitted HTTP requests not answered yet
+        #: The share of the time left that a predicted answer may take (ADMIT_SHARE, less
+        #: after requests expired).
+        self.share = ADMIT_SHARE
         self._admitted = metrics.requests_admitted_total
         self._shed = {reason: metrics.requests_shed_total.labels(reason) for reason in SHED_REASONS}
         self._capacity = metrics.admission_capacity_items_per_second
@@ -260,19 +272,17 @@ class Admission:
 
     def check(self, deadline: float) -> None:
         """Raise ShedError (reason ``predicted_wait``) when a request admitted now would
-        not be answered well before ``deadline`` (:data:`ADMIT_SHARE`); counts it."""
+        not be answered well before ``deadline`` (within :attr:`share` of the time left);
+        counts it."""
         self.model.refresh()
         now = self._clock()
         predicted = self.predicted()
         budget = deadline - now
-        if predicted <= ADMIT_SHARE * budget:
+        share = self.share
+        if predicted <= share * budget:
             return
         # When the backlog will have drained enough for a request like this one.
-        retry = (
-            MAX_RETRY_AFTER
-            if math.isinf(predicted)
-            else math.ceil(predicted / ADMIT_SHARE - budget)
-        )
+        retry = MAX_RETRY_AFTER if math.isinf(predicted) else math.ceil(predicted / share - budget)
         rate, frames = self.model.http_rate, self.model.frame_rate
         retry = min(max(1, retry), MAX_RETRY_AFTER)
         if rate <= 0:
@@ -291,7 +301,7 @@ class Admission:
                 f"the server is past its capacity: a request admitted now {why}; this "
                 f"request's deadline is {max(0.0, budget):.2f}s away (request_timeout_s, or "
                 f"X-Request-Timeout up to max_request_timeout_s {self.max_timeout:g}s), and "
-                f"requests are admitted when predicted within {ADMIT_SHARE:.0%} of it; retry "
+                f"requests are admitted when predicted within {share:.0%} of it; retry "
                 f"after {retry}s",
                 reason="predicted_wait",
                 limit="request_timeout_s",
@@ -322,17 +332,32 @@ class Admission:
         return item.future
 
     def _answered(self, future: Future[Item]) -> None:
+        expired = (
+            not future.cancelled()
+            and isinstance(error := future.exception(), ShedError)
+            and error.reason == "expired"
+        )
         with self._lock:
             self.inflight -= 1
+            if expired:
+                self.share = max(MIN_SHARE, self.share * SHARE_CUT)
+            elif self.share < ADMIT_SHARE:
+                self.share = min(ADMIT_SHARE, self.share + SHARE_STEP)
+        if expired:
+            self._note("expired")  # counted by the queue that dropped it; logged here
 
     def _refuse(self, error: ShedError) -> None:
         self.count_shed(error.reason)
         raise error
 
     def count_shed(self, reason: str) -> None:
-        """Count a shed request (one of :data:`SHED_REASONS`); while shedding, one log line
-        per ``log_every`` seconds says how many and why, not one per request."""
+        """Count a shed request (one of :data:`SHED_REASONS`) and note it for the log."""
         self._shed[reason].inc()
+        self._note(reason)
+
+    def _note(self, reason: str) -> None:
+        """While shedding, one log line per ``log_every`` seconds says how many and why,
+        not one per request."""
         self._unlogged[reason] = self._unlogged.get(reason, 0) + 1
         now = self._clock()
         if self._log is not None and now - self._logged_at >= self._log_every:
@@ -361,6 +386,7 @@ class Admission:
             "pipeline_capacity_items_per_s": _rounded(total),
             "stream_items_per_s": round(self.model.frame_rate, 2),
             "requests_in_flight": self.inflight,
+            "admit_share": round(self.share, 3),
             "predicted_answer_s": _rounded(self.predicted(), 3),
             "stage_ms_per_item": {
                 stage: round(seconds * 1000, 3) for stage, seconds in self.model.per_item.items()

@@ -135,6 +135,29 @@ def test_a_request_that_cannot_meet_its_deadline_is_refused_at_once_with_retry_a
     assert s.admission.inflight == 6
 
 
+def test_requests_that_expire_anyway_make_admission_more_careful_until_answers_return(served):
+    """Three admitted requests expire in their queue (the prediction was optimistic): the
+    share of the deadline a prediction may use is cut from 60 % to 60 % × 0.75³ ≈ 25 %, so
+    with a 1 s deadline only two requests are admitted now (0.1 s and 0.2 s predicted)
+    where six were; each request answered grows the share back by 2 points."""
+    s = served(per_item=0.1)
+    queue = s.pipeline.queues["preprocess"]  # where tensors enter
+    for _ in range(3):
+        s.submit(1.0)
+    s.clock.advance(2.0)
+    assert queue.get_up_to(8, 0) == []  # all three dropped, each caller answered 503
+    assert s.admission.share == pytest.approx(0.6 * 0.75**3)
+    admitted = 0
+    with pytest.raises(ShedError):
+        for _ in range(10):
+            s.submit(1.0)
+            admitted += 1
+    assert admitted == 2
+    for item in queue.get_up_to(8, 0):
+        item.future.set_result(item)
+    assert s.admission.share == pytest.approx(0.6 * 0.75**3 + 0.04)
+
+
 def test_a_full_queue_is_a_refusal_not_a_wait(served):
     """Two places in the first queue: the third request is refused (queue_full) at once,
     and is not counted as admitted."""
@@ -203,8 +226,13 @@ def test_late_requests_leave_even_while_frames_fill_every_batch():
     assert dropped == [late] and queue.requests() == 1
 
 
-def _model(clock: FakeClock, frames: list[int], per_item: float = 0.1) -> ServiceModel:
-    ledgers = {stage: StageLedger(clock) for stage in ("decode", "preprocess", "infer")}
+def _model(
+    clock: FakeClock,
+    frames: list[int],
+    per_item: float = 0.1,
+    ledgers: dict[str, StageLedger] | None = None,
+) -> ServiceModel:
+    ledgers = ledgers or {stage: StageLedger(clock) for stage in ("decode", "preprocess", "infer")}
     return ServiceModel(
         ledgers,
         workers=lambda stage: 1,
@@ -250,9 +278,10 @@ def test_measured_service_times_replace_the_calibrated_guess():
     and infer at 0.02 s (batches of 5 in 0.1 s). One refresh moves infer halfway (0.06 s:
     16.7/s), below decode's 20/s: the slowest stage sets the rate. Each stage's reserve
     is the per-call time of the stages from it to the end."""
-    clock, frames = FakeClock(), [0]
-    model = _model(clock, frames)
-    decode, infer = model._ledgers["decode"], model._ledgers["infer"]
+    clock = FakeClock()
+    ledgers = {stage: StageLedger(clock) for stage in ("decode", "preprocess", "infer")}
+    model = _model(clock, [0], ledgers=ledgers)
+    decode, infer = ledgers["decode"], ledgers["infer"]
     for _ in range(4):
         token, _ = decode.enter(1)
         clock.advance(0.05)

@@ -46,9 +46,7 @@ class Served:
 
     def drill(self, stage: str, delay_ms: float) -> None:
         body = json.dumps({"stage": stage, "delay_ms": delay_ms, "duration_s": 300}).encode()
-        status, _, _ = self.call(
-            "POST", "/v1/drills", body, {"Content-Type": "application/json"}
-        )
+        status, _, _ = self.call("POST", "/v1/drills", body, {"Content-Type": "application/json"})
         assert status == 201
 
     def counters(self) -> dict[str, float]:
@@ -171,12 +169,8 @@ def test_past_max_connections_inference_gets_a_503_naming_it_and_metrics_still_a
     results: list[tuple[int, dict[str, str], bytes]] = []
 
     def slow_request() -> None:
-        results.append(
-            small_server.call(
-                "POST", "/v1/infer", body,
-                {"Content-Type": content_type, "X-Request-Timeout": "20"},
-            )  # fmt: skip
-        )
+        headers = {"Content-Type": content_type, "X-Request-Timeout": "20"}
+        results.append(small_server.call("POST", "/v1/infer", body, headers))
 
     threads = [threading.Thread(target=slow_request) for _ in range(6)]
     for thread in threads:
