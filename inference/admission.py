@@ -10,8 +10,9 @@ The policy (README, "Overload"), after Triton's queue policy and the SRE book's
   at ``max_request_timeout_s`` (Triton's ``allow_timeout_override``, which may lower but
   not raise; here the cap is explicit).
 - **Refused at once when it cannot be met**: the predicted answer time — the requests
-  already admitted ÷ the rate the pipeline serves them, plus what one item alone needs
-  (:class:`ServiceModel`) — past a share of the time left (:data:`ADMIT_SHARE`, cut when
+  already admitted ÷ the rate the pipeline serves them (:class:`ServiceModel`, or the
+  requests answered in the last :data:`SERVED_WINDOW` seconds if more), plus what one
+  item alone needs — past a share of the time left (:data:`ADMIT_SHARE`, cut when
   admitted requests expire anyway, grown back as they are answered) is a 503 with
   ``Retry-After`` and a body naming the limit, before the body is decoded (reason
   ``predicted_wait``); a full queue is the same (``queue_full``).
@@ -35,6 +36,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
@@ -72,6 +74,10 @@ ADMIT_SHARE = 0.6
 SHARE_CUT = 0.75
 MIN_SHARE = 0.15
 SHARE_STEP = 0.02
+#: Requests answered over this many seconds are a floor under the modelled rate: what was
+#: just served can be served (the model, a difference of noisy rates when streams take
+#: most of the engine, can be far below it).
+SERVED_WINDOW = 2.0
 
 
 class ServiceModel:
@@ -232,6 +238,8 @@ class Admission:
         #: The share of the time left that a predicted answer may take (ADMIT_SHARE, less
         #: after requests expired).
         self.share = ADMIT_SHARE
+        self._served: deque[float] = deque()  # when requests were answered (clock)
+        self._since = clock()
         self._admitted = metrics.requests_admitted_total
         self._shed = {reason: metrics.requests_shed_total.labels(reason) for reason in SHED_REASONS}
         self._capacity = metrics.admission_capacity_items_per_second
@@ -263,9 +271,19 @@ class Admission:
 
     # -- the decision --------------------------------------------------------------------
 
+    def http_rate(self) -> float:
+        """Requests/s the pipeline serves: the model's, or what it just served if more."""
+        now = self._clock()
+        served = self._served
+        while served and served[0] < now - SERVED_WINDOW:
+            served.popleft()
+        if now - self._since < SERVED_WINDOW:
+            return self.model.http_rate
+        return max(self.model.http_rate, len(served) / SERVED_WINDOW)
+
     def predicted(self) -> float:
         """Seconds until a request admitted now would be answered (inf: never)."""
-        rate = self.model.http_rate
+        rate = self.http_rate()
         if rate <= 0:
             return math.inf
         return self.model.floor + self.inflight / rate
@@ -283,7 +301,7 @@ class Admission:
             return
         # When the backlog will have drained enough for a request like this one.
         retry = MAX_RETRY_AFTER if math.isinf(predicted) else math.ceil(predicted / share - budget)
-        rate, frames = self.model.http_rate, self.model.frame_rate
+        rate, frames = self.http_rate(), self.model.frame_rate
         retry = min(max(1, retry), MAX_RETRY_AFTER)
         if rate <= 0:
             why = (
@@ -337,6 +355,8 @@ class Admission:
             and isinstance(error := future.exception(), ShedError)
             and error.reason == "expired"
         )
+        if not expired and not future.cancelled() and future.exception() is None:
+            self._served.append(self._clock())
         with self._lock:
             self.inflight -= 1
             if expired:
@@ -365,7 +385,7 @@ class Admission:
                 "shedding requests",
                 seconds=round(now - self._logged_at, 1),
                 predicted_s=round(min(self.predicted(), 1e6), 3),
-                http_capacity_per_s=round(min(self.model.http_rate, 1e6), 1),
+                http_capacity_per_s=round(min(self.http_rate(), 1e6), 1),
                 **{f"shed_{key}": value for key, value in sorted(self._unlogged.items())},
             )
             self._unlogged = {}
@@ -376,7 +396,7 @@ class Admission:
     def describe(self) -> dict[str, Any]:
         """For ``/v1/profile`` (and ``loglog loadgen --rps 1.5x``)."""
         self.model.refresh()
-        rate, total = self.model.http_rate, self.model.total_rate
+        rate, total = self.http_rate(), self.model.total_rate
         self._capacity.set(rate if math.isfinite(rate) else 0.0)
         return {
             "latency_slo_s": self.latency_slo,

@@ -158,6 +158,22 @@ def test_requests_that_expire_anyway_make_admission_more_careful_until_answers_r
     assert s.admission.share == pytest.approx(0.6 * 0.75**3 + 0.04)
 
 
+def test_what_was_just_served_is_a_floor_under_the_modelled_rate(served):
+    """The model says 5/s (0.2 s per item), but 20 requests were answered in the last
+    2 s: 10/s is used. Once the window holds nothing, the model's rate is back."""
+    s = served(per_item=0.2)
+    queue = s.pipeline.queues["preprocess"]
+    s.clock.advance(2.0)
+    for _ in range(20):
+        s.submit(10.0)
+        (item,) = queue.get_up_to(1, 0)
+        item.future.set_result(item)
+        s.clock.advance(0.09)
+    assert s.admission.http_rate() == pytest.approx(10.0)
+    s.clock.advance(3.0)
+    assert s.admission.http_rate() == pytest.approx(5.0)
+
+
 def test_a_full_queue_is_a_refusal_not_a_wait(served):
     """Two places in the first queue: the third request is refused (queue_full) at once,
     and is not counted as admitted."""
