@@ -71,6 +71,10 @@ ADMIT_SHARE = 0.6
 SHARE_CUT = 0.75
 MIN_SHARE = 0.15
 SHARE_STEP = 0.02
+#: … and it grows back by this much per second in any case: after an overload that cut
+#: it, nothing may be admitted for a while (so nothing answered), and a 0.5× load 10 s
+#: later found it still at the floor and was refused whole.
+SHARE_REGROW = 0.1
 #: Requests answered over this many seconds are a floor under the modelled rate: what was
 #: just served can be served (the model, a difference of noisy rates when streams take
 #: most of the engine, can be far below it).
@@ -112,6 +116,7 @@ class Admission:
         #: The share of the time left that a predicted answer may take (ADMIT_SHARE, less
         #: after requests expired).
         self.share = ADMIT_SHARE
+        self._share_at = clock()
         self._served: deque[float] = deque()  # when requests were answered (clock)
         self._since = clock()
         self._admitted = metrics.requests_admitted_total
@@ -170,9 +175,12 @@ class Admission:
         now = self._clock()
         predicted = self.predicted()
         budget = deadline - now
-        share = self.share
-        if predicted <= share * budget:
-            return
+        with self._lock:
+            self.share = min(ADMIT_SHARE, self.share + SHARE_REGROW * (now - self._share_at))
+            self._share_at = now
+            share = self.share
+        if predicted <= share * budget or (self.inflight == 0 and predicted <= budget):
+            return  # (alone, a request is tried whenever it can make it: progress)
         # When the backlog will have drained enough for a request like this one.
         retry = MAX_RETRY_AFTER if math.isinf(predicted) else math.ceil(predicted / share - budget)
         rate, frames = self.http_rate(), self.model.frame_rate
@@ -235,6 +243,7 @@ class Admission:
             self.inflight -= 1
             if expired:
                 self.share = max(MIN_SHARE, self.share * SHARE_CUT)
+                self._share_at = self._clock()  # regrowth counts from the cut
             elif self.share < ADMIT_SHARE:
                 self.share = min(ADMIT_SHARE, self.share + SHARE_STEP)
         if expired:

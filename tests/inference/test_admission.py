@@ -159,6 +159,26 @@ def test_requests_that_expire_anyway_make_admission_more_careful_until_answers_r
     assert s.admission.share == pytest.approx(0.6 * 0.75**3 + 0.04)
 
 
+def test_after_an_overload_the_share_grows_back_with_time_and_a_lone_request_is_tried(served):
+    """Expiries cut the share to its floor (15 %). With nothing in flight a request that
+    could make it alone is admitted even so (progress); after 5 s without expiries the
+    share is back at 60 %, so a 0.5× load 10 s after an overload is not refused."""
+    s = served(per_item=0.1)
+    queue = s.pipeline.queues["preprocess"]
+    for _ in range(8):  # eight expiries: 0.6 × 0.75⁸ < 0.15
+        s.submit(10.0)
+        s.clock.advance(11.0)
+        queue.get_up_to(8, 0)
+    assert s.admission.share == pytest.approx(0.15)
+    s.submit(0.5)  # alone: 0.1 s predicted, past 15 % of 0.5 s but within it
+    (item,) = queue.get_up_to(1, 0)
+    item.future.set_result(item)
+    s.clock.advance(5.0)
+    for _ in range(6):
+        s.submit(1.0)
+    assert s.admission.share == pytest.approx(0.6)
+
+
 def test_what_was_just_served_is_a_floor_under_the_modelled_rate(served):
     """The model says 5/s (0.2 s per item), but 20 requests were answered in the last
     2 s: 10/s is used. Once the window holds nothing, the model's rate is back."""
