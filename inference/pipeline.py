@@ -115,7 +115,8 @@ class Pipeline:
         for queue in self.queues.values():
             queue.on_expired = self._expired
         self._shed_expired = metrics.requests_shed_total.labels("expired")
-        #: Stream frames handed to the pipeline (admission measures the streams' rate).
+        #: Frames the streams' sources decoded, dropped later or not: what the streams ask
+        #: of the pipeline (admission takes their rate out of HTTP's, as they go first).
         self.frames_in = AtomicCounter()
         self.keep_images: set[str] = set()  # streams whose frames are re-encoded
         self.preprocess = Preprocess(self.info, keep_images=self.keep_images)
@@ -238,8 +239,6 @@ class Pipeline:
         """Hand an item to the pipeline, blocking while its first queue is full: an HTTP
         body (``item.payload``) enters at decode, a decoded frame or tensor after it."""
         self.tracing.start(item, kind)
-        if kind == "frame":
-            self.frames_in.inc()
         if item.tensor is not None:
             item.tensor = self.preprocess.check(item.tensor)
         first = "decode" if item.payload is not None else FIRST_AFTER_DECODE
@@ -265,6 +264,7 @@ class Pipeline:
 
     def end_decode(self, token: int, item: Item) -> None:
         """The frame ``begin_decode`` announced is decoded: account it."""
+        self.frames_in.inc()
         stage = self.stages["decode"]
         self._observe(stage, [item], token, self.clock(), 0.0)
 

@@ -92,8 +92,8 @@ class ServiceModel:
             self._last[stage] = snap
         frames = self._frames()
         if elapsed > 0:
-            rate = (frames - self._frames_last) / elapsed
-            self.frame_rate = _blend(self.frame_rate, rate) if self.frame_rate else rate
+            # The last window's rate, not a blend: a deleted stream stops asking at once.
+            self.frame_rate = (frames - self._frames_last) / elapsed
         self._frames_last = frames
         self._at = now
         self._publish()

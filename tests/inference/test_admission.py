@@ -283,7 +283,8 @@ def _model(
 
 def test_the_streams_frames_come_out_of_the_http_capacity():
     """The engine serves 10 items/s. Streams bringing 8 frames/s leave 2/s for HTTP; at
-    12 frames/s nothing is left, and a request is refused saying the streams take it all."""
+    12 frames/s nothing is left, and a request is refused at once saying the streams take
+    it all; when they stop, the next window gives HTTP the whole engine back."""
     clock, frames = FakeClock(), [0]
     model = _model(clock, frames)
     assert model.http_rate == pytest.approx(10.0)
@@ -291,7 +292,7 @@ def test_the_streams_frames_come_out_of_the_http_capacity():
     clock.advance(1.0)
     model.refresh()
     assert model.frame_rate == pytest.approx(8.0) and model.http_rate == pytest.approx(2.0)
-    frames[0] += 16  # 16 frames in the next second: the blended rate goes past 10
+    frames[0] += 12  # 12 frames in the next second: more than the engine's 10
     clock.advance(1.0)
     model.refresh()
     assert model.http_rate == 0.0
@@ -308,6 +309,9 @@ def test_the_streams_frames_come_out_of_the_http_capacity():
         admission.submit(Item("http", 0), admission.deadline(None))
     assert "streams take the whole capacity" in str(refused.value)
     assert refused.value.retry_after == 30
+    clock.advance(1.0)  # the streams were deleted: no frames in this window
+    model.refresh()
+    assert model.http_rate == pytest.approx(10.0)
 
 
 def test_measured_service_times_replace_the_calibrated_guess():
@@ -470,3 +474,14 @@ def test_an_unmeasured_pipeline_admits_on_its_calibration():
         assert described["request_timeout_s"] == 0.8
     finally:
         s.stop()
+
+
+def test_the_streams_rate_is_what_their_sources_decode_dropped_or_not(served):
+    """A live stream that falls behind drops frames before the pipeline takes them; what
+    it asks of the engine is every frame its source decodes. Three decoded frames count
+    three, though none was handed to a queue."""
+    s = served()
+    for index in range(3):
+        token = s.pipeline.begin_decode(0.001)
+        s.pipeline.end_decode(token, _frame(index))
+    assert s.pipeline.frames_in.value == 3
