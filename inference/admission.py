@@ -121,7 +121,8 @@ class Admission:
         self._since = clock()
         self._admitted = metrics.requests_admitted_total
         self._shed = {reason: metrics.requests_shed_total.labels(reason) for reason in SHED_REASONS}
-        self._capacity = metrics.admission_capacity_items_per_second
+        # Read when Prometheus scrapes (the /metrics handler runs on the loop, as checks do).
+        metrics.admission_capacity_items_per_second.set_function(self._capacity_now)
         self._logged_at = clock()
         self._unlogged: dict[str, int] = {}
 
@@ -276,11 +277,15 @@ class Admission:
 
     # -- reporting -----------------------------------------------------------------------
 
+    def _capacity_now(self) -> float:
+        self.model.refresh()
+        rate = self.http_rate()
+        return rate if math.isfinite(rate) else 0.0
+
     def describe(self) -> dict[str, Any]:
         """For ``/v1/profile`` (and ``loglog loadgen --rps 1.5x``)."""
         self.model.refresh()
         rate, total = self.http_rate(), self.model.total_rate
-        self._capacity.set(rate if math.isfinite(rate) else 0.0)
         return {
             "latency_slo_s": self.latency_slo,
             "request_timeout_s": self.default_timeout,

@@ -35,6 +35,9 @@ class ServiceModel:
     - ``floor``: seconds one item alone needs (every stage's call, plus the batcher's wait).
     - ``reserve(stage)``: seconds from the queue in front of ``stage`` to the end; written
       to each queue's ``reserve`` so it can drop requests that can no longer finish.
+
+    Not locked: one thread refreshes it (the server's event loop, which admits requests
+    and answers scrapes); the queues only read the floats it publishes.
     """
 
     def __init__(

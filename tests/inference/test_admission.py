@@ -471,6 +471,7 @@ def test_an_unmeasured_pipeline_admits_on_its_calibration():
         assert math.isfinite(s.admission.model.http_rate)
         described = s.admission.describe()
         assert described["http_capacity_items_per_s"] == pytest.approx(20.0)
+        assert s.counted("inference_admission_capacity_items_per_second") == pytest.approx(20.0)
         assert described["request_timeout_s"] == 0.8
     finally:
         s.stop()
