@@ -248,7 +248,9 @@ class Admission:
             elif self.share < ADMIT_SHARE:
                 self.share = min(ADMIT_SHARE, self.share + SHARE_STEP)
         if expired:
-            self._note("expired")  # counted by the queue that dropped it; logged here
+            # Counted by the queue that dropped it; the loop's next log line says so (this
+            # runs on a stage thread: no log from here, and a lost +1 only touches the log).
+            self._unlogged["expired"] = self._unlogged.get("expired", 0) + 1
 
     def _refuse(self, error: ShedError) -> None:
         self.count_shed(error.reason)

@@ -33,7 +33,7 @@ class ServiceModel:
     - ``http_rate``: requests/s the slowest stage can take — workers ÷ seconds per item,
       less the streams' frame rate at the stages frames pass through (``shared``).
     - ``floor``: seconds one item alone needs (every stage's call, plus the batcher's wait).
-    - ``reserve(stage)``: seconds from the queue in front of ``stage`` to the end; written
+    - ``reserves[stage]``: seconds from the queue in front of ``stage`` to the end; written
       to each queue's ``reserve`` so it can drop requests that can no longer finish.
 
     Not locked: one thread refreshes it (the server's event loop, which admits requests
