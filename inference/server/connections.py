@@ -17,6 +17,7 @@ server read as down): :data:`PRIORITY_PATHS` are served whatever the count.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,11 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 #: Answered whatever the load: what tells on-call and Prometheus the server is alive.
 PRIORITY_PATHS = frozenset({"/metrics", "/healthz", "/readyz", "/v1/profile"})
+#: A refused request's body is read (and dropped) up to this much, for this long, before
+#: the 503 and the close: closing with unread bytes makes the kernel reset the connection,
+#: and a client still sending its body never reads the answer.
+DRAIN_BYTES = 64 * 1024 * 1024
+DRAIN_SECONDS = 2.0
 
 
 def concurrency_guard(
@@ -44,11 +50,24 @@ def concurrency_guard(
         ):
             if on_limit is not None:
                 on_limit()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_drain(receive), DRAIN_SECONDS)
             await _refuse(send, limit, max(len(connections), len(tasks)))
             return
         await app(scope, receive, send)
 
     return guarded
+
+
+async def _drain(receive: Any) -> None:
+    received = 0
+    while received <= DRAIN_BYTES:
+        message = await receive()
+        if message["type"] != "http.request":
+            return  # the client went away
+        received += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 async def _refuse(send: Any, limit: int, count: int) -> None:

@@ -486,3 +486,24 @@ def test_the_streams_rate_is_what_their_sources_decode_dropped_or_not(served):
         token = s.pipeline.begin_decode(0.001)
         s.pipeline.end_decode(token, _frame(index))
     assert s.pipeline.frames_in.value == 3
+
+
+def test_a_request_refused_past_max_connections_is_read_to_its_end_before_the_answer():
+    """The guard answers with Connection: close. Closing with the body still unread makes
+    the kernel reset the connection, and a client still sending never reads the 503: the
+    body is read (and dropped) first."""
+    events: list[str] = []
+    chunks = [(b"x" * 1000, True), (b"y" * 1000, True), (b"z" * 10, False)]
+
+    async def receive() -> dict:
+        body, more = chunks.pop(0)
+        events.append("read")
+        return {"type": "http.request", "body": body, "more_body": more}
+
+    async def send(message: dict) -> None:
+        events.append(message["type"])
+
+    guarded = concurrency_guard(_ok, _State(9, 1), 4)
+    scope = {"type": "http", "method": "POST", "path": "/v1/infer", "headers": []}
+    asyncio.run(guarded(scope, receive, send))
+    assert events == ["read", "read", "read", "http.response.start", "http.response.body"]
