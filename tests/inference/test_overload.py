@@ -161,15 +161,16 @@ def test_an_overload_is_shed_with_503s_while_scrapes_and_admitted_requests_are_s
 def test_past_max_connections_inference_gets_a_503_naming_it_and_metrics_still_answer(
     small_server,
 ):
-    """max_connections 4 and six slow requests at once (a 400 ms drill): the ones past the
-    limit are refused with a 503 whose body names max_connections (counted); meanwhile
-    /metrics, /healthz and /v1/profile answer 200."""
-    small_server.drill("infer", 400)
+    """max_connections 4 and six slow requests at once (a 2 s drill per item, so that on a
+    loaded host the six still overlap): the ones past the limit are refused with a 503
+    whose body names max_connections (counted); meanwhile /metrics, /healthz and
+    /v1/profile answer 200."""
+    small_server.drill("infer", 2000)
     body, content_type = request_image("jpeg")
     results: list[tuple[int, dict[str, str], bytes]] = []
 
     def slow_request() -> None:
-        headers = {"Content-Type": content_type, "X-Request-Timeout": "20"}
+        headers = {"Content-Type": content_type, "X-Request-Timeout": "60"}
         try:
             results.append(small_server.call("POST", "/v1/infer", body, headers))
         except OSError as exc:  # a reset before the answer: the failure this guards
@@ -178,7 +179,7 @@ def test_past_max_connections_inference_gets_a_503_naming_it_and_metrics_still_a
     threads = [threading.Thread(target=slow_request) for _ in range(6)]
     for thread in threads:
         thread.start()
-    time.sleep(0.5)  # the requests are in flight (each takes ≥ 400 ms in the engine)
+    time.sleep(1.0)  # the requests are in flight (each takes ≥ 2 s in the engine)
     probes = [small_server.call("GET", path)[0] for path in ("/metrics", "/healthz", "/v1/profile")]
     for thread in threads:
         thread.join(120)
