@@ -55,11 +55,17 @@ class Alert:
 
 
 def burn_rate_alerts(
-    cfg: Config, *, slo: str, ratio: str, what: str, cases: dict[str, tuple[Case, ...]]
+    cfg: Config,
+    *,
+    slo: str,
+    ratio: str,
+    what: str,
+    cases: dict[str, tuple[Case, ...]],
+    counts: str = "",
 ) -> list[Alert]:
     """Multiwindow, multi-burn-rate alerts (SRE workbook) for one SLO: a page for fast
     burns (1h & 5m at 14.4×, 6h & 30m at 6×) and a ticket for slow ones (1d & 2h at 3×,
-    3d & 6h at 1×)."""
+    3d & 6h at 1×). ``counts`` says which requests the SLO counts (runbook text)."""
     budget = cfg.budget
     alerts = []
     for severity, suffix, for_ in (
@@ -94,6 +100,7 @@ def burn_rate_alerts(
                     f"The share of requests that {what} is high enough that, at this pace, the "
                     f"{cfg.slo_target:.0%} SLO's error budget runs out "
                     + ("within days." if severity == "critical" else "before the month ends.")
+                    + (f" {counts}" if counts else "")
                 ),
                 confirm=(
                     "Open the on-call dashboard: the burn-rate panel shows every window. "

@@ -78,6 +78,8 @@ class Config:
     #: … and output below this share of the frames coming in is a collapse (≥ 95 % lost).
     collapse_ratio: float = 0.05
     drop_ratio: float = 0.05
+    #: Share of offered HTTP requests shed (503 + Retry-After) that makes a ticket.
+    shed_ratio: float = 0.05
     lag_seconds: float = 2.0
     underfed_efficiency: float = 0.5
     engine_efficiency: float = 0.7

@@ -19,7 +19,7 @@ def inference_alerts(cfg: Config) -> list[Alert]:
             component="inference",
             summary="Inference server {{ $labels.instance }} is down",
             description="Prometheus cannot scrape {{ $labels.instance }} (up = {{ $value | humanize }}).",
-            meaning="The inference server does not answer /metrics: it is dead, hung, or unreachable. No frame or request is being served by it.",
+            meaning="The inference server does not answer /metrics: it is dead, hung, or unreachable. No frame or request is being served by it. (Not overload: an overloaded server keeps answering its scrapes — they pass its max_connections guard and no inference queue — and sheds requests instead; that is InferenceShedding.)",
             confirm="`curl -s http://<instance>/healthz`; check the process (`pgrep -af '^loglog serve'`) and its log; the Prometheus targets page shows the scrape error.",
             fix="Restart the server (under `loglog up` it is restarted by itself within seconds, so this firing there means it is crash-looping: see LoglogUpComponentCrashLoop). If it crashes again, read the last log lines (a ModelError or ConfigError says what to fix) and the host's memory (OOM kills).",
             cases=(
@@ -327,6 +327,52 @@ def inference_alerts(cfg: Config) -> list[Alert]:
             ),
         ),
         Alert(
+            name="InferenceShedding",
+            expr=(
+                f"sum by (job, instance) (rate(inference_requests_shed_total{{{job}}}[{t.window}]))"
+                f" / (sum by (job, instance) (rate(inference_requests_admitted_total{{{job}}}[{t.window}]))"
+                f' + sum by (job, instance) (rate(inference_requests_shed_total{{{job}, reason!="expired"}}[{t.window}])))'
+                f" > {cfg.shed_ratio:g}"
+            ),
+            for_=t.ticket_for,
+            severity="warning",
+            component="inference",
+            summary="{{ $labels.instance }} sheds requests: more comes in than it can serve",
+            description="{{ $value | humanizePercentage }} of the HTTP requests offered are answered 503 with Retry-After (refused at admission, or dropped past their deadline).",
+            meaning="The offered load is above what the server can answer within the requests' deadlines, for a sustained period. It is doing what it should — refusing at once (503, Retry-After, a body naming the limit) the requests it cannot answer in time, and dropping from its queues those whose deadline would pass, so the ones it admits are answered within the SLO and the engine never works for a client that gave up. Live streams go first; HTTP gets what they leave. The shed requests count against availability (InferenceErrorsBudgetBurn).",
+            confirm="`curl -s http://<instance>/v1/profile | jq .admission`: http_capacity_items_per_s (what HTTP gets after the streams), stream_items_per_s, requests_in_flight, predicted_answer_s. `rate(inference_requests_shed_total[5m])` by reason: predicted_wait (refused at once), expired (dropped in a queue: the prediction was optimistic), queue_full, max_connections (the last guard: raise max_connections or lower the load). `loglog profile` names the stage that limits the rate.",
+            fix="Add capacity (another server, a faster engine, more workers for a stage that is the limit) or move streams elsewhere; ask heavy clients to back off (they are told Retry-After). Raise request_timeout_s only if clients really wait longer — it lets the queue grow, not the capacity.",
+            cases=(
+                Case(
+                    "fires when a fifth of the offered requests are shed",
+                    {
+                        f"inference_requests_admitted_total{{{INF}}}": "0+80x30",
+                        f'inference_requests_shed_total{{{INF}, reason="predicted_wait"}}': "0+20x30",
+                        f'inference_requests_shed_total{{{INF}, reason="expired"}}': "0x30",
+                    },
+                    "25m",
+                    (SERVER,),
+                    0.2,
+                ),
+                Case(
+                    "healthy: one in a thousand shed",
+                    {
+                        f"inference_requests_admitted_total{{{INF}}}": "0+999x30",
+                        f'inference_requests_shed_total{{{INF}, reason="predicted_wait"}}': "0+1x30",
+                    },
+                    "25m",
+                ),
+                Case(
+                    "healthy: no requests at all",
+                    {
+                        f"inference_requests_admitted_total{{{INF}}}": "0x30",
+                        f'inference_requests_shed_total{{{INF}, reason="predicted_wait"}}': "0x30",
+                    },
+                    "25m",
+                ),
+            ),
+        ),
+        Alert(
             name="InferenceConfigReloadRejected",
             expr=f'increase(inference_config_reloads_total{{{job}, result="rejected"}}[15m]) > 0',
             severity="warning",
@@ -363,12 +409,20 @@ def inference_alerts(cfg: Config) -> list[Alert]:
     )
     stuck = f'inference_requests_inflight{{{INF}, older_than="{cfg.older_than}"}}'
     job_only = {"job": "inference"}
+    shed = f'inference_requests_shed_total{{{INF}, reason="predicted_wait"}}'
     alerts += burn_rate_alerts(
         cfg, slo="errors", ratio="job:inference_request_errors:ratio_rate", what="fail",
+        counts=(
+            "Requests shed under overload count as failed (availability): refused with a 503 "
+            "and Retry-After, or dropped from a queue when their deadline would pass first "
+            "(inference_requests_shed_total; see InferenceShedding)."
+        ),
         cases={
             "critical": (
                 Case("fires at 20 % errors", {ok: "0+80x120", err: "0+20x120"}, "90m", (job_only,), 0.2),
+                Case("fires when a fifth of the requests are shed", {ok: "0+80x120", err: "0x120", shed: "0+20x120"}, "90m", (job_only,), 0.2),
                 Case("healthy at 0.1 % errors", {ok: "0+999x120", err: "0+1x120"}, "90m"),
+                Case("healthy at 0.1 % shed", {ok: "0+999x120", err: "0x120", shed: "0+1x120"}, "90m"),
             ),
             "warning": (
                 Case("fires at 5 % errors for hours", {ok: "0+95x240", err: "0+5x240"}, "3h", (job_only,), 0.05),
@@ -378,6 +432,12 @@ def inference_alerts(cfg: Config) -> list[Alert]:
     )  # fmt: skip
     alerts += burn_rate_alerts(
         cfg, slo="latency", ratio="job:inference_request_slow:ratio_rate", what=f"take longer than {cfg.latency_slo_seconds:g} s",
+        counts=(
+            "It counts the requests the server answered (and those still in flight past the "
+            "SLO): a request shed under overload was answered at once with a 503 and counts "
+            "against availability (InferenceErrorsBudgetBurn), not here — so shedding keeps "
+            "this budget, and an overload that ends stops burning it."
+        ),
         cases={
             "critical": (
                 Case("fires when half the requests are slow", {count: "0+100x120", bucket: "0+50x120"}, "90m", (job_only,), 0.5),

@@ -59,11 +59,18 @@ def recording_rules(cfg: Config) -> list[dict[str, Any]]:
             }
         )
     for window in SLO_WINDOWS:
+        # Availability: a request shed under overload (refused with a 503, or dropped from a
+        # queue past its deadline) is a failed request, not a slow one; "or … * 0" keeps
+        # the ratio for a server that exports no shed series.
+        errors = f'sum by (job) (rate(inference_requests_total{{{job}, status="error"}}[{window}]))'
+        answered = (
+            f'sum by (job) (rate(inference_requests_total{{{job}, status=~"ok|error"}}[{window}]))'
+        )
+        shed = f"(sum by (job) (rate(inference_requests_shed_total{{{job}}}[{window}])) or {answered} * 0)"
         rules.append(
             {
                 "record": f"job:inference_request_errors:ratio_rate{window}",
-                "expr": f'sum by (job) (rate(inference_requests_total{{{job}, status="error"}}[{window}]))'
-                f' / sum by (job) (rate(inference_requests_total{{{job}, status=~"ok|error"}}[{window}]))',
+                "expr": f"({errors} + {shed}) / ({answered} + {shed})",
             }
         )
         # Slow = finished later than the SLO, or still in flight and already older than it

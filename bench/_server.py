@@ -41,7 +41,10 @@ class Server:
         probed: bool = False,
         config: str | None = None,
         env: dict[str, str] | None = None,
+        root: str | None = None,
     ) -> None:
+        """``root``: serve the code of another checkout (e.g. an export of main, for a
+        before/after run in one benchmark) instead of this one."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "bench._server", "--port", str(self.port)]
@@ -53,7 +56,8 @@ class Server:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **(env or {}), **({"PYTHONPATH": root} if root else {})},
+            cwd=root,
             # A benchmark killed by hand must not leave its server running (and loading
             # the machine for the next benchmark): SIGTERM when this process dies.
             preexec_fn=die_with_parent,

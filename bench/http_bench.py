@@ -42,12 +42,13 @@ from typing import Any
 import numpy as np
 
 from bench._server import Server
-from inference.loadgen import _Connections, open_loop, request_image
+from inference.loadclient import Connections
+from inference.loadgen import open_loop, request_image
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-async def _probe_loop(connections: _Connections, stop: asyncio.Event) -> list[float]:
+async def _probe_loop(connections: Connections, stop: asyncio.Event) -> list[float]:
     """GET /healthz every 100 ms; its latencies say whether the server's loop is free."""
     seen: list[float] = []
     loop = asyncio.get_running_loop()
@@ -64,7 +65,7 @@ async def _probe_loop(connections: _Connections, stop: asyncio.Event) -> list[fl
 
 
 async def _closed_loop(
-    connections: _Connections, body: bytes, kind: str, clients: int, seconds: float
+    connections: Connections, body: bytes, kind: str, clients: int, seconds: float
 ) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
@@ -103,7 +104,7 @@ def step(server: Server, kind: str, mode: str, rate: float, seconds: float) -> d
 
     async def main() -> dict[str, Any]:
         host, port = "127.0.0.1", server.port
-        load, probes = _Connections(host, port), _Connections(host, port)
+        load, probes = Connections(host, port), Connections(host, port)
         stop = asyncio.Event()
         probe = asyncio.create_task(_probe_loop(probes, stop))
         cpu_before = server.cpu_seconds()
@@ -119,8 +120,8 @@ def step(server: Server, kind: str, mode: str, rate: float, seconds: float) -> d
                     "achieved_rps": summary["achieved_rps"],
                     "errors": summary["errors"],
                     "statuses": summary["statuses"],
-                    "p50_ms": summary["latency_ms"].get("p50", float("nan")),
-                    "p99_ms": summary["latency_ms"].get("p99", float("nan")),
+                    "p50_ms": summary["latency_ms_2xx"].get("p50", float("nan")),
+                    "p99_ms": summary["latency_ms_2xx"].get("p99", float("nan")),
                     "late_to_send": summary["late_to_send"],
                     "max_in_flight_seen": summary["max_in_flight_seen"],
                     "stale_retries": load.stale_retries,

@@ -89,6 +89,16 @@ class RuntimeConfig:
     max_stream_pixel_rate: float = 1.0e9
     #: Connections (plus in-flight requests) past which new ones get a 503 at once.
     max_connections: int = 512
+    # -- overload (README: "Overload") --
+    #: The latency SLO the alerts use (alerts/config.py's latency_slo_seconds): requests'
+    #: default deadline is 0.8 × this, the rest being margin for the last stages and the
+    #: network.
+    latency_slo_s: float = 1.0
+    #: A request's deadline, seconds after it arrived (null: 0.8 × latency_slo_s). One that
+    #: cannot be answered by then is refused at once (503 + Retry-After).
+    request_timeout_s: float | None = None
+    #: The most a client may ask for with the X-Request-Timeout header (larger is capped).
+    max_request_timeout_s: float = 30.0
     #: A connection whose request headers are not complete after this long is closed.
     header_timeout_s: float = 10.0
     #: A request body not fully received after this long is answered 408.
@@ -148,6 +158,20 @@ class RuntimeConfig:
             (0 < self.max_stream_pixel_rate <= 1e12, "max_stream_pixel_rate must be > 0"),
             (0 <= self.stream_reap_s <= 86_400, "stream_reap_s must be 0–86400"),
             (1 <= self.max_connections <= 100_000, "max_connections must be 1–100000"),
+            (0.01 <= self.latency_slo_s <= 600, "latency_slo_s must be 0.01–600"),
+            (
+                self.request_timeout_s is None or 0.001 <= self.request_timeout_s <= 3600,
+                "request_timeout_s must be null or 0.001–3600",
+            ),
+            (
+                0.001 <= self.max_request_timeout_s <= 3600,
+                "max_request_timeout_s must be 0.001–3600",
+            ),
+            (
+                self.request_timeout_s is None
+                or self.request_timeout_s <= self.max_request_timeout_s,
+                "request_timeout_s must be ≤ max_request_timeout_s",
+            ),
             (0.1 <= self.header_timeout_s <= 600, "header_timeout_s must be 0.1–600"),
             (0.1 <= self.body_timeout_s <= 3600, "body_timeout_s must be 0.1–3600"),
         ]  # fmt: skip
@@ -178,6 +202,7 @@ def _check_types(config: RuntimeConfig) -> None:
         "float": (int, float),
         "str": (str,),
         "int | None": (int, type(None)),
+        "float | None": (int, float, type(None)),
         "str | None": (str, type(None)),
     }
     for field in dataclasses.fields(config):
@@ -209,6 +234,7 @@ _KIND_WORDS = {
     "float": "a number",
     "str": "a string",
     "int | None": "a whole number or null",
+    "float | None": "a number or null",
     "str | None": "a string or null",
 }
 

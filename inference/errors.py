@@ -15,6 +15,7 @@ translated at the boundary into these, and every message says what to do.
     │   └── BudgetError      the streams' pixel-rate budget would be exceeded (HTTP 422)
     ├── AuthError            a mutating endpoint without the right bearer token (HTTP 401)
     ├── OverloadedError      the pipeline stayed full; retry shortly (HTTP 503)
+    │   └── ShedError        a request shed by admission control, with Retry-After (HTTP 503)
     ├── StreamLimitError     too many streams (HTTP 429)
     ├── UnknownStreamError   no such stream (HTTP 404)
     ├── DrillError           drills are disabled (HTTP 403)
@@ -72,6 +73,20 @@ class AuthError(InferenceError):
 
 class OverloadedError(InferenceError):
     status = 503
+
+
+class ShedError(OverloadedError):
+    """A request refused (or dropped from a queue) so that those admitted meet their
+    deadlines. ``reason`` is the label of ``inference_requests_shed_total``, ``limit`` the
+    setting that decided it, ``retry_after`` whole seconds for the Retry-After header."""
+
+    status = 503
+
+    def __init__(self, message: str, *, reason: str, limit: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.limit = limit
+        self.retry_after = max(1, int(retry_after))
 
 
 class StreamLimitError(InferenceError):

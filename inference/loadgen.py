@@ -3,7 +3,14 @@
 ``--rps`` sends ``POST /v1/infer`` on a fixed schedule — request *i* is due at
 ``start + i / rps`` whatever happened to the others — and measures each request's latency
 from its **scheduled** send time, so a slow server (or a stalled client) cannot hide the
-queueing it causes (coordinated omission). Requests run on one asyncio loop with as many
+queueing it causes (coordinated omission). ``--rps 1.5x`` is a multiple of what the server
+says it can serve over HTTP: its calibrated capacity less the live streams' frames
+(``/v1/profile``), so a game day overloads by a stated factor on any machine.
+
+The summary separates what users got: ``goodput_rps`` (2xx answered within ``--slo-ms``,
+by default the server's latency SLO, per second of the schedule), ``latency_ms_2xx``,
+``rejection_latency_ms`` (how fast 429/503 refusals came), and the count of each status
+code apart from time-outs and unreachable. Requests run on one asyncio loop with as many
 keep-alive connections as there are requests in flight, up to ``max_in_flight`` (1,000
 by default); a request due while that many are in flight is not sent, and is counted as
 ``in_flight_cap`` among the errors. The summary says how many requests were sent later
@@ -17,10 +24,9 @@ them. A progress bar runs on stderr; a summary is printed at the end and, with
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
+import math
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,6 +35,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from .loadclient import Connections, ControlClient
 from .metrics import LOADGEN_METRICS, REQUEST_BUCKETS
 
 #: A request sent more than this after its due time counts as late to send.
@@ -37,34 +44,6 @@ LATE_AFTER = 0.010
 MAX_IN_FLIGHT = 1000
 #: A request without an answer after this long is counted as ``timeout``.
 REQUEST_TIMEOUT = 30.0
-
-
-class _Client:
-    """One keep-alive HTTP connection per thread (for --streams' few control calls)."""
-
-    def __init__(self, url: str, timeout: float = 30.0) -> None:
-        parts = urlsplit(url)
-        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
-        self.timeout = timeout
-        self.local = threading.local()
-
-    def request(
-        self, method: str, path: str, body: bytes | None = None, content_type: str = ""
-    ) -> tuple[int, bytes]:
-        conn = getattr(self.local, "conn", None)
-        if conn is None:
-            conn = self.local.conn = http.client.HTTPConnection(
-                self.host, self.port, timeout=self.timeout
-            )
-        headers = {"Content-Type": content_type} if content_type else {}
-        try:
-            conn.request(method, path, body=body, headers=headers)
-            response = conn.getresponse()
-            return response.status, response.read()
-        except (OSError, http.client.HTTPException):
-            conn.close()
-            self.local.conn = None
-            return 0, b""
 
 
 def _bar(done: float, total: float, text: str) -> None:
@@ -76,108 +55,8 @@ def _bar(done: float, total: float, text: str) -> None:
     sys.stderr.flush()
 
 
-class _Connections:
-    """Keep-alive HTTP/1.1 connections on one loop: an idle one is reused, else a new one
-    is opened, so concurrency follows the requests in flight (no pool caps it)."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-        #: Requests re-sent because a reused keep-alive connection was closed under them.
-        self.stale_retries = 0
-
-    async def post(self, path: str, body: bytes, content_type: str) -> int:
-        """POST and read the whole answer; the status, or raises OSError/ValueError."""
-        head = f"POST {path} HTTP/1.1\r\nContent-Type: {content_type}\r\n"
-        return await self._exchange(head, body)
-
-    async def get(self, path: str) -> int:
-        """GET and read the whole answer; the status."""
-        return await self._exchange(f"GET {path} HTTP/1.1\r\n", b"")
-
-    async def _exchange(self, head: str, body: bytes) -> int:
-        request = (head + f"Host: {self.host}\r\nContent-Length: {len(body)}\r\n\r\n").encode(
-            "latin-1"
-        ) + body
-        reused = None
-        while self.idle:
-            candidate = self.idle.pop()
-            if candidate[0].at_eof():  # the server closed it while idle (keep-alive timeout)
-                candidate[1].close()
-            else:
-                reused = candidate
-                break
-        if reused is not None:
-            try:
-                return await self._send_on(reused, request)
-            except _ClosedBeforeAnswer:
-                # The server closed this idle connection as we reused it, before a byte of
-                # an answer: sent once more on a new one. A server that reads a whole
-                # request and then closes unanswered gets it twice; the retries are counted
-                # (``stale_retries`` in the summary) so that shows.
-                self.stale_retries += 1
-        connection = await asyncio.open_connection(self.host, self.port)
-        try:
-            return await self._send_on(connection, request)
-        except _ClosedBeforeAnswer as exc:
-            raise ConnectionResetError(
-                "the server closed the connection without answering"
-            ) from exc
-
-    async def _send_on(
-        self, connection: tuple[asyncio.StreamReader, asyncio.StreamWriter], request: bytes
-    ) -> int:
-        reader, writer = connection
-        try:
-            writer.write(request)
-            status, keep = await _read_response(reader)
-        except BaseException:
-            writer.close()
-            raise
-        if keep:
-            self.idle.append((reader, writer))
-        else:
-            writer.close()
-        return status
-
-    def close(self) -> None:
-        for _, writer in self.idle:
-            writer.close()
-        self.idle.clear()
-
-
-class _ClosedBeforeAnswer(ConnectionError):
-    """The connection ended before a single byte of the answer."""
-
-
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
-    """Status and whether the connection stays open; the body is read and discarded."""
-    try:
-        line = await reader.readline()
-    except ConnectionResetError as exc:
-        raise _ClosedBeforeAnswer(str(exc)) from exc
-    if not line:
-        raise _ClosedBeforeAnswer("EOF before the status line")
-    parts = line.split(None, 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-        raise ValueError(f"not an HTTP response: {line[:80]!r}")
-    status, length, chunked, keep = int(parts[1]), 0, False, parts[0] == b"HTTP/1.1"
-    while (header := await reader.readline()) not in (b"\r\n", b"\n", b""):
-        name, _, value = header.decode("latin-1").partition(":")
-        name, value = name.strip().lower(), value.strip().lower()
-        if name == "content-length":
-            length = int(value)
-        elif name == "transfer-encoding":
-            chunked = "chunked" in value
-        elif name == "connection":
-            keep = value != "close"
-    if chunked:
-        while size := int((await reader.readline()).split(b";")[0], 16):
-            await reader.readexactly(size + 2)
-        await reader.readline()
-    elif length:
-        await reader.readexactly(length)
-    return status, keep
+#: Statuses a server sheds load with (their latency is reported apart).
+REJECTIONS = (429, 503)
 
 
 @dataclass
@@ -186,9 +65,12 @@ class OpenLoopRun:
 
     rps: float
     duration: float
+    slo: float = 1.0  # a 2xx later than this (from its due time) is not goodput
     latencies: list[float] = field(default_factory=list)  # ok requests, from their due time
+    rejections: list[float] = field(default_factory=list)  # 429/503s, from their due time
     send_lags: list[float] = field(default_factory=list)  # every sent request
     statuses: dict[str, int] = field(default_factory=dict)
+    codes: dict[str, int] = field(default_factory=dict)  # every HTTP status code answered
     in_flight: int = 0
     max_in_flight_seen: int = 0
     sent: int = 0
@@ -205,16 +87,25 @@ class OpenLoopRun:
         def ms(values: list[float], q: float) -> float:
             return round(float(np.percentile(values, q)) * 1000, 2)
 
+        good = sum(latency <= self.slo for latency in self.latencies)
         return {
             "mode": "rps",
             "target_rps": self.rps,
             "due": due,
             "sent": self.sent,
             "statuses": dict(sorted(self.statuses.items())),
+            "status_codes": dict(sorted(self.codes.items())),
             "errors": due - ok,
             "achieved_rps": round(ok / self.elapsed, 2) if self.elapsed else 0.0,
-            "latency_ms": {f"p{q}": ms(self.latencies, q) for q in (50, 95, 99)}
+            "goodput_rps": round(good / self.duration, 2) if self.duration else 0.0,
+            "slo_ms": round(self.slo * 1000, 1),
+            "within_slo": good,
+            "latency_ms_2xx": {f"p{q}": ms(self.latencies, q) for q in (50, 95, 99)}
             if self.latencies else {},
+            "rejected": len(self.rejections),
+            "rejection_latency_ms": {"p50": ms(self.rejections, 50), "p99": ms(self.rejections, 99),
+                                     "max": round(max(self.rejections) * 1000, 2)}
+            if self.rejections else {},
             "latency_from": "scheduled send time (open loop)",
             "late_to_send": late,
             "late_after_ms": LATE_AFTER * 1000,
@@ -237,6 +128,7 @@ async def open_loop(
     *,
     max_in_flight: int = MAX_IN_FLIGHT,
     timeout: float = REQUEST_TIMEOUT,
+    slo: float = 1.0,
     progress: Callable[[float, OpenLoopRun], None] | None = None,
 ) -> OpenLoopRun:
     """Call ``send()`` ``rps × duration`` times on schedule; wait for the last answers.
@@ -245,7 +137,7 @@ async def open_loop(
     reached or answers garbage); it is the seam tests replace.
     """
     loop = asyncio.get_running_loop()
-    run = OpenLoopRun(rps, duration)
+    run = OpenLoopRun(rps, duration, slo)
     total = max(1, round(rps * duration))
     tasks: set[asyncio.Task[None]] = set()
 
@@ -259,8 +151,11 @@ async def open_loop(
             run.count("unreachable")
         else:
             run.count(f"{status // 100}xx")
+            run.codes[str(status)] = run.codes.get(str(status), 0) + 1
             if status // 100 == 2:
                 run.latencies.append(loop.time() - due)
+            elif status in REJECTIONS:
+                run.rejections.append(loop.time() - due)
         finally:
             run.in_flight -= 1
 
@@ -305,6 +200,7 @@ def run_rps(
     *,
     image: str = "jpeg",
     max_in_flight: int = MAX_IN_FLIGHT,
+    slo: float = 1.0,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """An open-loop run against ``url``; the summary (see the module docstring)."""
@@ -314,10 +210,13 @@ def run_rps(
     def report(now: float, run: OpenLoopRun) -> None:
         ok = run.latencies[-200:]
         p99 = np.percentile(ok, 99) * 1000 if ok else 0.0
-        text = f"sent {run.sent}  in flight {run.in_flight}  ok {len(run.latencies)}"
+        text = (
+            f"sent {run.sent}  in flight {run.in_flight}  ok {len(run.latencies)}  "
+            f"refused {len(run.rejections)}"
+        )
         _bar(now, duration, f"{text}  p99 {p99:.0f} ms")
 
-    connections = _Connections(parts.hostname or "127.0.0.1", parts.port or 80)
+    connections = Connections(parts.hostname or "127.0.0.1", parts.port or 80)
 
     async def main() -> OpenLoopRun:
         try:
@@ -326,6 +225,7 @@ def run_rps(
                 rps,
                 duration,
                 max_in_flight=max_in_flight,
+                slo=slo,
                 progress=None if quiet else report,
             )
         finally:
@@ -341,7 +241,7 @@ def run_rps(
 
 
 def run_streams(url: str, count: int, duration: float, source: str) -> dict[str, Any]:
-    client = _Client(url)
+    client = ControlClient(url)
     created = []
     for index in range(count):
         body = json.dumps({"source": source, "id": f"loadgen-{index + 1}"}).encode()
@@ -372,6 +272,51 @@ def run_streams(url: str, count: int, duration: float, source: str) -> dict[str,
         "streams": len(created),
         "fps": round(fps, 2),
         "duration_s": duration,
+    }
+
+
+def parse_rps(text: str | float) -> tuple[float, bool]:
+    """``"50"`` → (50.0, False): requests/s; ``"1.5x"`` → (1.5, True): a multiple of the
+    server's HTTP capacity. ValueError with the accepted forms otherwise."""
+    raw = str(text).strip().lower()
+    relative = raw.endswith("x")
+    try:
+        value = float(raw[:-1] if relative else raw)
+    except ValueError:
+        raise ValueError(
+            f"--rps {str(text)[:40]!r}: give requests/s (50) or a multiple of the server's "
+            "capacity (1.5x)"
+        ) from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"--rps {str(text)[:40]!r} must be positive")
+    return value, relative
+
+
+def server_rates(url: str) -> dict[str, float]:
+    """What the server says it serves: ``capacity`` (items/s, model-only, at the batch it
+    batches to), ``streams`` (frames/s its live streams take first), ``http`` (capacity −
+    streams) and its latency ``slo`` in seconds. A server without admission control
+    reports no stream load or SLO: then its streams' fps and 1 s."""
+    client = ControlClient(url, timeout=10)
+    try:
+        status, answer = client.request("GET", "/v1/profile")
+        if status != 200:
+            raise OSError(f"GET /v1/profile answered {status or 'nothing'}; is the server ready?")
+        profile = json.loads(answer)
+        capacity = max(float(v) for v in profile["capacity_items_per_s"].values())
+        admission = profile.get("admission") or {}
+        if "stream_items_per_s" in admission:
+            streams = float(admission["stream_items_per_s"])
+        else:
+            status, answer = client.request("GET", "/v1/streams")
+            streams = sum(s["fps"] for s in json.loads(answer)) if status == 200 else 0.0
+    finally:
+        client.close()
+    return {
+        "capacity": capacity,
+        "streams": streams,
+        "http": max(0.0, capacity - streams),
+        "slo": float(admission.get("latency_slo_s", 1.0)),
     }
 
 
@@ -406,6 +351,11 @@ def push_summary(gateway: str, summary: dict[str, Any]) -> None:
     for value in summary.get("latencies", []):
         latency.observe(value)
     achieved.set(summary.get("achieved_rps", summary.get("fps", 0.0)))
+    if "goodput_rps" in summary:
+        goodput = Gauge(
+            "loglog_loadgen_goodput_rps", help_of["loglog_loadgen_goodput_rps"], registry=registry
+        )
+        goodput.set(summary["goodput_rps"])
     late = Gauge(
         "loglog_loadgen_late_requests",
         help_of["loglog_loadgen_late_requests"],
@@ -419,16 +369,46 @@ def push_summary(gateway: str, summary: dict[str, Any]) -> None:
 def main(
     *,
     url: str,
-    rps: float | None,
+    rps: str | float | None,
     streams: int | None,
     duration: float,
     source: str,
     pushgateway: str | None,
     image: str = "jpeg",
     max_in_flight: int = MAX_IN_FLIGHT,
+    slo_ms: float | None = None,
 ) -> int:
+    resolved: dict[str, Any] = {}
+    if rps is not None:
+        try:
+            rate, relative = parse_rps(rps)
+        except ValueError as exc:
+            sys.stderr.write(f"loglog loadgen: {exc}\n")
+            return 2
+        if relative or slo_ms is None:
+            try:
+                rates = server_rates(url)
+            except (OSError, ValueError, KeyError) as exc:
+                if relative:
+                    sys.stderr.write(f"loglog loadgen: cannot read the server's capacity: {exc}\n")
+                    return 2
+                rates = {"slo": 1.0}  # an absolute rate needs nothing from the server
+            if relative:
+                resolved = {"rps_factor": rate, "server": rates}
+                rate = round(rate * rates["http"], 2)
+                sys.stderr.write(
+                    f"loglog loadgen: {rps} = {rate:g} requests/s ({resolved['rps_factor']:g} × "
+                    f"({rates['capacity']:.1f} items/s capacity − {rates['streams']:.1f} "
+                    "frames/s of streams))\n"
+                )
+            if slo_ms is None:
+                slo_ms = rates["slo"] * 1000
+        rps = rate
     if rps is not None and not 0 < rps <= 10_000:
         sys.stderr.write("loglog loadgen: --rps must be between 0 and 10000\n")
+        return 2
+    if slo_ms is not None and not 0 < slo_ms <= 3_600_000:
+        sys.stderr.write("loglog loadgen: --slo-ms must be positive\n")
         return 2
     if not 0 < max_in_flight <= 100_000:
         sys.stderr.write("loglog loadgen: --max-in-flight must be between 1 and 100000\n")
@@ -437,7 +417,17 @@ def main(
         sys.stderr.write("loglog loadgen: --streams must be between 1 and 1000\n")
         return 2
     summary = (
-        run_rps(url, rps, duration, image=image, max_in_flight=max_in_flight)
+        {
+            **run_rps(
+                url,
+                float(rps),
+                duration,
+                image=image,
+                max_in_flight=max_in_flight,
+                slo=(slo_ms or 1000.0) / 1000,
+            ),
+            **resolved,
+        }
         if rps is not None
         else run_streams(url, streams or 0, duration, source)
     )

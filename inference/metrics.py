@@ -135,6 +135,9 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "inference_decode_processes": ("gauge", (), "Decode processes running (decode_processes > 0: streams are decoded and preprocessed there, not on threads of the server)."),
     "inference_decode_process_restarts_total": ("counter", (), "Decode processes that died and were restarted; their streams went on in the new process."),
     "inference_decode_process_heartbeat_age_seconds": ("gauge", ("process",), "Seconds since each decode process last stamped its heartbeat (every 0.25 s while it runs; read at scrape time)."),
+    "inference_requests_admitted_total": ("counter", (), "HTTP inference requests admitted to the pipeline; those offered are these plus the ones shed at admission (reason predicted_wait or queue_full)."),
+    "inference_requests_shed_total": ("counter", ("reason",), "HTTP inference requests shed with a 503 and Retry-After: refused at admission (predicted_wait: the predicted answer time was past the request's deadline; queue_full), dropped from a queue before the engine when their deadline would pass first (expired), or refused past max_connections before reaching the app (max_connections)."),
+    "inference_admission_capacity_items_per_second": ("gauge", (), "HTTP requests per second the admission control expects the pipeline to serve: the slowest stage's measured rate less the live streams' frames (which go first)."),
     "inference_requests_inflight": ("gauge", ("older_than",), "Items in the pipeline (entered, not finished) older than older_than seconds; older_than=\"0\" counts them all."),
 }  # fmt: skip
 
@@ -156,6 +159,7 @@ LOADGEN_METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "loglog_loadgen_requests_total": ("counter", ("status",), "Requests loadgen sent in its last run, by HTTP status class."),
     "loglog_loadgen_latency_seconds": ("histogram", (), "Request latency loadgen measured in its last run."),
     "loglog_loadgen_achieved_rps": ("gauge", (), "Requests per second loadgen completed in its last run."),
+    "loglog_loadgen_goodput_rps": ("gauge", (), "Requests per second of loadgen's last run answered 2xx within its SLO (--slo-ms), per second of the schedule."),
     "loglog_loadgen_late_requests": ("gauge", (), "Requests loadgen's last run sent more than 10 ms after their scheduled time (the client fell behind its schedule)."),
     "loglog_loadgen_last_run_timestamp_seconds": ("gauge", (), "When loadgen's last run ended."),
 }  # fmt: skip
@@ -273,6 +277,9 @@ class RuntimeMetrics:
     stage_stalled: Gauge
     decode_processes: Gauge
     decode_process_restarts_total: Counter
+    requests_admitted_total: Counter
+    requests_shed_total: Counter
+    admission_capacity_items_per_second: Gauge
 
 
 class ScrapeCollector:

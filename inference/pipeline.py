@@ -17,10 +17,12 @@ whole pipeline with a fake one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import InvalidStateError
 from typing import Any
 
 from loglog.counters import AtomicCounter
@@ -29,7 +31,7 @@ from .affinity import CorePlan, pin_current_thread
 from .batching import Batcher
 from .calibration import Calibration
 from .drills import Drills
-from .errors import InferenceError, InputError
+from .errors import InferenceError, InputError, ShedError
 from .metrics import RuntimeMetrics, ScrapeCollector
 from .queues import StageQueue
 from .stages import Decode, Encode, Infer, Postprocess, Preprocess
@@ -91,6 +93,7 @@ class Pipeline:
         log: Any = None,
         instrumented: bool = True,
         clock: Callable[[], float] = time.perf_counter,
+        deadline_clock: Callable[[], float] = time.monotonic,
         cores: CorePlan | None = None,
     ) -> None:
         self.engine = engine
@@ -103,10 +106,20 @@ class Pipeline:
         self.log = log
         self.instrumented = instrumented
         self.clock = clock
+        #: The clock of requests' deadlines (the queues drop late ones on it).
+        self.deadline_clock = deadline_clock
         self.queues = {
-            name: StageQueue(name, queue_capacity, metrics, instrumented=instrumented)
+            name: StageQueue(
+                name, queue_capacity, metrics, instrumented=instrumented, clock=deadline_clock
+            )
             for name in STAGES
         }
+        for queue in self.queues.values():
+            queue.on_expired = self._expired
+        self._shed_expired = metrics.requests_shed_total.labels("expired")
+        #: Frames the streams' sources decoded, dropped later or not: what the streams ask
+        #: of the pipeline (admission takes their rate out of HTTP's, as they go first).
+        self.frames_in = AtomicCounter()
         self.keep_images: set[str] = set()  # streams whose frames are re-encoded
         self.preprocess = Preprocess(self.info, keep_images=self.keep_images)
         self.postprocess = Postprocess(self.info, top_k=top_k)
@@ -260,6 +273,7 @@ class Pipeline:
 
     def end_decode(self, token: int, item: Item) -> None:
         """The frame ``begin_decode`` announced is decoded: account it."""
+        self.frames_in.inc()
         stage = self.stages["decode"]
         self._observe(stage, [item], token, self.clock(), 0.0)
 
@@ -315,6 +329,23 @@ class Pipeline:
         else:
             self._inflight.pop(id(item), None)
             self.metrics.frames_dropped_total.labels(item.stream, "shutdown").inc()
+
+    def _expired(self, items: list[Item]) -> None:
+        """Requests a queue dropped because their deadline would pass before they could
+        finish: each caller gets a 503 now, and the engine never runs them."""
+        for item in items:
+            item.error = ShedError(
+                "dropped before the engine: this request's deadline (request_timeout_s, or "
+                "the X-Request-Timeout header) would pass before it finished; the server is "
+                "past its capacity, retry after 1s",
+                reason="expired",
+                limit="request_timeout_s",
+            )
+            self._shed_expired.inc()
+            self._inflight.pop(id(item), None)
+            self.completed.inc()
+            self.tracing.finish(item)
+            _settle(item)
 
     # -- the stage loop ------------------------------------------------------------------
 
@@ -405,18 +436,25 @@ class Pipeline:
 
     def _finish(self, item: Item) -> None:
         """The end of an item's road: count it, end its span, answer its caller."""
-        error = item.error
         self.completed.inc()
         if self.instrumented:
             self._inflight.pop(id(item), None)
             self._count_outcome(item)
         self.tracing.finish(item)
-        future = item.future
-        if future is not None and not future.done():
-            if error is None:
-                future.set_result(item)
-            else:
-                future.set_exception(error)
+        _settle(item)
+
+
+def _settle(item: Item) -> None:
+    """Answer the item's caller, if one waits: a caller that gave up (its HTTP handler
+    cancelled the future past the deadline) may have cancelled it meanwhile."""
+    future = item.future
+    if future is None or future.done():
+        return
+    with contextlib.suppress(InvalidStateError):
+        if item.error is None:
+            future.set_result(item)
+        else:
+            future.set_exception(item.error)
 
 
 def _one_from(queue: StageQueue) -> Callable[[], list[Item]]:

@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry
 from loglog import get_logger
 
 from . import gil
+from .admission import DEADLINE_SHARE, Admission, admission_for
 from .affinity import CorePlan, allowed_cores, pin_current_thread, plan
 from .calibration import Calibration, batch_sizes, calibrate
 from .calibration import export as export_calibration
@@ -87,6 +88,7 @@ class Runtime:
         self.feed_plan = feed_plan(config.decode_processes, self.cores, allowed)
         self.feed: DecodePool | None = None
         self.streams: StreamManager | None = None
+        self.admission: Admission | None = None
         self.monitor: Monitor | None = None
         self.trimmer: IdleTrimmer | None = None
         self._gil_held = False  # a hold on the process's GIL switch interval (gil.hold)
@@ -209,6 +211,7 @@ class Runtime:
                 log=self.log,
             )
             say(f"streams: {self.feed_plan.describe()} (decode_processes)")
+        self.admission = self._admission(self.pipeline, config)
         self.streams = StreamManager(
             self.pipeline,
             self.metrics,
@@ -238,6 +241,16 @@ class Runtime:
         self.ready = True
         self.metrics.ready.set(1)
         say("ready")
+
+    def _admission(self, pipeline: Pipeline, config: RuntimeConfig) -> Admission:
+        timeout = config.request_timeout_s or DEADLINE_SHARE * config.latency_slo_s
+        return admission_for(
+            pipeline,
+            latency_slo=config.latency_slo_s,
+            default_timeout=timeout,
+            max_timeout=config.max_request_timeout_s,
+            log=self.log,
+        )
 
     def _export_model_facts(self) -> None:
         assert self.calibration is not None
@@ -331,4 +344,6 @@ class Runtime:
         }
         report["flops_per_item"] = self.calibration.flops_per_item
         report["drills"] = self.drills.active()
+        if self.admission is not None:
+            report["admission"] = self.admission.describe()
         return report

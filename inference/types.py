@@ -75,6 +75,9 @@ class Item:
     span: Any = None  # the item's OpenTelemetry span when sampled
     trace_id: str | None = None
     future: Future[Item] | None = None  # set for HTTP requests
+    #: Monotonic time by which an HTTP request must be answered (None: no deadline, as
+    #: for stream frames); a queue drops the item rather than start it too late.
+    deadline: float | None = None
     error: BaseException | None = None
     enqueued: float = 0.0  # when it entered its current queue
     #: An HTTP body still to decode, and its media kind ("image" or "npy"); the decode

@@ -62,6 +62,7 @@ def _loadgen(args: argparse.Namespace) -> int:
         pushgateway=args.pushgateway,
         image=args.image,
         max_in_flight=args.max_in_flight,
+        slo_ms=args.slo_ms,
     )
 
 
@@ -116,7 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     loadgen = sub.add_parser("loadgen", help="generate load against a server")
     loadgen.add_argument("--url", default="http://127.0.0.1:8000")
     mode = loadgen.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--rps", type=float, help="POST /v1/infer at this many requests/s")
+    mode.add_argument(
+        "--rps",
+        help="POST /v1/infer at this many requests/s, or a multiple of the server's HTTP "
+        "capacity (1.5x: 1.5 × (calibrated capacity − the live streams' frames))",
+    )
     mode.add_argument("--streams", type=int, help="run this many synthetic streams")
     loadgen.add_argument("--duration", type=float, default=30.0, help="seconds")
     loadgen.add_argument("--source", default="synthetic://640x480@15", help="for --streams")
@@ -129,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1000,
         help="for --rps: requests in flight at most; one due past it is counted, not sent",
+    )
+    loadgen.add_argument(
+        "--slo-ms",
+        type=float,
+        help="for --rps: a 2xx later than this is not goodput (default: the server's SLO)",
     )
     loadgen.set_defaults(run=_loadgen)
 

@@ -1,6 +1,8 @@
 """HTTP API of the runtime.
 
-- ``POST /v1/infer`` — image/jpeg, image/png or a .npy array → outputs, per-stage ms, trace id
+- ``POST /v1/infer`` — image/jpeg, image/png or a .npy array → outputs, per-stage ms, trace id;
+  a deadline per request (``X-Request-Timeout`` seconds, else ``request_timeout_s``): one
+  that cannot be met is a 503 with ``Retry-After`` at once (inference/admission.py)
 - ``POST /v1/streams`` ``{source, id?, record?}`` → 201; ``GET /v1/streams``;
   ``DELETE /v1/streams/{id}``
 - ``GET /metrics`` — OpenMetrics (with exemplars) when the Accept header asks, text otherwise
@@ -34,14 +36,17 @@ from starlette.concurrency import run_in_threadpool
 
 from loglog.redact import redact
 
-from ..errors import BodyTimeoutError, DrillError, InferenceError, OverloadedError
+from ..admission import TIMEOUT_HEADER
+from ..errors import BodyTimeoutError, DrillError, InferenceError, OverloadedError, ShedError
 from ..runtime import Runtime
 from .auth import check_bearer
 from .bodies import request_item
 from .limits import check_request, read_body
 from .strictjson import strict_json_route
 
-REQUEST_TIMEOUT = 30.0
+#: How long past its deadline a request still waits for its answer: only a stalled stage
+#: keeps an admitted request that long (a queue answers a late one at once).
+STALL_GRACE = 5.0
 
 
 class StreamRequest(BaseModel):
@@ -104,11 +109,11 @@ def create_app(
     @app.exception_handler(InferenceError)
     async def inference_error(request: Request, exc: InferenceError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse(
-            {"error": type(exc).__name__, "detail": redact(str(exc))},
-            status_code=exc.status,
-            headers=headers,
-        )
+        body: dict[str, Any] = {"error": type(exc).__name__, "detail": redact(str(exc))}
+        if isinstance(exc, ShedError):
+            headers = {"Retry-After": str(exc.retry_after)}
+            body.update(reason=exc.reason, limit=exc.limit, retry_after_s=exc.retry_after)
+        return JSONResponse(body, status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -143,6 +148,12 @@ def create_app(
     @app.post("/v1/infer")
     async def infer(request: Request) -> dict[str, Any]:
         require_ready()
+        admission = runtime.admission
+        assert admission is not None
+        deadline = admission.deadline(request.headers.get(TIMEOUT_HEADER))
+        # Refused before the body is read, when the answer is already known: the cheapest
+        # refusal (uvicorn discards the unread body and keeps the connection).
+        admission.check(deadline)
         config = runtime.config
         try:
             body = await asyncio.wait_for(
@@ -163,12 +174,16 @@ def create_app(
             max_elements=config.max_tensor_elements,
         )
         item = request_item(body, content_type)
-        future = await run_in_threadpool(runtime.submit, item, 5.0)
+        # Admitted or refused (again: the body took time) on the loop, without blocking.
+        future = admission.submit(item, deadline)
         try:
-            done = await asyncio.wait_for(asyncio.wrap_future(future), REQUEST_TIMEOUT)
+            done = await asyncio.wait_for(
+                asyncio.wrap_future(future), admission.remaining(deadline) + STALL_GRACE
+            )
         except TimeoutError as exc:
             raise OverloadedError(
-                f"no result within {REQUEST_TIMEOUT:.0f}s; the server is overloaded"
+                f"no result {STALL_GRACE:g}s past this request's deadline: a stage is "
+                "stalled (GET /v1/profile names it)"
             ) from exc
         return {
             "outputs": done.result,

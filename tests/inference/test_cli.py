@@ -114,13 +114,25 @@ def pushgateway(tmp_path):
 
 def test_loadgen_rps_and_streams_report_and_push_to_the_pushgateway(server, pushgateway):
     """--rps sends JPEGs on a fixed schedule and reports latency; --streams runs synthetic
-    streams through the API; both push their summary to a real Pushgateway."""
+    streams through the API; both push their summary to a real Pushgateway. (The demo
+    streams are deleted first: they go first, and on a loaded host they alone can take the
+    whole engine, when every request is refused by design.)"""
+    for stream in json.load(urllib.request.urlopen(f"{server}/v1/streams")):
+        request = urllib.request.Request(f"{server}/v1/streams/{stream['id']}", method="DELETE")
+        assert urllib.request.urlopen(request, timeout=30).status == 204
+
+    def streams_gone() -> bool:
+        profile = json.load(urllib.request.urlopen(f"{server}/v1/profile", timeout=30))
+        return profile["admission"]["stream_items_per_s"] == 0
+
+    until(streams_gone, 30, "the streams' frames out of the admission's rates")
     rps = _loglog(
-        "loadgen", "--url", server, "--rps", "10", "--duration", "3", "--pushgateway", pushgateway
+        "loadgen", "--url", server, "--rps", "5", "--duration", "3", "--pushgateway", pushgateway
     )
     assert rps.returncode == 0, rps.stderr
     summary = json.loads(rps.stdout)
-    assert summary["statuses"].get("2xx", 0) >= 20 and summary["latency_ms"]["p99"] > 0
+    assert summary["statuses"].get("2xx", 0) >= 5 and summary["latency_ms_2xx"]["p99"] > 0
+    assert summary["goodput_rps"] > 0 and summary["slo_ms"] == 1000.0
     metrics = urllib.request.urlopen(f"{pushgateway}/metrics", timeout=5).read().decode()
     assert 'loglog_loadgen_requests_total{instance="",job="loglog_loadgen",status="2xx"}' in metrics
     assert "loglog_loadgen_latency_seconds_bucket" in metrics

@@ -5,6 +5,7 @@ counted rather than fatal."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 import time
@@ -13,7 +14,9 @@ from collections.abc import Callable
 import pytest
 
 from inference import loadgen
-from inference.loadgen import _Connections, open_loop
+from inference.loadclient import Connections
+from inference.loadgen import open_loop
+from tests.conftest import http_server
 
 
 def test_in_flight_is_not_capped_by_a_small_pool():
@@ -60,7 +63,7 @@ def test_latency_counts_from_the_scheduled_time_and_late_sends_are_counted():
     summary = run.summary(1000)
     assert summary["statuses"] == {"2xx": 100}
     assert summary["late_to_send"] >= 20  # due during the 0.3 s stall
-    assert summary["latency_ms"]["p99"] >= 200
+    assert summary["latency_ms_2xx"]["p99"] >= 200
     assert summary["send_lag_ms"]["max"] >= 200
 
 
@@ -80,7 +83,7 @@ def test_failures_are_counted_by_kind_and_the_run_finishes():
 
     run = asyncio.run(asyncio.wait_for(open_loop(flaky, 100, 0.2, timeout=0.3), 30))
     assert run.statuses == {"unreachable": 10, "5xx": 5, "timeout": 5}
-    assert run.summary(1000)["errors"] == 20 and run.summary(1000)["latency_ms"] == {}
+    assert run.summary(1000)["errors"] == 20 and run.summary(1000)["latency_ms_2xx"] == {}
 
 
 def _tcp_server(
@@ -148,7 +151,7 @@ def test_the_http_client_reads_keep_alive_chunked_close_and_garbage(answer, expe
     try:
 
         async def main() -> loadgen.OpenLoopRun:
-            connections = _Connections("127.0.0.1", port)
+            connections = Connections("127.0.0.1", port)
             try:
                 return await open_loop(
                     lambda: connections.post("/v1/infer", b"x" * 1000, "image/jpeg"),
@@ -203,7 +206,7 @@ def test_a_keep_alive_connection_the_server_closed_is_not_an_error(idle_close):
     try:
 
         async def main() -> tuple[list[int], int]:
-            connections = _Connections("127.0.0.1", port)
+            connections = Connections("127.0.0.1", port)
             statuses = []
             for _ in range(5):
                 statuses.append(await connections.post("/v1/infer", b"x" * 10, "image/jpeg"))
@@ -231,3 +234,107 @@ def test_a_server_that_never_answers_is_not_retried_forever():
     finally:
         stop.set()
     assert summary["statuses"] == {"unreachable": 10}
+
+
+def test_goodput_counts_2xx_within_the_slo_and_refusals_are_reported_apart():
+    """A third of the requests are refused at once (503), a third answered 200 after 1.5 s
+    (past a 1 s SLO), a third answered 200 at once: goodput counts only the last third,
+    2xx latency leaves the refusals out, and every status code is counted."""
+    outcomes = iter([503, "slow", 200] * 20)
+
+    async def mixed() -> int:
+        outcome = next(outcomes)
+        if outcome == "slow":
+            await asyncio.sleep(1.5)
+            return 200
+        return int(outcome)
+
+    run = asyncio.run(asyncio.wait_for(open_loop(mixed, 60, 1.0, slo=1.0), 60))
+    summary = run.summary(1000)
+    assert summary["status_codes"] == {"200": 40, "503": 20}
+    assert summary["within_slo"] == 20 and summary["goodput_rps"] == 20.0
+    assert summary["rejected"] == 20 and len(run.latencies) == 40
+    assert summary["latency_ms_2xx"]["p99"] >= 1500
+    assert set(summary["rejection_latency_ms"]) == {"p50", "p99", "max"}
+    assert summary["slo_ms"] == 1000.0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("50", (50.0, False)), ("1.5x", (1.5, True)), (" 2X ", (2.0, True)), (7, (7.0, False))],
+)
+def test_rps_is_a_rate_or_a_multiple_of_capacity(text, expected):
+    assert loadgen.parse_rps(text) == expected
+
+
+@pytest.mark.parametrize("text", ["x", "fast", "-1x", "0", "nanx", "infx", "1.5xx"])
+def test_a_bad_rps_names_the_accepted_forms(text):
+    with pytest.raises(ValueError, match="--rps"):
+        loadgen.parse_rps(text)
+
+
+def _fake_server(profile: dict, streams: list | None = None):
+    """A loopback server answering /v1/profile, /v1/streams and POST /v1/infer (200)."""
+    import http.server
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self, payload: object) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            self._answer(profile if self.path == "/v1/profile" else streams or [])
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self._answer({"outputs": {}})
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return http_server(Handler)
+
+
+def test_a_relative_rate_is_that_multiple_of_the_capacity_the_streams_leave(capsys):
+    """``--rps 0.2x`` against a server calibrated at 100 items/s (its best batch) whose
+    streams take 45 frames/s: 0.2 × 55 = 11 requests/s, and the SLO is the server's."""
+    profile = {
+        "capacity_items_per_s": {"1": 40.0, "8": 100.0},
+        "admission": {"stream_items_per_s": 45.0, "latency_slo_s": 0.5},
+    }
+    with _fake_server(profile) as url:
+        code = loadgen.main(
+            url=url, rps="0.2x", streams=None, duration=1.0, source="", pushgateway=None
+        )
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert summary["target_rps"] == 11.0 and summary["rps_factor"] == 0.2
+    assert summary["server"]["http"] == 55.0 and summary["slo_ms"] == 500.0
+    assert summary["status_codes"] == {"200": 11}
+
+
+def test_a_relative_rate_against_a_server_without_admission_uses_its_streams_fps(capsys):
+    """An older server reports no stream load: the streams' fps stand in, the SLO is 1 s."""
+    profile = {"capacity_items_per_s": {"4": 50.0}}
+    with _fake_server(profile, streams=[{"fps": 15.0}, {"fps": 15.0}]) as url:
+        code = loadgen.main(
+            url=url, rps="0.5x", streams=None, duration=1.0, source="", pushgateway=None
+        )
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and summary["target_rps"] == 10.0 and summary["slo_ms"] == 1000.0
+
+
+def test_a_relative_rate_without_a_server_is_a_clear_error(capsys):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code = loadgen.main(
+        url=f"http://127.0.0.1:{port}", rps="2x", streams=None, duration=1.0, source="",
+        pushgateway=None,
+    )  # fmt: skip
+    assert code == 2 and "cannot read the server's capacity" in capsys.readouterr().err

@@ -252,3 +252,35 @@ def test_limits_refuse_before_the_decode_stage_and_the_finite_check_runs_after_t
         assert decode.calls == before + 1, "the finite check runs in the decode stage"
         good = client.post("/v1/infer", content=_jpeg(), headers={"content-type": "image/jpeg"})
         assert good.status_code == 200 and good.json()["stage_ms"]["decode"] > 0
+
+
+def test_a_deadline_that_cannot_be_met_is_a_503_with_retry_after_before_any_decode(api):
+    """A request asking for an answer within 0.1 ms cannot get one (the engine alone
+    takes longer): it is refused at once with 503, Retry-After and a body naming the
+    limit, and it is never admitted. The default deadline is served (200)."""
+    hurried = api.post(
+        "/v1/infer",
+        content=_jpeg(),
+        headers={"content-type": "image/jpeg", "x-request-timeout": "0.0001"},
+    )
+    assert hurried.status_code == 503
+    assert int(hurried.headers["retry-after"]) >= 1
+    body = hurried.json()
+    assert body["reason"] == "predicted_wait" and body["limit"] == "request_timeout_s"
+    assert "X-Request-Timeout" in body["detail"] and body["retry_after_s"] >= 1
+    served = api.post("/v1/infer", content=_jpeg(), headers={"content-type": "image/jpeg"})
+    assert served.status_code == 200
+    metrics = api.get("/metrics").text
+    assert 'inference_requests_shed_total{reason="predicted_wait"} 1.0' in metrics
+    assert "inference_requests_admitted_total 1.0" in metrics
+    admission = api.get("/v1/profile").json()["admission"]
+    assert admission["request_timeout_s"] == 0.8 and admission["latency_slo_s"] == 1.0
+
+
+def test_a_malformed_request_timeout_is_a_400_naming_the_header(api):
+    bad = api.post(
+        "/v1/infer",
+        content=_jpeg(),
+        headers={"content-type": "image/jpeg", "x-request-timeout": "soon"},
+    )
+    assert bad.status_code == 400 and "X-Request-Timeout" in bad.json()["detail"]
