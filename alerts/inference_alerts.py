@@ -337,7 +337,7 @@ def inference_alerts(cfg: Config) -> list[Alert]:
             for_=t.ticket_for,
             severity="warning",
             component="inference",
-            summary="{{ $labels.instance }} sheds requests: more comes in than it can serve",
+            summary="Inference server {{ $labels.instance }} sheds requests: more comes in than it can serve",
             description="{{ $value | humanizePercentage }} of the HTTP requests offered are answered 503 with Retry-After (refused at admission, or dropped past their deadline).",
             meaning="The offered load is above what the server can answer within the requests' deadlines, for a sustained period. It is doing what it should — refusing at once (503, Retry-After, a body naming the limit) the requests it cannot answer in time, and dropping from its queues those whose deadline would pass, so the ones it admits are answered within the SLO and the engine never works for a client that gave up. Live streams go first; HTTP gets what they leave. The shed requests count against availability (InferenceErrorsBudgetBurn).",
             confirm="`curl -s http://<instance>/v1/profile | jq .admission`: http_capacity_items_per_s (what HTTP gets after the streams), stream_items_per_s, requests_in_flight, predicted_answer_s. `rate(inference_requests_shed_total[5m])` by reason: predicted_wait (refused at once), expired (dropped in a queue: the prediction was optimistic), queue_full, max_connections (the last guard: raise max_connections or lower the load). `loglog profile` names the stage that limits the rate.",
