@@ -29,9 +29,11 @@ stopped moving kept a confident number. So:
   buckets and marks the new origin; its own frames are not counted (they were done over
   an unknown time before it). A job's very first report counts from the job's start.
 
-Example (fake clock; 2 frames/s for 30 s, 940 frames left)::
+Example: 30 frames in the first 15 s of a job, 90 frames left::
 
-    estimate(job, now)  # Eta(status=EtaStatus.KNOWN, seconds=470.0, frames_per_second=2.0)
+    recent = RecentFrames(buckets=((0, 10), (1, 10), (2, 10)), since=0.0, last=15.0)
+    estimate(recent=recent, left=90, started=0.0, now=15.0)
+    # Eta(status=<EtaStatus.KNOWN: 'known'>, seconds=45.0, frames_per_second=2.0)
 
 Clocks: the buckets are stamped with the reporting worker's wall clock and read with the
 API's; hosts are expected to keep NTP time (a skew of seconds blurs the window's edge).
