@@ -72,7 +72,7 @@ def build(cfg: Config) -> dict[str, Any]:
     )  # fmt: skip
     d.add(
         panel(
-            "bargauge", "ETA per running job", "Seconds left for each running job at its own average rate so far.", "s",
+            "bargauge", "ETA per running job", "Seconds left for each running job at its rate over the last minute; no bar while a job is measuring (just started or resumed) or stalled (no frame for 30 s): `loglog jobs ls` says which.", "s",
             [prom(f"max by (job_id) (fleet_job_eta_seconds{{{API}}})", "{{job_id}}", instant=True)],
             options={"orientation": "horizontal", "displayMode": "basic", "reduceOptions": {"calcs": ["lastNotNull"]}},
         ),

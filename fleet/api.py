@@ -3,7 +3,9 @@
 - ``POST /v1/jobs`` ``{source, id?, priority?}`` → 202 with the job (state ``pending``: its
   segments are published in the background, then it is ``queued``)
 - ``GET /v1/jobs[?state=pending|queued|running|succeeded|failed|cancelled]`` → ``{"jobs": […]}``
-- ``GET /v1/jobs/{id}`` → state, frames done/total, progress, ETA, workers, result, error
+- ``GET /v1/jobs/{id}`` → state, frames done/total, progress, ETA (at the job's rate over
+  the last minute, or why there is none: ``eta_status`` measuring/stalled — see
+  :mod:`fleet.eta`), workers, result, error
 - ``DELETE /v1/jobs/{id}`` → cancels (queued segments are skipped, a running one stops)
 - ``GET /v1/sd/workers`` → Prometheus http_sd targets, from live worker heartbeats
 - ``GET /metrics`` → :data:`fleet.metrics.API_METRICS`, computed at scrape time
@@ -127,7 +129,7 @@ class FleetCollector(Collector):
         for job in open_jobs[:JOB_SERIES_BUDGET]:
             progress.add_metric([job.id], job.progress)
             left = job.eta_seconds(now)
-            if left is not None:
+            if left is not None:  # no series while measuring or stalled: no number is true
                 eta.add_metric([job.id], left)
             if job.state == RUNNING:  # a queued job waits for the backlog, it is not stalled
                 stalled.add_metric([job.id], now - (job.last_progress or job.started or now))
@@ -143,12 +145,12 @@ class FleetCollector(Collector):
         g.add_metric([], max((now - job.created for job in open_jobs), default=0.0))
         yield g
         worker_states = gauge("fleet_workers", ("state",))
-        busy = sum(1 for w in workers if w.get("busy"))
+        busy = sum(1 for w in workers if w.busy)
         worker_states.add_metric(["busy"], busy)
         worker_states.add_metric(["idle"], len(workers) - busy)
         yield worker_states
-        throughput = sum(float(w.get("frames_per_second") or 0) for w in workers)
-        capacity = sum(float(w.get("capacity_frames_per_second") or 0) for w in workers)
+        throughput = sum(w.frames_per_second for w in workers)
+        capacity = sum(w.capacity_frames_per_second for w in workers)
         for name, value in (("fleet_throughput_frames_per_second", throughput),
                             ("fleet_capacity_frames_per_second", capacity)):  # fmt: skip
             g = gauge(name)
@@ -314,9 +316,9 @@ def create_app(
         except StoreUnavailable as exc:
             return fail(exc)
         return [
-            {"targets": [w["metrics"]],
-             "labels": {"worker": w["name"], "gpu": "" if w.get("gpu") is None else str(w["gpu"])}}
-            for w in workers if w.get("metrics")
+            {"targets": [w.metrics],
+             "labels": {"worker": w.name, "gpu": "" if w.gpu is None else str(w.gpu)}}
+            for w in workers if w.metrics
         ]  # fmt: skip
 
     @app.get("/metrics")

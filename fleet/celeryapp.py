@@ -27,6 +27,8 @@ from kombu import Exchange, Queue
 
 from loglog.redact import redact_url
 
+from .errors import FleetConfigError
+
 #: The task name a segment is published under.
 SEGMENT_TASK = "fleet.segment"
 DEFAULT_QUEUE = "loglog.segments"
@@ -75,16 +77,21 @@ def settings(queue: str = DEFAULT_QUEUE) -> dict[str, Any]:
     }
 
 
-def make_app(broker_url: str, queue: str = DEFAULT_QUEUE) -> Celery:
-    """A Celery app on ``broker_url`` (``amqp://user:pass@host:5672/vhost``); any other
-    scheme is a :class:`FleetConfigError` now, not jobs that are never published."""
-    from .errors import FleetConfigError
-
+def check_broker_url(broker_url: str) -> str:
+    """``broker_url`` when it is an AMQP URL (``amqp://user:pass@host:5672/vhost``); any
+    other scheme is a :class:`FleetConfigError` at start-up — not a worker that never
+    consumes, nor jobs that are never published. The message never shows the password."""
     if not broker_url.startswith(("amqp://", "amqps://", "pyamqp://")):
         raise FleetConfigError(
             f"--broker {redact_url(broker_url)!r}: give an AMQP URL, e.g. "
             "amqp://guest:guest@127.0.0.1:5672// (the fleet runs on RabbitMQ)"
         )
+    return broker_url
+
+
+def make_app(broker_url: str, queue: str = DEFAULT_QUEUE) -> Celery:
+    """A Celery app on ``broker_url`` (checked by :func:`check_broker_url`)."""
+    check_broker_url(broker_url)
     app = Celery("loglog-fleet", broker=broker_url, set_as_current=False)
     app.conf.update(settings(queue))
     return app

@@ -252,25 +252,34 @@ def _ls(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(body["jobs"], indent=2))
         return 0
-    print(f"{'ID':<18} {'STATE':<10} {'PROGRESS':>8} {'FRAMES':>13} {'ETA':>8}  SOURCE")
+    print(f"{'ID':<18} {'STATE':<10} {'PROGRESS':>8} {'FRAMES':>13} {'ETA':>9}  SOURCE")
     for job in body["jobs"]:
-        eta = f"{job['eta_seconds']:.0f}s" if job["eta_seconds"] is not None else "-"
         frames = f"{job['frames_done']}/{job['total_frames']}"
         head = f"{job['id']:<18} {job['state']:<10} {job['progress']:>8.1%}"
-        print(f"{head} {frames:>13} {eta:>8}  {job['source']}")
+        print(f"{head} {frames:>13} {eta_text(job):>9}  {job['source']}")
     return 0
 
 
+def eta_text(job: dict[str, Any]) -> str:
+    """``12s``; ``stalled`` (no frame analysed for a minute) or ``measuring`` (just
+    started or resumed) instead of a number nobody should trust; ``-`` when not running."""
+    if job.get("eta_seconds") is not None:
+        return f"{job['eta_seconds']:.0f}s"
+    return str(job.get("eta_status") or "-")
+
+
 def progress_bar(job: dict[str, Any], width: int = 30) -> str:
-    """One line: ``[#######.....]  42.0%  420/1000 frames  ETA 12s  running``."""
+    """One line: ``[#######.....]  42.0%  420/1000 frames  ETA 12s  running`` (``ETA
+    stalled``, ``ETA measuring`` or ``ETA -``: see :func:`eta_text`)."""
     filled = round(job["progress"] * width)
-    eta = f"ETA {job['eta_seconds']:.0f}s" if job.get("eta_seconds") is not None else "ETA -"
+    eta = f"ETA {eta_text(job)}"
     bar = f"[{'#' * filled}{'.' * (width - filled)}] {job['progress']:6.1%}"
     line = f"{bar}  {job['frames_done']}/{job['total_frames']} frames  {eta}  {job['state']}"
     return line + (f"  error: {job['error']}" if job.get("error") else "")
 
 
 def _watch(args: argparse.Namespace) -> int:
+    shown = 0  # length of the line on screen: a shorter one is padded to cover it
     while True:
         # Quoted to one path segment: "x?y" must not watch job "x".
         status, job = _call(
@@ -281,7 +290,9 @@ def _watch(args: argparse.Namespace) -> int:
         if status != 200:
             print(job.get("error"), file=sys.stderr)
             return 1
-        print("\r" + progress_bar(job), end="", flush=True)
+        line = progress_bar(job)
+        print("\r" + line.ljust(shown), end="", flush=True)
+        shown = len(line)
         if job["state"] in ("succeeded", "failed", "cancelled"):
             print()
             if job.get("result"):

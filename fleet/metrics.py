@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from .model import SegmentResult
+
 SEGMENT_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0)
 JOB_BUCKETS = (10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0)
 
@@ -39,7 +41,7 @@ WORKER_METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
 API_METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "fleet_jobs": ("gauge", ("state",), "Jobs in the store, by state."),
     "fleet_job_progress_ratio": ("gauge", ("job_id",), "Frames done ÷ total of each unfinished job (at most 50 jobs: cardinality budget)."),
-    "fleet_job_eta_seconds": ("gauge", ("job_id",), "Seconds left for each running job at its own rate so far."),
+    "fleet_job_eta_seconds": ("gauge", ("job_id",), "Seconds left for each running job at its rate over the last minute; no series while its rate is being measured (just started or resumed) or it is stalled (no frame analysed for a minute)."),
     "fleet_job_last_progress_age_seconds": ("gauge", ("job_id",), "Seconds since each running job last finished a segment (since it started when none)."),
     "fleet_backlog_frames": ("gauge", (), "Frames of unfinished jobs not analysed yet."),
     "fleet_backlog_segments": ("gauge", (), "Segments ready in the broker's queue (not yet delivered to a worker)."),
@@ -107,5 +109,5 @@ class WorkerMetrics:
             buckets=JOB_BUCKETS,
             registry=registry,
         )
-        for result in ("done", "failed", "skipped"):
-            self.segments_total.labels(result)
+        for result in SegmentResult:
+            self.segments_total.labels(result.value)

@@ -12,10 +12,12 @@ its ``consumer_timeout``, 30 min by default) and so that the work spreads over t
 from __future__ import annotations
 
 import dataclasses
+import enum
 import re
 from typing import Any
 
 from .errors import FleetConfigError
+from .eta import Eta, RecentFrames, estimate
 
 PENDING, QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
     "pending",
@@ -32,6 +34,15 @@ PENDING, QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
 STATES = (PENDING, QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 #: States a job never leaves.
 TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
+
+
+class SegmentResult(enum.StrEnum):
+    """How a worker's run of a segment ended (``fleet_worker_segments_total{result}``)."""
+
+    DONE = "done"  #: analysed, results written, counted in the job
+    FAILED = "failed"  #: the job failed on it (unreadable source, engine error, results)
+    SKIPPED = "skipped"  #: not analysed (or stopped): the job had ended (cancelled, failed)
+
 
 #: Segments one job may have: 11.5 days of video at the default 10 s segments. Each is a
 #: broker message and an entry in memory at submit; a corrupt header or a typo'd length
@@ -114,25 +125,38 @@ class Job:
     error: str | None = None
     result: str | None = None
     workers: tuple[str, ...] = ()
+    #: While running: its recent rate's state (see :mod:`fleet.eta`).
+    recent: RecentFrames = dataclasses.field(default_factory=RecentFrames)
 
     @property
     def progress(self) -> float:
         """Share of frames done, 0–1."""
         return self.frames_done / self.total_frames if self.total_frames else 0.0
 
-    def eta_seconds(self, now: float) -> float | None:
-        """Seconds left at the job's own average rate so far (None before any progress)."""
-        if self.state != RUNNING or not self.started or self.frames_done <= 0:
+    def eta(self, now: float) -> Eta | None:
+        """The ETA of a running job at its recent rate (None when it is not running)."""
+        if self.state != RUNNING:
             return None
-        elapsed = max(now - self.started, 1e-6)
-        rate = self.frames_done / elapsed
-        return (self.total_frames - self.frames_done) / rate
+        left = self.total_frames - self.frames_done
+        return estimate(recent=self.recent, left=left, started=self.started, now=now)
+
+    def eta_seconds(self, now: float) -> float | None:
+        """Seconds left at the recent rate (None unless running with a known rate)."""
+        eta = self.eta(now)
+        return None if eta is None else eta.seconds
 
     def as_dict(self, now: float) -> dict[str, Any]:
-        """The JSON the API serves."""
+        """The JSON the API serves: the record, ``progress``, and the ETA as
+        ``eta_seconds`` (null unless known), ``eta_status`` (known, measuring, stalled;
+        null unless running) and ``frames_per_second`` (the recent rate, null unless known)."""
         data = dataclasses.asdict(self)
+        del data["recent"]
         data["workers"] = list(self.workers)
         data["progress"] = round(self.progress, 4)
-        eta = self.eta_seconds(now)
-        data["eta_seconds"] = None if eta is None else round(eta, 1)
+        eta = self.eta(now)
+        seconds = None if eta is None else eta.seconds
+        rate = None if eta is None else eta.frames_per_second
+        data["eta_seconds"] = None if seconds is None else round(seconds, 1)
+        data["eta_status"] = None if eta is None else eta.status.value
+        data["frames_per_second"] = None if rate is None else round(rate, 3)
         return data

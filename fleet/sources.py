@@ -4,9 +4,10 @@
 split the job); ``read(source, start, end)`` yields frames ``[start, end)`` (a worker
 calls it for one segment) as ``av.VideoFrame`` objects, which the pipeline's preprocess
 resizes in one swscale pass — a worker never holds a full-size RGB copy of a frame.
-Decoding goes through :class:`inference.video.VideoReader`; only the header is read here
-(PyAV), because decoding a whole archive to count its frames would cost as much as
-analysing it.
+PyAV stays behind the project's one media seam, :mod:`inference.video` (this module imports
+no ``av``): :class:`~inference.video.VideoReader` decodes, and ``probe`` reads only its
+header (:attr:`~inference.video.VideoReader.frame_count`), because decoding a whole
+archive to count its frames would cost as much as analysing it.
 
 Both refuse frames over ``max_pixels`` (default :data:`MAX_FRAME_PIXELS`, the same
 40 MP as ``/v1/infer``'s ``max_image_pixels``) from the header, before a frame is decoded:
@@ -24,8 +25,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from inference.server.limits import MAX_IMAGE_PIXELS
 
 from .errors import SourceUnreadable
@@ -34,9 +33,6 @@ from .errors import SourceUnreadable
 MAX_SOURCE_CHARS = 4096
 #: Pixels a job's frame may have: ``/v1/infer``'s default ``max_image_pixels``.
 MAX_FRAME_PIXELS = MAX_IMAGE_PIXELS
-#: Rows of a synthetic frame computed at once (bounds the float temporaries: 8K wide,
-#: 256 rows × 7680 × 4 bytes ≈ 8 MB).
-_CLIP_ROWS = 256
 
 _CLIP = re.compile(r"^synthetic://(\d+)x(\d+)@(\d+(?:\.\d+)?)\?seconds=(\d+(?:\.\d+)?)$")
 
@@ -71,24 +67,22 @@ def probe(source: str, *, max_pixels: int = MAX_FRAME_PIXELS) -> tuple[int, floa
         raise SourceUnreadable(
             f"no such video file {str(path)!r}: give a path every worker can read"
         )
-    import av
+    from inference.errors import SourceError
+    from inference.video import VideoReader
 
     try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            check_pixels(str(path), stream.codec_context.width, stream.codec_context.height,
-                         max_pixels)  # fmt: skip
-            rate = stream.average_rate or stream.guessed_rate
-            fps = float(rate) if rate else 30.0
-            frames = int(stream.frames or 0)
-            if frames <= 0 and stream.duration is not None and stream.time_base is not None:
-                frames = math.ceil(float(stream.duration * stream.time_base) * fps)
-            if frames <= 0 and container.duration:
-                frames = math.ceil(container.duration / 1_000_000 * fps)
-    except (av.FFmpegError, IndexError, OSError) as exc:
+        reader = VideoReader(str(path))
+    except SourceError as exc:
+        # The decoder's own words (the reader's message is about streams and URLs).
         raise SourceUnreadable(
-            f"cannot read video {str(path)!r}: {exc}. Check that it is a complete video file"
+            f"cannot read video {str(path)!r}: {exc.__cause__ or exc}. Check that it is a "
+            "complete video file"
         ) from exc
+    try:
+        check_pixels(str(path), reader.width, reader.height, max_pixels)
+        frames, fps = reader.frame_count, reader.fps
+    finally:
+        reader.close()
     if frames <= 0:
         raise SourceUnreadable(f"video {str(path)!r} has no frame count in its header")
     return frames, fps
@@ -147,22 +141,14 @@ def check_pixels(source: str, width: int, height: int, max_pixels: int) -> None:
 
 
 def _clip_frame(width: int, height: int, index: int) -> Any:
-    """Frame ``index`` of the synthetic pattern, written straight into a new RGB
-    ``av.VideoFrame`` a band of rows at a time: one frame's bytes and a small band of
+    """Frame ``index`` of the synthetic pattern (the live source's, one definition),
+    written straight into a new RGB ``av.VideoFrame``: one frame's bytes and a band of
     temporaries (an 8K frame is 100 MB; the whole-frame float version took 500 MB)."""
-    import av
+    from inference.sources import synthetic_pattern
+    from inference.video import new_rgb_frame
 
-    frame = av.VideoFrame(width, height, "rgb24")
-    plane = frame.planes[0]
-    rows = np.frombuffer(memoryview(plane), np.uint8).reshape(height, plane.line_size)
-    pixels = rows[:, : width * 3].reshape(height, width, 3)  # a view: writes go to the frame
-    x = np.roll(np.linspace(0, 255, width, dtype=np.float32), index * 4)[None, :]
-    y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
-    pixels[:, :, 0] = x.astype(np.uint8)
-    pixels[:, :, 1] = y.astype(np.uint8)
-    for top in range(0, height, _CLIP_ROWS):
-        band = y[top : top + _CLIP_ROWS]
-        pixels[top : top + _CLIP_ROWS, :, 2] = ((x + band) / 2).astype(np.uint8)
+    frame, pixels = new_rgb_frame(width, height)
+    synthetic_pattern(pixels, index)
     return frame
 
 

@@ -10,7 +10,9 @@ persistence (RDB/AOF) is configured — see the README.
 
 Keys under a prefix (one per deployment, or per test)::
 
-    {p}:job:{id}          hash   the job's fields
+    {p}:job:{id}          hash   the job's fields; while it runs, also its recent rate
+                                 (``recent:{bucket}``, ``recent_since``, ``recent_at``), the frames
+                                 analysed in running segments (``partial:{index}``)
     {p}:job:{id}:done     set    indices of finished segments
     {p}:job:{id}:started  set    indices of segments a worker started (redeliveries)
     {p}:job:{id}:workers  set    workers that ran one of its segments
@@ -21,7 +23,7 @@ Keys under a prefix (one per deployment, or per test)::
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +34,8 @@ import redis
 from loglog.redact import redact, redact_url
 
 from .errors import FleetConfigError, JobConflict, JobNotFound, StoreUnavailable
+from .eta import BUCKET_S, STALL_S, WINDOW_S, RecentFrames
+from .heartbeat import WorkerBeat
 from .model import FAILED, PENDING, QUEUED, RUNNING, SUCCEEDED, TERMINAL, Job, is_job_id
 
 _TERMINAL_LUA = "local terminal = {" + ", ".join(f"['{s}']=true" for s in sorted(TERMINAL)) + "}"
@@ -60,6 +64,7 @@ if state == '{QUEUED}' or state == '{PENDING}' then
   redis.call('HSET', KEYS[1], 'state', '{RUNNING}', 'started', ARGV[2])
 end
 redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[1], 'partial:' .. ARGV[3])  -- a rerun analyses the segment from 0
 if redis.call('SADD', KEYS[3], ARGV[3]) == 1 then return {{'{RUNNING}', 0}} end
 redis.call('HINCRBY', KEYS[1], 'redeliveries', 1)
 return {{'{RUNNING}', 1}}
@@ -79,9 +84,48 @@ end
 return true
 """
 
+# KEYS: job, done. ARGV: index, analysed in this run of the segment, analysed since the
+# last report, now. Returns the state. Counts the new frames in the job's recent buckets
+# (see fleet.eta), dropping buckets older than the window, and the segment's own count
+# unless it is done. The first report of a job counts from its start; the first after a
+# stall (or a start long ago) begins a new measurement: older buckets go, and its own
+# frames are not counted (they took an unknown time before now).
+_PROGRESS = f"""
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return false end
+if state ~= '{RUNNING}' then return state end
+local now, frames = tonumber(ARGV[4]), tonumber(ARGV[3])
+local last = tonumber(redis.call('HGET', KEYS[1], 'recent_at') or '')
+local fresh = not last or now - last >= {STALL_S!r}
+local first = math.floor((now - {WINDOW_S!r}) / {BUCKET_S!r})
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(field, 1, 7) == 'recent:' and (fresh or tonumber(string.sub(field, 8)) < first) then
+    redis.call('HDEL', KEYS[1], field)
+  end
+end
+if frames > 0 then redis.call('HSET', KEYS[1], 'recent_at', ARGV[4]) end
+if fresh then
+  local started = tonumber(redis.call('HGET', KEYS[1], 'started') or '')
+  if not last and started and now - started < {STALL_S!r} then
+    redis.call('HSET', KEYS[1], 'recent_since', started)
+  else
+    redis.call('HSET', KEYS[1], 'recent_since', ARGV[4])
+    frames = 0
+  end
+end
+if frames > 0 then
+  redis.call('HINCRBY', KEYS[1], 'recent:' .. math.floor(now / {BUCKET_S!r}), frames)
+end
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'partial:' .. ARGV[1], ARGV[2])
+end
+return state
+"""
+
 # KEYS: job, done. ARGV: index, frames, now. Returns {state, segments_done, segments}.
 _COMPLETE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+redis.call('HDEL', KEYS[1], 'partial:' .. ARGV[1])
 if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
   redis.call('HINCRBY', KEYS[1], 'frames_done', ARGV[2])
   redis.call('HINCRBY', KEYS[1], 'segments_done', 1)
@@ -99,6 +143,11 @@ if not state then return false end
 if terminal[state] then return state end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'finished', ARGV[2])
 if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do  -- the rate state goes with the run
+  if string.match(field, '^recent') or string.match(field, '^partial:') then
+    redis.call('HDEL', KEYS[1], field)
+  end
+end
 return ARGV[1]
 """
 
@@ -143,6 +192,7 @@ class JobStore:
         self.client, self.prefix, self.url, self.clock = client, prefix, redact_url(url), clock
         self._create = client.register_script(_CREATE)
         self._start = client.register_script(_START)
+        self._progress = client.register_script(_PROGRESS)
         self._complete = client.register_script(_COMPLETE)
         self._end = client.register_script(_END)
         self._published = client.register_script(_PUBLISHED)
@@ -249,6 +299,16 @@ class JobStore:
         state, rerun = out
         return str(state), bool(int(rerun))
 
+    def progress(self, job_id: str, index: int, *, analysed: int, new: int) -> str | None:
+        """Record that a worker analysed ``new`` more frames of segment ``index`` (so far
+        ``analysed`` in this run of it) for the job's recent rate (:mod:`fleet.eta`);
+        return the job's state (None when unknown). Workers call it every few frames,
+        instead of reading the state alone, so a cancel still stops a running segment."""
+        keys = [self._key("job", job_id), self._key("job", job_id, "done")]
+        with _translated(self.url):
+            out = self._progress(keys=keys, args=[index, analysed, new, self.clock()])
+        return None if out is None else str(out)
+
     def complete_segment(self, job_id: str, index: int, frames: int) -> tuple[str, bool]:
         """Count segment ``index`` done (once, however often it is delivered); return the
         job's state and whether all its segments are done."""
@@ -293,23 +353,26 @@ class JobStore:
 
     # -- workers ----------------------------------------------------------------------------
 
-    def heartbeat(self, name: str, info: dict[str, Any], ttl: float) -> None:
-        """Record that worker ``name`` is alive; the record expires after ``ttl`` seconds."""
-        body = json.dumps({**info, "name": name, "seen": self.clock()})
+    def heartbeat(self, beat: WorkerBeat, ttl: float) -> None:
+        """Record that worker ``beat.name`` is alive (``seen`` now); the record expires
+        after ``ttl`` seconds."""
+        body = dataclasses.replace(beat, seen=self.clock()).to_json()
         with _translated(self.url):
-            self.client.set(self._key("worker", name), body, px=int(ttl * 1000))
+            self.client.set(self._key("worker", beat.name), body, px=int(ttl * 1000))
 
     def forget_worker(self, name: str) -> None:
         """Remove a worker's heartbeat (it stopped cleanly)."""
         with _translated(self.url):
             self.client.delete(self._key("worker", name))
 
-    def workers(self) -> list[dict[str, Any]]:
-        """The heartbeats of live workers, by name."""
+    def workers(self) -> list[WorkerBeat]:
+        """The heartbeats of live workers, by name (a record that is not a heartbeat, e.g.
+        written by hand or by an incompatible version, is left out)."""
         with _translated(self.url):
             keys = sorted(self.client.scan_iter(self._key("worker", "*"), count=500))
             values = self.client.mget(keys) if keys else []
-        return [json.loads(value) for value in values if value]
+        beats = (WorkerBeat.from_json(value) for value in values if value)
+        return [beat for beat in beats if beat is not None]
 
 
 def _known_form(job_id: str) -> None:
@@ -326,6 +389,15 @@ def _job(data: dict[str, str], workers: set[str]) -> Job:
         return float(value) if value not in (None, "") else None
 
     ints = {name: int(data.get(name) or 0) for name in _INT_FIELDS}
+    buckets, partial = [], 0
+    for field, value in data.items():
+        if field.startswith("recent:"):
+            buckets.append((int(field[7:]), int(value)))
+        elif field.startswith("partial:"):
+            partial += int(value)
+    recent = RecentFrames(
+        tuple(sorted(buckets)), number("recent_since"), number("recent_at"), partial
+    )
     return Job(
         id=data["id"],
         source=data["source"],
@@ -338,5 +410,6 @@ def _job(data: dict[str, str], workers: set[str]) -> Job:
         error=data.get("error"),
         result=data.get("result"),
         workers=tuple(sorted(workers)),
+        recent=recent,
         **ints,
     )

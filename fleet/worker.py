@@ -24,7 +24,6 @@ import contextlib
 import dataclasses
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -33,15 +32,20 @@ from typing import Any
 
 from loglog import get_logger
 
+from .celeryapp import check_broker_url
 from .errors import FleetConfigError, FleetError, SourceUnreadable, StoreUnavailable
+from .heartbeat import Heartbeat, RateWindow, WorkerBeat
 from .metrics import WorkerMetrics
-from .model import TERMINAL
+from .model import TERMINAL, SegmentResult
 from .results import Results
 from .sources import MAX_FRAME_PIXELS, read
 from .store import JobStore
 
-#: Frames between two looks at the job's state (a cancel stops a running segment).
-CANCEL_CHECK_FRAMES = 16
+#: Frames between two progress reports, each of which also reads the job's state (so a
+#: cancel stops a running segment) — or :data:`PROGRESS_S` seconds, whichever is first:
+#: the job's recent rate (its ETA, :mod:`fleet.eta`) lags the work by at most that much.
+PROGRESS_FRAMES = 16
+PROGRESS_S = 2.0
 #: Seconds a worker waits before putting back a segment it could not record (store down).
 STORE_BACKOFF_S = 2.0
 #: Bytes of decoded frames a worker keeps in flight at most (at least one frame): 8
@@ -67,42 +71,13 @@ class WorkerConfig:
     runtime_config: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.broker.startswith(("amqp://", "amqps://", "pyamqp://")):
-            raise FleetConfigError(
-                f"--broker {self.broker!r}: give an AMQP URL, e.g. amqp://guest:guest@127.0.0.1:5672//"
-            )
+        check_broker_url(self.broker)
         if self.gpu is not None and self.gpu < 0:
             raise FleetConfigError(f"--gpu {self.gpu}: give a GPU index ≥ 0")
         if not 0 <= self.metrics_port <= 65535:
             raise FleetConfigError(f"--metrics-port {self.metrics_port}: 0–65535 (0 = any free)")
         if not 0.1 <= self.heartbeat_s <= 300:
             raise FleetConfigError("heartbeat_s must be 0.1–300")
-
-
-class RateWindow:
-    """Frames per second while working, over the last ``window`` seconds: frames in the
-    window ÷ time since the oldest of them (not since the window opened, so idle time
-    before a job does not dilute the rate the fleet ETA is computed from)."""
-
-    def __init__(self, window: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.window, self.clock = window, clock
-        self._events: collections.deque[tuple[float, int]] = collections.deque()
-        self._lock = threading.Lock()
-
-    def add(self, frames: int) -> None:
-        with self._lock:
-            self._events.append((self.clock(), frames))
-
-    def rate(self) -> float:
-        now = self.clock()
-        with self._lock:
-            while self._events and self._events[0][0] < now - self.window:
-                self._events.popleft()
-            if not self._events:
-                return 0.0
-            frames = sum(n for _, n in self._events)
-            oldest = self._events[0][0]
-        return frames / max(now - oldest, 1.0)
 
 
 class SegmentRunner:
@@ -119,27 +94,30 @@ class SegmentRunner:
         window: int = 8,
         max_pixels: int = MAX_FRAME_PIXELS,
         inflight_bytes: int = INFLIGHT_FRAME_BYTES,
+        capacity: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``window``: frames in flight at most (so the batcher can fill batches), and
         never more than ``inflight_bytes`` of them; ``max_pixels``: the largest frame a
-        job may have (the runtime's ``max_image_pixels``)."""
+        job may have (the runtime's ``max_image_pixels``); ``capacity``: the runtime's
+        calibrated model-only frames/s, for the heartbeats."""
         self.name, self.store, self.results, self.runtime = name, store, results, runtime
         self.metrics, self.window, self.clock = metrics, window, clock
         self.max_pixels, self.inflight_bytes = max_pixels, inflight_bytes
         self.rate = RateWindow(clock=clock)
         self.current: str | None = None
+        self.capacity = capacity
         self.log = get_logger("fleet.worker").bind(worker=name)
 
     def run(self, *, job: str, index: int, start: int, end: int, source: str,
-            segments: int) -> str:  # fmt: skip
-        """Run one segment; returns ``done``, ``failed`` or ``skipped``."""
+            segments: int) -> SegmentResult:  # fmt: skip
+        """Run one segment; returns how it ended."""
         state, rerun = self.store.start_segment(job, self.name, index)
         if rerun:  # a worker started this segment before (killed, or published twice)
             self.metrics.redeliveries_total.inc()
         if state is None or state in TERMINAL:
             self.log.info("segment skipped: job ended", job=job, segment=index, state=state)
-            return self._count("skipped")
+            return self._count(SegmentResult.SKIPPED)
         began = self.clock()
         self.current = job
         self.metrics.busy.set(1)
@@ -148,15 +126,15 @@ class SegmentRunner:
         except SourceUnreadable as exc:
             self.log.error("job failed: source unreadable", job=job, segment=index, error=str(exc))
             self.store.fail(job, f"segment {index} (frames {start}–{end - 1}): {exc}")
-            return self._count("failed")
+            return self._count(SegmentResult.FAILED)
         except _JobEnded:
-            return self._count("skipped")
+            return self._count(SegmentResult.SKIPPED)
         except StoreUnavailable:
             raise  # not acknowledged as failed: the message goes back (see the task)
         except Exception as exc:  # an engine or pipeline error: fail this job, keep serving
             self.log.error("job failed", job=job, segment=index, error=repr(exc))
             self.store.fail(job, f"segment {index}: analysis failed: {exc!r}")
-            return self._count("failed")
+            return self._count(SegmentResult.FAILED)
         finally:
             self.metrics.busy.set(0)
             self.current = None
@@ -177,9 +155,9 @@ class SegmentRunner:
                 record = self.store.get(job)
                 self.metrics.job_duration_seconds.observe(max(0.0, time.time() - record.created))
                 self.log.info("job succeeded", job=job, frames=record.frames_done, result=str(path))
-        return self._count("done")
+        return self._count(SegmentResult.DONE)
 
-    def _results_failed(self, job: str, index: int, exc: Exception) -> str:
+    def _results_failed(self, job: str, index: int, exc: Exception) -> SegmentResult:
         # Raising would not end the job: the task would be acknowledged as failed and the
         # job left "running" forever. A results directory that cannot be written is not
         # transient enough to retry blindly; the job fails with the reason instead.
@@ -191,10 +169,10 @@ class SegmentRunner:
             f"segment {index}: cannot write results under {self.results.root} ({where}: "
             f"{reason}): give every worker a writable, shared --results-dir with space",
         )
-        return self._count("failed")
+        return self._count(SegmentResult.FAILED)
 
-    def _count(self, result: str) -> str:
-        self.metrics.segments_total.labels(result).inc()
+    def _count(self, result: SegmentResult) -> SegmentResult:
+        self.metrics.segments_total.labels(result.value).inc()
         return result
 
     def _analyse(
@@ -219,12 +197,22 @@ class SegmentRunner:
                 self.metrics.frames_total.inc()
                 self.rate.add(1)
 
+        reported, reported_at = 0, self.clock()
+
+        def report() -> str | None:
+            # Frames analysed (out of the pipeline) since the last report; the job's state.
+            nonlocal reported, reported_at
+            state = self.store.progress(job, index, analysed=len(lines), new=len(lines) - reported)
+            reported, reported_at = len(lines), self.clock()
+            return state
+
         # Counted by hand, not with enumerate(): enumerate keeps the previous frame's tuple
         # until the next frame is read, so two frames would be alive (measured: 398 MB
         # instead of 297 MB peak for 8K frames).
         count = 0
         for frame, pts, image in read(source, start, end, max_pixels=self.max_pixels):
-            if count and count % CANCEL_CHECK_FRAMES == 0 and self.store.state(job) in TERMINAL:
+            due = count % PROGRESS_FRAMES == 0 or self.clock() - reported_at >= PROGRESS_S
+            if count and due and report() in TERMINAL:
                 raise _JobEnded(job)
             count += 1  # noqa: SIM113 (see above: not enumerate)
             # A window of frames in flight lets the batcher fill batches; results stay in
@@ -239,23 +227,22 @@ class SegmentRunner:
             # Room for the next frame (the same size) before it is read.
             collect(self.window - 1, room=size)
         collect(0)
+        report()  # the last frames count in the rate before the segment is done
         return lines
 
-    def heartbeat_info(self, metrics_addr: str, gpu: int | None) -> dict[str, Any]:
-        return {
-            "metrics": metrics_addr,
-            "gpu": gpu,
-            "busy": self.current is not None,
-            "job": self.current,
-            "frames_per_second": round(self.rate.rate(), 3),
-            "capacity_frames_per_second": self.metrics.capacity._value.get(),
-        }
+    def beat(self, metrics_addr: str, gpu: int | None) -> WorkerBeat:
+        """This worker's heartbeat now."""
+        current = self.current
+        return WorkerBeat(name=self.name, metrics=metrics_addr, gpu=gpu,
+                          busy=current is not None, job=current,
+                          frames_per_second=round(self.rate.rate(), 3),
+                          capacity_frames_per_second=self.capacity)  # fmt: skip
 
 
 def requeue_on_store_outage(
-    call: Callable[[], str], *, backoff: float = STORE_BACKOFF_S,
+    call: Callable[[], SegmentResult], *, backoff: float = STORE_BACKOFF_S,
     sleep: Callable[[float], object] = time.sleep,
-) -> str:  # fmt: skip
+) -> SegmentResult:  # fmt: skip
     """Run a segment; when the store is down, put the segment back in the queue.
 
     Raising would not do it: with ``task_acks_on_failure_or_timeout`` (on, so that a
@@ -294,25 +281,6 @@ def capacity_of(runtime: Any) -> float:
     return max(values, default=0.0)
 
 
-class Heartbeat(threading.Thread):
-    """Beats into the store until stopped; a store outage is logged, not fatal."""
-
-    def __init__(self, store: JobStore, name: str, info: Callable[[], dict[str, Any]],
-                 interval: float) -> None:  # fmt: skip
-        super().__init__(name="fleet-heartbeat", daemon=True)
-        self.store, self.worker, self.info, self.interval = store, name, info, interval
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        log = get_logger("fleet.worker")
-        while not self.stopped.is_set():
-            try:
-                self.store.heartbeat(self.worker, self.info(), ttl=self.interval * 3)
-            except StoreUnavailable as exc:
-                log.warning("heartbeat failed; retrying", error=str(exc))
-            self.stopped.wait(self.interval)
-
-
 def run_worker(config: WorkerConfig) -> int:
     """Start the runtime, the metrics server and the Celery consumer; block until stopped."""
     if config.gpu is not None:
@@ -333,22 +301,22 @@ def run_worker(config: WorkerConfig) -> int:
     runtime = Runtime(model=config.model, config=runtime_config, registry=registry)
     metrics = WorkerMetrics(registry)
     runtime.start(progress=lambda message: log.info(message))
-    metrics.capacity.set(capacity_of(runtime))
+    capacity = capacity_of(runtime)
+    metrics.capacity.set(capacity)
     server, _ = start_http_server(config.metrics_port, config.metrics_host, registry=registry)
     metrics_addr = f"{config.metrics_host}:{server.server_port}"
     runner = SegmentRunner(
         name=name, store=store, results=Results(config.results_dir), runtime=runtime,
         metrics=metrics, window=2 * max(1, runtime.config.max_batch),
-        max_pixels=runtime.config.max_image_pixels,
+        max_pixels=runtime.config.max_image_pixels, capacity=capacity,
     )  # fmt: skip
     app = make_app(config.broker, config.queue)
 
     @app.task(name=SEGMENT_TASK, acks_late=True)
     def segment(**kwargs: Any) -> str:
-        return requeue_on_store_outage(lambda: runner.run(**kwargs))
+        return requeue_on_store_outage(lambda: runner.run(**kwargs)).value
 
-    beat = Heartbeat(store, name, lambda: runner.heartbeat_info(metrics_addr, config.gpu),
-                     config.heartbeat_s)  # fmt: skip
+    beat = Heartbeat(store, lambda: runner.beat(metrics_addr, config.gpu), config.heartbeat_s)
     beat.start()
     print(f"worker {name}: metrics http://{metrics_addr}/metrics, queue {config.queue}", flush=True)
     try:

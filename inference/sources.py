@@ -104,6 +104,29 @@ def _cannot_open(url: str) -> str:
     )
 
 
+#: Rows of a synthetic frame computed at once (bounds the float temporaries: 8K wide,
+#: 256 rows × 7680 × 4 bytes ≈ 8 MB).
+_PATTERN_ROWS = 256
+
+
+def synthetic_pattern(pixels: np.ndarray, index: int = 0) -> np.ndarray:
+    """Write frame ``index`` of the synthetic test pattern into ``pixels`` (an HWC uint8
+    RGB array, or a view of a frame's plane) and return it: red a horizontal ramp, green
+    a vertical one, blue their mean, moving 4 columns to the right per frame — so frame
+    ``i`` is ``np.roll(frame 0, 4 * i, axis=1)``. The one definition of the pattern, for
+    the live ``synthetic://WxH@FPS`` and the finite job clip; it is written a band of
+    rows at a time, so an 8K frame needs no whole-frame float temporaries (500 MB)."""
+    height, width = pixels.shape[:2]
+    x = np.roll(np.linspace(0, 255, width, dtype=np.float32), index * 4)[None, :]
+    y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
+    pixels[:, :, 0] = x.astype(np.uint8)
+    pixels[:, :, 1] = y.astype(np.uint8)
+    for top in range(0, height, _PATTERN_ROWS):
+        band = y[top : top + _PATTERN_ROWS]
+        pixels[top : top + _PATTERN_ROWS, :, 2] = ((x + band) / 2).astype(np.uint8)
+    return pixels
+
+
 class SyntheticSource:
     """A moving test pattern, paced in real time. No file, no network."""
 
@@ -119,12 +142,8 @@ class SyntheticSource:
         self.fps = spec.fps
         self.width, self.height = spec.width, spec.height
         self._clock, self._sleep, self._wall = clock, sleep, wall
-        y = np.linspace(0, 255, spec.height, dtype=np.float32)[:, None]
-        x = np.linspace(0, 255, spec.width, dtype=np.float32)[None, :]
-        base = np.stack([np.broadcast_to(x, (spec.height, spec.width)),
-                         np.broadcast_to(y, (spec.height, spec.width)),
-                         (x + y) / 2 * np.ones((spec.height, 1), np.float32)], axis=-1)  # fmt: skip
-        self._base = base.astype(np.uint8)
+        # Frame i is frame 0 moved by 4·i columns (see synthetic_pattern): one roll each.
+        self._base = synthetic_pattern(np.empty((spec.height, spec.width, 3), np.uint8))
         self.late = 0  # frames skipped to catch up with real time
 
     def frames(self, stop: Callable[[], bool]) -> Iterator[Frame]:

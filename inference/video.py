@@ -7,6 +7,7 @@ PyAV/FFmpeg errors are translated here into :class:`InputError` (a request's byt
 from __future__ import annotations
 
 import io
+import math
 import time
 from collections.abc import Iterator
 from fractions import Fraction
@@ -192,6 +193,18 @@ class VideoReader:
         self.width = self._stream.codec_context.width
         self.height = self._stream.codec_context.height
 
+    @property
+    def frame_count(self) -> int:
+        """Frames the header announces, nothing decoded (0 when it says nothing): the
+        stream's count, else its duration × fps, else the container's duration × fps."""
+        stream, fps = self._stream, self.fps
+        frames = int(stream.frames or 0)
+        if frames <= 0 and stream.duration is not None and stream.time_base is not None:
+            frames = math.ceil(float(stream.duration * stream.time_base) * fps)
+        if frames <= 0 and self._container.duration:
+            frames = math.ceil(self._container.duration / 1_000_000 * fps)
+        return max(frames, 0)
+
     def frames(self) -> Iterator[tuple[Any, float | None, float]]:
         """Yield (VideoFrame, pts seconds, decode seconds)."""
         decoder = self._container.decode(self._stream)
@@ -238,6 +251,16 @@ class Recorder:
         for packet in self._stream.encode():
             self._container.mux(packet)
         self._container.close()
+
+
+def new_rgb_frame(width: int, height: int) -> tuple[av.VideoFrame, np.ndarray]:
+    """A new RGB ``av.VideoFrame`` and a writable (height, width, 3) uint8 view of its
+    pixels: what is written into the view is the frame, with no copy (an 8K frame is
+    100 MB, so building an array and converting it would hold two)."""
+    frame = av.VideoFrame(width, height, "rgb24")
+    plane = frame.planes[0]
+    rows = np.frombuffer(memoryview(plane), np.uint8).reshape(height, plane.line_size)
+    return frame, rows[:, : width * 3].reshape(height, width, 3)
 
 
 def to_rgb(image: Any) -> np.ndarray:

@@ -21,6 +21,7 @@ from fleet.api import create_app
 from fleet.celeryapp import make_app
 from fleet.dispatch import Dispatcher
 from fleet.errors import StoreUnavailable
+from fleet.heartbeat import WorkerBeat
 from fleet.store import JobStore
 from tests.conftest import ROOT, free_port
 
@@ -82,12 +83,12 @@ class Fleet:
         self.workers[name] = proc
         return proc
 
-    def wait_worker(self, name: str, timeout: float = 150.0) -> dict[str, Any]:
-        def live() -> dict[str, Any] | None:
+    def wait_worker(self, name: str, timeout: float = 150.0) -> WorkerBeat:
+        def live() -> WorkerBeat | None:
             proc = self.workers[name]
             if proc.poll() is not None:
                 raise AssertionError(f"worker {name} exited {proc.returncode}: {self.log(name)}")
-            return next((w for w in self.store.workers() if w["name"] == name), None)
+            return next((w for w in self.store.workers() if w.name == name), None)
 
         return wait_for(f"worker {name}'s first heartbeat", live, timeout)
 

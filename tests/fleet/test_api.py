@@ -16,8 +16,9 @@ from fleet.celeryapp import settings
 from fleet.cli import progress_bar
 from fleet.dispatch import Dispatcher
 from fleet.errors import FleetConfigError, StoreUnavailable
+from fleet.heartbeat import RateWindow, WorkerBeat
 from fleet.store import JobStore
-from fleet.worker import RateWindow, WorkerConfig
+from fleet.worker import WorkerConfig
 from tests.conftest import http_server
 from tests.fleet.harness import down_dispatcher, metric, private_redis_server, served
 
@@ -77,8 +78,8 @@ def test_http_sd_lists_live_workers_in_the_prometheus_format(
     api: TestClient, store: JobStore
 ) -> None:
     """Each heartbeat with a metrics address becomes a target group with worker/gpu labels."""
-    store.heartbeat("w0", {"metrics": "10.0.0.5:9500", "gpu": 0, "busy": True}, ttl=60)
-    store.heartbeat("w1", {"metrics": "10.0.0.6:9500", "gpu": None}, ttl=60)
+    store.heartbeat(WorkerBeat(name="w0", metrics="10.0.0.5:9500", gpu=0, busy=True), ttl=60)
+    store.heartbeat(WorkerBeat(name="w1", metrics="10.0.0.6:9500", gpu=None), ttl=60)
     assert api.get("/v1/sd/workers").json() == [
         {"targets": ["10.0.0.5:9500"], "labels": {"worker": "w0", "gpu": "0"}},
         {"targets": ["10.0.0.6:9500"], "labels": {"worker": "w1", "gpu": ""}},

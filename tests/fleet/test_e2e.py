@@ -31,7 +31,7 @@ def test_sigkill_mid_segment_is_redelivered_and_every_frame_lands_once(fleet: Fl
     fleet.segment_seconds = 3.0  # 30 frames a segment: long enough to land inside one
     with fleet.api() as api:
         fleet.start_worker("a")
-        metrics_addr = fleet.wait_worker("a")["metrics"]
+        metrics_addr = fleet.wait_worker("a").metrics
         job = api.post(
             "/v1/jobs", json={"source": "synthetic://64x48@10?seconds=36", "id": "kill1"}
         ).json()

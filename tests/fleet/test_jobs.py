@@ -16,6 +16,7 @@ from fleet.errors import (
     SourceUnreadable,
     StoreUnavailable,
 )
+from fleet.heartbeat import WorkerBeat
 from fleet.model import CANCELLED, PENDING, QUEUED, RUNNING, SUCCEEDED, Job, check_job_id, split
 from fleet.results import Results
 from fleet.sources import MAX_FRAME_PIXELS, probe, read
@@ -164,13 +165,13 @@ def test_redeliveries_count_segments_a_worker_started_before_only(store: JobStor
 
 def test_heartbeats_expire_by_themselves(store: JobStore) -> None:
     """A worker that stops beating drops out of the worker list after its TTL."""
-    store.heartbeat("w1", {"metrics": "127.0.0.1:1"}, ttl=60)
-    store.heartbeat("w2", {"metrics": "127.0.0.1:2"}, ttl=0.2)
-    assert [w["name"] for w in store.workers()] == ["w1", "w2"]
+    store.heartbeat(WorkerBeat(name="w1", metrics="127.0.0.1:1"), ttl=60)
+    store.heartbeat(WorkerBeat(name="w2", metrics="127.0.0.1:2"), ttl=0.2)
+    assert [w.name for w in store.workers()] == ["w1", "w2"]
     deadline = time.monotonic() + 10
     while len(store.workers()) > 1 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert [w["name"] for w in store.workers()] == ["w1"]
+    assert [w.name for w in store.workers()] == ["w1"]
     store.forget_worker("w1")
     assert store.workers() == []
 

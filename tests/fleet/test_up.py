@@ -1,8 +1,10 @@
 """`loglog up --workers 2`: its own RabbitMQ node, the jobs API, two workers and demo jobs,
-scraped by the stack's Prometheus. A busy worker SIGKILLed at ~30 % of a 1,200-frame job is
+scraped by the stack's Prometheus. A busy worker SIGKILLed at ~30 % of a 7,200-frame job is
 restarted by the supervisor and the job finishes with every frame exactly once, no manual
-step; the restart is ticketed with the default timings. Then the Jobs dashboard's queries
-return data. One stack for both: it takes a minute to start on a shared 2-core machine."""
+step; the restart is ticketed with the default timings; a minute after the restart the
+job's ETA is within 2× of the time it really took (the job is long enough to run well past
+that minute). Then the Jobs dashboard's queries return data. One stack for both: it takes
+a minute to start on a shared 2-core machine."""
 
 from __future__ import annotations
 
@@ -36,7 +38,8 @@ pytestmark = [
 #: of the query, a firing bottleneck.
 MAY_BE_EMPTY = ("fleet_job_eta_seconds", "fleet_job_progress_ratio",
                 "inference_pipeline_bottleneck")  # fmt: skip
-JOB = "synthetic://160x120@10?seconds=120"  # 1,200 frames, 12 segments of 100
+FRAMES = 7200
+JOB = f"synthetic://160x120@10?seconds={FRAMES // 10}"  # 72 segments of 100 frames
 STORE = "redis://127.0.0.1:6379/0"  # loglog up's default store
 
 
@@ -83,7 +86,7 @@ def test_up_with_workers_survives_a_killed_worker_and_feeds_the_jobs_dashboard(
         assert status == 422 and f"source_dirs ({tmp_path})" in refused["error"], refused
 
         status, job = _call(f"{api}/v1/jobs", {"source": JOB, "priority": 9})
-        assert status == 202 and job["total_frames"] == 1200, job
+        assert status == 202 and job["total_frames"] == FRAMES, job
         job_url = f"{api}/v1/jobs/{job['id']}"
         worker_ports = {f"worker-{i}": up.ports["worker-metrics"] + i for i in range(2)}
 
@@ -98,20 +101,24 @@ def test_up_with_workers_survives_a_killed_worker_and_feeds_the_jobs_dashboard(
         other = next(w for w in worker_ports if w != victim)
         other_pid = up.pids()[other]
         up.kill(victim)
-        back = up.back(victim)
-        etas = []  # (seconds after the kill, ETA the API gave, time of the sample)
+        back: float | None = None  # seconds from the kill to the supervisor's "is back"
+        samples = []  # (s after the kill, ETA seconds, ETA status, wall time, frames done)
         while True:
             state = _call(job_url)[1]
+            now = time.time()
+            if back is None and f"✓ {victim} is back" in up.text():
+                back = now - up.kills[victim]
             if state["state"] in ("succeeded", "failed", "cancelled"):
                 break
-            if state["eta_seconds"] is not None:
-                etas.append((time.time() - up.kills[victim], state["eta_seconds"], time.time()))
-            assert time.time() - up.kills[victim] < 400, f"job not done: {state}"
+            samples.append((now - up.kills[victim], state["eta_seconds"], state["eta_status"], now,
+                            state["frames_done"]))  # fmt: skip
+            assert now - up.kills[victim] < 600, f"job not done: {state}"
             time.sleep(1)
         finished = time.time()
+        back = back if back is not None else up.back(victim)
         assert state["state"] == "succeeded", state
-        assert result_frames(state["result"]) == list(range(1200)), "every frame exactly once"
-        assert state["frames_done"] == 1200 and state["redeliveries"] >= 1, state
+        assert result_frames(state["result"]) == list(range(FRAMES)), "every frame exactly once"
+        assert state["frames_done"] == FRAMES and state["redeliveries"] >= 1, state
         assert up.pids()[other] == other_pid, "the other worker was never restarted"
         assert up.proc.poll() is None
         # The job lives under this stack's own prefix (two stacks on one Redis don't mix).
@@ -121,16 +128,37 @@ def test_up_with_workers_survives_a_killed_worker_and_feeds_the_jobs_dashboard(
             lambda: up.notified("LoglogUpComponentRestarted", victim, "ticket"),
             180,
         )
-        after_back = [(t, eta, finished - at) for t, eta, at in etas if t >= back]
-        print(f"\n{victim} killed at {done_at_kill}/1200 frames: back after {back:.1f} s, "
+        # (s after the kill, ETA, real seconds left, status)
+        etas = [(t, eta, finished - at, status) for t, eta, status, at, _ in samples]
+        # The same samples read with the ETA before issue 20 (the job's average rate since
+        # it started), for the figures: an anchor from the same run.
+        averages = [(FRAMES - done) * (at - state["started"]) / done / (finished - at)
+                    for t, _, _, at, done in samples if t >= back + 60 and done and at < finished]  # fmt: skip
+        shown = [f"{t:.0f}: {'-' if eta is None else f'{eta:.0f}'}/{real:.0f}"
+                 + ("" if status == "known" else f" {status}")
+                 for t, eta, real, status in etas[::10]]  # fmt: skip
+        minute = [e for e in etas if e[0] >= back + 60]
+        ratios = [eta / real for _, eta, real, _ in minute if eta is not None and real > 0]
+        print(f"\n{victim} killed at {done_at_kill}/{FRAMES} frames: back after {back:.1f} s, "
               f"ticket after {ticket - up.kills[victim]:.1f} s; job done "
-              f"{finished - up.kills[victim]:.0f} s after the kill; ETA after the restart "
-              f"(s after kill: ETA vs real): "
-              + ", ".join(f"{t:.0f}: {eta:.0f}/{real:.0f}" for t, eta, real in after_back[:8]))  # fmt: skip
-        for _, eta, real in after_back:
-            # A hang guard against the old failure (796 s for 66 s left), not a precision
-            # claim: the ETA is the job's average rate since it started.
-            assert eta <= 4 * real + 30, f"ETA {eta:.0f} s for {real:.0f} s left after a restart"
+              f"{finished - up.kills[victim]:.0f} s after the kill. ETA/real every 10 s "
+              f"(s after the kill: ETA/real): {', '.join(shown)}; from a minute after the "
+              f"restart ({len(minute)} samples) ETA÷real "
+              + (f"{min(ratios):.2f}–{max(ratios):.2f}" if ratios else "-")
+              + "; the average since the start would have read "
+              + (f"{min(averages):.2f}–{max(averages):.2f}" if averages else "-"))  # fmt: skip
+        # One worker kept analysing: the job was never without frames, never "stalled".
+        assert all(status != "stalled" for *_, status in etas), shown
+        for t, eta, real, _ in etas:
+            if t >= back and eta is not None:  # a hang guard against 796 s for 66 s left
+                assert eta <= 4 * real + 30, f"ETA {eta:.0f} s for {real:.0f} s left"
+        for t, eta, real, status in minute:
+            # Generous (a shared 2-core machine, the last segments of a job): within 2× of
+            # the real remaining time, ±10 s, a minute after the restart.
+            assert status == "known" and eta is not None, (t, status)
+            assert real / 2 - 10 <= eta <= 2 * real + 10, (
+                f"{t:.0f} s: ETA {eta:.0f}, real {real:.0f}"
+            )
 
         prometheus = f"http://127.0.0.1:{up.ports['prometheus']}"
         assert (up.state / "prometheus-fleet").is_dir(), "a TSDB of the fleet mode's own"
