@@ -251,7 +251,8 @@ def saturate(
                     for index in range(count):
                         runtime.streams.add(plan.stream_source, f"cam{index}")
                     phases.append(_measure(runtime, watch.phase, "streams", batch, count, plan))
-                    runtime.streams.stop_all()
+                    for index in range(count):  # not stop_all(): that stops ingest for good
+                        runtime.streams.remove(f"cam{index}")
         finally:
             runtime.stop()
     order = {"tensor": 0, "image": 1, "streams": 2}

@@ -62,6 +62,7 @@ RESTART_LIMIT = 5
 RESTART_WINDOW_S = 60.0
 #: How often the reader wakes with nothing to read (to flush what the pipe could not take).
 _POLL_S = 0.1
+_ROW_WAIT_S = 5.0  # how long an open waits for a row a removed stream still holds
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
@@ -116,6 +117,9 @@ class DecodeProcess:
         self.pool = pool
         self.rows: dict[int, RemoteSource] = {}
         self._lock = threading.Lock()  # rows and lives
+        #: Notified when a row is given back: a stream removed a moment ago keeps its row
+        #: until the process says it ended, and a stream added right after waits for it.
+        self._row_freed = threading.Condition(self._lock)
         self._deaths: deque[float] = deque()
         self._stopping = False
         self.life = _Life(self)
@@ -126,9 +130,17 @@ class DecodeProcess:
     def open(self, source: RemoteSource) -> None:
         """Give ``source`` a row and ask the process to open it."""
         with self._lock:
-            free = [row for row in range(self.pool.layout.rows) if row not in self.rows]
+
+            def free_rows() -> list[int]:
+                return [row for row in range(self.pool.layout.rows) if row not in self.rows]
+
+            free = self._row_freed.wait_for(free_rows, timeout=_ROW_WAIT_S)
             if not free:
-                raise SourceError("this decode process holds its maximum of streams")
+                raise SourceError(
+                    f"this decode process holds its maximum of {self.pool.layout.rows} "
+                    f"streams, none of them ending within {_ROW_WAIT_S:.0f} s: delete a "
+                    "stream first, or raise max_streams"
+                )
             source.row = free[0]
             self.rows[source.row] = source
             self.command(source.open_command(start=False))
@@ -273,6 +285,7 @@ class DecodeProcess:
         elif event == "ended":
             with self._lock:
                 self.rows.pop(row, None)
+                self._row_freed.notify_all()
             source.ended(str(body.get("state", "ended")), str(body.get("error", "")))
 
     # -- death and restart ---------------------------------------------------------------
@@ -321,6 +334,7 @@ class DecodeProcess:
                         continue
                     self.rows[source.row] = source
                     new.sender.send(json_message(COMMAND, source.open_command(start=True)))
+            self._row_freed.notify_all()  # rows of streams that did not come along
         life.close()
         if new is None:
             for source in sources:
