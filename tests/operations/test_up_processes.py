@@ -59,7 +59,9 @@ def test_what_the_dead_main_process_left_in_its_group_is_killed(tmp_path):
         tmp_path / "w.log",
     )
     child.start()
-    grandchild = int(wait("the grandchild's pid", lambda: pidfile.exists() and pidfile.read_text().strip(), 30))
+    grandchild = int(
+        wait("the grandchild's pid", lambda: pidfile.exists() and pidfile.read_text().strip(), 30)
+    )
     assert child.proc is not None
     os.kill(child.proc.pid, signal.SIGKILL)
     wait("the wrapper's death noticed", lambda: child.exit_status(), 30)
