@@ -112,7 +112,7 @@ def read(
     try:
         check_pixels(path, reader.width, reader.height, max_pixels)
         # Decoding from the start and skipping is exact for every codec (a seek lands on a
-        # key frame); its cost grows with the segment's offset — see the README.
+        # key frame); its cost grows with the segment's offset — see docs/fleet.md.
         index = -1  # not enumerate(): it would hold the last frame while the next decodes
         for frame, pts, _ in reader.frames():
             index += 1

@@ -6,7 +6,7 @@ segment never counts twice and no transaction or lock is held across the network
 worker heartbeats are keys with a TTL, so a SIGKILLed worker disappears from service
 discovery by itself; and Redis is what Celery deployments already run. State outlives
 the API process (the API holds none); it outlives a Redis restart as far as Redis'
-persistence (RDB/AOF) is configured — see the README.
+persistence (RDB/AOF) is configured — see docs/fleet.md.
 
 Keys under a prefix (one per deployment, or per test)::
 

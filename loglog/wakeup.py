@@ -19,7 +19,7 @@ identity (device and inode of both ends) is recorded when it is made; a pipe tha
 longer matches is never written to, read from or handed out again by loglog's own
 housekeeping (:func:`intact`). Log calls themselves do not check (it would cost a system
 call each): between such a ``closerange`` and the next ``configure()``, a wake byte can land
-in whatever took the write end's number — the README says to configure again first.
+in whatever took the write end's number — docs/logger.md says to configure again first.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 @pytest.mark.skipif(PURE, reason="LOGLOG_PURE_PYTHON is set: the Python path is wanted")
 def test_the_c_hot_path_is_built_and_used() -> None:
     """`make test` builds the extension; if it stopped building, say so here (the
-    benchmark and the README figures are for the C path)."""
+    benchmark and its figures in docs/benchmarks.md are for the C path)."""
     import loglog
 
     assert speedups is not None, "loglog/_speedups.c did not build: see `pip install -e .`"

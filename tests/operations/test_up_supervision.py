@@ -6,7 +6,7 @@ one line, pages (LoglogUpComponentCrashLoop, then InferenceDown), and comes back
 SIGUSR1 once the model is restored. The runbooks' process commands find the real processes.
 
 One stack for all of it: a `loglog up` takes about a minute to start on a shared 2-core
-machine. Figures (kill → back, kill → notification) are printed for the README."""
+machine. Figures (kill → back, kill → notification) are printed for docs/benchmarks.md."""
 
 from __future__ import annotations
 
