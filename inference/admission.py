@@ -35,6 +35,7 @@ stage ledger measures service time directly, which converges faster than a gradi
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 from collections import deque
@@ -56,6 +57,9 @@ TIMEOUT_HEADER = "x-request-timeout"
 SHED_REASONS = ("predicted_wait", "queue_full", "expired", "max_connections")
 #: The default deadline's share of the latency SLO (the rest is margin).
 DEADLINE_SHARE = 0.8
+#: What X-Request-Timeout may hold: a plain decimal number of seconds (float() alone also
+#: reads "1_000", "infinity" and non-ASCII digits), of a bounded length.
+_SECONDS = re.compile(r"[0-9]{1,20}(\.[0-9]{0,20})?([eE][+-]?[0-9]{1,3})?|\.[0-9]{1,20}")
 #: Longest Retry-After sent, in seconds.
 MAX_RETRY_AFTER = 30
 #: A request is admitted when its predicted answer time is within this share of the time
@@ -134,13 +138,12 @@ class Admission:
         now = self._clock() if arrived is None else arrived
         if header is None:
             return now + self.default_timeout
-        text = header.strip()[:40]
-        try:
-            seconds = float(text)
-        except ValueError:
-            raise InputError(
-                f"X-Request-Timeout {text!r} is not a number of seconds: send e.g. 0.5"
-            ) from None
+        text = header.strip()
+        # Read whole: cutting it first made "0.5<40 spaces>garbage" a valid 0.5.
+        if not _SECONDS.fullmatch(text):
+            shown = repr(text[:40]) + ("…" if len(text) > 40 else "")
+            raise InputError(f"X-Request-Timeout {shown} is not a number of seconds: send e.g. 0.5")
+        seconds = float(text)
         if not math.isfinite(seconds) or seconds <= 0:
             raise InputError(f"X-Request-Timeout must be a positive number of seconds, got {text}")
         return now + min(seconds, self.max_timeout)
@@ -182,6 +185,24 @@ class Admission:
             share = self.share
         if predicted <= share * budget or (self.inflight == 0 and predicted <= budget):
             return  # (alone, a request is tried whenever it can make it: progress)
+        floor = self.model.floor
+        if floor > budget:
+            enough = math.ceil(floor / ADMIT_SHARE * 100) / 100
+            # Not the load: alone, with nothing queued, a request takes longer than this
+            # deadline (before, "past its capacity … retry after 1s", on an idle server).
+            self._refuse(
+                ShedError(
+                    f"this request's deadline is {max(0.0, budget):.3f}s away, shorter than "
+                    f"one request alone takes here now (about {floor:.3f}s with nothing queued; "
+                    "/v1/profile has each stage's time): "
+                    "it cannot be met under any load, and a retry will not help. Send a "
+                    f"longer X-Request-Timeout (at least {enough:g}s), "
+                    "or raise request_timeout_s if the request sent none",
+                    reason="predicted_wait",
+                    limit="request_timeout_s",
+                    retry_after=MAX_RETRY_AFTER,
+                )
+            )
         # When the backlog will have drained enough for a request like this one.
         retry = MAX_RETRY_AFTER if math.isinf(predicted) else math.ceil(predicted / share - budget)
         rate, frames = self.http_rate(), self.model.frame_rate

@@ -80,12 +80,24 @@ class Process:
         self._group_cleared = False
 
     def start(self) -> None:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.log, "ab")  # noqa: SIM115 - the child owns it; closed by the OS
+        handle = None
         try:
+            self.log.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self.log, "ab")  # noqa: SIM115 - the child owns it; closed by the OS
             stamp = datetime.now().astimezone().isoformat(timespec="seconds")
             handle.write(f"--- loglog up: {self.name} starting at {stamp} ---\n".encode())
             handle.flush()
+        except OSError as exc:
+            # Before, a logs directory gone or a full disk raised a bare OSError out of the
+            # supervisor's loop (ending `loglog up`), or blamed the program ("cannot run").
+            if handle is not None:
+                with contextlib.suppress(OSError):  # the buffered marker fails again
+                    handle.close()
+            raise StackError(
+                f"{self.name}: cannot write its log {self.log}: {exc.strerror or exc}. "
+                f"Free space on that disk, or make {self.log.parent} a writable directory"
+            ) from exc
+        try:
             self.offset = handle.tell()
             self._group_cleared = False
             self.proc = subprocess.Popen(
@@ -168,6 +180,9 @@ class Process:
             return
         try:
             os.killpg(self.proc.pid, signal.SIGTERM)
+            # A stopped child (SIGSTOP, Ctrl-Z) would hold the SIGTERM pending for the whole
+            # grace period: continue it so it handles it now (systemd does the same).
+            os.killpg(self.proc.pid, signal.SIGCONT)
         except ProcessLookupError:
             return
         try:

@@ -13,7 +13,11 @@ The policy follows the anchors every operator knows:
   retries it (systemd's ``reset-failed`` + ``start``) once its cause is fixed.
 
 A start that does not become ready within the component's start-up timeout counts as an
-exit ("not ready after N s"). When the main process of a component exits, whatever it left
+exit ("not ready after N s"). So does a running component that stops answering its
+readiness check ``liveness_failures`` times in a row, one check every
+``liveness_interval_s`` (Kubernetes' liveness probe, 10 s × 3): it is stopped and restarted,
+where a stopped (SIGSTOP) or deadlocked process used to stay "running" forever.
+When the main process of a component exits, whatever it left
 in its process group is killed before the restart (systemd's control-group clean-up), so a
 leftover grandchild cannot hold the port the new start needs.
 
@@ -44,12 +48,16 @@ class RestartPolicy:
     burst: int = 5  # StartLimitBurst: this many exits …
     interval_s: float = 120.0  # … within StartLimitIntervalSec: a crash loop, left down
     reset_after_s: float = 600.0  # running this long resets the doubling (Kubernetes)
+    liveness_interval_s: float = 10.0  # a running component's readiness, checked this often …
+    liveness_failures: int = 3  # … failed this many times in a row: stopped and restarted
 
     def __post_init__(self) -> None:
         if not 0 <= self.first_delay_s <= self.max_delay_s:
             raise ValueError("restart delays: need 0 <= first_delay_s <= max_delay_s")
         if self.factor < 1 or self.burst < 1 or self.interval_s <= 0 or self.reset_after_s <= 0:
             raise ValueError("restart policy: factor >= 1, burst >= 1, positive intervals")
+        if self.liveness_interval_s <= 0 or self.liveness_failures < 1:
+            raise ValueError("liveness: need liveness_interval_s > 0, liveness_failures >= 1")
 
     def delay(self, streak: int) -> float:
         """Seconds before the next start after the ``streak``-th exit in a row (1-based)."""
@@ -118,6 +126,8 @@ class _Entry:
     down_since: float | None = None  # the exit that started this outage
     detail: str = ""
     last_exit: str = ""
+    next_check: float = 0.0  # when a running component's readiness is checked next
+    misses: int = 0  # readiness checks failed in a row while running
 
 
 class Supervisor:
@@ -148,9 +158,11 @@ class Supervisor:
         tracker = Tracker(self.policy, self.clock)
         tracker.ready()
         with self._lock:
+            now = self.clock()
             self._entries.append(
-                _Entry(child, tracker, start_timeout, alerting, since=self.clock())
-            )
+                _Entry(child, tracker, start_timeout, alerting, since=now,
+                       next_check=now + self.policy.liveness_interval_s)
+            )  # fmt: skip
 
     def children(self) -> list[Child]:
         return [entry.child for entry in self._entries]
@@ -166,6 +178,8 @@ class Supervisor:
                     self._exited(entry, status)
                 elif entry.state == STARTING:
                     self._probe(entry)
+                else:
+                    self._check_alive(entry)
             elif entry.state == BACKOFF and self.clock() >= entry.restart_at:
                 self._restart(entry)
 
@@ -173,6 +187,7 @@ class Supervisor:
         if entry.child.ready():
             entry.tracker.ready()
             now = self.clock()
+            entry.misses, entry.next_check = 0, now + self.policy.liveness_interval_s
             outage = now - (entry.down_since if entry.down_since is not None else entry.since)
             self._set(entry, RUNNING, "")
             entry.down_since = None
@@ -183,6 +198,24 @@ class Supervisor:
         elif self.clock() - entry.since > entry.start_timeout:
             entry.child.stop(grace=5.0)
             self._exited(entry, f"was not ready after {entry.start_timeout:.0f} s")
+
+    def _check_alive(self, entry: _Entry) -> None:
+        now = self.clock()
+        if now < entry.next_check:
+            return
+        entry.next_check = now + self.policy.liveness_interval_s
+        if entry.child.ready():
+            entry.misses = 0
+            return
+        entry.misses += 1
+        if entry.misses >= self.policy.liveness_failures:
+            silent = entry.misses * self.policy.liveness_interval_s
+            entry.child.stop(grace=5.0)
+            self._exited(
+                entry,
+                f"did not answer its readiness check {entry.misses} times in a row (about "
+                f"{silent:.0f} s; stopped, deadlocked or overloaded) and was stopped",
+            )
 
     def _exited(self, entry: _Entry, how: str) -> None:
         name = entry.child.name
@@ -214,7 +247,7 @@ class Supervisor:
     def _restart(self, entry: _Entry) -> None:
         try:
             entry.child.start()
-        except StackError as exc:
+        except (StackError, OSError) as exc:  # OSError: a Child that did not translate it
             self._count_restart(entry)
             self._exited(entry, f"could not be started ({exc})")
             return

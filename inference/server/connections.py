@@ -19,12 +19,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import resource
 from collections.abc import Callable
 from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from ..errors import ConfigError
+
+#: Open files the server needs besides its connections: the listening socket, logs, the
+#: model, decode processes' pipes and shared memory, Prometheus' scrapes.
+FD_HEADROOM = 256
 #: Answered whatever the load: what tells on-call and Prometheus the server is alive.
 PRIORITY_PATHS = frozenset({"/metrics", "/healthz", "/readyz", "/v1/profile"})
 #: A refused request's body is read (and dropped) up to this much, for this long, before
@@ -133,6 +139,27 @@ class HeaderDeadlineH11(H11Protocol):
             self.transport.close()
 
 
+def ensure_open_files(max_connections: int) -> int:
+    """Raise this process' soft limit of open files (``ulimit -n``, often 1024) to fit
+    ``max_connections`` connections plus :data:`FD_HEADROOM`; the limit now. Past the soft
+    limit ``accept()`` fails (EMFILE) before the max_connections guard ever sees the
+    connection: 300 idle connections under a limit of 256 made ``/healthz`` time out with
+    ``max_connections`` at 512. ConfigError when the hard limit is too low."""
+    needed = max_connections + FD_HEADROOM
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return soft
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise ConfigError(
+            f"max_connections {max_connections} needs {needed} open files, but this process "
+            f"may open at most {hard} (ulimit -Hn): set max_connections to "
+            f"{max(1, hard - FD_HEADROOM)} or less, or raise the hard limit (LimitNOFILE= in a "
+            "systemd unit, --ulimit nofile= in Docker)"
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    return needed
+
+
 def uvicorn_options(
     *,
     header_timeout: float,
@@ -141,7 +168,9 @@ def uvicorn_options(
     on_limit: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for ``uvicorn.run`` that apply the connection limits;
-    ``on_limit`` is called for each request refused past ``max_connections``."""
+    ``on_limit`` is called for each request refused past ``max_connections``. Raises the
+    open-files limit to fit them (:func:`ensure_open_files`)."""
+    ensure_open_files(max_connections)
     protocol = type(
         "HeaderDeadlineH11",
         (HeaderDeadlineH11,),

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from inference.admission import Admission, admission_for
+from inference.admission import MAX_RETRY_AFTER, Admission, admission_for
 from inference.calibration import Calibration
 from inference.drills import Drills
 from inference.errors import InputError, ShedError
@@ -118,8 +118,9 @@ def test_a_request_that_cannot_meet_its_deadline_is_refused_at_once_with_retry_a
     """The engine takes 0.1 s per item (its calibration: 10/s) and nothing is served yet.
     With a 1 s deadline, requests are admitted while 0.1 s + ahead ÷ 10/s is within 60 %
     of it: six are. The seventh is refused at once (reason predicted_wait, naming the
-    setting and the header); one with 0.05 s left is told to retry after 2 s (0.7 s of
-    work ÷ 60 % − 0.05 s)."""
+    setting and the header). One with 0.05 s left can never be met (one item alone takes
+    0.1 s): it is told so, and to send a longer deadline, not to retry (red26; it was told
+    to retry after 2 s, when the same request would be refused again)."""
     s = served(per_item=0.1)
     for _ in range(6):
         s.submit(1.0)
@@ -130,7 +131,7 @@ def test_a_request_that_cannot_meet_its_deadline_is_refused_at_once_with_retry_a
     assert refused.value.limit == "request_timeout_s"
     with pytest.raises(ShedError) as short:
         s.submit(0.05)
-    assert short.value.retry_after == 2
+    assert short.value.retry_after == MAX_RETRY_AFTER and "alone" in str(short.value)
     assert s.counted("inference_requests_admitted_total") == 6
     assert s.counted("inference_requests_shed_total", "predicted_wait") == 2
     assert s.admission.inflight == 6
