@@ -63,6 +63,26 @@ def serve(
         sys.stderr.write(f"loglog serve: {exc}\n")
         return 2
 
+    shed_past_limit = runtime.metrics.requests_shed_total.labels("max_connections")
+
+    def on_limit() -> None:
+        if runtime.admission is not None:
+            runtime.admission.count_shed("max_connections")  # counted and logged
+        else:
+            shed_past_limit.inc()
+
+    try:  # the open-files limit is checked here, at start-up, not at the 300th connection
+        limits = uvicorn_options(
+            header_timeout=runtime.config.header_timeout_s,
+            max_connections=runtime.config.max_connections,
+            on_limit=on_limit,
+        )
+    except InferenceError as exc:
+        sys.stderr.write(f"loglog serve: {exc}\n")
+        runtime.stop()
+        loglog.shutdown()
+        return 2
+
     every_core = allowed_cores()
     if runtime.cores is not None:
         # serve() owns the process: the event loop, the runtime's start-up thread and the
@@ -97,19 +117,6 @@ def serve(
     # right there, before the logger is flushed. These handlers let serve() finish.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: None)
-    shed_past_limit = runtime.metrics.requests_shed_total.labels("max_connections")
-
-    def on_limit() -> None:
-        if runtime.admission is not None:
-            runtime.admission.count_shed("max_connections")  # counted and logged
-        else:
-            shed_past_limit.inc()
-
-    limits = uvicorn_options(
-        header_timeout=runtime.config.header_timeout_s,
-        max_connections=runtime.config.max_connections,
-        on_limit=on_limit,
-    )
     uvicorn.run(
         app, host=host, port=port, log_config=None, access_log=False, lifespan="on", **limits
     )

@@ -75,3 +75,24 @@ def test_a_hard_limit_too_low_for_max_connections_fails_at_start_naming_both():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=60, check=True).stdout  # fmt: skip
     assert "max_connections 512" in out and "300" in out and "44 or less" in out
+
+
+def test_loglog_serve_refuses_a_max_connections_the_hard_limit_cannot_hold(tmp_path):
+    """The check runs at start-up of ``loglog serve`` (exit 2, one line naming the
+    setting), not as a traceback or at the 300th connection at 3 a.m."""
+    config = tmp_path / "serve.yaml"
+    config.write_text("max_connections: 512\n")
+    script = textwrap.dedent(
+        f"""
+        import resource, sys
+        resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300))
+        from inference.server.main import serve
+        from tests.inference.conftest import small_model_path
+        sys.exit(serve(config={str(config)!r}, model=str(small_model_path()), port={free_port()}))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=240)  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "loglog serve:" in done.stderr and "max_connections 512" in done.stderr
+    assert "Traceback" not in done.stderr
