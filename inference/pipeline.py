@@ -174,6 +174,8 @@ class Pipeline:
             )
             self.stages[spec.name].workers.set(0)
         self.meters = self.stages  # the name tools and benchmarks used before
+        #: The HTTP bodies' decode callable (its ``calls`` count the bodies it decoded).
+        self.decode = self.stages[SOURCE_STAGE].call
         self._requests = {s: metrics.requests_total.labels(s) for s in ("ok", "error", "rejected")}
         self._latency = metrics.request_duration_seconds
         self._inflight: dict[int, float] = {}  # id(item) → created (monotonic)
