@@ -51,9 +51,7 @@ def test_no_module_outside_pipeline_names_a_stage(package: str) -> None:
         if path != DECLARATION
         for line, name in stage_literals(path.read_text())
     ]
-    assert not found, "ask the StageSpec (inference.types.PIPELINE) instead:\n" + "\n".join(
-        found
-    )
+    assert not found, "ask the StageSpec (inference.types.PIPELINE) instead:\n" + "\n".join(found)
 
 
 def test_every_stage_declares_what_the_runtime_asks_of_it() -> None:
