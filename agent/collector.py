@@ -18,13 +18,13 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from hardware.peaks import peak_flops
 from loglog import get_logger
 from loglog.counters import WriterHistogram
 
 from .host import HostReader
 from .metrics import AGENT_METRICS, COLLECT_BUCKETS, GPU_LABELS, GPU_METRICS, HOST_METRICS
 from .nvml import Device, GpuLost, Nvml, NvmlUnavailable, load_module
-from .peaks import peak_flops
 from .sampling import GpmState, Values, sample_device
 from .xid import XidWatcher
 

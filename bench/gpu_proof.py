@@ -264,7 +264,7 @@ def saturate(
 
 def engine_facts(engine: Any) -> dict[str, Any]:
     """Engine, FLOPs by both counts, and the peak for its precision."""
-    from agent.peaks import peak_flops
+    from hardware.peaks import peak_flops
     from inference.flops import count_flops
     from inference.model import default_model_path
 

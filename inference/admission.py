@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import InputError, ShedError
 from .metrics import RuntimeMetrics
 from .service import ServiceModel
-from .types import STAGES, Item
+from .types import ENGINE_STAGE, STAGES, Item
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline
@@ -350,7 +350,7 @@ def admission_for(
         frames=lambda: pipeline.frames_in.value,
         shared=frozenset(STAGES[STAGES.index(FIRST_AFTER_DECODE) :]),
         batch_wait=lambda: pipeline.batcher.max_wait,
-        initial={"infer": (calibration.latency(batch) / batch, calibration.latency(1))},
+        initial={ENGINE_STAGE: (calibration.latency(batch) / batch, calibration.latency(1))},
         queues=pipeline.queues,
         clock=pipeline.clock,
     )

@@ -30,7 +30,7 @@ import dataclasses
 import os
 from collections.abc import Set
 
-from .types import EngineInfo
+from .types import ENGINE_STAGE, EngineInfo
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +47,7 @@ class CorePlan:
     def for_stage(self, stage: str, infer_workers: int) -> frozenset[int]:
         """Where a worker of ``stage`` runs: infer alone on the engine's core, unless
         there are several infer workers (then anywhere); every other stage off it."""
-        if stage != "infer":
+        if stage != ENGINE_STAGE:
             return self.others
         return self.engine if infer_workers <= 1 else self.every
 

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from .types import ENGINE_STAGE, SPECS
+
 SATURATION = 0.8
 #: A call in progress this long (seconds) at least, before its stage counts as stalled …
 STALL_MIN_S = 3.0
@@ -117,12 +119,12 @@ def verdict(
         score = stage.utilization + before + growth - (after or 0.0)
         if best is None or score > best[0]:
             best = (score, stage)
-    infer = by_name.get("infer")
+    infer = by_name.get(ENGINE_STAGE)
     starved = bool(
         infer is not None
         and infer.utilization < 0.5
         and (infer.queue_fill or 0.0) < 0.1
-        and (best is None or best[1].name != "infer")
+        and (best is None or best[1].name != ENGINE_STAGE)
     )
     share = f"{pipeline_efficiency:.0%}" if pipeline_efficiency is not None else "an unknown share"
     delivered = f"{delivered_per_s:.1f} items/s of {capacity_per_s:.1f} model-only"
@@ -191,11 +193,12 @@ def _stalled(
         f"{stage.name} is stalled (hung, not slow): {held}; {normal}. The pipeline "
         f"delivers {delivered_per_s:.1f} items/s while it lasts.{others}"
     )
-    if stage.name == "infer":
+    spec = SPECS.get(stage.name)
+    if spec is not None and spec.batched:
         cause = "a hung engine call" + (
             " (check the GPU's XID and throttling alerts)" if gpu else ""
         )
-    elif stage.name == "decode":
+    elif spec is not None and spec.sourced:
         cause = "a source or decoder that blocks"
     else:
         cause = f"a {stage.name} call that blocks (a lock, an I/O call without timeout)"
@@ -233,7 +236,8 @@ def advice(
             f"A drill makes {stage.name} slow ({stage.drilled_share:.0%} of its busy time is "
             "drill delay): `DELETE /v1/drills` ends it. The stage itself is not the cause."
         )
-    if stage.name == "infer":
+    spec = SPECS.get(stage.name)
+    if spec is not None and spec.batched:
         if engine_efficiency is not None and engine_efficiency < 0.8:
             return _slow_engine(engine_efficiency, cpu_busy, gpu)
         faster = "a larger GPU or a TensorRT engine" if gpu else "a GPU/TensorRT engine"
@@ -241,12 +245,12 @@ def advice(
             "The model itself is the limit — the best case for the pipeline. To go faster: "
             f"a larger max batch if capacity grows with it, {faster}, or a smaller model."
         )
-    if stage.name == "decode":
+    if spec is not None and spec.sourced:
         return (
             "Sources cannot decode in real time: lower resolution or frame rate, use fewer "
             "streams per server, or hardware decoding."
         )
-    cheaper = " (e.g. a smaller input resolution)" if stage.name == "preprocess" else ""
+    cheaper = spec.cheaper if spec is not None else ""
     return (
         f"Add {stage.name} workers (now {stage.workers}) if cores are free, or make the "
         f"stage cheaper{cheaper}."

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from .errors import DrillInputError
 from .metrics import RuntimeMetrics
-from .types import STAGES
+from .types import DRILL_STAGES, STAGES
 
 MAX_DELAY_MS = 60_000
 MAX_DURATION_S = 3600
@@ -51,8 +51,10 @@ class Drills:
             listener()
 
     def start(self, stage: str, delay_ms: float, duration_s: float) -> dict[str, float | str]:
-        if stage not in STAGES:
-            raise DrillInputError(f"unknown stage {stage!r}: drills apply to {', '.join(STAGES)}")
+        if stage not in DRILL_STAGES:
+            raise DrillInputError(
+                f"unknown stage {stage!r}: drills apply to {', '.join(DRILL_STAGES)}"
+            )
         if isinstance(delay_ms, bool) or isinstance(duration_s, bool):
             # bool is an int subclass: True would pass as a 1 ms drill.
             raise DrillInputError("delay_ms and duration_s are numbers, not true/false")

@@ -5,7 +5,7 @@ declared in a ``metrics.py``). Base units, ``_total`` on counters, histograms �
 summaries — so percentiles aggregate across replicas.
 
 **Stage buckets.** ``inference_stage_duration_seconds`` has buckets *per stage*
-(:data:`STAGE_BANDS`): inside a stage's band, bounds grow by ×1.1, so a p50 or p99 that
+(:data:`STAGE_BANDS`, from each stage's ``band``): inside a stage's band, bounds grow by ×1.1, so a p50 or p99 that
 ``histogram_quantile`` interpolates inside one bucket is off by at most 10 % (the width of
 the bucket); outside the band a few ×3 buckets reach down to 1/10 of it and up to 30 s, so
 nothing is lost, only coarser. The bands come from the durations measured here (2-core
@@ -31,6 +31,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.metrics import _validate_exemplar
 from prometheus_client.samples import Exemplar
+
+from .types import PIPELINE
 
 if TYPE_CHECKING:
     from .stats import StageLedger
@@ -72,14 +74,9 @@ def _round3(value: float, *, down: bool = False) -> float:
     return round((math.floor(value / scale + 1e-9) if down else round(value / scale)) * scale, 12)
 
 
-#: stage → (low, high) seconds: where its p50 and p99 are resolved to ±10 % (see above).
-STAGE_BANDS: dict[str, tuple[float, float]] = {
-    "decode": (0.001, 0.05),
-    "preprocess": (0.0001, 0.003),
-    "infer": (0.001, 0.1),
-    "postprocess": (0.00002, 0.001),
-    "encode": (0.00002, 0.002),
-}
+#: stage → (low, high) seconds: where its p50 and p99 are resolved to ±10 % (see above);
+#: each stage declares its band in :data:`inference.types.PIPELINE`.
+STAGE_BANDS: dict[str, tuple[float, float]] = {spec.name: spec.band for spec in PIPELINE}
 #: stage → bucket bounds of ``inference_stage_duration_seconds``, declared once here.
 STAGE_BUCKETS_BY_STAGE: dict[str, tuple[float, ...]] = {
     stage: band_buckets(low, high) for stage, (low, high) in STAGE_BANDS.items()

@@ -28,9 +28,10 @@ from .feed.shared import fuse
 from .metrics import RuntimeMetrics
 from .pipeline import Pipeline
 from .stats import StageCounters
-from .types import STAGES
+from .types import ENGINE_STAGE, LAST_STAGE, SPECS, STAGES
 
-_Snapshot = tuple[float, dict[str, StageCounters], dict[str, int], int]
+#: (time, stage → counters, queue → depth, queue → items taken so far)
+_Snapshot = tuple[float, dict[str, StageCounters], dict[str, int], dict[str, int]]
 
 
 class HostCpu:
@@ -116,8 +117,9 @@ class Monitor:
         now = self._clock()
         stages = self.pipeline.stages
         counters = {stage: stages[stage].ledger.snapshot(now) for stage in STAGES}
-        depths = {name: len(queue) for name, queue in self.pipeline.queues.items()}
-        return now, counters, depths, self.pipeline.decode.calls
+        queues = self.pipeline.queues
+        depths = {name: len(queue) for name, queue in queues.items()}
+        return now, counters, depths, {name: queue.passed for name, queue in queues.items()}
 
     def sample(self) -> Verdict | None:
         """Take a snapshot, compute the window against the oldest one inside it."""
@@ -131,11 +133,11 @@ class Monitor:
         if elapsed <= 0:
             return None
         self.stages = self._windows(then, now, elapsed)
-        infer_now, infer_then = now[1]["infer"], then[1]["infer"]
+        infer_now, infer_then = now[1][ENGINE_STAGE], then[1][ENGINE_STAGE]
         engine_seconds = infer_now.engine_seconds - infer_then.engine_seconds
         expected = infer_now.expected_seconds - infer_then.expected_seconds
         engine_efficiency = expected / engine_seconds if engine_seconds > 0 else None
-        delivered = (now[1]["encode"].items - then[1]["encode"].items) / elapsed
+        delivered = (now[1][LAST_STAGE].items - then[1][LAST_STAGE].items) / elapsed
         calibration = self.pipeline.calibration
         capacity = calibration.best_capacity(self.pipeline.batcher.max_batch)
         result = verdict(
@@ -150,22 +152,19 @@ class Monitor:
         self._export(result, infer_now, infer_then, elapsed)
         return result
 
+    def _own_threads(self, stage: str) -> int:
+        """Threads working for ``stage`` on inputs of their own, not its queue: streams'
+        source threads here, and streams' threads in decode processes."""
+        remote = self.pipeline.remote_streams() if SPECS[stage].remote else 0
+        return self.pipeline.sourced(stage) + remote
+
     def _workers(self, stage: str, then: _Snapshot, now: _Snapshot) -> int:
-        """Threads that could work for the stage over the window. For decode: the streams'
-        source threads, plus the HTTP decode workers if HTTP bodies came in (idle HTTP
-        decoders must not dilute the streams' utilization)."""
-        workers = self.pipeline.workers(stage)
-        http = now[3] > then[3] or now[2]["decode"] > 0
-        if stage == "preprocess":
-            # Streams in decode processes preprocess on their own threads there; the
-            # preprocess workers here only count while HTTP pictures come in.
-            remote = self.pipeline.remote_streams()
-            busy_here = http or now[2]["preprocess"] > 0 or then[2]["preprocess"] > 0
-            return remote + (workers if busy_here or not remote else 0)
-        if stage != "decode":
-            return workers
-        streams = self.pipeline.stream_decoders()
-        return streams + (workers if http or not streams else 0)
+        """Threads that could work for the stage over the window: those on inputs of
+        their own, plus the queue's workers if work came through the queue (idle queue
+        workers must not dilute the streams' utilization) or nobody else works for it."""
+        own = self._own_threads(stage)
+        fed = now[3][stage] > then[3][stage] or now[2][stage] > 0 or then[2][stage] > 0
+        return own + (self.pipeline.workers(stage) if fed or not own else 0)
 
     def _windows(self, then: _Snapshot, now: _Snapshot, elapsed: float) -> list[StageWindow]:
         samples = [snap for snap in self._history if snap[0] >= then[0]]
@@ -181,9 +180,9 @@ class Monitor:
             queue = self.pipeline.queues[stage]
             depths = [snap[2][stage] for snap in samples]
             fill: float | None = (sum(depths) / len(depths)) / queue.capacity
-            if stage == "decode" and not any(depths):
+            if SPECS[stage].sourced and not any(depths):
                 # Streams queue frames in their own mailboxes, which are not measured: an
-                # unused HTTP decode queue says nothing about the pressure on decode.
+                # unused HTTP queue says nothing about the pressure on the stage.
                 fill = None
             growth = (now[2][stage] - then[2][stage]) / elapsed
             utilization = min(1.0, busy / (elapsed * workers)) if workers else 0.0
@@ -210,9 +209,8 @@ class Monitor:
     ) -> None:
         for window in self.stages:
             self._utilization[window.name].set(window.utilization)
-            if window.name in ("decode", "preprocess"):
-                # Streams' threads (here or in decode processes) work for these stages.
-                self.pipeline.stages[window.name].workers.set(window.workers)
+            # Streams' threads (here or in decode processes) work for some stages too.
+            self.pipeline.stages[window.name].workers.set(window.workers)
         for name, gauge in self._stalled.items():
             gauge.set(1 if name in result.stalled else 0)
         if result.engine_efficiency is not None:

@@ -4,8 +4,11 @@ The stages come from :data:`inference.types.PIPELINE`; each is built once into a
 :class:`_Stage` (its input, its callable, its metric children, its ledger). Every worker of
 every stage runs the same loop, :meth:`Pipeline.run_stage`::
 
-    take from the input (queue, or batcher) → enter the ledger → drill → call
-    → read clock → leave the ledger and observe → forward (or finish)
+    take from the input (queue, batcher, or a stream's source) → enter the ledger → drill
+    → call → read clock → leave the ledger and observe → forward (or finish)
+
+A stream's source thread runs the same loop for the decode stage (take = read the next
+packet, call = decode it, forward = the stream's mailbox): see :meth:`Pipeline.source_stage`.
 
 The ledger knows what is in progress at any moment (see :mod:`inference.stats`), so a stage
 stuck on an item is visible *while* it is stuck. A drill's delay is inside the timed
@@ -21,7 +24,7 @@ import contextlib
 import dataclasses
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import InvalidStateError
 from typing import Any
 
@@ -34,18 +37,26 @@ from .drills import Drills
 from .errors import InferenceError, InputError, ShedError
 from .metrics import RuntimeMetrics, ScrapeCollector
 from .queues import StageQueue
-from .stages import Decode, Encode, Infer, Postprocess, Preprocess
+from .stages import Encode, Postprocess, Preprocess, StageKit
 from .stats import StageLedger
 from .tracing import Tracing
-from .types import NEXT, PIPELINE, STAGES, Engine, Item, Stage, StageSpec
+from .types import (
+    ENGINE_STAGE,
+    NEXT,
+    PIPELINE,
+    REMOTE_STAGES,
+    SOURCE_STAGE,
+    STAGES,
+    Engine,
+    Item,
+    Stage,
+    StageSpec,
+)
 
-#: Stages with worker threads of their own (all of them; decode's serve HTTP bodies,
-#: while each stream decodes on its own source thread).
-WORKER_STAGES = STAGES
-#: Where an item that needs no decoding enters.
-FIRST_AFTER_DECODE = NEXT["decode"] or "preprocess"
-#: Where an item preprocessed already (in a decode process) enters.
-FIRST_AFTER_PREPROCESS = NEXT["preprocess"] or "infer"
+#: Where an item that needs no decoding enters (a stream's frame, a tensor).
+FIRST_AFTER_DECODE: str = NEXT[SOURCE_STAGE] or SOURCE_STAGE
+#: Where an item that a decode process ran every remote stage on already enters.
+FIRST_AFTER_PREPROCESS: str = NEXT[REMOTE_STAGES[-1]] or REMOTE_STAGES[-1]
 
 
 @dataclasses.dataclass(eq=False)
@@ -60,9 +71,14 @@ class _Stage:
     items: Any  # Counter child
     errors: Any  # Counter child
     workers: Any  # Gauge child
-    next_queue: StageQueue | None
-    #: infer: calibrated seconds for a batch of n (engine efficiency); None elsewhere.
+    #: Where an item the call finished goes (the next queue; the end for the last stage).
+    forward: Callable[[Item], None]
+    #: Where an item that failed goes (the end of its road, counted as an error).
+    fail: Callable[[Item], None]
+    #: The engine's stage: calibrated seconds for a batch of n (engine efficiency).
     expected: Callable[[int], float] | None = None
+    #: Run by a source's own thread (a stream), not by a worker of the stage's queue.
+    sourced: bool = False
 
     @property
     def name(self) -> str:
@@ -125,7 +141,7 @@ class Pipeline:
         self.postprocess = Postprocess(self.info, top_k=top_k)
         self.encode = encode
         self.batcher = Batcher(
-            self.queues["infer"],
+            self.queues[ENGINE_STAGE],
             max_batch=self.clamp_batch(max_batch),
             max_wait=max_wait,
             metrics=metrics,
@@ -134,42 +150,40 @@ class Pipeline:
         flops = calibration.flops_per_item or 0
         flops_total = metrics.model_flops_total.labels(self.info.name)
         count_flops = (lambda ok: flops_total.inc(flops * ok)) if flops and instrumented else None
-        self.decode = Decode(self.preprocess)
-        calls: dict[str, Stage] = {
-            "decode": self.decode,
-            "preprocess": self.preprocess,
-            "infer": Infer(engine, on_done=count_flops),
-            "postprocess": self.postprocess,
-            "encode": self.encode,
-        }
+        kit = StageKit(engine, self.preprocess, self.postprocess, encode, count_flops)
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
         self.stages: dict[str, _Stage] = {}
         for spec in PIPELINE:
-            queue = self.queues[spec.name]
             after = NEXT[spec.name]
             self.stages[spec.name] = _Stage(
                 spec=spec,
-                call=calls[spec.name],
-                take=self.batcher.next_batch if spec.batched else _one_from(queue),
+                call=spec.factory(kit),
+                take=(
+                    self.batcher.next_batch if spec.batched else _one_from(self.queues[spec.name])
+                ),
                 ledger=StageLedger(clock),
                 duration=metrics.stage_duration_seconds.labels(spec.name),
                 items=metrics.stage_items_total.labels(spec.name),
                 errors=metrics.stage_errors_total.labels(spec.name),
                 workers=metrics.stage_workers.labels(spec.name),
-                next_queue=self.queues[after] if after else None,
-                expected=calibration.latency if spec.name == "infer" else None,
+                forward=self._forward_to(self.queues[after]) if after else self._finish,
+                fail=self._finish,
+                expected=calibration.latency if spec.batched else None,
             )
             self.stages[spec.name].workers.set(0)
         self.meters = self.stages  # the name tools and benchmarks used before
+        #: The HTTP bodies' decode callable (its ``calls`` count the bodies it decoded).
+        self.decode = self.stages[SOURCE_STAGE].call
         self._requests = {s: metrics.requests_total.labels(s) for s in ("ok", "error", "rejected")}
         self._latency = metrics.request_duration_seconds
         self._inflight: dict[int, float] = {}  # id(item) → created (monotonic)
-        self._workers: dict[str, list[threading.Event]] = {stage: [] for stage in WORKER_STAGES}
-        self._stream_decoders = 0
+        self._workers: dict[str, list[threading.Event]] = {stage: [] for stage in STAGES}
+        #: stage → source threads running it now (streams decoding here).
+        self._sourced: dict[str, int] = dict.fromkeys(STAGES, 0)
         #: Streams decoded and preprocessed in decode processes now (set by the feed).
         self.remote_streams: Callable[[], int] = lambda: 0
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
         self.completed = AtomicCounter()  # items out of the pipeline, counted in every mode
         if instrumented:
             metrics.registry.register(
@@ -207,7 +221,7 @@ class Pipeline:
                 thread.start()
             while len(stops) > count:
                 stops.pop().set()  # that worker exits after its current item
-            if stage == "infer" and count > 1 and self.cores is not None:
+            if self.stages[stage].spec.batched and count > 1 and self.cores is not None:
                 self._unpin_infer()
             self._set_worker_gauge(stage)
 
@@ -216,28 +230,46 @@ class Pipeline:
         every infer thread all cores back (the new ones do it themselves)."""
         assert self.cores is not None
         for thread in self._threads:
-            if thread.name.startswith("infer-") and thread.native_id is not None:
+            if thread.name.startswith(f"{ENGINE_STAGE}-") and thread.native_id is not None:
                 pin_current_thread(self.cores.every, thread.native_id)
 
     def workers(self, stage: str) -> int:
-        """Worker threads of ``stage`` (for decode: HTTP decoders, not stream sources)."""
+        """Worker threads of ``stage``'s queue (not the sources running it)."""
         return len(self._workers[stage])
 
-    def set_stream_decoders(self, count: int) -> None:
-        """Streams decode on their own threads: the decode stage counts them as workers."""
-        self._stream_decoders = count
-        self._set_worker_gauge("decode")
-
-    def stream_decoders(self) -> int:
-        return self._stream_decoders
+    def sourced(self, stage: str) -> int:
+        """Source threads running ``stage`` now (streams decoding here)."""
+        return self._sourced[stage]
 
     def _set_worker_gauge(self, stage: str) -> None:
-        count = len(self._workers[stage])
-        if stage == "decode" and self._stream_decoders:
-            # Idle HTTP decoders must not dilute the streams' utilization; the monitor
-            # adds them back while HTTP bodies come in.
-            count = self._stream_decoders
-        self.stages[stage].workers.set(count)
+        sources = self._sourced[stage]
+        # Idle queue workers must not dilute the sources' utilization; the monitor adds
+        # them back while their queue has work.
+        self.stages[stage].workers.set(sources or len(self._workers[stage]))
+
+    def source_stage(
+        self,
+        take: Callable[[], list[Item]],
+        call: Stage,
+        forward: Callable[[Item], None],
+        fail: Callable[[Item], None],
+    ) -> _Stage:
+        """The stage that sources run (decode), for one source's own thread to pass to
+        :meth:`run_stage`: ``take`` reads its next packet, ``call`` decodes it into
+        frames, ``forward`` takes each frame on (every one counts in ``frames_in``),
+        ``fail`` ends the source with a failed call's error. The ledger and metric
+        children are the stage's: a stream's decode is timed, drilled and seen in
+        progress exactly like an HTTP body's."""
+        frames_in = self.frames_in.inc
+
+        def counted(item: Item) -> None:
+            frames_in()
+            forward(item)
+
+        return dataclasses.replace(
+            self.stages[SOURCE_STAGE], take=take, call=call, forward=counted, fail=fail,
+            sourced=True,
+        )  # fmt: skip
 
     def submit(self, item: Item, timeout: float | None = None, kind: str = "frame") -> bool:
         """Hand an item to the pipeline, blocking while its first queue is full: an HTTP
@@ -246,8 +278,8 @@ class Pipeline:
         if item.tensor is not None:
             item.tensor = self.preprocess.check(item.tensor)
         if item.payload is not None:
-            first = "decode"
-        elif "preprocess" in item.stage_ms:  # a decode process preprocessed it already
+            first = SOURCE_STAGE
+        elif REMOTE_STAGES[-1] in item.stage_ms:  # a decode process ran it already
             first = FIRST_AFTER_PREPROCESS
         else:
             first = FIRST_AFTER_DECODE
@@ -262,20 +294,6 @@ class Pipeline:
         """Ages of the items in the pipeline now (entered, not finished)."""
         now = time.monotonic()
         return [now - created for created in tuple(self._inflight.values())]
-
-    def begin_decode(self, seconds: float) -> int:
-        """A stream's source decoded a frame in ``seconds`` and now hands it over (a drill
-        may hold it first): count it in progress in the decode stage from its start."""
-        if not self.instrumented:
-            return 0
-        token, _ = self.stages["decode"].ledger.enter(1, self.clock() - seconds)
-        return token
-
-    def end_decode(self, token: int, item: Item) -> None:
-        """The frame ``begin_decode`` announced is decoded: account it."""
-        self.frames_in.inc()
-        stage = self.stages["decode"]
-        self._observe(stage, [item], token, self.clock(), 0.0)
 
     def account_remote(
         self,
@@ -350,39 +368,66 @@ class Pipeline:
     # -- the stage loop ------------------------------------------------------------------
 
     def run_stage(self, stage: _Stage, stop: threading.Event) -> None:
-        """The loop every worker of every stage runs until ``stop`` is set."""
+        """The loop every worker of every stage, and every stream's source thread, runs
+        until ``stop`` is set. A call returns the items it made (a packet may decode into
+        no frame, or several); they go on, or end here with their error."""
         take, call, name = stage.take, stage.call, stage.name
-        if self.cores is not None:
-            why = pin_current_thread(self.cores.for_stage(name, len(self._workers["infer"])))
+        if self.cores is not None and not stage.sourced:
+            why = pin_current_thread(self.cores.for_stage(name, len(self._workers[ENGINE_STAGE])))
             if why is not None and self.log is not None:
                 self.log.warning("a stage thread could not be pinned", stage=name, reason=why)
         enter = stage.ledger.enter if self.instrumented else _enter_nothing
-        clock, pause = self.clock, self.drills.pause
-        last = stage.next_queue is None
-        while not stop.is_set():
-            batch = take()
-            if not batch:
-                continue
-            token, _ = enter(len(batch))
-            drilled = 0.0
-            try:
-                drilled = pause(name, len(batch))  # per item: a drill makes a real bottleneck
-                call(batch)
-            except Exception as exc:
-                for item in batch:
-                    item.error = exc
-            self._observe(stage, batch, token, clock(), drilled)
-            for item in batch:
-                if item.error is not None or last:
-                    self._finish(item)
-                else:
-                    self._forward(item, stage.next_queue)  # type: ignore[arg-type]
+        clock, pause, forward, fail = self.clock, self.drills.pause, stage.forward, stage.fail
+        drill = stage.spec.drill
+        with self._source_of(stage):
+            while not stop.is_set():
+                batch = take()
+                if not batch:
+                    continue
+                token, _ = enter(len(batch))
+                drilled = 0.0
+                try:
+                    if drill:  # per item: a drill makes a real bottleneck
+                        drilled = pause(name, len(batch))
+                    done = call(batch)
+                except Exception as exc:
+                    for item in batch:
+                        item.error = exc
+                    done = batch
+                self._observe(stage, done, token, clock(), drilled)
+                for item in done:
+                    if item.error is not None:
+                        fail(item)
+                    else:
+                        forward(item)
 
-    def _forward(self, item: Item, target: StageQueue) -> None:
-        while not target.put(item, timeout=0.5):
-            if self._stopping.is_set():
-                self._abandon(item)
-                return
+    @contextlib.contextmanager
+    def _source_of(self, stage: _Stage) -> Iterator[None]:
+        """While a source's thread runs ``stage``, it counts as one of its workers."""
+        if not stage.sourced:
+            yield
+            return
+        with self._lock:
+            self._sourced[stage.name] += 1
+            self._set_worker_gauge(stage.name)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._sourced[stage.name] -= 1
+                self._set_worker_gauge(stage.name)
+
+    def _forward_to(self, target: StageQueue) -> Callable[[Item], None]:
+        """An item's way into ``target``: wait while it is full, give up at shutdown."""
+        put, stopping, abandon = target.put, self._stopping, self._abandon
+
+        def forward(item: Item) -> None:
+            while not put(item, timeout=0.5):
+                if stopping.is_set():
+                    abandon(item)
+                    return
+
+        return forward
 
     # -- accounting --------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from .bottleneck import SATURATION, StageWindow, Verdict, verdict
 from .feed.shared import fuse
-from .types import STAGES
+from .types import LAST_STAGE, SOURCE_STAGE, SPECS, STAGES
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -173,7 +173,7 @@ def from_scrapes(
     ]
     return {
         "rows": rows,
-        "delivered_per_s": delta("inference_stage_items_total", stage="encode") / elapsed,
+        "delivered_per_s": delta("inference_stage_items_total", stage=LAST_STAGE) / elapsed,
         "capacity_per_s": max(latest("inference_model_capacity_items_per_second"), default=0.0),
         "engine_efficiency": sum(efficiency) / len(efficiency) if efficiency else None,
         "cpu_busy": cpu_busy(*agent) if agent else None,
@@ -259,7 +259,7 @@ def from_prometheus(base: str, window: str = "1m") -> dict[str, Any]:
         )
     return {
         "rows": rows,
-        "delivered_per_s": items.get("encode", 0.0),
+        "delivered_per_s": items.get(LAST_STAGE, 0.0),
         "capacity_per_s": next(iter(model_capacity.values()), 0.0),
         "engine_efficiency": next(iter(efficiency.values()), None),
         "cpu_busy": next(iter(cpu.values()), None),
@@ -269,9 +269,11 @@ def from_prometheus(base: str, window: str = "1m") -> dict[str, Any]:
 
 
 def _fill(row: dict[str, Any]) -> float | None:
-    """The input queue's fill; None where unknown — and for decode when its (HTTP) queue
-    is empty, since streams queue frames in mailboxes that are not measured."""
-    if not row["queue_capacity"] or (row["stage"] == "decode" and not row["queue_depth"]):
+    """The input queue's fill; None where unknown — and for the stage sources run
+    (decode) when its (HTTP) queue is empty, since streams queue frames in mailboxes
+    that are not measured."""
+    spec = SPECS.get(row["stage"])
+    if not row["queue_capacity"] or (spec is not None and spec.sourced and not row["queue_depth"]):
         return None
     return float(row["queue_depth"] / row["queue_capacity"])
 
@@ -296,7 +298,7 @@ def judge(data: dict[str, Any]) -> Verdict:
     if data.get("decode_processes"):
         # Decode and preprocess share each stream's thread in a decode process.
         busy = {row["stage"]: row["utilization"] * row["workers"] for row in data["rows"]}
-        streams = next(row["workers"] for row in data["rows"] if row["stage"] == "decode")
+        streams = next(row["workers"] for row in data["rows"] if row["stage"] == SOURCE_STAGE)
         windows = fuse(windows, busy, 1.0, streams, SATURATION)
     return verdict(
         windows,

@@ -52,6 +52,8 @@ class StageQueue:
         self._clock = clock
         #: Seconds a request still needs after it leaves this queue (set from outside).
         self.reserve = 0.0
+        #: Items taken from it so far (the monitor: did work come through this queue?).
+        self.passed = 0
         #: Called (outside the lock) with the requests dropped for their deadline.
         self.on_expired: Callable[[list[Item]], None] | None = None
         metrics.queue_capacity.labels(name).set(capacity)
@@ -107,6 +109,7 @@ class StageQueue:
                 else:
                     break
         if taken or expired:
+            self.passed += len(taken)
             self._set_depth(len(frames) + len(requests))
             self._cond.notify_all()
         return taken

@@ -44,7 +44,7 @@ from .pipeline import Pipeline
 from .stages import Encode
 from .streams import StreamManager, stream_limits
 from .tracing import Tracing
-from .types import Engine, Item
+from .types import ENGINE_STAGE, Engine, Item
 
 if TYPE_CHECKING:
     from .feed import DecodePool
@@ -98,7 +98,7 @@ class Runtime:
     def _plan_cores(self, config: RuntimeConfig, allowed: frozenset[int] | None) -> CorePlan | None:
         """The engine's core plan, with its core claimed host-wide (no two engines of
         this host's servers on one core; inference/feed/claims.py)."""
-        wanted = plan(self.info, config.pin_engine, allowed, config.workers.get("infer", 1))
+        wanted = plan(self.info, config.pin_engine, allowed, config.workers.get(ENGINE_STAGE, 1))
         folder = claims_dir(config.core_claims_dir)
         if wanted is None or folder is None or allowed is None:
             return wanted
@@ -111,7 +111,9 @@ class Runtime:
                 "runs unpinned", cores=sorted(allowed), claims=folder,
             )  # fmt: skip
             return None
-        return plan(self.info, True, allowed, config.workers.get("infer", 1), self._core_claim.core)
+        return plan(
+            self.info, True, allowed, config.workers.get(ENGINE_STAGE, 1), self._core_claim.core
+        )
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -145,7 +147,7 @@ class Runtime:
             if self.model_path and self.model_path.suffix == ".onnx"
             else None
         )
-        from agent.peaks import peak_flops
+        from hardware.peaks import peak_flops
 
         precision = info.precision or "fp16"
         peak = peak_flops(info.device, precision) if info.device not in ("cpu", "cuda") else None

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .stats import StageCounters, StageLedger
+from .types import ENGINE_STAGE
 
 #: How much each refresh moves the estimates toward the latest window (EWMA weight).
 BLEND = 0.5
@@ -48,7 +49,7 @@ class ServiceModel:
         frames: Callable[[], int],
         shared: frozenset[str],
         batch_wait: Callable[[], float],
-        batched: str = "infer",
+        batched: str = ENGINE_STAGE,
         initial: Mapping[str, tuple[float, float]] | None = None,
         queues: Mapping[str, Any] | None = None,
         clock: Callable[[], float] = time.perf_counter,

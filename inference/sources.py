@@ -3,6 +3,11 @@
 Live sources (synthetic, network) run in real time: a frame carries its capture time,
 and a synthetic source that falls behind skips frames (counted as ``late``) rather than
 drifting. Files are not live: they are read as fast as the pipeline takes them.
+
+A source is read in two steps, so that a stream's thread runs them as the decode stage's
+loop (take, then call): ``read(stop)`` returns the next packet (None at the end), and
+``decode(packet)`` the frames in it — none, one, or several. ``frames(stop)`` does both
+for a decode process (inference/feed), timing each frame's decoding.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ class Frame:
     index: int
     pts: float | None
     captured: float | None  # wall-clock seconds for live sources
-    decode_seconds: float
+    decode_seconds: float = 0.0  # set by ``frames()``
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,24 +150,39 @@ class SyntheticSource:
         # Frame i is frame 0 moved by 4·i columns (see synthetic_pattern): one roll each.
         self._base = synthetic_pattern(np.empty((spec.height, spec.width, 3), np.uint8))
         self.late = 0  # frames skipped to catch up with real time
+        self._period = 1.0 / self.fps
+        self._start: float | None = None  # when frame 0 was due
+        self._index = 0
+
+    def read(self, stop: Callable[[], bool]) -> int | None:
+        """Wait until the next frame is due and return its index (the "packet"); None
+        once ``stop()``. Behind real time, it skips to the present frame."""
+        if stop():
+            return None
+        period = self._period
+        if self._start is None:
+            self._start = self._clock()
+        due = self._start + self._index * period
+        now = self._clock()
+        if now < due:
+            self._sleep(due - now)
+        elif now - due > period:  # behind real time: skip to the present frame
+            skipped = int((now - due) / period)
+            self.late += skipped
+            self._index += skipped
+        index, self._index = self._index, self._index + 1
+        return index
+
+    def decode(self, index: int) -> list[Frame]:
+        """Frame ``index`` of the pattern (the "decoding": one roll of frame 0)."""
+        image = np.roll(self._base, index * 4, axis=1)
+        return [Frame(image, index, index * self._period, self._wall())]
 
     def frames(self, stop: Callable[[], bool]) -> Iterator[Frame]:
-        period = 1.0 / self.fps
-        start = self._clock()
-        index = 0
-        while not stop():
-            due = start + index * period
-            now = self._clock()
-            if now < due:
-                self._sleep(due - now)
-            elif now - due > period:  # behind real time: skip to the present frame
-                skipped = int((now - due) / period)
-                self.late += skipped
-                index += skipped
+        while (index := self.read(stop)) is not None:
             began = time.perf_counter()
-            image = np.roll(self._base, index * 4, axis=1)
-            yield Frame(image, index, index * period, self._wall(), time.perf_counter() - began)
-            index += 1
+            (frame,) = self.decode(index)
+            yield dataclasses.replace(frame, decode_seconds=time.perf_counter() - began)
 
 
 class VideoSource:
@@ -179,6 +199,28 @@ class VideoSource:
         self.width, self.height = self._reader.width, self._reader.height
         self.late = 0
         self._wall = wall
+        self._packets: Iterator[Any] | None = None
+        self._index = 0  # of the next decoded frame
+
+    def read(self, stop: Callable[[], bool]) -> Any:
+        """The next packet (not decoded yet), or None at the end or once ``stop()``."""
+        if stop() or self._reader is None:
+            return None
+        if self._packets is None:
+            self._packets = self._reader.packets()
+        return next(self._packets, None)
+
+    def decode(self, packet: Any) -> list[Frame]:
+        """The frames in ``packet`` (none while the decoder fills its pipeline)."""
+        reader = self._reader
+        if reader is None:  # closed meanwhile
+            return []
+        frames = []
+        for image, pts in reader.decode(packet):
+            captured = self._wall() if self.spec.live else None
+            frames.append(Frame(image, self._index, pts, captured))
+            self._index += 1
+        return frames
 
     def frames(self, stop: Callable[[], bool]) -> Iterator[Frame]:
         try:

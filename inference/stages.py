@@ -1,5 +1,5 @@
-"""The stage callables: decode, preprocess, infer, postprocess, encode. Each takes and
-returns a list of items.
+"""The stage callables (the factories in :data:`inference.types.PIPELINE` build them from
+a :class:`StageKit`). Each takes and returns a list of items.
 
 They are plain callables on purpose: the pipeline times, counts and traces them; they
 only transform items. ``infer`` wraps the engine: it stacks a batch, runs it, splits the
@@ -8,6 +8,7 @@ outputs back onto the items.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import threading
@@ -18,9 +19,15 @@ from typing import Any, TextIO
 import numpy as np
 
 from .errors import InputError, ShapeError
-from .server.limits import check_finite
 from .types import Engine, EngineInfo, Item
 from .video import decode_image, resize_rgb
+
+
+def check_finite(array: np.ndarray) -> None:
+    """A float or complex tensor with NaN or infinity is a client error (422), not a
+    result full of nulls."""
+    if array.dtype.kind in "fc" and not bool(np.isfinite(array).all()):
+        raise ShapeError("the tensor holds NaN or infinite values: send finite numbers")
 
 
 class Decode:
@@ -251,6 +258,19 @@ class Encode:
         if self._out is not None:
             self._out.close()
             self._out = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StageKit:
+    """The parts the stage factories of :data:`inference.types.PIPELINE` build from,
+    passed once, when the pipeline is built. ``on_infer(ok)`` is told how many items
+    each engine call finished (the pipeline counts FLOPs with it)."""
+
+    engine: Engine
+    preprocess: Preprocess
+    postprocess: Postprocess
+    encode: Encode
+    on_infer: Callable[[int], None] | None = None
 
 
 def annotate(item: Item) -> np.ndarray:

@@ -39,6 +39,14 @@ _FPS_WINDOW = 5.0
 _ENDED = ("ended", "failed")
 
 
+def _failure(exc: BaseException) -> tuple[str, bool]:
+    """A stream's end: its error's message, and whether it crashed (anything but a
+    :class:`SourceError`, which says what to do)."""
+    if isinstance(exc, SourceError):
+        return str(exc), False
+    return f"{type(exc).__name__}: {exc}", True
+
+
 class _Stream:
     def __init__(self, stream_id: str, spec: SourceSpec, source: Any, buffer: int) -> None:
         self.id = stream_id
@@ -374,27 +382,50 @@ class StreamManager:
     # -- threads -------------------------------------------------------------------------
 
     def _source_loop(self, stream: _Stream) -> None:
+        """The stream's thread: the pipeline's stage loop for decode, on this source
+        (take = read the next packet, call = decode it, forward = the mailbox)."""
         inlet = _Inlet(self, stream)
-        error: str | None = None
-        crashed = False
+        source = stream.source
+        done = threading.Event()  # the source ended, failed, or the stream stops
+        failures: list[BaseException] = []
+
+        def end(exc: BaseException) -> None:  # a broken stream ends alone
+            failures.append(exc)
+            done.set()
+
+        def take() -> list[Item]:
+            try:
+                packet = source.read(lambda: stream.stopping)
+            except Exception as exc:
+                end(exc)
+                return []
+            if packet is None:
+                done.set()
+                return []
+            return [Item(stream.id, -1, packet=packet)]
+
+        def decode(items: list[Item]) -> list[Item]:
+            return [
+                Item(stream.id, f.index, f.pts, image=f.image, captured=f.captured)
+                for f in source.decode(items[0].packet)
+            ]
+
+        def forward(item: Item) -> None:
+            inlet.frame(item, getattr(source, "late", 0))
+
+        def fail(item: Item) -> None:
+            end(item.error or SourceError("decoding failed"))
+
         try:
-            for frame in stream.source.frames(lambda: stream.stopping):
-                token = self.pipeline.begin_decode(frame.decode_seconds)  # in progress now
-                self.drills.pause("decode")
-                item = Item(
-                    stream.id, frame.index, frame.pts, image=frame.image, captured=frame.captured
-                )
-                self.pipeline.end_decode(token, item)
-                inlet.frame(item, getattr(stream.source, "late", 0))
-        except SourceError as exc:
-            error = str(exc)
-        except Exception as exc:  # a broken stream ends alone
-            error, crashed = f"{type(exc).__name__}: {exc}", True
+            self.pipeline.run_stage(self.pipeline.source_stage(take, decode, forward, fail), done)
+        except Exception as exc:
+            failures.append(exc)
         finally:
-            close = getattr(stream.source, "close", None)
+            close = getattr(source, "close", None)
             if close is not None:  # release decoder threads now, not when reaped
                 with contextlib.suppress(Exception):
                     close()
+            error, crashed = _failure(failures[0]) if failures else (None, False)
             inlet.end(error, crashed=crashed)
 
     def _deliver(self, stream: _Stream, item: Item, wait: bool = True) -> None:
@@ -450,7 +481,6 @@ class StreamManager:
         return None
 
     def _update_workers(self) -> None:
-        self.pipeline.set_stream_decoders(self.active())
         self.metrics.streams_active.set(self.active())
 
     def _close_recorder(self, stream: _Stream) -> None:

@@ -11,8 +11,10 @@ a plain callable from a list of items to a list of items (per-item stages receiv
 item; ``infer`` receives a batch); the runtime times it. An engine is anything with
 ``run(batch)`` and ``describe()``.
 
-:data:`PIPELINE` is the one list of stages: every other stage list (names, queues, the
-stages after each, config validation, drills) is derived from it.
+:data:`PIPELINE` is the one list of stages, and a :class:`StageSpec` everything about
+one (its callable's factory, histogram band, batched flag, drill point, roles): every
+other stage list (names, queues, the stages after each, config validation, drills,
+buckets) is derived from it, and no other module compares stage names.
 """
 
 from __future__ import annotations
@@ -21,38 +23,103 @@ import dataclasses
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .stages import StageKit
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class StageSpec:
-    """One stage of the pipeline, as the runtime builds it.
+    """One stage of the pipeline: everything the runtime needs to know about it.
 
-    Every stage has an input queue and workers running the same stage loop. ``batched``
-    stages take their input from a batcher (up to ``max_batch`` items per call) instead of
-    one item at a time.
+    Every stage has an input queue and workers running the same stage loop
+    (:meth:`inference.pipeline.Pipeline.run_stage`). The rest of the runtime asks the spec,
+    never the stage's name, what a stage does.
     """
 
     name: str
+    #: Builds the stage's callable once, at set-up, from the pipeline's parts.
+    factory: Callable[[StageKit], Stage]
+    #: (low, high) seconds where its duration histogram resolves p50 and p99 to ±10 %
+    #: (inference/metrics.py turns it into bucket bounds).
+    band: tuple[float, float]
+    #: Takes its input from the batcher (up to ``max_batch`` items per call): the engine's
+    #: stage, the one calibration measured.
     batched: bool = False
+    #: Drill point: a drill on this stage sleeps inside its timed region, per item of a
+    #: call, so it looks exactly like a slow stage (inference/drills.py).
+    drill: bool = True
+    #: Stream sources run it too, on threads of their own (take = read the next packet,
+    #: call = decode): its queue only holds HTTP bodies, and those threads are workers.
+    sourced: bool = False
+    #: Decode processes (inference/feed) run it for their streams, in PIPELINE order.
+    remote: bool = False
+    #: How the stage could be made cheaper, for the bottleneck advice ("" if no hint).
+    cheaper: str = ""
 
 
-#: The pipeline, in order. Stream sources decode on their own threads and enter at the
-#: stage after ``decode``; HTTP bodies enter the ``decode`` queue.
+# The factories import the stage callables when the pipeline is built: inference.stages
+# imports this module, so this one cannot import it at the top.
+def _decode(kit: StageKit) -> Stage:
+    from .stages import Decode
+
+    return Decode(kit.preprocess)
+
+
+def _preprocess(kit: StageKit) -> Stage:
+    return kit.preprocess
+
+
+def _infer(kit: StageKit) -> Stage:
+    from .stages import Infer
+
+    return Infer(kit.engine, on_done=kit.on_infer)
+
+
+def _postprocess(kit: StageKit) -> Stage:
+    return kit.postprocess
+
+
+def _encode(kit: StageKit) -> Stage:
+    return kit.encode
+
+
+#: The pipeline, in order: the one place that names stages. Stream sources decode on
+#: their own threads and enter at the stage after ``decode``; HTTP bodies enter the
+#: ``decode`` queue. Bands: see inference/metrics.py (measured on a 2-core CPU).
 PIPELINE: tuple[StageSpec, ...] = (
-    StageSpec("decode"),
-    StageSpec("preprocess"),
-    StageSpec("infer", batched=True),
-    StageSpec("postprocess"),
-    StageSpec("encode"),
+    StageSpec("decode", _decode, (0.001, 0.05), sourced=True, remote=True),
+    StageSpec(
+        "preprocess",
+        _preprocess,
+        (0.0001, 0.003),
+        remote=True,
+        cheaper=" (e.g. a smaller input resolution)",
+    ),
+    StageSpec("infer", _infer, (0.001, 0.1), batched=True),
+    StageSpec("postprocess", _postprocess, (0.00002, 0.001)),
+    StageSpec("encode", _encode, (0.00002, 0.002)),
 )
 STAGES: tuple[str, ...] = tuple(spec.name for spec in PIPELINE)
+#: name → spec.
+SPECS: dict[str, StageSpec] = {spec.name: spec for spec in PIPELINE}
 #: The queue in front of each stage (named after it).
 QUEUES: dict[str, str] = {name: name for name in STAGES}
 #: stage → the stage after it (None for the last).
 NEXT: dict[str, str | None] = dict(zip(STAGES, (*STAGES[1:], None), strict=True))
+#: The engine's stage (the batched one).
+ENGINE_STAGE: str = next(spec.name for spec in PIPELINE if spec.batched)
+#: The stage HTTP bodies enter and stream sources run on their own threads.
+SOURCE_STAGE: str = next(spec.name for spec in PIPELINE if spec.sourced)
+#: The last stage: what it finishes is delivered.
+LAST_STAGE: str = STAGES[-1]
+#: The stages a decode process runs for each of its streams, in order.
+REMOTE_STAGES: tuple[str, ...] = tuple(spec.name for spec in PIPELINE if spec.remote)
+#: Stages a drill may slow.
+DRILL_STAGES: tuple[str, ...] = tuple(spec.name for spec in PIPELINE if spec.drill)
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -86,6 +153,9 @@ class Item:
     payload_kind: str = ""
     #: The request's Content-Type, which sharpens decode errors (the bytes pick the decoder).
     payload_type: str = ""
+    #: A stream's packet still to decode (what its source read; the decode call turns it
+    #: into frames).
+    packet: Any = None
 
 
 #: A stage: takes a list of items (one for per-item stages, a batch for infer), returns it.

@@ -205,19 +205,41 @@ class VideoReader:
             frames = math.ceil(self._container.duration / 1_000_000 * fps)
         return max(frames, 0)
 
-    def frames(self) -> Iterator[tuple[Any, float | None, float]]:
-        """Yield (VideoFrame, pts seconds, decode seconds)."""
-        decoder = self._container.decode(self._stream)
+    def packets(self) -> Iterator[Any]:
+        """The video stream's packets, read from the container (not decoded), ending
+        with the empty packet that flushes the decoder."""
+        demux = self._container.demux(self._stream)
         while True:
-            started = time.perf_counter()
             try:
-                frame = next(decoder)
+                packet = next(demux)
             except StopIteration:
                 return
             except av.FFmpegError as exc:
-                raise SourceError(f"decoding failed: {exc}") from exc
-            pts = float(frame.time) if frame.time is not None else None
-            yield frame, pts, time.perf_counter() - started
+                raise SourceError(f"reading failed: {exc}") from exc
+            yield packet
+
+    def decode(self, packet: Any) -> list[tuple[Any, float | None]]:
+        """Decode one packet into (VideoFrame, pts seconds): none while the decoder
+        fills its pipeline (frame threads), several when the last packet flushes it."""
+        try:
+            frames = packet.decode()
+        except av.FFmpegError as exc:
+            raise SourceError(f"decoding failed: {exc}") from exc
+        return [(frame, float(frame.time) if frame.time is not None else None) for frame in frames]
+
+    def frames(self) -> Iterator[tuple[Any, float | None, float]]:
+        """Yield (VideoFrame, pts seconds, decode seconds). A packet that decoded into no
+        frame adds its seconds to the next frame's; one that decoded into several
+        shares its seconds among them."""
+        seconds = 0.0
+        for packet in self.packets():
+            started = time.perf_counter()
+            decoded = self.decode(packet)
+            seconds += time.perf_counter() - started
+            for frame, pts in decoded:
+                yield frame, pts, seconds / len(decoded)
+            if decoded:
+                seconds = 0.0
 
     def close(self) -> None:
         self._container.close()

@@ -17,10 +17,12 @@ from collections.abc import Callable
 import numpy as np
 
 from ..drills import Drills
+from ..types import REMOTE_STAGES
 from .shm import Region
 
-#: The stages a decode process runs, in the board's order.
-REMOTE_STAGES = ("decode", "preprocess")
+#: The two calls a decode process makes per frame, in the board's order (its stats row
+#: has a column group for each: DEC_* and PRE_* in .shm).
+DECODE, PREPROCESS = REMOTE_STAGES
 _WORDS = 2 * len(REMOTE_STAGES) + 1  # (delay s, until monotonic s) per stage, generation
 SIZE = 64
 #: How often a sleeping drilled call looks for a stop (seconds).

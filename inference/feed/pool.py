@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 
 from ..metrics import METRICS, RuntimeMetrics
 from ..sources import SourceSpec
+from ..types import REMOTE_STAGES
 from .drills import DrillBoard
 from .plan import FeedPlan
 from .process import DecodeProcess
@@ -80,7 +81,7 @@ class DecodePool:
         self._running = metrics.decode_processes
         self._running.set(0)
         self._restarts = metrics.decode_process_restarts_total
-        for stage, name in ((0, "decode"), (1, "preprocess")):
+        for stage, name in enumerate(REMOTE_STAGES):
             pipeline.stages[name].ledger.remote = self._unreported(stage)
         pipeline.remote_streams = self.streams_running
         self._collector = _HeartbeatCollector(self)
@@ -171,7 +172,7 @@ class DecodePool:
         for process in processes:
             process.stop()
         self._running.set(0)
-        for name in ("decode", "preprocess"):
+        for name in REMOTE_STAGES:
             self.pipeline.stages[name].ledger.remote = None
         self.pipeline.remote_streams = lambda: 0
         self.board.close()

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InputError, SourceError
-from ..types import Item
+from ..types import REMOTE_STAGES, Item
 from .protocol import (
     COMMAND,
     CREDIT,
@@ -247,8 +247,9 @@ class DecodeProcess:
         def decode_reported() -> None:
             reported[row, 0] = seq
 
+        decode, preprocess = REMOTE_STAGES
         pipeline.account_remote(
-            "decode", item, to_clock(dec_start), to_clock(dec_end), dec_drilled, decode_reported
+            decode, item, to_clock(dec_start), to_clock(dec_end), dec_drilled, decode_reported
         )
         if pre_start:
             if status == FAILED:
@@ -258,7 +259,7 @@ class DecodeProcess:
                 reported[row, 1] = seq
 
             pipeline.account_remote(
-                "preprocess", item, to_clock(pre_start), to_clock(pre_end), pre_drilled,
+                preprocess, item, to_clock(pre_start), to_clock(pre_end), pre_drilled,
                 preprocess_reported,
             )  # fmt: skip
         source.arrived(item, late, status == OK)
@@ -346,7 +347,7 @@ class DecodeProcess:
         """The dead process's calls in progress end now, as errors (the ledgers must not
         show them running forever, nor lose the seconds they already counted)."""
         now = time.monotonic_ns()
-        for stage, name in ((0, "decode"), (1, "preprocess")):
+        for stage, name in enumerate(REMOTE_STAGES):
             for row, started, ended in self.unreported(stage):
                 source = self.rows.get(row)
                 item = Item(source.stream_id if source else "?", -1)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..bottleneck import StageWindow
+from ..types import REMOTE_STAGES
 
 
 def fuse(
@@ -29,11 +30,12 @@ def fuse(
     (``threads``: streams decoded in decode processes; ``busy``: seconds per stage)."""
     if threads <= 0 or elapsed <= 0:
         return windows
-    decode, preprocess = busy.get("decode", 0.0), busy.get("preprocess", 0.0)
-    shared = min(1.0, (decode + preprocess) / (elapsed * threads))
+    # In PIPELINE order: on a tie the earlier stage (decode) is named.
+    seconds = [busy.get(name, 0.0) for name in REMOTE_STAGES]
+    shared = min(1.0, sum(seconds) / (elapsed * threads))
     if shared < saturation:
         return windows
-    larger = "decode" if decode >= preprocess else "preprocess"
+    larger = REMOTE_STAGES[seconds.index(max(seconds))]
     return [
         dataclasses.replace(window, utilization=max(window.utilization, shared))
         if window.name == larger

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .drills import DrillBoard
+from .drills import DECODE, PREPROCESS, DrillBoard
 from .protocol import (
     COMMAND,
     CREDIT,
@@ -234,7 +234,7 @@ class DecodeWorker:
         seq = int(stats[DEC_SEQ]) + 1
         ended = time.monotonic_ns()
         _begin(stats, DEC_SEQ, seq, ended - int(decoded.decode_seconds * 1e9))
-        dec_drilled = self.board.pause("decode")
+        dec_drilled = self.board.pause(DECODE)
         dec_end = time.monotonic_ns()
         stats[DEC_END] = dec_end
         slot, status, pre_start, pre_end, pre_drilled = -1, STOPPED, 0, 0, 0.0
@@ -244,7 +244,7 @@ class DecodeWorker:
             pre_start = time.monotonic_ns()
             _begin(stats, PRE_SEQ, seq, pre_start)
             try:
-                pre_drilled = self.board.pause("preprocess")
+                pre_drilled = self.board.pause(PREPROCESS)
                 self.block.slot(slot)[...] = self.preprocess.tensor(decoded.image)
                 status = OK
             except Exception as exc:  # the frame fails alone, as in the preprocess stage

@@ -3,12 +3,12 @@
 Each check runs before the expensive step it guards (reading, allocating, decoding), so a
 hostile request costs what its limit allows and no more. They are pure functions of the
 bytes and the limits. The server runs the size and header checks before a body enters
-the pipeline; ``check_finite`` needs the parsed values, so the ``decode`` stage runs it::
+the pipeline; finiteness needs the parsed values, so the runtime checks it in its first
+stage (:func:`inference.stages.check_finite`)::
 
     body = await read_body(request.headers, request.stream(), limit=32 << 20)  # 413 past it
     check_npy_header(body, max_elements=1 << 24)      # before numpy allocates anything
     check_image_pixels(body, max_pixels=40_000_000)   # header-only probe, before decode
-    check_finite(array)                               # NaN/inf tensors are a 422
 """
 
 from __future__ import annotations
@@ -114,13 +114,6 @@ def check_npy_header(
             f"{elements * dtype.itemsize}: the body is truncated or padded"
         )
     return shape
-
-
-def check_finite(array: np.ndarray) -> None:
-    """A float or complex tensor with NaN or infinity is a client error (422), not a
-    result full of nulls."""
-    if array.dtype.kind in "fc" and not bool(np.isfinite(array).all()):
-        raise ShapeError("the tensor holds NaN or infinite values: send finite numbers")
 
 
 def check_image_pixels(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[int, int]:

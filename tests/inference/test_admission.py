@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 from concurrent.futures import Future
 
 import numpy as np
@@ -483,10 +484,19 @@ def test_the_streams_rate_is_what_their_sources_decode_dropped_or_not(served):
     it asks of the engine is every frame its source decodes. Three decoded frames count
     three, though none was handed to a queue."""
     s = served()
-    for index in range(3):
-        token = s.pipeline.begin_decode(0.001)
-        s.pipeline.end_decode(token, _frame(index))
-    assert s.pipeline.frames_in.value == 3
+    packets, done = iter(range(3)), threading.Event()
+
+    def take() -> list[Item]:
+        packet = next(packets, None)
+        if packet is None:
+            done.set()
+            return []
+        return [_frame(packet)]
+
+    dropped: list[Item] = []
+    stage = s.pipeline.source_stage(take, lambda items: items, dropped.append, dropped.append)
+    s.pipeline.run_stage(stage, done)  # a stream's thread: the decode stage's loop
+    assert s.pipeline.frames_in.value == 3 and len(dropped) == 3
 
 
 def test_a_request_refused_past_max_connections_is_read_to_its_end_before_the_answer():

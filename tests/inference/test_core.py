@@ -383,3 +383,67 @@ def test_loglog_profile_names_a_hang_from_two_scrapes(core):
     assert infer["inflight"] == 1 and infer["oldest_inflight_s"] == pytest.approx(42.0)
     assert infer["utilization"] == pytest.approx(1.0)
     assert "Bottleneck: infer (STALLED)" in render(data, result)
+
+
+def test_a_streams_hung_decoder_is_in_progress_in_the_decode_stage_and_named_stalled(
+    core, monkeypatch
+):
+    """A stream decodes through the decode stage's own loop on its thread (take = read a
+    packet, call = decode it): while its decoder hangs on a packet, the decode stage holds
+    that call in progress, the stream's thread counts as a decode worker, and the verdict
+    names decode stalled. (Before, a stream's frame was accounted only once decoded, so a
+    hung stream decoder was invisible.)"""
+    import time
+
+    from inference import streams as streams_module
+    from inference.sources import Frame
+    from inference.streams import StreamManager
+
+    c = core()
+    entered, release = threading.Event(), threading.Event()
+
+    class HangingSource:
+        """The media seam: three packets, the second one's decoding hangs."""
+
+        fps, width, height, late = 30.0, 16, 16, 0
+
+        def __init__(self) -> None:
+            self.packets = 0
+
+        def read(self, stop):
+            if stop() or self.packets >= 3:
+                return None
+            self.packets += 1
+            return self.packets
+
+        def decode(self, packet):
+            if packet == 2:
+                entered.set()
+                assert release.wait(GUARD), "the test never released the decoder"
+            c.clock.advance(0.001)
+            return [Frame(np.zeros((16, 16, 3), np.uint8), packet - 1, None, None, 0.0)]
+
+    monkeypatch.setattr(streams_module, "open_source", lambda spec: HangingSource())
+    manager = StreamManager(c.pipeline, c.metrics, c.drills, max_streams=2, buffer=4)
+    c.start()
+    try:
+        manager.add("synthetic://16x16@30", "s")
+        assert entered.wait(GUARD)
+        c.monitor.sample()
+        c.clock.advance(60.0)
+        verdict = c.monitor.sample()
+        decode = c.pipeline.stages["decode"].ledger.snapshot()
+        assert decode.inflight == 1 and decode.oldest_age >= 60.0
+        assert c.pipeline.sourced("decode") == 1
+        assert verdict is not None and verdict.stalled == ("decode",), verdict
+        release.set()
+        deadline = time.monotonic() + GUARD  # the source ends after its third packet
+        while manager.list()[0]["state"] != "ended" and time.monotonic() < deadline:
+            threading.Event().wait(0.01)
+        assert manager.list()[0]["frames"] == 3
+        assert c.pipeline.frames_in.value == 3
+        assert c.pipeline.stages["decode"].ledger.snapshot().items == 3
+        assert c.pipeline.sourced("decode") == 0  # its thread left the stage's workers
+    finally:
+        release.set()
+        manager.stop_all()

@@ -70,6 +70,6 @@ def test_matmul_flops_and_unknown_shapes(tmp_path):
 )  # fmt: skip
 def test_peak_table_matches_whole_model_names(name, expected):
     """A10 is not A100, L4 is not L40S; unknown devices have no peak (so no MFU)."""
-    from agent.peaks import peak_flops
+    from hardware.peaks import peak_flops
 
     assert peak_flops(name) == expected

@@ -1,4 +1,4 @@
-"""Dense peak FLOP/s by GPU model — the denominator of MFU, shared with the runtime.
+"""Dense peak FLOP/s by GPU model — the denominator of MFU, for the agent and the runtime.
 
 Dense fp16/bf16 tensor-core peaks without sparsity (datasheets often headline the 2×
 sparse figure), in FLOP/s. An unknown device has no entry: then there is no MFU, never a
