@@ -254,17 +254,31 @@ class JobStore:
         return _job(data, workers)
 
     def jobs(self, state: str | None = None, limit: int = 1000) -> list[Job]:
-        """Jobs, newest first, optionally only those in ``state``."""
-        with _translated(self.url):
-            ids = [str(i) for i in self.client.zrevrange(self._key("jobs"), 0, -1)]
-            pipe = self.client.pipeline()
-            for job_id in ids:
-                pipe.hgetall(self._key("job", job_id))
-                pipe.smembers(self._key("job", job_id, "workers"))
-            raw = pipe.execute()
-        jobs = [_job(raw[i], raw[i + 1]) for i in range(0, len(raw), 2) if raw[i]]
-        if state is not None:
-            jobs = [job for job in jobs if job.state == state]
+        """Jobs, newest first, optionally only those in ``state``; at most ``limit``.
+        Read a page of ids at a time, so ``limit=1`` costs one page, not every job ever
+        submitted (the red team's submit storm made each such call read them all)."""
+        jobs: list[Job] = []
+        page = max(1, min(limit, 500)) if state is None else 500
+        start = 0
+        while len(jobs) < limit:
+            with _translated(self.url):
+                ids = [
+                    str(i)
+                    for i in self.client.zrevrange(self._key("jobs"), start, start + page - 1)
+                ]
+                if not ids:
+                    break
+                pipe = self.client.pipeline()
+                for job_id in ids:
+                    pipe.hgetall(self._key("job", job_id))
+                    pipe.smembers(self._key("job", job_id, "workers"))
+                raw = pipe.execute()
+            start += len(ids)
+            for i in range(0, len(raw), 2):
+                if raw[i]:
+                    job = _job(raw[i], raw[i + 1])
+                    if state is None or job.state == state:
+                        jobs.append(job)
         return jobs[:limit]
 
     def pending(self) -> list[str]:

@@ -82,6 +82,28 @@ def test_store_round_trip_list_and_filter(store: JobStore) -> None:
         store.get("nope")
 
 
+def test_store_jobs_reads_a_page_not_every_job(store: JobStore, monkeypatch) -> None:
+    """``jobs(limit=1)`` after a submit storm reads one small page of ids (it read every
+    job ever submitted); a state filter pages on past the first 500 to find older jobs."""
+    for index in range(520):
+        store.create(_job(f"j{index:04d}"))
+    store.cancel("j0000")  # the oldest: on the second page
+    ranges: list[tuple[int, int]] = []
+    real = store.client.zrevrange
+
+    def spy(key, start, end, *args, **kwargs):
+        ranges.append((start, end))
+        return real(key, start, end, *args, **kwargs)
+
+    monkeypatch.setattr(store.client, "zrevrange", spy)
+    assert [j.id for j in store.jobs(limit=1)] == ["j0519"]
+    assert ranges == [(0, 0)]
+    ranges.clear()
+    assert [j.id for j in store.jobs(state=CANCELLED, limit=5)] == ["j0000"]
+    assert ranges[:2] == [(0, 499), (500, 999)]
+    assert len(store.jobs(limit=10_000)) == 520
+
+
 def test_store_create_is_idempotent_per_id_and_refuses_a_different_source(store: JobStore) -> None:
     """Resubmitting an id with its source returns the stored job; another source conflicts."""
     store.create(_job("a"))
