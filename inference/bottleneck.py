@@ -93,6 +93,7 @@ def verdict(
     saturation: float = SATURATION,
     cpu_busy: float | None = None,
     gpu: bool | None = None,
+    decode_processes: int = 0,
 ) -> Verdict:
     """Name the stage that limits throughput; ``stages`` in pipeline order. ``cpu_busy``
     is the host's CPU busy share (None: unknown), which decides whether a slow engine
@@ -155,7 +156,7 @@ def verdict(
         stage.name,
         starved,
         reason,
-        advice(stage, engine_efficiency, cpu_busy, gpu),
+        advice(stage, engine_efficiency, cpu_busy, gpu, decode_processes),
         delivered_per_s,
         capacity_per_s,
         pipeline_efficiency,
@@ -226,6 +227,7 @@ def advice(
     engine_efficiency: float | None,
     cpu_busy: float | None,
     gpu: bool | None,
+    decode_processes: int = 0,
 ) -> str:
     """What to do about ``stage`` being the bottleneck — the one advice function behind
     ``GET /v1/profile`` and ``loglog profile``. A drill is named as the cause first; a slow
@@ -245,12 +247,21 @@ def advice(
             "The model itself is the limit — the best case for the pipeline. To go faster: "
             f"a larger max batch if capacity grows with it, {faster}, or a smaller model."
         )
+    cheaper = spec.cheaper if spec is not None else ""
+    if decode_processes > 0 and spec is not None and spec.remote:
+        # Streams' decode and preprocess run in decode processes, not on the stage's
+        # worker threads: more threads would not help the streams.
+        return (
+            f"Streams decode and preprocess in {decode_processes} decode "
+            f"process{'es' if decode_processes != 1 else ''}: raise `decode_processes` if "
+            f"cores are free, or make the stage cheaper{cheaper}; lower resolution or frame "
+            "rate, or use fewer streams per server."
+        )
     if spec is not None and spec.sourced:
         return (
             "Sources cannot decode in real time: lower resolution or frame rate, use fewer "
             "streams per server, or hardware decoding."
         )
-    cheaper = spec.cheaper if spec is not None else ""
     return (
         f"Add {stage.name} workers (now {stage.workers}) if cores are free, or make the "
         f"stage cheaper{cheaper}."

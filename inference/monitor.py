@@ -147,6 +147,7 @@ class Monitor:
             engine_efficiency=engine_efficiency,
             cpu_busy=self.cpu,
             gpu=self.pipeline.info.device != "cpu",
+            decode_processes=self.pipeline.decode_processes(),
         )
         self.latest = result
         self._export(result, infer_now, infer_then, elapsed)

@@ -184,6 +184,8 @@ class Pipeline:
         self._sourced: dict[str, int] = dict.fromkeys(STAGES, 0)
         #: Streams decoded and preprocessed in decode processes now (set by the feed).
         self.remote_streams: Callable[[], int] = lambda: 0
+        #: Decode processes running for streams (set by inference/feed's pool).
+        self.decode_processes: Callable[[], int] = lambda: 0
         self.completed = AtomicCounter()  # items out of the pipeline, counted in every mode
         if instrumented:
             metrics.registry.register(

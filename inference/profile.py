@@ -307,6 +307,7 @@ def judge(data: dict[str, Any]) -> Verdict:
         engine_efficiency=data["engine_efficiency"],
         cpu_busy=data.get("cpu_busy"),
         gpu=data.get("gpu"),
+        decode_processes=int(data.get("decode_processes") or 0),
     )
 
 

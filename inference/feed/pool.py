@@ -84,6 +84,7 @@ class DecodePool:
         for stage, name in enumerate(REMOTE_STAGES):
             pipeline.stages[name].ledger.remote = self._unreported(stage)
         pipeline.remote_streams = self.streams_running
+        pipeline.decode_processes = self.processes_running
         self._collector = _HeartbeatCollector(self)
         metrics.registry.register(self._collector)
 
@@ -132,6 +133,10 @@ class DecodePool:
         """Streams the decode processes hold now."""
         return sum(process.load() for process in list(self._procs))
 
+    def processes_running(self) -> int:
+        """Decode processes started (what ``inference_decode_processes`` exports)."""
+        return len(self._procs)
+
     def heartbeats(self) -> list[tuple[int, float | None]]:
         if self._stopped:
             return []
@@ -175,6 +180,7 @@ class DecodePool:
         for name in REMOTE_STAGES:
             self.pipeline.stages[name].ledger.remote = None
         self.pipeline.remote_streams = lambda: 0
+        self.pipeline.decode_processes = lambda: 0
         self.board.close()
 
 

@@ -37,6 +37,29 @@ def test_a_saturated_stage_with_a_full_queue_is_named_and_infer_is_starved():
     assert "Add preprocess workers (now 1)" in result.advice
 
 
+def test_in_decode_processes_the_advice_is_more_decode_processes_not_workers():
+    """Streams preprocessed in decode processes: more preprocess threads would not help
+    them, so the advice names `decode_processes` (it said "Add preprocess workers")."""
+    stages = _stages(
+        preprocess=StageWindow("preprocess", 50, 1.0, 3, 1.0, 2.0),
+        infer=StageWindow("infer", 50, 0.3, 1, 0.0),
+    )
+    result = verdict(
+        stages, delivered_per_s=50, capacity_per_s=180, engine_efficiency=1.0, decode_processes=1
+    )
+    assert result.bottleneck == "preprocess"
+    assert "Add preprocess workers" not in result.advice
+    assert "in 1 decode process:" in result.advice and "raise `decode_processes`" in result.advice
+    decode = _stages(
+        decode=StageWindow("decode", 40, 1.0, 3), infer=StageWindow("infer", 40, 0.2, 1)
+    )
+    result = verdict(
+        decode, delivered_per_s=40, capacity_per_s=180, engine_efficiency=1.0, decode_processes=2
+    )
+    assert result.bottleneck == "decode"
+    assert "in 2 decode processes:" in result.advice
+
+
 def test_upstream_stages_blocked_by_backpressure_do_not_steal_the_verdict():
     """Two stages look busy; the one with a full input and an empty output queue wins."""
     stages = _stages(
