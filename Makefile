@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-SRC := loglog inference agent dashboards alerts stack report fleet setup.py
+SRC := loglog httpkit inference agent dashboards alerts stack report fleet setup.py
 
 .PHONY: up test test-fast lint fmt bench deps debs generate clean
 

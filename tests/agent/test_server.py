@@ -23,8 +23,9 @@ def _registry() -> CollectorRegistry:
 
 
 def _closed_by_server(sock: socket.socket) -> bytes:
-    """What the server sent before closing (b"" when it sent nothing); a 30 s hang guard."""
-    sock.settimeout(30)
+    """What the server sent before closing (b"" when it sent nothing); a 30 s hang guard
+    unless the socket has a shorter timeout already."""
+    sock.settimeout(min(30, sock.gettimeout() or 30))
     data = b""
     try:
         while chunk := sock.recv(4096):
@@ -118,3 +119,31 @@ def test_a_blank_watch_name_is_refused() -> None:
     for blank in ("", "  "):
         with pytest.raises(ValueError, match="matches every process"):
             Agent(watch_names=["loglog", blank])
+
+
+@pytest.mark.slow
+def test_stop_closes_every_connection_held_or_refused_at_once() -> None:
+    """Eight slow clients hold the cap, eight more are refused and still draining: stop()
+    closes all sixteen then, not at their 30 s deadline (the old server's stop left held
+    connections to their own thread's timeout)."""
+    server = MetricsServer(_registry(), "127.0.0.1", 0, max_connections=8, request_timeout=30.0)
+    server.start()
+    sockets = []
+    try:
+        for _ in range(16):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+            sock.sendall(b"GET /metr")
+            sockets.append(sock)
+        deadline = time.monotonic() + 30  # hang guard: the first eight are being served
+        while server.open_connections() < 8 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.open_connections() == 8
+        began = time.monotonic()
+        server.stop()
+        for sock in sockets:
+            sock.settimeout(10)  # far below the 30 s deadline: closed by stop(), not by it
+            _closed_by_server(sock)
+        assert time.monotonic() - began < 20
+    finally:
+        for sock in sockets:
+            sock.close()
