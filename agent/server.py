@@ -51,8 +51,8 @@ def metrics_app(registry: CollectorRegistry) -> Starlette:
     )
 
 
-class MetricsServer:
-    """Serves ``registry`` on ``host:port`` from a daemon thread."""
+class MetricsServer(BackgroundServer):
+    """Serves ``registry`` on ``host:port`` from a daemon thread (``start()``/``stop()``)."""
 
     def __init__(
         self,
@@ -63,7 +63,7 @@ class MetricsServer:
         max_connections: int = MAX_CONNECTIONS,
         request_timeout: float = REQUEST_TIMEOUT_S,
     ) -> None:
-        self._server = BackgroundServer(
+        super().__init__(
             metrics_app(registry),
             host,
             port,
@@ -71,14 +71,3 @@ class MetricsServer:
             max_connections=max_connections,
             timeout=request_timeout,
         )
-        self.port = self._server.port
-
-    def start(self) -> None:
-        self._server.start()
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def open_connections(self) -> int:
-        """Connections being served now."""
-        return self._server.open_connections()

@@ -19,6 +19,7 @@ a deadline over each whole exchange)::
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import threading
 from typing import Any
@@ -126,3 +127,12 @@ class BackgroundServer:
     def open_connections(self) -> int:
         """Connections being served now (those refused at accept are not counted)."""
         return len(self._server.server_state.connections)
+
+
+def wait_for_signal() -> None:
+    """Block until SIGINT or SIGTERM: what an entry point whose server runs on a
+    background thread does meanwhile (main thread only)."""
+    done = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: done.set())
+    done.wait()

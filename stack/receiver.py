@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from httpkit.background import BackgroundServer
+from httpkit.background import BackgroundServer, wait_for_signal
 from httpkit.bodylimit import BodyLimit
 from loglog import get_logger
 
@@ -272,7 +272,6 @@ def add_parser(sub: Any) -> None:
 
 
 def _run(args: Any) -> int:
-    import signal
     import sys
 
     import loglog
@@ -287,10 +286,7 @@ def _run(args: Any) -> int:
         return 2
     receiver.start()
     get_logger("alerts").info("receiver listening", url=f"{receiver.url}/alerts", out=str(args.out))
-    done = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: done.set())
-    done.wait()
+    wait_for_signal()
     receiver.stop()
     loglog.shutdown()
     return 0

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import http.client
-import socket
 import urllib.error
 import urllib.request
 
 import pytest
 
 from stack.receiver import MAX_PAYLOAD, RUNBOOKS, AlertReceiver
+from tests.conftest import read_until_closed, slow_clients
 
 
 @pytest.fixture
@@ -96,19 +95,9 @@ def test_slow_connections_hold_no_more_than_the_cap_and_only_until_the_deadline(
     monkeypatch.setattr("stack.receiver.REQUEST_TIMEOUT_S", 1.0)
     receiver = AlertReceiver("127.0.0.1", 0, tmp_path / "alerts.jsonl")
     receiver.start()
-    sockets = []
+    sockets = slow_clients(receiver.port, 20, b"POST /ale")
     try:
-        for _ in range(20):
-            sock = socket.create_connection(("127.0.0.1", receiver.port), timeout=30)
-            sock.sendall(b"POST /ale")
-            sockets.append(sock)
-        answers = []
-        for sock in sockets:  # each is closed by the server: a 30 s hang guard
-            data = b""
-            with contextlib.suppress(ConnectionResetError):
-                while chunk := sock.recv(4096):
-                    data += chunk
-            answers.append(data)
+        answers = [read_until_closed(sock) for sock in sockets]
         busy = [a for a in answers if a.startswith(b"HTTP/1.1 503")]
         assert len(busy) >= 12 and all(b"too many connections" in a for a in busy)
         assert answers.count(b"") >= 1  # the held ones: closed at the deadline, unanswered
