@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-SRC := loglog inference agent hardware dashboards alerts stack report fleet setup.py
+SRC := loglog inference httpkit agent hardware dashboards alerts stack report fleet setup.py
 
 .PHONY: up test test-fast lint fmt bench deps debs generate clean
 

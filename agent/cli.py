@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from typing import Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 import loglog
+from httpkit.background import wait_for_signal
 
 from .collector import Agent
 from .server import MetricsServer
@@ -98,10 +97,7 @@ def run(args: argparse.Namespace) -> int:
     log = loglog.get_logger("agent")
     host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address in a URL
     log.info("agent serving", url=f"http://{host}:{server.port}/metrics", gpus=len(agent.samplers))
-    done = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: done.set())
-    done.wait()
+    wait_for_signal()
     server.stop()
     agent.stop()
     loglog.shutdown()

@@ -47,14 +47,14 @@ from prometheus_client.registry import Collector
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from httpkit.bodylimit import BodyLimit
+from httpkit.connections import uvicorn_options
 from inference.errors import AuthError
 from inference.server.auth import check_bearer
-from inference.server.connections import uvicorn_options
 from inference.server.strictjson import JSON_BODY_TIMEOUT_S, strict_json_route
 from loglog.redact import redact
 
 from .access import SourcePolicy, check_source
-from .bodylimit import BodyLimit
 from .dispatch import Dispatcher, Publisher
 from .errors import (
     BrokerUnavailable,
@@ -73,6 +73,9 @@ JOB_SERIES_BUDGET = 50
 HEADER_TIMEOUT_S = 10.0
 #: Connections plus in-flight requests past which new requests get a 503 at once.
 MAX_CONNECTIONS = 256
+#: Request bodies past this get a 413 unread: far above any real job document (a path or
+#: URL, an id, a priority).
+MAX_JOB_BODY_BYTES = 64 * 1024
 
 _STATUS: dict[type[Exception], int] = {
     FleetConfigError: 400,
@@ -226,7 +229,12 @@ def create_app(
         await asyncio.to_thread(publisher.stop, 5.0)
 
     app = FastAPI(title="loglog fleet jobs", lifespan=lifespan)
-    app.add_middleware(BodyLimit)
+    app.add_middleware(
+        BodyLimit,
+        limit=MAX_JOB_BODY_BYTES,
+        advice=f"a job request may be at most {MAX_JOB_BODY_BYTES} bytes "
+        "(send the job's JSON only)",
+    )
     # Before the routes: each reads its JSON body strictly (NaN, 1e400, "\ud800" → 400).
     app.router.route_class = strict_json_route(
         lambda status, problem: JSONResponse({"error": problem}, status_code=status),

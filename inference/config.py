@@ -18,14 +18,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import math
 import os
 import stat
 import threading
 import tomllib
+import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import pydantic
 import yaml
 
 from .errors import ConfigError
@@ -195,47 +199,63 @@ class RuntimeConfig:
 
 
 def _check_types(config: RuntimeConfig) -> None:
-    """Strict types: ``max_batch: 8.5`` or ``true`` is an error, not 8 or 1. A float option
-    takes an int (``max_wait_ms: 5``) but never a bool; NaN fails the range checks."""
-    hints = {
-        "int": (int,),
-        "float": (int, float),
-        "str": (str,),
-        "int | None": (int, type(None)),
-        "float | None": (int, float, type(None)),
-        "str | None": (str, type(None)),
-    }
-    for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
-        kinds = hints.get(str(field.type))
-        if kinds is not None:
-            if isinstance(value, bool) or not isinstance(value, kinds):
-                raise ConfigError(
-                    f"{field.name} must be {_KIND_WORDS[str(field.type)]}, got {_show(value)}"
-                )
-        elif str(field.type) == "bool":
-            if not isinstance(value, bool):
-                raise ConfigError(f"{field.name} must be true or false, got {_show(value)}")
-        elif str(field.type) == "tuple[str, ...]":
-            if (
-                isinstance(value, str)
-                or not isinstance(value, (list, tuple))
-                or not all(isinstance(item, str) for item in value)
-            ):
-                raise ConfigError(f"{field.name} must be a list of strings, got {_show(value)}")
-        elif field.name == "workers" and not isinstance(value, Mapping):
-            raise ConfigError(f"workers must be a mapping of stage: count, got {_show(value)}")
-        if isinstance(value, float) and value != value:
-            raise ConfigError(f"{field.name} must be a number, got NaN")
+    """Strict types, checked by pydantic: ``max_batch: 8.5`` or ``true`` is an error, not
+    8 or 1. A float option takes an int (``max_wait_ms: 5``) but never a bool; NaN and
+    infinity are no number to configure."""
+    model, nullable = _type_model()
+    try:
+        model.model_validate({name: getattr(config, name) for name in model.model_fields})
+    except pydantic.ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0])
+        value = getattr(config, name)
+        words = _WORDS[error["type"]] if len(error["loc"]) == 1 else _WORDS["list_type"]
+        if value in (math.inf, -math.inf):
+            words = "a finite number"
+        if name in nullable:
+            words += " or null"
+        shown = "NaN" if isinstance(value, float) and value != value else _show(value)
+        raise ConfigError(f"{name} must be {words}, got {shown}") from None
 
 
-_KIND_WORDS = {
-    "int": "a whole number",
-    "float": "a number",
-    "str": "a string",
-    "int | None": "a whole number or null",
-    "float | None": "a number or null",
-    "str | None": "a string or null",
+@functools.cache
+def _type_model() -> tuple[type[pydantic.BaseModel], frozenset[str]]:
+    """RuntimeConfig's fields as a strict pydantic model (built once), and the names of
+    those that take null. YAML and TOML give lists where the dataclass keeps tuples;
+    ``workers`` is any mapping here, its counts checked with their stage's name."""
+    hints = typing.get_type_hints(RuntimeConfig)
+    fields: dict[str, Any] = {}
+    for field in dataclasses.fields(RuntimeConfig):
+        hint = hints[field.name]
+        origin = typing.get_origin(hint)
+        if origin is tuple:
+            hint = list[typing.get_args(hint)[0]] | hint  # type: ignore[misc]
+        elif origin is Mapping:
+            hint = Annotated[Mapping[Any, Any], pydantic.Strict(False)]
+        fields[field.name] = (hint, ...)
+    model = pydantic.create_model(
+        "RuntimeConfigTypes",
+        __config__=pydantic.ConfigDict(strict=True, allow_inf_nan=False),
+        **fields,
+    )
+    nullable = frozenset(
+        name for name, hint in hints.items() if type(None) in typing.get_args(hint)
+    )
+    return model, nullable
+
+
+#: What each of pydantic's type errors asks for, in the words of a config file; an error
+#: inside a value (an item of a list) asks for what the whole value is: a list of strings.
+_WORDS = {
+    "int_type": "a whole number",
+    "float_type": "a number",
+    "finite_number": "a number",
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "list_type": "a list of strings",
+    "tuple_type": "a list of strings",
+    "dict_type": "a mapping of stage: count",
+    "mapping_type": "a mapping of stage: count",
 }
 
 

@@ -151,7 +151,7 @@ class Runtime:
 
         precision = info.precision or "fp16"
         peak = peak_flops(info.device, precision) if info.device not in ("cpu", "cuda") else None
-        max_batch = min(config.max_batch, info.max_batch) if info.max_batch else config.max_batch
+        max_batch = info.batch_limit(config.max_batch)
         sizes = batch_sizes(max_batch)
         say(f"calibrating {info.name} on {info.device} ({info.threads} thread(s)) at {sizes}")
         # Calibrate on the core the engine will serve from (restored after): on a host

@@ -182,6 +182,10 @@ class EngineInfo:
     #: when the runtime should count them from the .onnx file, or nobody can.
     flops_per_item: int | None = None
 
+    def batch_limit(self, max_batch: int) -> int:
+        """``max_batch``, capped by the engine's own maximum when it was built for one."""
+        return min(max_batch, self.max_batch) if self.max_batch else max_batch
+
 
 class Engine(Protocol):
     """Runs a batch: ``run`` takes (N, *input_shape) and returns outputs by name."""

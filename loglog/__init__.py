@@ -32,6 +32,7 @@ from .core import CORE, SPEEDUPS, discard
 from .errors import ConfigError, LoglogError, SinkStalled
 from .logger import Logger, get_logger
 from .redact import redact
+from .stderr import stderr_line
 from .types import CRITICAL, DEBUG, ERROR, INFO, TRACE, WARNING, Record, Sink
 
 __all__ = [
@@ -216,15 +217,7 @@ def _configure_from_environment() -> None:
         except Exception:
             CORE.emit, CORE.threshold = discard, 10**9
     for problem in problems:
-        _stderr_line(f"{redact(problem)}\n")
-
-
-def _stderr_line(text: str) -> None:
-    """Write to fd 2 directly: never sys.stderr's lock, never an exception."""
-    try:  # noqa: SIM105
-        os.write(2, text.encode("utf-8", "replace"))
-    except OSError:
-        pass
+        stderr_line(f"{redact(problem)}\n")
 
 
 def _at_exit() -> None:

@@ -20,7 +20,6 @@ the extension is missing or ``LOGLOG_PURE_PYTHON=1`` is set (read once, at impor
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import time
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from .counters import AtomicCounter
 from .plain import exact_bound, exact_name
+from .stderr import stderr_line
 from .types import WARNING
 
 if TYPE_CHECKING:
@@ -45,9 +45,8 @@ def _load_speedups() -> Any:
     except ImportError:
         return None
     if getattr(_speedups, "API", None) != SPEEDUPS_API:
-        with contextlib.suppress(OSError):  # fd 2 directly, as every loglog stderr line
-            os.write(2, b"loglog: loglog/_speedups is a stale build, running the pure-Python "
-                     b"hot path; rebuild it with `pip install -e .` (or `make`)\n")  # fmt: skip
+        stderr_line("loglog: loglog/_speedups is a stale build, running the pure-Python "
+                    "hot path; rebuild it with `pip install -e .` (or `make`)\n")  # fmt: skip
         return None
     # Its state is process-wide C statics: a subinterpreter runs the Python path.
     return _speedups if _speedups.usable() else None

@@ -28,6 +28,7 @@ from .ownership import Owner, owner_of, quarantine
 from .runner import SinkRunner
 from .sinks.console import ConsoleSink
 from .sinks.file import FileSink
+from .stderr import stderr_line
 from .tracing import context_getter
 from .types import WARNING, Record, Sink, level_name
 from .worker import Worker
@@ -87,7 +88,7 @@ class Pipeline:
             except OSError as exc:
                 # A full or read-only disk: run without crash protection, and say so once.
                 self.spool_error = f"{errno.errorcode.get(exc.errno or 0, 'OSError')}: {exc}"
-                _stderr_line(
+                stderr_line(
                     f"loglog: crash spool unavailable in {config.spill_dir} "
                     f"({self.spool_error}); WARNING+ records are not protected against "
                     "a crash until the next configure() with room on that disk\n"
@@ -457,10 +458,3 @@ def _record_from_doc(seq: int, doc: dict[str, Any]) -> Record:
         exc_text=doc.get("x"),
         replayed=True,
     )
-
-
-def _stderr_line(text: str) -> None:
-    try:  # noqa: SIM105 - fd 2 directly: never sys.stderr's lock
-        os.write(2, text.encode("utf-8", "replace"))
-    except OSError:
-        pass

@@ -1,7 +1,8 @@
 """``loglog report``: write the HTML (and PDF) report of a Prometheus server's last range.
 
 With no flags it reads the Prometheus of ``loglog up`` (its default port) and writes into
-``loglog up``'s state directory, so a running embedded stack gets a report on demand.
+``loglog up``'s state directory, so a running embedded stack gets a report on demand (the
+CLI, :mod:`stack.cli`, passes those defaults in).
 """
 
 from __future__ import annotations
@@ -20,18 +21,13 @@ from .model import Report
 from .units import parse_range
 
 
-def _defaults() -> tuple[str, Path]:
-    """``loglog up``'s Prometheus URL and state directory (read from stack.up, not copied)."""
-    from stack.up import Options, default_state_dir
-
-    options = Options(state_dir=default_state_dir())
-    return f"http://{options.host}:{options.prometheus_port}", options.state_dir / "reports"
-
-
-def add_parser(sub: Any) -> None:
-    url, out = _defaults()
+def add_parser(sub: Any, *, prometheus: str, out: Path) -> None:
+    """``loglog report``; ``prometheus`` and ``out`` are the defaults of its --prometheus
+    and --out (the CLI passes ``loglog up``'s: report/ knows nothing of the stack)."""
     parser = sub.add_parser("report", help="write an HTML (and PDF) report for managers")
-    parser.add_argument("--prometheus", default=url, help=f"Prometheus URL (default: {url})")
+    parser.add_argument(
+        "--prometheus", default=prometheus, help=f"Prometheus URL (default: {prometheus})"
+    )
     parser.add_argument(
         "--range", default="1h", help="how far back: 1h, 24h, 7d, 2w … (default: 1h)"
     )

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from html import escape
 
 from . import charts
 from .model import Chart, Figure, Report, Section
-from .units import duration
+from .units import duration, moment
 
 CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; color: #222; max-width: 780px; margin: 24px auto;
@@ -24,10 +23,6 @@ figure.chart svg { width: 720px; height: auto; display: block; }
 figcaption { color: #666; font-size: 12px; }
 .no-data { color: #8a6d3b; background: #fcf8e3; padding: 6px 10px; border-radius: 4px; }
 """
-
-
-def _time(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _figure_row(f: Figure) -> str:
@@ -67,7 +62,7 @@ def _section(s: Section, report: Report) -> str:
         )
         rows = "".join(
             f"<tr><td>{escape(e.alertname)}</td><td>{escape(e.severity)}</td>"
-            f"<td>{_time(e.start)}</td><td>{duration(e.seconds)}</td></tr>"
+            f"<td>{moment(e.start)}</td><td>{duration(e.seconds)}</td></tr>"
             for e in s.episodes
         )
         parts.append(
@@ -81,7 +76,7 @@ def _section(s: Section, report: Report) -> str:
 
 def render(report: Report) -> str:
     """The whole document."""
-    period = f"{_time(report.start)} to {_time(report.end)} ({duration(report.range_seconds)})"
+    period = f"{moment(report.start)} to {moment(report.end)} ({duration(report.range_seconds)})"
     summary = "".join(
         f"<li><b>{escape(s.title)}.</b> {escape(s.sentence)}</li>" for s in report.sections
     )

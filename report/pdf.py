@@ -8,7 +8,6 @@ wrapped when long, never cut).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 from matplotlib.backends.backend_pdf import PdfPages
@@ -17,17 +16,13 @@ from matplotlib.figure import Figure as MplFigure
 from . import charts
 from .layout import A4, MARGIN, Page, fit
 from .model import Report, Section
-from .units import duration
+from .units import duration, moment
 
 CHARTS_PER_PAGE = 4
 CHART_HEIGHT = 2.25  # inches per chart: four fit under a section's heading
 TITLE, BODY, SMALL = 16.0, 10.0, 9.0
 #: The incident table's columns: (heading, share of the text width).
 COLUMNS = (("Alert", 0.5), ("Severity", 0.14), ("Started", 0.24), ("Fired for", 0.12))
-
-
-def _time(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 class _Writer:
@@ -66,7 +61,7 @@ class _Writer:
         r, page = self.report, self.page
         page.text(["Service report"], 20, bold=True)
         page.gap(0.08)
-        period = f"{_time(r.start)} to {_time(r.end)} ({duration(r.range_seconds)})"
+        period = f"{moment(r.start)} to {moment(r.end)} ({duration(r.range_seconds)})"
         page.text(page.wrap(f"{period} · figures from {r.prometheus}", SMALL), SMALL)
         page.gap(0.25)
         for section in r.sections:
@@ -133,7 +128,7 @@ class _Writer:
     def _incident_table(self, s: Section) -> None:
         width = self.page.width
         header = [name for name, _ in COLUMNS]
-        rows = [[e.alertname, e.severity, _time(e.start), duration(e.seconds)] for e in s.episodes]
+        rows = [[e.alertname, e.severity, moment(e.start), duration(e.seconds)] for e in s.episodes]
         for index, cells in enumerate([header, *rows]):
             wrapped = [
                 self._cell(cell, share * width, bold=index == 0)

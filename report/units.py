@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import UTC, datetime
 
 _RANGE = re.compile(r"^(\d+)(s|m|h|d|w)$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -24,6 +25,12 @@ def parse_range(text: str) -> int:
     if seconds > MAX_RANGE_SECONDS:
         raise ValueError(f"range {text!r} is too long: at most 520w (10 years), e.g. 1h, 7d or 52w")
     return seconds
+
+
+def moment(t: float) -> str:
+    """A unix time to the minute, in UTC: ``"2026-11-21 10:02 UTC"`` (the report's
+    period and its alerts' starts, in the HTML and the PDF alike)."""
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def duration(seconds: float) -> str:

@@ -147,13 +147,17 @@ def build_parser() -> argparse.ArgumentParser:
     from fleet.cli import add_parser as add_fleet
     from report.cli import add_parser as add_report
     from stack.receiver import add_parser as add_receiver
+    from stack.up import Options, default_state_dir
     from stack.up import add_parser as add_up
 
+    up = Options(state_dir=default_state_dir())
     add_up(sub)
     add_agent(sub)
     add_receiver(sub)
     add_dashboards(sub)
-    add_report(sub)
+    add_report(
+        sub, prometheus=f"http://{up.host}:{up.prometheus_port}", out=up.state_dir / "reports"
+    )
     add_fleet(sub)
     return parser
 

@@ -4,7 +4,7 @@
 every notification through loglog (critical as ERROR, the rest as WARNING; resolved as
 INFO) and appends it to a JSON-lines file. ``GET /alerts`` returns what arrived (newest
 last), for people and for tests. A malformed payload gets a 400 that says what is missing;
-one over ``MAX_PAYLOAD`` bytes a 413.
+one over ``MAX_PAYLOAD`` bytes a 413, before it is read.
 
 ``GET /runbooks/<Alert>.md`` serves the runbooks in ``alerts/runbooks/``, so the
 ``runbook_url`` in a page is a link whoever receives it can open (not a ``file://`` path
@@ -14,6 +14,10 @@ served.
 ``GET /metrics`` serves ``registry`` when one is given: under ``loglog up`` that is the
 supervisor's own metrics (:mod:`stack.metrics`), so Prometheus scrapes them here.
 :class:`ReceiverChild` lets the supervisor restart the receiver like any other component.
+
+The server is Starlette on uvicorn, from a thread (:mod:`httpkit.background`): at most
+``MAX_CONNECTIONS`` connections (more get a 503 at accept), each closed
+``REQUEST_TIMEOUT_S`` after it opened unless its exchange is done.
 """
 
 from __future__ import annotations
@@ -23,20 +27,31 @@ import re
 import threading
 import time
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
+from httpkit.background import BackgroundServer, wait_for_signal
+from httpkit.bodylimit import BodyLimit
 from loglog import get_logger
 
 from .processes import StackError
 
 _REQUIRED = ("version", "status", "receiver", "alerts")
 MAX_PAYLOAD = 4 * 1024 * 1024
+#: Alertmanager posts one notification per connection; Prometheus scrapes /metrics; a
+#: person opens a runbook. Past this many open connections a new one gets a 503.
+MAX_CONNECTIONS = 64
+#: Seconds a connection may take from accept to the end of its answer.
+REQUEST_TIMEOUT_S = 10.0
 RUNBOOKS = Path(__file__).resolve().parent.parent / "alerts" / "runbooks"
-_RUNBOOK = re.compile(r"^/runbooks/([A-Za-z0-9_-]{1,100}\.md)\Z")
+_RUNBOOK = re.compile(r"[A-Za-z0-9_-]{1,100}\.md")
 
 
 class AlertReceiver:
@@ -57,77 +72,78 @@ class AlertReceiver:
         self.log = get_logger("alerts")
         self._lock = threading.Lock()
         self.runbooks = Path(runbooks) if runbooks is not None else None
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            timeout = 10  # seconds a client may take per read: slow clients are dropped
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-            def do_POST(self) -> None:
-                if not self.path.startswith("/alerts"):
-                    self._send(404, {"error": "POST the webhook to /alerts/<receiver>"})
-                    return
-                try:
-                    length = int(self.headers.get("Content-Length", "0"))
-                except ValueError:
-                    self._send(400, {"error": "Content-Length is not a number"})
-                    return
-                if not 0 <= length <= MAX_PAYLOAD:
-                    self._send(413, {"error": f"the payload limit is {MAX_PAYLOAD} bytes"})
-                    return
-                try:
-                    payload = json.loads(self.rfile.read(length) or b"null")
-                    receiver.record(payload, self.path.removeprefix("/alerts").strip("/"))
-                except (ValueError, TypeError, KeyError) as exc:
-                    self._send(400, {"error": f"not an Alertmanager webhook payload: {exc}"})
-                    return
-                self._send(200, {"status": "recorded"})
-
-            def do_GET(self) -> None:
-                runbook = _RUNBOOK.match(self.path)
-                if self.path == "/healthz":
-                    self._send(200, {"status": "ok"})
-                elif runbook and receiver.runbooks is not None:
-                    page = receiver.runbooks / runbook.group(1)
-                    try:
-                        text = page.read_bytes()
-                    except OSError:
-                        self._send(404, {"error": "no such runbook; see alerts/runbooks/"})
-                        return
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/markdown; charset=utf-8")
-                    self.send_header("Content-Length", str(len(text)))
-                    self.end_headers()
-                    self.wfile.write(text)
-                elif self.path.startswith("/alerts"):
-                    self._send(200, list(receiver.notifications))
-                elif self.path == "/metrics" and registry is not None:
-                    data = generate_latest(registry)
-                    self.send_response(200)
-                    self.send_header("Content-Type", CONTENT_TYPE_LATEST)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                else:
-                    self._send(404, {"error": "see /alerts and /runbooks/<Alert>.md"})
-
-            def _send(self, status: int, body: Any) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        ThreadingHTTPServer.daemon_threads = True
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self.port = self._server.server_address[1]
-        self.url = f"http://{host}:{self.port}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="alert-receiver", daemon=True
+        self.registry = registry
+        self._server = BackgroundServer(
+            self.app(),
+            host,
+            port,
+            name="alert-receiver",
+            max_connections=MAX_CONNECTIONS,
+            timeout=REQUEST_TIMEOUT_S,
         )
+        self.port = self._server.port
+        self.url = f"http://{host}:{self.port}"
+
+    def app(self) -> Starlette:
+        """The receiver's ASGI app (its routes are the module docstring's)."""
+
+        async def post_alert(request: Request) -> Response:
+            try:
+                payload = json.loads(await request.body() or b"null")
+                route = request.path_params["route"].strip("/")
+                # In a thread: it appends to a file, and a slow disk must not hold
+                # /healthz and /metrics.
+                await run_in_threadpool(self.record, payload, route)
+            except (ValueError, TypeError, KeyError) as exc:
+                return _json(400, {"error": f"not an Alertmanager webhook payload: {exc}"})
+            return _json(200, {"status": "recorded"})
+
+        async def list_alerts(request: Request) -> Response:
+            return _json(200, list(self.notifications))
+
+        async def runbook(request: Request) -> Response:
+            name = request.path_params["name"]
+            if self.runbooks is None or not _RUNBOOK.fullmatch(name):
+                return _json(404, {"error": "see /alerts and /runbooks/<Alert>.md"})
+            try:
+                text = (self.runbooks / name).read_bytes()
+            except OSError:
+                return _json(404, {"error": "no such runbook; see alerts/runbooks/"})
+            return Response(text, media_type="text/markdown; charset=utf-8")
+
+        async def healthz(request: Request) -> Response:
+            return _json(200, {"status": "ok"})
+
+        async def metrics(request: Request) -> Response:
+            registry = self.registry
+            if registry is None:
+                return _json(404, {"error": "see /alerts and /runbooks/<Alert>.md"})
+            return Response(
+                generate_latest(registry), headers={"content-type": CONTENT_TYPE_LATEST}
+            )
+
+        async def elsewhere(request: Request, exc: Exception) -> Response:
+            if request.method == "POST":
+                return _json(404, {"error": "POST the webhook to /alerts/<receiver>"})
+            return _json(404, {"error": "see /alerts and /runbooks/<Alert>.md"})
+
+        app = Starlette(
+            routes=[
+                Route("/alerts{route:path}", post_alert, methods=["POST"]),
+                Route("/alerts{route:path}", list_alerts, methods=["GET"]),
+                Route("/runbooks/{name}", runbook, methods=["GET"]),
+                Route("/healthz", healthz, methods=["GET"]),
+                Route("/metrics", metrics, methods=["GET"]),
+            ],
+            exception_handlers={404: elsewhere, 405: elsewhere},
+        )
+        app.router.redirect_slashes = False  # /runbooks/x.md/ is no runbook, not a redirect
+        app.add_middleware(
+            BodyLimit,
+            limit=MAX_PAYLOAD,
+            advice=f"a webhook payload may be at most {MAX_PAYLOAD} bytes",
+        )
+        return app
 
     def record(self, payload: Any, route: str) -> dict[str, Any]:
         """Validate, log and store one webhook notification."""
@@ -179,18 +195,21 @@ class AlertReceiver:
         return entry
 
     def start(self) -> None:
-        self._thread.start()
+        self._server.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     def serving(self) -> bool:
-        return self._thread.is_alive()
+        return self._server.serving()
 
     def close(self) -> None:
         """Release the port without waiting for the serving thread (it is gone)."""
-        self._server.server_close()
+        self._server.close()
+
+
+def _json(status: int, body: Any) -> Response:
+    return Response(json.dumps(body).encode(), status_code=status, media_type="application/json")
 
 
 class ReceiverChild:
@@ -253,7 +272,6 @@ def add_parser(sub: Any) -> None:
 
 
 def _run(args: Any) -> int:
-    import signal
     import sys
 
     import loglog
@@ -268,10 +286,7 @@ def _run(args: Any) -> int:
         return 2
     receiver.start()
     get_logger("alerts").info("receiver listening", url=f"{receiver.url}/alerts", out=str(args.out))
-    done = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: done.set())
-    done.wait()
+    wait_for_signal()
     receiver.stop()
     loglog.shutdown()
     return 0

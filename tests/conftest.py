@@ -93,6 +93,30 @@ def http_server(handler: Any) -> Iterator[str]:
         thread.join(5)
 
 
+def slow_clients(port: int, count: int, first: bytes) -> list[socket.socket]:
+    """``count`` connections to ``port`` that each send ``first`` (half a request) and
+    stop: a slowloris. The caller closes them."""
+    sockets = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        sock.sendall(first)
+        sockets.append(sock)
+    return sockets
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """What the server sent before closing (b"" when it sent nothing); a 30 s hang guard
+    unless the socket has a shorter timeout already."""
+    sock.settimeout(min(30, sock.gettimeout() or 30))
+    data = b""
+    try:
+        while chunk := sock.recv(4096):
+            data += chunk
+    except ConnectionResetError:  # closed with our bytes unread: closed all the same
+        pass
+    return data
+
+
 @dataclass
 class Scenario:
     """The outcome of a scenario script run in its own process."""

@@ -10,13 +10,13 @@ from typing import Any
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 import loglog
+from httpkit.connections import OpenFilesError, uvicorn_options
 
 from ..affinity import allowed_cores, pin_current_thread
 from ..errors import InferenceError
 from ..runtime import Runtime
 from .app import create_app
 from .auth import TOKEN_ENV, load_token, require_token_for
-from .connections import uvicorn_options
 from .ports import port_free
 
 
@@ -77,7 +77,7 @@ def serve(
             max_connections=runtime.config.max_connections,
             on_limit=on_limit,
         )
-    except InferenceError as exc:
+    except OpenFilesError as exc:
         sys.stderr.write(f"loglog serve: {exc}\n")
         runtime.stop()
         loglog.shutdown()

@@ -13,25 +13,13 @@ from prometheus_client import CollectorRegistry, Counter
 
 from agent.collector import Agent
 from agent.server import MetricsServer
-from tests.conftest import free_port
+from tests.conftest import free_port, read_until_closed, slow_clients
 
 
 def _registry() -> CollectorRegistry:
     registry = CollectorRegistry()
     Counter("agent_test_total", "a sample", registry=registry).inc()
     return registry
-
-
-def _closed_by_server(sock: socket.socket) -> bytes:
-    """What the server sent before closing (b"" when it sent nothing); a 30 s hang guard."""
-    sock.settimeout(30)
-    data = b""
-    try:
-        while chunk := sock.recv(4096):
-            data += chunk
-    except ConnectionResetError:  # closed with our bytes unread: closed all the same
-        pass
-    return data
 
 
 @pytest.mark.slow
@@ -46,14 +34,12 @@ def test_a_slowloris_of_300_connections_holds_no_more_than_the_cap_and_only_unti
     server.start()
     baseline = threading.active_count()
     peak = baseline
-    sockets = []
+    sockets: list[socket.socket] = []
     try:
         for _ in range(300):
-            sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
-            sock.sendall(b"GET /metr")
-            sockets.append(sock)
+            sockets += slow_clients(server.port, 1, b"GET /metr")
             peak = max(peak, threading.active_count())
-        answers = [_closed_by_server(sock) for sock in sockets]
+        answers = [read_until_closed(sock) for sock in sockets]
         peak = max(peak, threading.active_count())
     finally:
         for sock in sockets:
@@ -87,7 +73,7 @@ def test_a_request_trickled_byte_by_byte_is_cut_at_the_deadline() -> None:
                     break
         except OSError:
             pass  # reset by the server: what this test waits for
-        assert _closed_by_server(sock) == b""
+        assert read_until_closed(sock) == b""
     assert time.monotonic() - began < 30
     server.stop()
 
@@ -118,3 +104,27 @@ def test_a_blank_watch_name_is_refused() -> None:
     for blank in ("", "  "):
         with pytest.raises(ValueError, match="matches every process"):
             Agent(watch_names=["loglog", blank])
+
+
+@pytest.mark.slow
+def test_stop_closes_every_connection_held_or_refused_at_once() -> None:
+    """Eight slow clients hold the cap, eight more are refused and still draining: stop()
+    closes all sixteen then, not at their 30 s deadline (the old server's stop left held
+    connections to their own thread's timeout)."""
+    server = MetricsServer(_registry(), "127.0.0.1", 0, max_connections=8, request_timeout=30.0)
+    server.start()
+    sockets = slow_clients(server.port, 16, b"GET /metr")
+    try:
+        deadline = time.monotonic() + 30  # hang guard: the first eight are being served
+        while server.open_connections() < 8 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.open_connections() == 8
+        began = time.monotonic()
+        server.stop()
+        for sock in sockets:
+            sock.settimeout(10)  # far below the 30 s deadline: closed by stop(), not by it
+            read_until_closed(sock)
+        assert time.monotonic() - began < 20
+    finally:
+        for sock in sockets:
+            sock.close()

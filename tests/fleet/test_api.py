@@ -320,7 +320,7 @@ def test_a_body_over_the_cap_is_a_413_before_it_is_read_and_the_api_keeps_servin
     """The jobs API buffered any body whole before validating it (a gigabyte POST took a
     gigabyte). Declared too large: 413 at once; a length that is not a number: 400. A
     good job right after is accepted."""
-    from fleet.bodylimit import MAX_JOB_BODY_BYTES
+    from fleet.api import MAX_JOB_BODY_BYTES
 
     big = api.post("/v1/jobs", content=b"x" * (MAX_JOB_BODY_BYTES + 1),
                    headers={"content-type": "application/json"})  # fmt: skip

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
+from httpkit.connections import PRIORITY_PATHS, concurrency_guard
 from inference.admission import MAX_RETRY_AFTER, Admission, admission_for
 from inference.calibration import Calibration
 from inference.drills import Drills
@@ -21,7 +22,6 @@ from inference.errors import InputError, ShedError
 from inference.metrics import RuntimeMetrics
 from inference.pipeline import Pipeline
 from inference.queues import StageQueue
-from inference.server.connections import PRIORITY_PATHS, concurrency_guard
 from inference.service import ServiceModel
 from inference.stages import Encode
 from inference.stats import StageLedger

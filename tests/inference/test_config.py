@@ -97,6 +97,16 @@ def test_types_are_strict(tmp_path, text, message):
         load_config(path)
 
 
+def test_infinity_is_no_number_to_configure(tmp_path):
+    """``.inf`` is refused for every number, saying so (before, monitor_window_s, which has
+    no upper bound, took it; the others failed their range with a message about it)."""
+    for option in ("monitor_window_s", "max_wait_ms", "request_timeout_s"):
+        path = tmp_path / "c.yaml"
+        path.write_text(f"{option}: .inf\n")
+        with pytest.raises(ConfigError, match=f"^{option} must be a finite number"):
+            load_config(path)
+
+
 def test_yaml_aliases_are_refused_at_once(tmp_path):
     """A 'billion laughs' file is refused without expanding it (before: the server froze
     8 s building the error message's repr)."""

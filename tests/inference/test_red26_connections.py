@@ -21,7 +21,7 @@ SERVER = textwrap.dedent(
     """
     import resource, sys
     import uvicorn
-    from inference.server.connections import uvicorn_options
+    from httpkit.connections import uvicorn_options
     resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 
     async def app(scope, receive, send):
@@ -63,12 +63,12 @@ def test_a_hard_limit_too_low_for_max_connections_fails_at_start_naming_both():
     script = textwrap.dedent(
         """
         import resource
-        from inference.errors import ConfigError
-        from inference.server.connections import uvicorn_options
+        from httpkit.connections import OpenFilesError
+        from httpkit.connections import uvicorn_options
         resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300))
         try:
             uvicorn_options(header_timeout=10, max_connections=512)
-        except ConfigError as exc:
+        except OpenFilesError as exc:
             print(exc)
         """
     )

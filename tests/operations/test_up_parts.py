@@ -130,7 +130,7 @@ def test_the_receiver_restarts_in_place_and_serves_the_supervisor_metrics(tmp_pa
     try:
         assert child.exit_status() is None and child.ready()
         assert child.receiver is not None
-        child.receiver._server.shutdown()  # its thread ends; its socket stays bound
+        child.receiver.stop()  # its thread ends, behind the supervisor's back
         assert child.exit_status() == "stopped serving (its thread ended)"
         child.start()
         assert child.exit_status() is None and child.ready()

@@ -12,6 +12,14 @@ admission control (inference/admission.py), which normally keeps requests in fli
 below it. It replaces uvicorn's ``limit_concurrency`` (whose bare "Service Unavailable"
 named nothing, and which refused Prometheus' scrapes like any request, so an overloaded
 server read as down): :data:`PRIORITY_PATHS` are served whatever the count.
+
+Servers whose every path is cheap (the agent, the alert receiver) count at accept instead
+(``refuse_at_accept``): past the cap a new connection is answered 503 before anything is
+read, so a slowloris holds no more than the cap; and their deadline covers the whole
+exchange (``whole_exchange``), body and answer included, not only the headers.
+
+Used by every HTTP server here: the inference server, the jobs API, the agent and the
+alert receiver (:mod:`httpkit.background` runs the last two on a thread).
 """
 
 from __future__ import annotations
@@ -21,16 +29,21 @@ import contextlib
 import json
 import resource
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from ..errors import ConfigError
-
 #: Open files the server needs besides its connections: the listening socket, logs, the
 #: model, decode processes' pipes and shared memory, Prometheus' scrapes.
 FD_HEADROOM = 256
+
+
+class OpenFilesError(ValueError):
+    """The open-files hard limit cannot hold ``max_connections``: a configuration error
+    to report at start-up (the message says what to set)."""
+
+
 #: Answered whatever the load: what tells on-call and Prometheus the server is alive.
 PRIORITY_PATHS = frozenset({"/metrics", "/healthz", "/readyz", "/v1/profile"})
 #: A refused request's body is read (and dropped) up to this much, for this long, before
@@ -104,24 +117,69 @@ async def _refuse(send: Any, limit: int, count: int) -> None:
 
 class HeaderDeadlineH11(H11Protocol):
     """Uvicorn's h11 protocol, closing connections whose headers arrive too slowly, with
-    :func:`concurrency_guard` in place of uvicorn's ``limit_concurrency``."""
+    :func:`concurrency_guard` in place of uvicorn's ``limit_concurrency`` (or, with
+    ``refuse_at_accept``, the cap counted at accept)."""
 
     header_timeout = 10.0  # set per server by uvicorn_options()
     max_connections: int | None = None
     on_limit: Callable[[], None] | None = None
+    #: Count connections at accept and answer those past ``max_connections`` at once.
+    refuse_at_accept = False
+    #: The deadline covers the whole request and its answer, not only the headers.
+    whole_exchange = False
+    #: Connections refused at accept and still draining (one set per server class), so
+    #: that a server shutting down can close them: uvicorn does not know of them.
+    refused: ClassVar[set[HeaderDeadlineH11]] = set()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._refused = False
         if self.max_connections is not None:
-            self.limit_concurrency = None  # the guard does it, exempting PRIORITY_PATHS
-            self.app = concurrency_guard(
-                self.app, self.server_state, self.max_connections, type(self).on_limit
-            )
+            self.limit_concurrency = None  # the guard (or the accept check) does it
+            if not self.refuse_at_accept:
+                self.app = concurrency_guard(
+                    self.app, self.server_state, self.max_connections, type(self).on_limit
+                )
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        limit = self.max_connections
+        if self.refuse_at_accept and limit is not None and len(self.connections) >= limit:
+            self._refuse(transport, limit)
+            return
         super().connection_made(transport)
         self._deadline_generation = 0
         self._arm_header_deadline()
+
+    def _refuse(self, transport: asyncio.Transport, limit: int) -> None:
+        # Answered before anything is read, and never counted as a connection. The write
+        # side is shut at once, but what the client sends is read (and dropped) until it
+        # closes or DRAIN_SECONDS pass: closing with unread bytes sends a reset, which
+        # can discard the 503 before the client reads it.
+        self._refused = True
+        self.transport = transport
+        self.refused.add(self)
+        if self.on_limit is not None:
+            self.on_limit()
+        transport.write(busy_answer(len(self.connections), limit))
+        if transport.can_write_eof():
+            transport.write_eof()
+        self.loop.call_later(DRAIN_SECONDS, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._refused:
+            super().data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._refused:
+            self.refused.discard(self)
+            return
+        super().connection_lost(exc)
+
+    @classmethod
+    def close_refused(cls) -> None:
+        """Close the refused connections still draining (at shutdown)."""
+        for protocol in list(cls.refused):
+            protocol.transport.close()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -137,6 +195,20 @@ class HeaderDeadlineH11(H11Protocol):
         # IDLE: the request line and headers are not complete yet.
         if self.conn.their_state is h11.IDLE:
             self.transport.close()
+        elif self.whole_exchange:
+            # Mid-body or mid-answer: abort, since close() would wait for a client that
+            # does not read to take the rest of the answer.
+            self.transport.abort()
+
+
+def busy_answer(count: int, limit: int) -> bytes:
+    """The raw 503 for a connection refused at accept (no h11 state exists for it)."""
+    body = (f"too many connections ({count} open, the limit is {limit}); retry shortly\n").encode()
+    head = (
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        f"content-length: {len(body)}\r\nretry-after: 1\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode() + body
 
 
 def ensure_open_files(max_connections: int) -> int:
@@ -144,13 +216,13 @@ def ensure_open_files(max_connections: int) -> int:
     ``max_connections`` connections plus :data:`FD_HEADROOM`; the limit now. Past the soft
     limit ``accept()`` fails (EMFILE) before the max_connections guard ever sees the
     connection: 300 idle connections under a limit of 256 made ``/healthz`` time out with
-    ``max_connections`` at 512. ConfigError when the hard limit is too low."""
+    ``max_connections`` at 512. OpenFilesError when the hard limit is too low."""
     needed = max_connections + FD_HEADROOM
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or soft >= needed:
         return soft
     if hard != resource.RLIM_INFINITY and hard < needed:
-        raise ConfigError(
+        raise OpenFilesError(
             f"max_connections {max_connections} needs {needed} open files, but this process "
             f"may open at most {hard} (ulimit -Hn): set max_connections to "
             f"{max(1, hard - FD_HEADROOM)} or less, or raise the hard limit (LimitNOFILE= in a "
@@ -166,10 +238,14 @@ def uvicorn_options(
     max_connections: int,
     keep_alive: int = 5,
     on_limit: Callable[[], None] | None = None,
+    refuse_at_accept: bool = False,
+    whole_exchange: bool = False,
 ) -> dict[str, Any]:
-    """Keyword arguments for ``uvicorn.run`` that apply the connection limits;
-    ``on_limit`` is called for each request refused past ``max_connections``. Raises the
-    open-files limit to fit them (:func:`ensure_open_files`)."""
+    """Keyword arguments for ``uvicorn.run`` (or ``uvicorn.Config``) that apply the
+    connection limits; ``on_limit`` is called for each request (or, with
+    ``refuse_at_accept``, each connection) refused past ``max_connections``.
+    ``whole_exchange``: ``header_timeout`` bounds the whole request and its answer.
+    Raises the open-files limit to fit them (:func:`ensure_open_files`)."""
     ensure_open_files(max_connections)
     protocol = type(
         "HeaderDeadlineH11",
@@ -178,6 +254,9 @@ def uvicorn_options(
             "header_timeout": float(header_timeout),
             "max_connections": max_connections,
             "on_limit": staticmethod(on_limit) if on_limit is not None else None,
+            "refuse_at_accept": refuse_at_accept,
+            "whole_exchange": whole_exchange,
+            "refused": set(),
         },
     )
     return {

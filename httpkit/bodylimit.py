@@ -1,9 +1,14 @@
-"""A cap on request bodies for the jobs API, applied before FastAPI reads any of it.
+"""A cap on request bodies, applied before the app reads any of it.
 
-A job is a short JSON document (a source, an id, a priority); without a cap FastAPI would
-buffer whatever a client sends — a gigabyte, or a body trickled forever — before
-validating it. The cap is checked from ``Content-Length`` before reading, and counted
-while a chunked body streams in, so no more than ``limit`` bytes are ever held.
+Without a cap FastAPI (or any Starlette app) buffers whatever a client sends — a
+gigabyte, or a body trickled forever — before validating it. The cap is checked from
+``Content-Length`` before reading, and counted while a chunked body streams in, so no
+more than ``limit`` bytes are ever held. Used by the jobs API (whose job documents are a
+few hundred bytes) and the alert receiver (Alertmanager's webhook payloads).
+
+::
+
+    app.add_middleware(BodyLimit, limit=64 * 1024, advice="send the job's JSON only")
 """
 
 from __future__ import annotations
@@ -13,16 +18,15 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-#: Far above any real job document (a path or URL, an id, a priority).
-MAX_JOB_BODY_BYTES = 64 * 1024
-
 
 class BodyLimit:
-    """ASGI middleware: 413 with a JSON ``error`` for bodies over ``limit`` bytes."""
+    """ASGI middleware: 413 with a JSON ``error`` for bodies over ``limit`` bytes, which
+    ends with ``advice`` (what the client should send instead)."""
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_JOB_BODY_BYTES) -> None:
+    def __init__(self, app: ASGIApp, *, limit: int, advice: str) -> None:
         self.app = app
         self.limit = limit
+        self.advice = advice
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,7 +75,7 @@ class BodyLimit:
                 raise
 
     def _message(self, what: str) -> str:
-        return f"{what}; a job request may be at most {self.limit} bytes (send the job's JSON only)"
+        return f"{what}; {self.advice}"
 
 
 async def _answer(send: Send, status: int, error: str) -> None:
