@@ -202,7 +202,7 @@ class Pipeline:
 
     def clamp_batch(self, max_batch: int) -> int:
         """An engine built for a fixed maximum batch caps the batcher."""
-        return min(max_batch, self.info.max_batch) if self.info.max_batch else max_batch
+        return self.info.batch_limit(max_batch)
 
     # -- control ------------------------------------------------------------------------
 
