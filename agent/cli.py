@@ -8,12 +8,7 @@ import sys
 import threading
 from typing import Any
 
-from prometheus_client import CollectorRegistry, ProcessCollector
-
 import loglog
-
-from .collector import Agent
-from .server import MetricsServer
 
 
 def parse_duration(text: str) -> float:
@@ -42,7 +37,7 @@ def add_parser(sub: Any) -> None:
         default=[],
         help="watch processes whose command line contains this",
     )
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, extra="agent")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,6 +67,12 @@ def run(args: argparse.Namespace) -> int:
             "loglog agent: --interval must be 50ms–1h and --hang-timeout ≥ --interval\n"
         )
         return 2
+    # Here, not at the top: `loglog` builds its parser without the 'agent' extra.
+    from prometheus_client import CollectorRegistry, ProcessCollector
+
+    from .collector import Agent
+    from .server import MetricsServer
+
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     loglog.configure(

@@ -22,7 +22,7 @@ from .units import parse_range
 
 def _defaults() -> tuple[str, Path]:
     """``loglog up``'s Prometheus URL and state directory (read from stack.up, not copied)."""
-    from stack.up import Options, default_state_dir
+    from stack.options import Options, default_state_dir
 
     options = Options(state_dir=default_state_dir())
     return f"http://{options.host}:{options.prometheus_port}", options.state_dir / "reports"
@@ -57,7 +57,7 @@ def add_parser(sub: Any) -> None:
         default=prom.MAX_SERIES,
         help=f"most series one query may answer (default: {prom.MAX_SERIES})",
     )
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, extra="report")
 
 
 def make(

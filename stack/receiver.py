@@ -25,13 +25,14 @@ import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from typing import TYPE_CHECKING, Any
 
 from loglog import get_logger
 
 from .processes import StackError
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 _REQUIRED = ("version", "status", "receiver", "alerts")
 MAX_PAYLOAD = 4 * 1024 * 1024
@@ -58,6 +59,8 @@ class AlertReceiver:
         self._lock = threading.Lock()
         self.runbooks = Path(runbooks) if runbooks is not None else None
         receiver = self
+        if registry is not None:  # whoever passes one has prometheus_client
+            from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         class Handler(BaseHTTPRequestHandler):
             timeout = 10  # seconds a client may take per read: slow clients are dropped
@@ -249,7 +252,7 @@ def add_parser(sub: Any) -> None:
     parser.add_argument(
         "--runbooks", default=str(RUNBOOKS), help="directory served at /runbooks/<Alert>.md"
     )
-    parser.set_defaults(run=_run)
+    parser.set_defaults(run=_run)  # the logger alone: no extra
 
 
 def _run(args: Any) -> int:
