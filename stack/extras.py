@@ -41,9 +41,11 @@ PARTS: dict[str, str | None] = {
     "loglog": None,
     "loglog.metrics": "prometheus",
     "loglog.sinks.otlp": "otlp",
+    # Its module-level import is guarded; the rest runs only on a context of OpenTelemetry's.
+    "loglog.tracing": "otlp",
     "inference": "serve",
-    "inference.engines.torch": "torch",
-    "inference.engines.tensorrt": "gpu,torch",  # PyTorch allocates its GPU buffers
+    "inference.engines.torch": "serve,torch",
+    "inference.engines.tensorrt": "serve,gpu,torch",  # PyTorch allocates its GPU buffers
     "agent": "agent",
     "alerts": "dashboards",  # rule generation (YAML); `loglog up` writes them too (serve)
     "dashboards": "dashboards",
