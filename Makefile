@@ -44,9 +44,12 @@ debs:  ## Debian's prometheus, promtool, alertmanager, amtool, pushgateway, chro
 	fi
 
 # setup.py and the C source: an edited loglog/_speedups.c is rebuilt by the next make.
+# Everything: `all` (every extra but the host-dependent engines), `dev` (linters, pytest)
+# and `torch` (the pinned CPU build: the PyTorch engine's tests). `pip install .` alone
+# is the logger with no third-party package (pyproject.toml).
 $(STAMP): pyproject.toml setup.py loglog/_speedups.c
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[dev,torch]'
+	$(PY) -m pip install -q -e '.[all,dev,torch]'
 	touch $(STAMP)
 
 lint: $(STAMP)  ## ruff (lint + format check) and mypy on the packages

@@ -6,13 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from prometheus_client import CollectorRegistry, ProcessCollector
-
 import loglog
-from httpkit.background import wait_for_signal
-
-from .collector import Agent
-from .server import MetricsServer
 
 
 def parse_duration(text: str) -> float:
@@ -41,7 +35,7 @@ def add_parser(sub: Any) -> None:
         default=[],
         help="watch processes whose command line contains this",
     )
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, extra="agent")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,6 +65,12 @@ def run(args: argparse.Namespace) -> int:
             "loglog agent: --interval must be 50ms–1h and --hang-timeout ≥ --interval\n"
         )
         return 2
+    # Here, not at the top: `loglog` builds its parser without the 'agent' extra.
+    from prometheus_client import CollectorRegistry, ProcessCollector
+
+    from .collector import Agent
+    from .server import MetricsServer
+
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     loglog.configure(
@@ -97,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     log = loglog.get_logger("agent")
     host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address in a URL
     log.info("agent serving", url=f"http://{host}:{server.port}/metrics", gpus=len(agent.samplers))
+    from httpkit.background import wait_for_signal  # the agent extra's (uvicorn)
+
     wait_for_signal()
     server.stop()
     agent.stop()

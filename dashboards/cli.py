@@ -14,7 +14,7 @@ def add_parser(sub: Any) -> None:
     generate.add_argument(
         "--check", action="store_true", help="exit 1 if the committed files are stale"
     )
-    generate.set_defaults(run=_generate)
+    generate.set_defaults(run=_generate, extra="dashboards")
     push = actions.add_parser("push", help="upsert the dashboards into a Grafana (idempotent)")
     push.add_argument(
         "--grafana-url", default=os.environ.get("GRAFANA_URL", "http://127.0.0.1:3000")
@@ -27,7 +27,7 @@ def add_parser(sub: Any) -> None:
     push.add_argument("--folder", default="loglog", help="folder UID and title")
     push.add_argument("--prometheus-url", help="also create/update the Prometheus datasource")
     push.add_argument("--loki-url", help="also create/update the Loki datasource")
-    push.set_defaults(run=_push)
+    push.set_defaults(run=_push, extra="dashboards")
 
 
 def _generate(args: argparse.Namespace) -> int:

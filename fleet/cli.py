@@ -42,7 +42,7 @@ def add_parser(sub: Any) -> None:
     worker.add_argument("--heartbeat", type=float, default=5.0, help="seconds between beats")
     worker.add_argument("--model", help="an .onnx file or TensorRT engine (default: built-in)")
     worker.add_argument("--config", help="runtime config (YAML/TOML) for the pipeline")
-    worker.set_defaults(run=_worker)
+    worker.set_defaults(run=_worker, extra="fleet")
 
     jobs = sub.add_parser("jobs", help="submit, list and watch analysis jobs")
     cmd = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
@@ -73,7 +73,7 @@ def add_parser(sub: Any) -> None:
         default=",".join(SourcePolicy.schemes),
         help="comma-separated source schemes allowed (default: %(default)s)",
     )
-    serve.set_defaults(run=_serve)
+    serve.set_defaults(run=_serve, extra="fleet")
     submit = cmd.add_parser("submit", help="submit one job per file")
     submit.add_argument("sources", nargs="+", metavar="FILE")
     submit.add_argument("--priority", type=int, default=0)

@@ -29,11 +29,12 @@ from . import wakeup
 from .bridges import StdlibHandler, install_stdlib, loguru_sink
 from .config import LogConfig, build_config, build_config_lenient
 from .core import CORE, SPEEDUPS, discard
-from .errors import ConfigError, LoglogError, SinkStalled
+from .errors import ConfigError, LoglogError, MissingExtra, SinkStalled
 from .logger import Logger, get_logger
 from .redact import redact
+from .stats import SpoolStats, Stats
 from .stderr import stderr_line
-from .types import CRITICAL, DEBUG, ERROR, INFO, TRACE, WARNING, Record, Sink
+from .types import CRITICAL, DEBUG, ERROR, INFO, TRACE, WARNING, DropReason, Record, Sink
 
 __all__ = [
     "CRITICAL",
@@ -44,12 +45,16 @@ __all__ = [
     "TRACE",
     "WARNING",
     "ConfigError",
+    "DropReason",
     "LogConfig",
     "Logger",
     "LoglogError",
+    "MissingExtra",
     "Record",
     "Sink",
     "SinkStalled",
+    "SpoolStats",
+    "Stats",
     "StdlibHandler",
     "configure",
     "flush",
@@ -58,6 +63,7 @@ __all__ = [
     "loguru_sink",
     "shutdown",
     "stats",
+    "stats_typed",
 ]
 
 _DEFAULT_REGISTRY: Any = object()
@@ -76,7 +82,10 @@ def configure(
     Options not given come from ``LOGLOG_<OPTION>`` environment variables, then defaults.
     ``sinks`` adds your own sinks (objects with ``write(records)``, or plain callables).
     ``registry`` is the prometheus_client registry for loglog's self-metrics (default: the
-    global one; ``None``: none). Raises :class:`ConfigError` on any invalid setting.
+    global one where prometheus_client is installed, else none; ``None``: none). Raises
+    :class:`ConfigError` on any invalid setting, and :class:`MissingExtra` (a ConfigError)
+    when an option needs a package that is not installed (``otlp_endpoint``: the ``otlp``
+    extra).
     """
     config = build_config(options)
     _start(config, sinks, registry)
@@ -163,23 +172,39 @@ def shutdown(timeout: float | None = None) -> bool:
 
 
 def stats() -> dict[str, Any]:
-    """Every count loglog keeps (emitted, delivered and dropped by sink, level, reason…)."""
+    """Every count loglog keeps (emitted, delivered and dropped by sink, level, reason…),
+    as a plain dict: :meth:`Stats.to_dict` of :func:`stats_typed`; ``{}`` before the first
+    ``configure()``."""
+    typed = stats_typed()
+    return {} if typed is None else typed.to_dict()
+
+
+def stats_typed() -> Stats | None:
+    """Every count loglog keeps, as a :class:`Stats` (attributes instead of keys); ``None``
+    before the first ``configure()``.
+
+    >>> s = loglog.stats_typed()                                      # doctest: +SKIP
+    >>> s.dropped.get(("all", "info", loglog.DropReason.QUEUE_FULL), 0)  # doctest: +SKIP
+    0
+    """
     pipeline = CORE.pipeline or _last
-    return {} if pipeline is None else dict(pipeline.stats())
+    return None if pipeline is None else pipeline.stats()
 
 
 def _register_collector(registry: Any) -> None:
     if registry is None:
         return
     if registry is _DEFAULT_REGISTRY:
-        from prometheus_client import REGISTRY
-
+        try:
+            from prometheus_client import REGISTRY
+        except ImportError:  # the logger alone (no 'prometheus' extra): no self-metrics
+            return
         registry = REGISTRY
     if id(registry) in _registered:
         return
     from .metrics import LoglogCollector
 
-    registry.register(LoglogCollector(lambda: stats() or None))
+    registry.register(LoglogCollector(stats_typed))
     _registered.add(id(registry))
 
 

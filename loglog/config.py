@@ -13,13 +13,14 @@ falls back to that option's default with one stderr line naming it (see
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import ConfigError
+from .errors import ConfigError, MissingExtra
 from .redact import redact_url
 from .types import INFO, parse_level
 
@@ -122,6 +123,10 @@ class LogConfig:
             _fail("loki_url", self.loki_url, "use http(s)://host:port, e.g. http://loki:3100")
         if self.otlp_endpoint is not None and not _valid_url(self.otlp_endpoint):
             _fail("otlp_endpoint", self.otlp_endpoint, "use http(s)://host:4318/v1/logs")
+        if self.otlp_endpoint is not None and not _importable(_OTLP_EXPORTER):
+            raise MissingExtra(
+                "otlp", "loglog's otlp_endpoint", _OTLP_EXPORTER, option="otlp_endpoint"
+            )
         self._check_labels()
 
     def _check_labels(self) -> None:
@@ -186,6 +191,18 @@ def build_config(options: Mapping[str, Any], environ: Mapping[str, str] | None =
         elif env_name in environ:
             values[name] = _coerce(name, field.type, environ[env_name], source=env_name)
     return LogConfig(**values)
+
+
+#: The module the OTLP sink exports with (loglog/sinks/otlp.py).
+_OTLP_EXPORTER = "opentelemetry.exporter.otlp.proto.http"
+
+
+def _importable(module: str) -> bool:
+    """Whether ``module`` is installed (looked up, not imported: its parents only)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # a parent package is missing
+        return False
 
 
 def build_config_lenient(

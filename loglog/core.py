@@ -25,15 +25,29 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .counters import AtomicCounter
+from .message import Fmt
 from .plain import exact_bound, exact_name
 from .stderr import stderr_line
 from .types import WARNING
 
-if TYPE_CHECKING:
-    from .spool import Spool
+
+class CrashSpool(Protocol):
+    """What the hot path needs of the crash spool (:class:`loglog.spool.Spool`)."""
+
+    def protect(
+        self,
+        stamp: int,
+        level: int,
+        name: str,
+        msg: object,
+        fields: dict[str, Any],
+        bound: dict[str, Any] | None,
+        context: Any,
+        exc: Any,
+    ) -> int: ...
 
 
 def _load_speedups() -> Any:
@@ -137,7 +151,7 @@ def make_emit(
     stats: CallerStats,
     context_get: Callable[[], Any],
     wake_fd: int,
-    spool: Spool | None,
+    spool: CrashSpool | None,
     idle: list[bool],
 ) -> Emit:
     """Build the hot path for one configuration; every decision is taken here, once."""
@@ -226,26 +240,6 @@ def make_emit(
         wake_fd,
         idle,
     )
-
-
-class Fmt:
-    """A message with %-style arguments, formatted lazily on the worker thread."""
-
-    __slots__ = ("args", "msg")
-
-    def __init__(self, msg: object, args: tuple[Any, ...]) -> None:
-        self.msg = msg
-        self.args = args
-
-    def __str__(self) -> str:
-        try:
-            return str(self.msg) % self.args
-        except Exception:
-            pass
-        try:
-            return f"{self.msg} {self.args!r}"
-        except Exception:  # an argument over the int digit limit, a raising __repr__
-            return f"{self.msg} <unrepresentable arguments>"
 
 
 class PyCore:

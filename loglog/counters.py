@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
+
+#: What a :class:`Tally` counts by: a kind and its labels, e.g. ``("dropped", level, reason)``.
+TallyKey = tuple[str, ...]
 
 
 class AtomicCounter:
@@ -45,13 +48,13 @@ class Tally:
     __slots__ = ("counts",)
 
     def __init__(self) -> None:
-        self.counts: dict[Hashable, int] = {}
+        self.counts: dict[TallyKey, int] = {}
 
-    def add(self, key: Hashable, amount: int = 1) -> None:
+    def add(self, key: TallyKey, amount: int = 1) -> None:
         counts = self.counts
         counts[key] = counts.get(key, 0) + amount
 
-    def snapshot(self) -> dict[Hashable, int]:
+    def snapshot(self) -> dict[TallyKey, int]:
         return dict(self.counts)
 
 
@@ -81,9 +84,9 @@ class WriterHistogram:
         return buckets, self.sum
 
 
-def merge(tallies: Sequence[Tally]) -> dict[Hashable, int]:
+def merge(tallies: Sequence[Tally]) -> dict[TallyKey, int]:
     """Sum several single-writer tallies into one mapping."""
-    total: dict[Hashable, int] = {}
+    total: dict[TallyKey, int] = {}
     for tally in tallies:
         for key, value in tally.snapshot().items():
             total[key] = total.get(key, 0) + value

@@ -25,9 +25,9 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from .counters import Tally
-from .types import Record, level_name
+from .types import DropReason, Record, level_name
 
-SHUTDOWN = "shutdown"
+SHUTDOWN = DropReason.SHUTDOWN  # the name this module exported before DropReason
 
 
 class Settleable(Protocol):
@@ -60,7 +60,7 @@ class Ledger:
                 return
             self._held.update(levels)
 
-    def drop(self, level: str, reason: str, count: int = 1) -> None:
+    def drop(self, level: str, reason: DropReason, count: int = 1) -> None:
         """``count`` held records of ``level`` that never made it into a batch."""
         with self._lock:
             if self.closed:
@@ -76,7 +76,7 @@ class Ledger:
             batch.durable = True
             self._durable.update(batch.levels)
 
-    def settle(self, batch: Settleable, reason: str | None) -> None:
+    def settle(self, batch: Settleable, reason: DropReason | None) -> None:
         """``batch`` was delivered (``reason`` None) or dropped; counted once."""
         with self._lock:
             if self.closed or batch.settled:
@@ -94,7 +94,9 @@ class Ledger:
             if batch.adopted and reason is None:
                 self.tally.add(("replayed", "spill"), sum(batch.levels.values()))
 
-    def settle_entries(self, batch: Settleable, levels: Mapping[str, int], reason: str) -> None:
+    def settle_entries(
+        self, batch: Settleable, levels: Mapping[str, int], reason: DropReason
+    ) -> None:
         """Entries of ``batch`` dropped one by one (too old by the time it was sent); the
         caller then takes them out of ``batch.levels``."""
         with self._lock:

@@ -2,21 +2,27 @@
 
 Values are read at scrape time from loglog's lock-free counters (see
 :mod:`loglog.counters`) by :class:`LoglogCollector`; nothing on the logging path touches
-prometheus_client, whose values are guarded by locks.
+prometheus_client, whose values are guarded by locks. The collector needs the
+``prometheus`` extra; the names and :data:`METRICS` are the table of what it exports.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector
+from .errors import MissingExtra
+from .stats import Stats
+
+try:
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+        Metric,
+    )
+    from prometheus_client.registry import Collector
+except ImportError as exc:  # the logger alone: the names above are all it lacks
+    raise MissingExtra("prometheus", "loglog.metrics", exc.name) from None
 
 RECORDS_TOTAL = "loglog_records_total"
 DROPPED_TOTAL = "loglog_dropped_total"
@@ -72,7 +78,7 @@ METRICS: dict[str, tuple[str, str]] = {
 class LoglogCollector(Collector):
     """Exposes the stats of the current pipeline; register once per registry."""
 
-    def __init__(self, stats: Callable[[], dict[str, Any] | None]) -> None:
+    def __init__(self, stats: Callable[[], Stats | None]) -> None:
         self._stats = stats
 
     def collect(self) -> Iterator[Metric]:
@@ -80,69 +86,69 @@ class LoglogCollector(Collector):
         if stats is None:
             return
         records = CounterMetricFamily(RECORDS_TOTAL, METRICS[RECORDS_TOTAL][1], labels=["level"])
-        for level, count in sorted(stats["emitted"].items()):
+        for level, count in sorted(stats.emitted.items()):
             records.add_metric([level], count)
         yield records
         dropped = CounterMetricFamily(
             DROPPED_TOTAL, METRICS[DROPPED_TOTAL][1], labels=["level", "reason", "sink"]
         )
-        for (sink, level, reason), count in sorted(stats["dropped"].items()):
-            dropped.add_metric([level, reason, sink], count)
+        for (sink, level, reason), count in sorted(stats.dropped.items()):
+            dropped.add_metric([level, str(reason), sink], count)  # the value, as a plain str
         yield dropped
         delivered = CounterMetricFamily(
             DELIVERED_TOTAL, METRICS[DELIVERED_TOTAL][1], labels=["sink", "level"]
         )
-        for (sink, level), count in sorted(stats["delivered"].items()):
+        for (sink, level), count in sorted(stats.delivered.items()):
             delivered.add_metric([sink, level], count)
         yield delivered
-        yield GaugeMetricFamily(QUEUE_RECORDS, METRICS[QUEUE_RECORDS][1], value=stats["queued"])
-        yield GaugeMetricFamily(QUEUE_CAPACITY, METRICS[QUEUE_CAPACITY][1], value=stats["capacity"])
+        yield GaugeMetricFamily(QUEUE_RECORDS, METRICS[QUEUE_RECORDS][1], value=stats.queued)
+        yield GaugeMetricFamily(QUEUE_CAPACITY, METRICS[QUEUE_CAPACITY][1], value=stats.capacity)
         errors = CounterMetricFamily(
             SINK_ERRORS_TOTAL, METRICS[SINK_ERRORS_TOTAL][1], labels=["sink"]
         )
         latency = HistogramMetricFamily(
             SINK_LATENCY_SECONDS, METRICS[SINK_LATENCY_SECONDS][1], labels=["sink"]
         )
-        for sink, histogram in sorted(stats["latency"].items()):
-            errors.add_metric([sink], stats["sink_errors"].get(sink, 0))
+        for sink, histogram in sorted(stats.latency.items()):
+            errors.add_metric([sink], stats.sink_errors.get(sink, 0))
             buckets, total = histogram.cumulative()
             latency.add_metric([sink], buckets, total)
         yield errors
         yield latency
-        yield GaugeMetricFamily(SPILL_BYTES, METRICS[SPILL_BYTES][1], value=stats["spill_bytes"])
+        yield GaugeMetricFamily(SPILL_BYTES, METRICS[SPILL_BYTES][1], value=stats.spill_bytes)
         replayed = CounterMetricFamily(
             REPLAYED_TOTAL, METRICS[REPLAYED_TOTAL][1], labels=["source"]
         )
-        for source, count in sorted(stats["replayed"].items()):
+        for source, count in sorted(stats.replayed.items()):
             replayed.add_metric([source], count)
         yield replayed
         truncated = CounterMetricFamily(
             TRUNCATED_TOTAL, METRICS[TRUNCATED_TOTAL][1], labels=["sink"]
         )
-        for sink, count in sorted(stats["truncated"].items()):
+        for sink, count in sorted(stats.truncated.items()):
             truncated.add_metric([sink], count)
         yield truncated
         yield CounterMetricFamily(
             INTERNAL_ERRORS_TOTAL,
             METRICS[INTERNAL_ERRORS_TOTAL][1],
-            value=stats["internal_errors"],
+            value=stats.internal_errors,
         )
         restarts = CounterMetricFamily(
             SINK_RESTARTS_TOTAL, METRICS[SINK_RESTARTS_TOTAL][1], labels=["sink"]
         )
-        for sink in sorted(stats["latency"]):
-            restarts.add_metric([sink], stats["sink_restarts"].get(sink, 0))
+        for sink in sorted(stats.latency):
+            restarts.add_metric([sink], stats.sink_restarts.get(sink, 0))
         yield restarts
         yield CounterMetricFamily(
             RENDER_TIMEOUTS_TOTAL,
             METRICS[RENDER_TIMEOUTS_TOTAL][1],
-            value=stats["render_timeouts"],
+            value=stats.render_timeouts,
         )
         yield GaugeMetricFamily(
-            SPOOL_ENABLED, METRICS[SPOOL_ENABLED][1], value=int(stats["spool"]["enabled"])
+            SPOOL_ENABLED, METRICS[SPOOL_ENABLED][1], value=int(stats.spool.enabled)
         )
         yield CounterMetricFamily(
             SPOOL_OVERWRITTEN_TOTAL,
             METRICS[SPOOL_OVERWRITTEN_TOTAL][1],
-            value=stats["spool_overwritten"],
+            value=stats.spool_overwritten,
         )

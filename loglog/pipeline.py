@@ -8,12 +8,13 @@ only executes the closure :func:`loglog.core.make_emit` returns.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +23,16 @@ from . import wakeup
 from .batches import MemoryQueue, SpillQueue
 from .config import LogConfig
 from .core import LEVEL, MAX_TIME_NS, SLOT, CallerStats, Emit, RawRecord, make_emit, wake
-from .counters import AtomicCounter, Tally, merge
+from .counters import AtomicCounter, Tally, TallyKey, merge
 from .format import render_fields
 from .ownership import Owner, owner_of, quarantine
 from .runner import SinkRunner
 from .sinks.console import ConsoleSink
 from .sinks.file import FileSink
+from .stats import SpoolStats, Stats
 from .stderr import stderr_line
 from .tracing import context_getter
-from .types import WARNING, Record, Sink, level_name
+from .types import WARNING, DropReason, Record, Sink, level_name
 from .worker import Worker
 
 #: How long past shutdown's deadline the worker's last cycle may take (it calls no user
@@ -164,7 +166,7 @@ class Pipeline:
             if self.owner is not None:
                 queue = SpillQueue(self.owner, "loki", config.spill_max_bytes, dead)
                 for level, count in queue.corrupt.items():
-                    self.recovery.add(("dropped", level, "corrupt"), count)
+                    self.recovery.add(("dropped", level, DropReason.CORRUPT), count)
             else:
                 queue = MemoryQueue(config.loki_buffer_bytes)
             sinks.append(LokiSink(config, queue))
@@ -195,9 +197,11 @@ class Pipeline:
             except OSError:
                 continue  # another process claimed it first, or it vanished
             for level, count in recovered.corrupt.items():
-                self.recovery.add(("dropped", level, "corrupt"), count)
+                self.recovery.add(("dropped", level, DropReason.CORRUPT), count)
             if recovered.lost_in_crash:
-                self.recovery.add(("dropped", "warning", "lost_in_crash"), recovered.lost_in_crash)
+                self.recovery.add(
+                    ("dropped", "warning", DropReason.LOST_IN_CRASH), recovered.lost_in_crash
+                )
             for doc in recovered.docs:
                 seq = self.seq.inc()
                 token = self.spool.write_doc(doc) if self.spool is not None else -1
@@ -320,7 +324,7 @@ class Pipeline:
     def count_stragglers(self, raws: list[RawRecord]) -> None:
         """Count, in this pipeline's figures, records no pipeline will deliver any more."""
         for raw in raws:
-            self.shutdown_tally.add(("dropped", level_name(raw[LEVEL]), "shutdown", "all"))
+            self.shutdown_tally.add(("dropped", level_name(raw[LEVEL]), DropReason.SHUTDOWN, "all"))
 
     def _give_back_pipe(self) -> None:
         # Called by the worker thread as it exits — never earlier, since until then it may
@@ -346,90 +350,88 @@ class Pipeline:
 
     # -- accounting -------------------------------------------------------------------------
 
-    def stats(self) -> dict[str, Any]:
-        """Every count loglog keeps; the numbers behind its metrics.
+    def stats(self) -> Stats:
+        """Every count loglog keeps; the numbers behind its metrics (see :class:`Stats`).
 
         ``dropped`` is keyed by ``(sink, level, reason)``; sink ``"all"`` means the record
         never reached any sink (the caller-side queue was full). ``spilled`` counts, by
         ``(sink, level)``, records left on disk at shutdown for the next process to ship.
         """
-        dropped: dict[tuple[str, str, str], int] = {}
-        delivered: dict[tuple[str, str], int] = {}
-        spilled: dict[tuple[str, str], int] = {}
-        errors: dict[str, int] = {}
-        truncated: dict[str, int] = {}
-        replayed = {"spool": self.replayed_spool, "spill": 0}
-        restarts: dict[str, int] = {}
+        tables = _Tables()
+        tables.replayed["spool"] = self.replayed_spool
+        tables.replayed["spill"] = 0
         for level, count in self.caller.queue_full.values().items():
             if count:
-                dropped[("all", level, "queue_full")] = count
-        for key, count in self.recovery.snapshot().items():
-            assert isinstance(key, tuple)
-            dropped[("all", key[1], key[2])] = dropped.get(("all", key[1], key[2]), 0) + count
+                tables.dropped[("all", level, DropReason.QUEUE_FULL)] = count
+        for key, count in self.recovery.snapshot().items():  # ("dropped", level, reason)
+            tables.add_dropped(("all", key[1], key[2]), count)
         for runner in self.runners:
             tallies = [runner.tally, runner.offer_tally, *getattr(runner.sink, "tallies", ())]
             for key, count in merge(tallies).items():
-                if key == ("restart",):
-                    restarts[runner.name] = restarts.get(runner.name, 0) + count
-                    continue
-                if key[0] == "spilled":  # type: ignore[index]
-                    spilled[(runner.name, key[1])] = count  # type: ignore[index]
-                    continue
-                _file(key, runner.name, count, dropped, delivered, errors, truncated, replayed)
-        for key, count in self.shutdown_tally.snapshot().items():
-            assert isinstance(key, tuple)
-            dropped[(key[3], key[1], key[2])] = dropped.get((key[3], key[1], key[2]), 0) + count
-        return {
-            "emitted": self.caller.emitted.values(),
-            "dropped": dropped,
-            "delivered": delivered,
-            "spilled": spilled,
-            "sink_errors": errors,
-            "truncated": truncated,
-            "replayed": replayed,
-            "queued": len(self.low) + len(self.high),
-            "capacity": self.config.capacity + self.config.high_capacity,
-            "internal_errors": self.caller.internal_errors.value + self.worker.errors.value,
-            "sink_restarts": restarts,
-            "render_timeouts": self.worker.renderer.timeouts.value,
-            "spool_overwritten": self.spool.overwritten.value if self.spool else 0,
-            "spool": {
-                "enabled": self.spool is not None,
-                "slots": self.spool.slots if self.spool is not None else 0,
-                "error": self.spool_error,
-            },
-            "spill_bytes": sum(
+                tables.file(key, runner.name, count)
+        for key, count in self.shutdown_tally.snapshot().items():  # (…, reason, sink)
+            tables.add_dropped((key[3], key[1], key[2]), count)
+        spool = self.spool
+        return Stats(
+            emitted=self.caller.emitted.values(),
+            dropped=tables.dropped,
+            delivered=tables.delivered,
+            spilled=tables.spilled,
+            sink_errors=tables.errors,
+            truncated=tables.truncated,
+            replayed=tables.replayed,
+            queued=len(self.low) + len(self.high),
+            capacity=self.config.capacity + self.config.high_capacity,
+            internal_errors=self.caller.internal_errors.value + self.worker.errors.value,
+            sink_restarts=tables.restarts,
+            render_timeouts=self.worker.renderer.timeouts.value,
+            spool_overwritten=spool.overwritten.value if spool is not None else 0,
+            spool=SpoolStats(
+                enabled=spool is not None,
+                slots=spool.slots if spool is not None else 0,
+                error=self.spool_error,
+            ),
+            spill_bytes=sum(
                 queue.nbytes
                 for queue in (getattr(sink, "queue", None) for sink in self.sinks)
                 if isinstance(queue, SpillQueue)
             ),
-            "latency": {runner.name: runner.latency for runner in self.runners},
-        }
+            latency={runner.name: runner.latency for runner in self.runners},
+        )
 
 
-def _file(
-    key: Hashable,
-    sink: str,
-    count: int,
-    dropped: dict[tuple[str, str, str], int],
-    delivered: dict[tuple[str, str], int],
-    errors: dict[str, int],
-    truncated: dict[str, int],
-    replayed: dict[str, int],
-) -> None:
-    """Sort one tally entry into the right table of :meth:`Pipeline.stats`."""
-    assert isinstance(key, tuple)
-    kind = key[0]
-    if kind == "dropped":
-        dropped[(sink, key[1], key[2])] = dropped.get((sink, key[1], key[2]), 0) + count
-    elif kind == "delivered":
-        delivered[(sink, key[1])] = delivered.get((sink, key[1]), 0) + count
-    elif kind == "sink_error":
-        errors[sink] = errors.get(sink, 0) + count
-    elif kind == "truncated":
-        truncated[sink] = truncated.get(sink, 0) + count
-    elif kind == "replayed":
-        replayed[key[1]] = replayed.get(key[1], 0) + count
+@dataclasses.dataclass
+class _Tables:
+    """The tables of :meth:`Pipeline.stats`, filled from the tallies' keys."""
+
+    dropped: dict[tuple[str, str, DropReason | str], int] = dataclasses.field(default_factory=dict)
+    delivered: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)
+    spilled: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)
+    errors: dict[str, int] = dataclasses.field(default_factory=dict)
+    truncated: dict[str, int] = dataclasses.field(default_factory=dict)
+    replayed: dict[str, int] = dataclasses.field(default_factory=dict)
+    restarts: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def add_dropped(self, key: tuple[str, str, DropReason | str], count: int) -> None:
+        self.dropped[key] = self.dropped.get(key, 0) + count
+
+    def file(self, key: TallyKey, sink: str, count: int) -> None:
+        """Sort one entry of ``sink``'s tallies into its table."""
+        kind = key[0]
+        if kind == "dropped":  # ("dropped", level, reason)
+            self.add_dropped((sink, key[1], key[2]), count)
+        elif kind == "delivered":  # ("delivered", level)
+            self.delivered[(sink, key[1])] = self.delivered.get((sink, key[1]), 0) + count
+        elif kind == "spilled":  # ("spilled", level)
+            self.spilled[(sink, key[1])] = count
+        elif kind == "sink_error":
+            self.errors[sink] = self.errors.get(sink, 0) + count
+        elif kind == "truncated":
+            self.truncated[sink] = self.truncated.get(sink, 0) + count
+        elif kind == "replayed":  # ("replayed", source)
+            self.replayed[key[1]] = self.replayed.get(key[1], 0) + count
+        elif kind == "restart":
+            self.restarts[sink] = self.restarts.get(sink, 0) + count
 
 
 def _referenced_owners(directory: Path) -> set[str]:

@@ -28,7 +28,7 @@ from .counters import Tally, WriterHistogram
 from .errors import SinkStalled
 from .ledger import Ledger
 from .logger import Logger
-from .types import WARNING, Record, Sink, level_name
+from .types import WARNING, DropReason, Record, Sink, level_name
 
 LATENCY_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
 _TICK = 0.1
@@ -95,13 +95,13 @@ class SinkRunner:
             kept = []
             for record in records:
                 if record.internal and (not self.local or record.thread_id == own):
-                    self.offer_tally.add(("dropped", record.levelname, "recursion"))
+                    self.offer_tally.add(("dropped", record.levelname, DropReason.RECURSION))
                 else:
                     kept.append(record)
         with self._cond:
             if self._abandoned:  # offered after shutdown's deadline (a late last cycle)
                 for record in kept:
-                    self.offer_tally.add(("dropped", record.levelname, "shutdown"))
+                    self.offer_tally.add(("dropped", record.levelname, DropReason.SHUTDOWN))
                 return
             if kept and self._pending + len(kept) > self.capacity:
                 kept = self._shed(kept)
@@ -116,7 +116,7 @@ class SinkRunner:
             if record.level >= keep_all_above:
                 kept.append(record)
             else:
-                self.offer_tally.add(("dropped", record.levelname, "sink_backlog"))
+                self.offer_tally.add(("dropped", record.levelname, DropReason.SINK_BACKLOG))
         return kept
 
     # -- sink thread --------------------------------------------------------------------
@@ -134,7 +134,7 @@ class SinkRunner:
                 with self._cond:  # a batch taken and not counted: dropped, counted once
                     lost, self._writing = self._writing, []
                     if not self._abandoned:
-                        self._count(lost, "sink_error")
+                        self._count(lost, DropReason.SINK_ERROR)
                 self._warn("sink thread failed; restarted it", exc)
                 time.sleep(0.01)
 
@@ -179,18 +179,18 @@ class SinkRunner:
         if records:
             started = time.perf_counter()
             delivered = len(records)
-            dropped: tuple[list[Record], str] | None = None
+            dropped: tuple[list[Record], DropReason | str] | None = None
             try:
                 self.sink.write(records)
             except SinkStalled as stall:
                 delivered = max(0, min(stall.delivered, len(records)))
                 dropped = (records[delivered:], stall.reason)
-                if stall.reason != "sink_timeout":
+                if stall.reason != DropReason.SINK_TIMEOUT:
                     self.tally.add(("sink_error",))
                     self._warn("sink failed; the rest of its batch was dropped", stall)
             except Exception as exc:
                 delivered = 0
-                dropped = (records, "sink_error")
+                dropped = (records, DropReason.SINK_ERROR)
                 self.tally.add(("sink_error",))
                 self._warn("sink failed; its batch was dropped", exc)
             self.latency.observe(time.perf_counter() - started)
@@ -232,7 +232,7 @@ class SinkRunner:
         # Published after done_seq: flush() reads done_cycle first, then done_seq.
         self.done_cycle = cycle
 
-    def _count(self, records: list[Record], reason: str) -> None:
+    def _count(self, records: list[Record], reason: DropReason | str) -> None:
         for level, count in Counter([record.level for record in records]).items():
             self.tally.add(("dropped", level_name(level), reason), count)
 
@@ -276,7 +276,7 @@ class SinkRunner:
             self._pending = 0
             for records in stuck:
                 for record in records:
-                    tally.add(("dropped", record.levelname, "shutdown", self.name))
+                    tally.add(("dropped", record.levelname, DropReason.SHUTDOWN, self.name))
             if self._ledger is not None:
                 self._ledger.close()
 

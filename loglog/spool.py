@@ -46,6 +46,7 @@ from typing import Any
 from . import fds
 from .counters import AtomicCounter
 from .format import format_exc_safe, is_plain, placeholder, render_fields, render_value
+from .message import Fmt
 from .ownership import Owner
 from .tracing import span_ids
 from .types import level_name
@@ -217,8 +218,6 @@ class Spool:
 
 def safe_message(msg: object, limit: int) -> str:
     """A message as text without running user code (caller's thread)."""
-    from .core import Fmt
-
     if type(msg) is str:
         text: str = msg
     elif type(msg) is Fmt:

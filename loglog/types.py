@@ -14,6 +14,7 @@ another sink. Optional hooks, looked up once when the sink is set up, are descri
 from __future__ import annotations
 
 import dataclasses
+import enum
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -40,6 +41,58 @@ _BY_NAME.update({"warn": WARNING, "fatal": CRITICAL, "success": 25})
 #: The highest level a threshold may be set to (levels above 100 are clamped to 100 on the
 #: way in, so anything above it would only disable every level).
 MAX_THRESHOLD = 100
+
+
+class DropReason(enum.StrEnum):
+    """Why a record was dropped: the ``reason`` label of ``loglog_dropped_total`` and the
+    last part of each ``stats()["dropped"]`` key.
+
+    A ``str`` enum: a member *is* its value (``DropReason.QUEUE_FULL == "queue_full"``,
+    same hash, ``str()`` gives the value), so label values and dict keys read exactly as
+    they did when reasons were plain strings. The set is closed, so the label stays
+    bounded (a user sink's :class:`~loglog.SinkStalled` with a reason of its own is the one
+    exception, counted under that text).
+
+    >>> DropReason("queue_full") is DropReason.QUEUE_FULL
+    True
+    """
+
+    #: The caller-side queue was full (sink ``all``).
+    QUEUE_FULL = "queue_full"
+    #: A sink's inbox was over its capacity; DEBUG/INFO shed first.
+    SINK_BACKLOG = "sink_backlog"
+    #: loglog's own record would have reached the sink that caused it.
+    RECURSION = "recursion"
+    #: Still owed when shutdown's deadline passed.
+    SHUTDOWN = "shutdown"
+    #: A sink gave up on the rest of a batch within its time limit.
+    SINK_TIMEOUT = "sink_timeout"
+    #: ``write`` raised, or a sender gave up on a batch.
+    SINK_ERROR = "sink_error"
+    #: A file or spill write hit ENOSPC/EDQUOT.
+    DISK_FULL = "disk_full"
+    #: Any other file or spill write error.
+    DISK_ERROR = "disk_error"
+    #: Older than Loki accepts (``loki_max_age``).
+    TOO_OLD = "too_old"
+    #: The Loki sink's memory buffer was full: its oldest batch made room.
+    BUFFER_FULL = "buffer_full"
+    #: The Loki spill was over its limit: DEBUG/INFO left out of the batch.
+    SPILL_FULL = "spill_full"
+    #: A crash-spool slot of an earlier process failed validation.
+    CORRUPT = "corrupt"
+    #: An earlier process's WARNING+ records overwritten before they were durable.
+    LOST_IN_CRASH = "lost_in_crash"
+    #: Loki answered 400/401/403/404/413, or another 4xx, and the batch is not retried.
+    HTTP_400 = "http_400"
+    HTTP_401 = "http_401"
+    HTTP_403 = "http_403"
+    HTTP_404 = "http_404"
+    HTTP_413 = "http_413"
+    HTTP_4XX = "http_4xx"
+    #: Loki kept failing (5xx, 429, no answer) past the sender's retries.
+    RETRIES_EXHAUSTED = "retries_exhausted"
+
 
 #: A value that JSON can encode: what every field holds once the worker has rendered it.
 JSONValue = Any

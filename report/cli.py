@@ -53,7 +53,7 @@ def add_parser(sub: Any, *, prometheus: str, out: Path) -> None:
         default=prom.MAX_SERIES,
         help=f"most series one query may answer (default: {prom.MAX_SERIES})",
     )
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, extra="report")
 
 
 def make(

@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--token-file",
         help="bearer token for streams/drills (required off loopback; env LOGLOG_TOKEN_FILE)",
     )
-    serve.set_defaults(run=_serve)
+    serve.set_defaults(run=_serve, extra="serve")
 
     profile = sub.add_parser("profile", help="per-stage table and bottleneck verdict")
     target = profile.add_mutually_exclusive_group()
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         "counters tell CPU contention from a slow device (without it: unknown)",
     )
     profile.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    profile.set_defaults(run=_profile)
+    profile.set_defaults(run=_profile, extra="serve")
 
     loadgen = sub.add_parser("loadgen", help="generate load against a server")
     loadgen.add_argument("--url", default="http://127.0.0.1:8000")
@@ -140,15 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="for --rps: a 2xx later than this is not goodput (default: the server's SLO)",
     )
-    loadgen.set_defaults(run=_loadgen)
+    loadgen.set_defaults(run=_loadgen, extra="serve")
 
     from agent.cli import add_parser as add_agent
     from dashboards.cli import add_parser as add_dashboards
     from fleet.cli import add_parser as add_fleet
     from report.cli import add_parser as add_report
-    from stack.receiver import add_parser as add_receiver
-    from stack.up import Options, default_state_dir
-    from stack.up import add_parser as add_up
+    from stack.options import Options, default_state_dir
+    from stack.options import add_parser as add_up
+    from stack.receiver_cli import add_parser as add_receiver
 
     up = Options(state_dir=default_state_dir())
     add_up(sub)
@@ -163,8 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from loglog.errors import ConfigError
+    from loglog.errors import ConfigError, MissingExtra
     from loglog.redact import redact
+
+    from .extras import require
 
     if argv is None:  # the command line, not a test calling main([...]) in its process
         from .proctitle import set_title
@@ -173,7 +175,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        extra = getattr(args, "extra", None)  # declared with the subcommand
+        if extra:
+            require(extra, what=f"loglog {args.command}")
         return int(args.run(args) or 0)
+    except MissingExtra as exc:
+        # A logger-only install (`pip install loglog`): one line naming the extra.
+        sys.stderr.write(f"{exc}\n")
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -37,11 +37,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from httpkit.background import BackgroundServer, wait_for_signal
+from httpkit.background import BackgroundServer
 from httpkit.bodylimit import BodyLimit
 from loglog import get_logger
 
 from .processes import StackError
+from .receiver_cli import RUNBOOKS
 
 _REQUIRED = ("version", "status", "receiver", "alerts")
 MAX_PAYLOAD = 4 * 1024 * 1024
@@ -50,7 +51,6 @@ MAX_PAYLOAD = 4 * 1024 * 1024
 MAX_CONNECTIONS = 64
 #: Seconds a connection may take from accept to the end of its answer.
 REQUEST_TIMEOUT_S = 10.0
-RUNBOOKS = Path(__file__).resolve().parent.parent / "alerts" / "runbooks"
 _RUNBOOK = re.compile(r"[A-Za-z0-9_-]{1,100}\.md")
 
 
@@ -256,37 +256,3 @@ class ReceiverChild:
 
     def where(self) -> str:
         return "in loglog up"
-
-
-def add_parser(sub: Any) -> None:
-    parser = sub.add_parser(
-        "receiver", help="the Alertmanager webhook receiver (alerts to log + file)"
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=9095)
-    parser.add_argument("--out", default="alerts.jsonl", help="JSON-lines file of notifications")
-    parser.add_argument(
-        "--runbooks", default=str(RUNBOOKS), help="directory served at /runbooks/<Alert>.md"
-    )
-    parser.set_defaults(run=_run)
-
-
-def _run(args: Any) -> int:
-    import sys
-
-    import loglog
-
-    loglog.configure()
-    try:
-        receiver = AlertReceiver(args.host, args.port, args.out, runbooks=args.runbooks)
-    except OSError as exc:
-        sys.stderr.write(
-            f"loglog receiver: cannot listen on {args.host}:{args.port}: {exc.strerror}\n"
-        )
-        return 2
-    receiver.start()
-    get_logger("alerts").info("receiver listening", url=f"{receiver.url}/alerts", out=str(args.out))
-    wait_for_signal()
-    receiver.stop()
-    loglog.shutdown()
-    return 0

@@ -17,7 +17,7 @@ from pathlib import Path
 from .. import fds
 from ..errors import SinkStalled
 from ..format import JsonRenderer, TextRenderer
-from ..types import Record
+from ..types import DropReason, Record
 
 _RECHECK = 1.0  # seconds between checks that the path still names our file
 
@@ -69,7 +69,11 @@ class FileSink:
             # Full disk, read-only remount, I/O error: the records whose line went out
             # whole are delivered, the rest are counted with the reason.
             done = data.count(b"\n", 0, len(data) - len(view))
-            reason = "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "disk_error"
+            reason = (
+                DropReason.DISK_FULL
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                else DropReason.DISK_ERROR
+            )
             raise SinkStalled(f"cannot write {self.path}: {exc}", done, reason) from exc
         finally:
             self._size += len(data) - len(view)

@@ -36,7 +36,7 @@ from ..counters import Tally
 from ..format import JsonRenderer, iso_utc
 from ..ledger import Ledger
 from ..logger import Logger
-from ..types import WARNING, Record, level_name
+from ..types import WARNING, DropReason, Record, level_name
 from .loki_http import LokiClient, PushResult
 
 _WARN_EVERY = 10.0
@@ -111,7 +111,7 @@ class LokiSink:
             try:
                 self._place(record, now, oldest_allowed)
             except Exception:
-                self.ledger.drop(record.levelname, "sink_error")
+                self.ledger.drop(record.levelname, DropReason.SINK_ERROR)
                 continue
             if self._open_bytes >= self._cfg.loki_batch_bytes:
                 self._seal()
@@ -119,7 +119,7 @@ class LokiSink:
     def _place(self, record: Record, now: int, oldest_allowed: int) -> None:
         stamp = record.time_ns
         if stamp < oldest_allowed:
-            self.ledger.drop(record.levelname, "too_old")
+            self.ledger.drop(record.levelname, DropReason.TOO_OLD)
             return
         if stamp > now + _MAX_AHEAD_NS:  # Loki would refuse it (a 400 for the whole push)
             stamp = now
@@ -190,7 +190,7 @@ class LokiSink:
         except Exception as exc:  # a bug here costs this batch, counted, not the sink
             for entries in open_streams.values():
                 for _stamp, _entry, level in entries:
-                    self.ledger.drop(level_name(level), "sink_error")
+                    self.ledger.drop(level_name(level), DropReason.SINK_ERROR)
             self._warn("encode", "cannot encode a Loki batch; dropped it", error=repr(exc))
             return
         if batch is None:
@@ -199,14 +199,14 @@ class LokiSink:
             evicted = self.queue.put(batch)
         except OSError as exc:
             # The spill cannot take it (full disk, read-only, I/O error): a counted drop.
-            reason = "disk_full" if exc.errno in _DISK_FULL else "disk_error"
+            reason = DropReason.DISK_FULL if exc.errno in _DISK_FULL else DropReason.DISK_ERROR
             self.ledger.settle(batch, reason)
             self._warn(reason, "cannot spill a Loki batch; dropped it", error=str(exc))
             return
         if self.queue.durable:
             self.ledger.spilled(batch)
         for old in evicted:
-            self.ledger.settle(old, "buffer_full")
+            self.ledger.settle(old, DropReason.BUFFER_FULL)
         with self._cond:
             self._cond.notify()
 
@@ -224,7 +224,7 @@ class LokiSink:
             for stamp, entry, level in entries:
                 name = level_name(level)
                 if level < keep:
-                    self.ledger.drop(name, "spill_full")
+                    self.ledger.drop(name, DropReason.SPILL_FULL)
                     continue
                 levels[name] = levels.get(name, 0) + 1
                 values.append(entry)
@@ -262,7 +262,7 @@ class LokiSink:
             self._cond.notify_all()
         self._sender.join(max(0.0, deadline - time.monotonic()))
         for batch in self.queue.drain():  # memory only: a spill keeps its files
-            self.ledger.settle(batch, "shutdown")  # a push still under way counts nothing
+            self.ledger.settle(batch, DropReason.SHUTDOWN)  # a push still under way counts nothing
         self._client.close()
 
     # -- sender thread ---------------------------------------------------------------
@@ -283,7 +283,7 @@ class LokiSink:
                 crashes = crashes + 1 if head is not None and head is culprit else 1
                 culprit = head
                 if head is not None and crashes >= _MAX_CRASHES_PER_BATCH:
-                    self.ledger.settle(head, "sink_error")
+                    self.ledger.settle(head, DropReason.SINK_ERROR)
                     self.queue.pop(head)
                     culprit, crashes = None, 0
                 self._warn("restart", "Loki sender failed; restarted it", error=repr(exc))
@@ -375,7 +375,7 @@ class LokiSink:
                     kept.append(entry)
                     levels[level] = levels.get(level, 0) + 1
             stream["values"] = kept
-        self.ledger.settle_entries(batch, expired, "too_old")
+        self.ledger.settle_entries(batch, expired, DropReason.TOO_OLD)
         body["streams"] = [s for s in body["streams"] if s["values"]]
         batch.payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         batch.levels = levels

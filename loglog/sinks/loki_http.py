@@ -22,6 +22,7 @@ import time
 from urllib.parse import unquote, urlsplit
 
 from ..backoff import parse_retry_after
+from ..types import DropReason
 
 PUSH_PATH = "/loki/api/v1/push"
 
@@ -44,13 +45,13 @@ class PushResult:
         return self.status == 0 or self.status == 429 or self.status >= 500
 
     @property
-    def reason(self) -> str:
+    def reason(self) -> DropReason:
         """A bounded label value for why a batch was dropped."""
         if self.status in (400, 401, 403, 404, 413):
-            return f"http_{self.status}"
+            return DropReason(f"http_{self.status}")
         if 400 <= self.status < 500:
-            return "http_4xx"
-        return "retries_exhausted"
+            return DropReason.HTTP_4XX
+        return DropReason.RETRIES_EXHAUSTED
 
 
 class LokiClient:

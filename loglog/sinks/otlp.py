@@ -18,6 +18,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from ..errors import MissingExtra
 from ..format import safe_record
 from ..types import CRITICAL, DEBUG, ERROR, INFO, WARNING, Record
 
@@ -32,16 +33,23 @@ class OtlpSink:
     name = "otlp"
 
     def __init__(self, endpoint: str | None = None, *, exporter: Any = None) -> None:
-        from opentelemetry._logs import LogRecord, SeverityNumber
-        from opentelemetry.sdk._logs import ReadableLogRecord
-        from opentelemetry.sdk._logs.export import LogRecordExportResult
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+        try:
+            # The SDK's logs API lives in its underscored modules (still "development"
+            # status upstream): these are its documented import paths.
+            from opentelemetry._logs import LogRecord, SeverityNumber
+            from opentelemetry.sdk._logs import ReadableLogRecord
+            from opentelemetry.sdk._logs.export import LogRecordExportResult
+            from opentelemetry.sdk.resources import Resource
+            from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-        if exporter is None:
-            from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+            if exporter is None:
+                from opentelemetry.exporter.otlp.proto.http._log_exporter import (
+                    OTLPLogExporter,
+                )
 
-            exporter = OTLPLogExporter(endpoint=endpoint)
+                exporter = OTLPLogExporter(endpoint=endpoint)
+        except ImportError as exc:
+            raise MissingExtra("otlp", "the OTLP sink", exc.name, option="otlp_endpoint") from None
         self._exporter = exporter
         self._success = LogRecordExportResult.SUCCESS
         self._log_record = LogRecord
