@@ -18,14 +18,18 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from loglog import get_logger
 
 from .errors import StoreUnavailable
 
-if TYPE_CHECKING:
-    from .store import JobStore
+
+class BeatStore(Protocol):
+    """Where beats go: :class:`fleet.store.JobStore` (named here without importing it,
+    since the store reads :class:`WorkerBeat` back)."""
+
+    def heartbeat(self, beat: WorkerBeat, ttl: float) -> None: ...
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -113,7 +117,7 @@ class RateWindow:
 class Heartbeat(threading.Thread):
     """Beats ``beat()`` into the store until stopped; a store outage is logged, not fatal."""
 
-    def __init__(self, store: JobStore, beat: Callable[[], WorkerBeat], interval: float) -> None:
+    def __init__(self, store: BeatStore, beat: Callable[[], WorkerBeat], interval: float) -> None:
         super().__init__(name="fleet-heartbeat", daemon=True)
         self.store, self.beat, self.interval = store, beat, interval
         self.stopped = threading.Event()

@@ -11,7 +11,7 @@ from . import sentences
 from .model import Episode, Section
 
 if TYPE_CHECKING:
-    from .sections import Builder
+    from .builder import Builder
 
 ONCALL = "loglog-oncall"
 

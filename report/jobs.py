@@ -20,7 +20,7 @@ from .series import runs
 from .units import duration
 
 if TYPE_CHECKING:
-    from .sections import Builder
+    from .builder import Builder
 
 #: Dashboards whose UID contains this are job dashboards (added by the fleet package).
 JOBS_MARKER = "job"

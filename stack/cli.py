@@ -20,6 +20,12 @@ import sys
 from collections.abc import Sequence
 
 
+def _up(args: argparse.Namespace) -> int:
+    from stack.up import run
+
+    return run(args)
+
+
 def _serve(args: argparse.Namespace) -> int:
     from inference.server.main import serve
 
@@ -151,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     from stack.receiver_cli import add_parser as add_receiver
 
     up = Options(state_dir=default_state_dir())
-    add_up(sub)
+    add_up(sub).set_defaults(run=_up)
     add_agent(sub)
     add_receiver(sub)
     add_dashboards(sub)

@@ -7,7 +7,6 @@ on a logger-only install, ``loglog up`` then says which extra it needs (stack/ex
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 from pathlib import Path
@@ -55,7 +54,8 @@ def default_state_dir() -> Path:
     return Path(root) / "loglog" / "up"
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: Any) -> Any:
+    """``loglog up``'s arguments; the caller (stack/cli.py) sets what runs it."""
     parser = sub.add_parser("up", help="run the whole stack locally with a demo workload")
     parser.add_argument(
         "--state-dir", type=Path, default=None, help=f"default: {default_state_dir()}"
@@ -75,10 +75,5 @@ def add_parser(sub: Any) -> None:
     for name, default in Options(state_dir=Path(".")).ports().items():
         parser.add_argument(f"--{name.replace(' ', '-')}-port", type=int, default=default)
     fleet_up.add_arguments(parser)
-    parser.set_defaults(run=_run, extra="serve,agent")
-
-
-def _run(args: argparse.Namespace) -> int:
-    from .up import run
-
-    return run(args)
+    parser.set_defaults(extra="serve,agent")
+    return parser

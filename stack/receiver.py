@@ -37,12 +37,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from alerts import RUNBOOKS
 from httpkit.background import BackgroundServer
 from httpkit.bodylimit import BodyLimit
 from loglog import get_logger
 
 from .processes import StackError
-from .receiver_cli import RUNBOOKS
 
 _REQUIRED = ("version", "status", "receiver", "alerts")
 MAX_PAYLOAD = 4 * 1024 * 1024

@@ -5,10 +5,9 @@ Starlette, uvicorn, prometheus_client)."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
-RUNBOOKS = Path(__file__).resolve().parent.parent / "alerts" / "runbooks"
+from alerts import RUNBOOKS
 
 
 def add_parser(sub: Any) -> None:
