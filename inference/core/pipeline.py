@@ -10,7 +10,7 @@ every stage runs the same loop, :meth:`Pipeline.run_stage`::
 A stream's source thread runs the same loop for the decode stage (take = read the next
 packet, call = decode it, forward = the stream's mailbox): see :meth:`Pipeline.source_stage`.
 
-The ledger knows what is in progress at any moment (see :mod:`inference.stats`), so a stage
+The ledger knows what is in progress at any moment (see :mod:`inference.analysis.stats`), so a stage
 stuck on an item is visible *while* it is stuck. A drill's delay is inside the timed
 region, so it looks exactly like a slow stage; its seconds are also counted apart, so the
 engine's own speed excludes it. An item that fails in a stage leaves the pipeline there,
@@ -30,17 +30,13 @@ from typing import Any
 
 from loglog.counters import AtomicCounter
 
-from .affinity import CorePlan, pin_current_thread
-from .batching import Batcher
-from .calibration import Calibration
-from .drills import Drills
-from .errors import InferenceError, InputError, ShedError
-from .metrics import RuntimeMetrics, ScrapeCollector
-from .queues import StageQueue
-from .stages import Encode, Postprocess, Preprocess, StageKit
-from .stats import StageLedger
-from .tracing import Tracing
-from .types import (
+from ..analysis.calibration import Calibration
+from ..analysis.stats import StageLedger
+from ..analysis.tracing import Tracing
+from ..errors import InferenceError, InputError, ShedError
+from ..metrics import RuntimeMetrics, ScrapeCollector
+from ..tuning.affinity import CorePlan, pin_current_thread
+from ..types import (
     ENGINE_STAGE,
     NEXT,
     PIPELINE,
@@ -52,6 +48,10 @@ from .types import (
     Stage,
     StageSpec,
 )
+from .batching import Batcher
+from .drills import Drills
+from .queues import StageQueue
+from .stages import Encode, Postprocess, Preprocess, StageKit
 
 #: Where an item that needs no decoding enters (a stream's frame, a tensor).
 FIRST_AFTER_DECODE: str = NEXT[SOURCE_STAGE] or SOURCE_STAGE

@@ -24,13 +24,13 @@ from typing import Any
 
 from loglog.redact import redact
 
-from .access import SourcePolicy, record_path
+from ..errors import BudgetError, SourceError, StreamLimitError, UnknownStreamError
+from ..media.access import SourcePolicy, record_path
+from ..media.sources import SourceSpec, open_source, parse_source
+from ..metrics import RuntimeMetrics
+from ..types import Item
 from .drills import Drills
-from .errors import BudgetError, SourceError, StreamLimitError, UnknownStreamError
-from .metrics import RuntimeMetrics
 from .pipeline import Pipeline
-from .sources import SourceSpec, open_source, parse_source
-from .types import Item
 
 # A letter or digit first ("..", ".hidden" and "-x" are refused); \Z, not $, so that a
 # trailing newline does not pass.
@@ -279,7 +279,7 @@ class StreamManager:
             stream.pixel_rate = width * height * stream.source.fps
             self._check_budget(stream)
         if record:
-            from .video import Recorder
+            from ..media.video import Recorder
 
             path = record_path(self.record_dir, record)
             stream.recorder = Recorder(str(path), width=width, height=height, fps=stream.source.fps)
