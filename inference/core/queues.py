@@ -166,5 +166,17 @@ class StageQueue:
         return len(self._frames) + len(self._requests)
 
 
+def one_from(queue: StageQueue) -> Callable[[], list[Item]]:
+    """A per-item stage's input: one item from its queue, or none after a short wait
+    (the batched stage's is a :class:`~inference.core.batching.Batcher`)."""
+    get = queue.get
+
+    def take() -> list[Item]:
+        item = get(0.2)
+        return [item] if item is not None else []
+
+    return take
+
+
 def _nothing(*args: object) -> None:
     return None
