@@ -242,7 +242,7 @@ def main() -> int:
     if args.probed:
         # Patched before anything imports it, so every ``from .video import decode_image``
         # (the runtime's, a decode stage's) gets the probing decoder.
-        from inference import video
+        from inference.media import video
 
         def probed(data: bytes, content_type: str | None = None, **_: Any) -> Any:
             return video._decode_probed(data)  # an RGB array, as before: no frame

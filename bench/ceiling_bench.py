@@ -188,8 +188,8 @@ def run_limit(files: list[str], cores: list[int], seconds: float) -> dict[str, A
 def limit_worker(spec: dict[str, Any]) -> None:
     """Decode + preprocess ``files`` round and round on ``core``; frames in the window."""
     os.sched_setaffinity(0, {spec["core"]})
-    from inference.sources import SourceSpec, VideoSource
-    from inference.stages import Preprocess
+    from inference.core.stages import Preprocess
+    from inference.media.sources import SourceSpec, VideoSource
     from inference.types import EngineInfo
 
     preprocess = Preprocess(EngineInfo("m", "x", "input", (3, 32, 32), "float32", ("y",), "cpu"))
@@ -213,7 +213,7 @@ def run_http(model: str, cores: list[int], seconds: float) -> dict[str, Any]:
 
     from bench._server import free_port
     from bench.http_bench import _closed_loop
-    from inference.loadgen import _Connections, request_image
+    from inference.tools.loadgen import _Connections, request_image
 
     port = free_port()
     log = open(RESULTS / "ceiling-http.log", "w")  # noqa: SIM115 - closed below

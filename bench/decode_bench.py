@@ -25,7 +25,7 @@ from typing import Any
 import av
 import numpy as np
 
-from inference.video import _decode_probed, decode_image, encode_jpeg, encode_png
+from inference.media.video import _decode_probed, decode_image, encode_jpeg, encode_png
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -265,8 +265,8 @@ def saturate(
 def engine_facts(engine: Any) -> dict[str, Any]:
     """Engine, FLOPs by both counts, and the peak for its precision."""
     from hardware.peaks import peak_flops
-    from inference.flops import count_flops
-    from inference.model import default_model_path
+    from inference.analysis.flops import count_flops
+    from inference.engines.model import default_model_path
 
     info = engine.describe()
     onnx_flops = count_flops(default_model_path())

@@ -18,7 +18,7 @@ noise, JPEG 290 KiB and PNG 900 KiB):
    ``GET /healthz`` every 100 ms during each step; its p99 grows if anything holds the loop.
 5. With ``--before``, the saturation rows again with the pre-2026-11-28 decoder (``av.open``
    probing), in the same run; with ``--unpinned``, every row again with ``pin_engine: false``
-   (the engine's thread not given a core of its own, inference/affinity.py); with
+   (the engine's thread not given a core of its own, inference/tuning/affinity.py); with
    ``--variant NAME:KEY=VALUE,…``, every row again with those config options; with
    ``--rounds N`` the servers take turns N times (paired runs).
 
@@ -42,8 +42,8 @@ from typing import Any
 import numpy as np
 
 from bench._server import Server
-from inference.loadclient import Connections
-from inference.loadgen import open_loop, request_image
+from inference.tools.loadclient import Connections
+from inference.tools.loadgen import open_loop, request_image
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -43,8 +43,8 @@ import numpy as np
 
 from bench._server import Server
 from bench.http_bench import Anchor
-from inference.loadclient import Connections, ControlClient
-from inference.loadgen import open_loop, request_image
+from inference.tools.loadclient import Connections, ControlClient
+from inference.tools.loadgen import open_loop, request_image
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROBED = ("/metrics", "/healthz", "/readyz", "/v1/profile")

@@ -92,20 +92,20 @@ def instrumentation_cost_per_item(n: int = 20_000) -> float:
             pipeline.stages[name] for name in ("preprocess", "infer", "postprocess", "encode")
         ]
         queues = [pipeline.queues[stage.name] for stage in stages]
-        inflight = pipeline._inflight
+        inflight = pipeline.accounting.inflight
         clock = time.perf_counter
         started = clock()
         for _ in range(n):
             inflight[id(item)] = item.created
             for stage in stages:
                 token, _ = stage.ledger.enter(1)
-                pipeline._observe(stage, [item], token, clock(), 0.0)
+                pipeline.accounting.observe(stage, [item], token, clock(), 0.0)
             for queue in queues:
                 queue._set_depth(1)
                 queue._observe_wait(0.0001)
                 queue._set_depth(0)
             inflight.pop(id(item), None)
-            pipeline._count_outcome(item)
+            pipeline.accounting.outcome(item)
         return (clock() - started) / n
     finally:
         runtime.stop()

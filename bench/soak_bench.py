@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._server import Server
-from inference.loadgen import _Connections, open_loop, request_image
+from inference.tools.loadgen import _Connections, open_loop, request_image
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MIB = 1024 * 1024

@@ -58,7 +58,7 @@ def _named(verdict: dict[str, Any], stage: str, hung: bool) -> bool:
 
 
 def _gauges(samples: dict[Any, float], stage: str, hung: bool) -> bool:
-    from inference.profile import _value
+    from inference.tools.profile import _value
 
     bottleneck = _value(samples, "inference_pipeline_bottleneck", stage=stage)
     stalled = _value(samples, "inference_stage_stalled", stage=stage)
@@ -67,7 +67,7 @@ def _gauges(samples: dict[Any, float], stage: str, hung: bool) -> bool:
 
 def measure(url: str, stage: str, hung: bool) -> dict[str, float | None]:
     """Seconds from the drill to each view naming ``stage`` correctly (None: missed)."""
-    from inference.profile import from_scrapes, judge, scrape
+    from inference.tools.profile import from_scrapes, judge, scrape
 
     delay = HUNG_MS if hung else (SLOW_DECODE_MS if stage == "decode" else SLOW_MS)
     found: dict[str, float | None] = {"profile": None, "gauge": None, "cli": None}

@@ -6,7 +6,7 @@ The jobs API applies the inference server's rules rather than its own copy of th
   need ``Authorization: Bearer <token>`` when a token is configured, and ``loglog jobs
   serve`` refuses a non-loopback bind without one; reads, ``/metrics``, ``/healthz`` and
   ``/v1/sd/workers`` stay open for scrapers and dashboards;
-- the source allow-list (:class:`inference.access.SourcePolicy`): the scheme must be
+- the source allow-list (:class:`inference.media.access.SourcePolicy`): the scheme must be
   allowed, a network source's host must pass the SSRF checks, and a file must lie under
   ``source_dirs``. Without it a job could name any file the API or its workers can read.
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import re
 
-from inference.access import SourcePolicy
 from inference.errors import SourceError
+from inference.media.access import SourcePolicy
 
 from .errors import SourceUnreadable
 from .sources import MAX_SOURCE_CHARS

@@ -24,7 +24,7 @@ headers are not complete after :data:`HEADER_TIMEOUT_S` is closed, and past
 thread and no connection for long).
 
 With a token configured, ``POST``/``DELETE`` need ``Authorization: Bearer <token>``; every
-source passes a :class:`~inference.access.SourcePolicy` first, and credentials in errors
+source passes a :class:`~inference.media.access.SourcePolicy` first, and credentials in errors
 and job records are shown as ``***`` (see :mod:`fleet.access`).
 """
 

@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from inference.access import SourcePolicy
+from inference.media.access import SourcePolicy
 from inference.server.auth import TOKEN_ENV
 
 DEFAULT_API = "http://127.0.0.1:8100"

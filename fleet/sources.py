@@ -4,9 +4,9 @@
 split the job); ``read(source, start, end)`` yields frames ``[start, end)`` (a worker
 calls it for one segment) as ``av.VideoFrame`` objects, which the pipeline's preprocess
 resizes in one swscale pass — a worker never holds a full-size RGB copy of a frame.
-PyAV stays behind the project's one media seam, :mod:`inference.video` (this module imports
-no ``av``): :class:`~inference.video.VideoReader` decodes, and ``probe`` reads only its
-header (:attr:`~inference.video.VideoReader.frame_count`), because decoding a whole
+PyAV stays behind the project's one media seam, :mod:`inference.media.video` (this module imports
+no ``av``): :class:`~inference.media.video.VideoReader` decodes, and ``probe`` reads only its
+header (:attr:`~inference.media.video.VideoReader.frame_count`), because decoding a whole
 archive to count its frames would cost as much as analysing it.
 
 Both refuse frames over ``max_pixels`` (default :data:`MAX_FRAME_PIXELS`, the same
@@ -14,7 +14,7 @@ Both refuse frames over ``max_pixels`` (default :data:`MAX_FRAME_PIXELS`, the sa
 a 6.7 MB video of 12000×12000 frames took a worker to 2.2 GB before.
 
 ``synthetic://64x48@10?seconds=6`` is a finite moving pattern, not paced in real time
-(the live ``synthetic://`` of :mod:`inference.sources` never ends, so it cannot be a job).
+(the live ``synthetic://`` of :mod:`inference.media.sources` never ends, so it cannot be a job).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def probe(source: str, *, max_pixels: int = MAX_FRAME_PIXELS) -> tuple[int, floa
             f"no such video file {str(path)!r}: give a path every worker can read"
         )
     from inference.errors import SourceError
-    from inference.video import VideoReader
+    from inference.media.video import VideoReader
 
     try:
         reader = VideoReader(str(path))
@@ -102,7 +102,7 @@ def read(
             yield index, index / fps, _clip_frame(width, height, index)
         return
     from inference.errors import SourceError
-    from inference.video import VideoReader
+    from inference.media.video import VideoReader
 
     path = source.removeprefix("file://")
     try:
@@ -144,8 +144,8 @@ def _clip_frame(width: int, height: int, index: int) -> Any:
     """Frame ``index`` of the synthetic pattern (the live source's, one definition),
     written straight into a new RGB ``av.VideoFrame``: one frame's bytes and a band of
     temporaries (an 8K frame is 100 MB; the whole-frame float version took 500 MB)."""
-    from inference.sources import synthetic_pattern
-    from inference.video import new_rgb_frame
+    from inference.media.sources import synthetic_pattern
+    from inference.media.video import new_rgb_frame
 
     frame, pixels = new_rgb_frame(width, height)
     synthetic_pattern(pixels, index)

@@ -8,7 +8,7 @@ The body has its own deadline in the app (``read_body`` under ``body_timeout_s``
 
 ``max_connections`` caps connections and in-flight requests: past it a request gets a 503
 at once, with ``Retry-After`` and a body naming the setting — the last guard, behind the
-admission control (inference/admission.py), which normally keeps requests in flight far
+admission control (inference/core/admission.py), which normally keeps requests in flight far
 below it. It replaces uvicorn's ``limit_concurrency`` (whose bare "Service Unavailable"
 named nothing, and which refused Prometheus' scrapes like any request, so an overloaded
 server read as down): :data:`PRIORITY_PATHS` are served whatever the count.

@@ -55,7 +55,7 @@ class RuntimeConfig:
     stream_buffer: int = 4  # frames a live stream may hold while the pipeline is busy
     engine_threads: int | None = None
     #: true: a CPU engine with one thread gets a core of its own, every other server
-    #: thread the rest, where that applies (inference/affinity.py); false: the OS
+    #: thread the rest, where that applies (inference/tuning/affinity.py); false: the OS
     #: schedules everything.
     pin_engine: bool = True
     #: Streams decode and preprocess in this many worker processes (one per stream until
@@ -70,11 +70,11 @@ class RuntimeConfig:
     calibration_seconds: float = 1.0
     #: How long a thread may hold the GIL while another waits for it (ms; 0: Python's own,
     #: 5). The engine thread gives the GIL up during every batch and waits up to this
-    #: long to get it back while decode and HTTP threads run Python (inference/gil.py).
+    #: long to get it back while decode and HTTP threads run Python (inference/tuning/gil.py).
     gil_switch_interval_ms: float = 1.0
     #: glibc's trim threshold, fixed at start (bytes). Freed memory above it at the top
     #: of any heap goes back to the OS at once; dynamic, it grows to twice the largest
-    #: freed buffer in every arena (inference/memory.py). Both thresholds 0: glibc's
+    #: freed buffer in every arena (inference/tuning/memory.py). Both thresholds 0: glibc's
     #: dynamic ones; one 0 next to a set one: glibc's default, 128 KiB, set for it
     #: (setting either turns glibc's adjustment off for both).
     malloc_trim_threshold: int = 2 * 1024 * 1024

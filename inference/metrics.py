@@ -35,7 +35,7 @@ from prometheus_client.samples import Exemplar
 from .types import PIPELINE
 
 if TYPE_CHECKING:
-    from .stats import StageLedger
+    from .analysis.stats import StageLedger
 
 #: Growth of bucket bounds inside a stage's band: the worst-case quantile error.
 FINE_RATIO = 1.1
@@ -282,7 +282,7 @@ class RuntimeMetrics:
 class ScrapeCollector:
     """Per-stage in-flight numbers and busy seconds, computed when Prometheus scrapes.
 
-    ``ledgers`` maps stage → :class:`inference.stats.StageLedger`; ``request_ages`` returns
+    ``ledgers`` maps stage → :class:`inference.analysis.stats.StageLedger`; ``request_ages`` returns
     the ages (seconds) of the items in the pipeline now. ``clock`` is the ledgers' clock;
     ``wall`` turns their times into Unix timestamps.
     """

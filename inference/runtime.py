@@ -24,26 +24,26 @@ from prometheus_client import CollectorRegistry
 
 from loglog import get_logger
 
-from . import gil
-from .admission import DEADLINE_SHARE, Admission, admission_for
-from .affinity import CorePlan, allowed_cores, pin_current_thread, plan
-from .calibration import Calibration, batch_sizes, calibrate
-from .calibration import export as export_calibration
+from .analysis.calibration import Calibration, batch_sizes, calibrate
+from .analysis.calibration import export as export_calibration
+from .analysis.flops import count_flops
+from .analysis.tracing import Tracing
 from .config import ConfigWatcher, RuntimeConfig, load_config
-from .drills import Drills
+from .core.admission import DEADLINE_SHARE, Admission, admission_for
+from .core.drills import Drills
+from .core.monitor import Monitor
+from .core.pipeline import Pipeline
+from .core.stages import Encode
+from .core.streams import StreamManager, stream_limits
 from .engines import load_engine
+from .engines.model import default_model_path
 from .errors import OverloadedError
 from .feed.claims import Claim, claim, claims_dir
 from .feed.plan import feed_plan
-from .flops import count_flops
-from .memory import IdleTrimmer, tune_allocator
 from .metrics import RuntimeMetrics
-from .model import default_model_path
-from .monitor import Monitor
-from .pipeline import Pipeline
-from .stages import Encode
-from .streams import StreamManager, stream_limits
-from .tracing import Tracing
+from .tuning import gil
+from .tuning.affinity import CorePlan, allowed_cores, pin_current_thread, plan
+from .tuning.memory import IdleTrimmer, tune_allocator
 from .types import ENGINE_STAGE, Engine, Item
 
 if TYPE_CHECKING:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
-    from .stages import StageKit
+    from .core.stages import StageKit
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -36,7 +36,7 @@ class StageSpec:
     """One stage of the pipeline: everything the runtime needs to know about it.
 
     Every stage has an input queue and workers running the same stage loop
-    (:meth:`inference.pipeline.Pipeline.run_stage`). The rest of the runtime asks the spec,
+    (:meth:`inference.core.pipeline.Pipeline.run_stage`). The rest of the runtime asks the spec,
     never the stage's name, what a stage does.
     """
 
@@ -50,7 +50,7 @@ class StageSpec:
     #: stage, the one calibration measured.
     batched: bool = False
     #: Drill point: a drill on this stage sleeps inside its timed region, per item of a
-    #: call, so it looks exactly like a slow stage (inference/drills.py).
+    #: call, so it looks exactly like a slow stage (inference/core/drills.py).
     drill: bool = True
     #: Stream sources run it too, on threads of their own (take = read the next packet,
     #: call = decode): its queue only holds HTTP bodies, and those threads are workers.
@@ -61,10 +61,10 @@ class StageSpec:
     cheaper: str = ""
 
 
-# The factories import the stage callables when the pipeline is built: inference.stages
+# The factories import the stage callables when the pipeline is built: inference.core.stages
 # imports this module, so this one cannot import it at the top.
 def _decode(kit: StageKit) -> Stage:
-    from .stages import Decode
+    from .core.stages import Decode
 
     return Decode(kit.preprocess)
 
@@ -74,7 +74,7 @@ def _preprocess(kit: StageKit) -> Stage:
 
 
 def _infer(kit: StageKit) -> Stage:
-    from .stages import Infer
+    from .core.stages import Infer
 
     return Infer(kit.engine, on_done=kit.on_infer)
 

@@ -44,7 +44,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _profile(args: argparse.Namespace) -> int:
-    from inference.profile import main
+    from inference.tools.profile import main
 
     return main(
         url=args.url,
@@ -57,7 +57,7 @@ def _profile(args: argparse.Namespace) -> int:
 
 
 def _loadgen(args: argparse.Namespace) -> int:
-    from inference.loadgen import main
+    from inference.tools.loadgen import main
 
     return main(
         url=args.url,

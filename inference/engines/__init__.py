@@ -3,7 +3,7 @@
 ``.onnx`` → ONNX Runtime (CUDA provider when present, else CPU);
 ``.engine`` / ``.plan`` / ``.trt`` → TensorRT (the ``gpu`` extra);
 ``.pt`` / ``.ts`` / ``.pt2`` → PyTorch (the ``torch`` extra; CUDA when visible, else CPU).
-No model → the default CNN, built locally (in PyTorch with ``kind="torch"``).
+No model → the default CNN, built locally (:mod:`.model`; in PyTorch with ``kind="torch"``).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 
 from ..errors import ModelError
-from ..model import default_model_path
 from ..types import Engine
+from .model import default_model_path
 
 _TENSORRT_SUFFIXES = (".engine", ".plan", ".trt")
 _TORCH_SUFFIXES = (".pt", ".ts", ".pt2")  # kept equal to inference.engines.torch.SUFFIXES

@@ -2,7 +2,7 @@
 
 Runs one of:
 
-* the built-in CNN, defined here in PyTorch from :func:`inference.model.default_weights`
+* the built-in CNN, defined here in PyTorch from :func:`inference.engines.model.default_weights`
   — the same parameters the ONNX file is built from, so both engines compute the same
   function (``model=None``);
 * a TorchScript file (``.pt`` / ``.ts``, ``torch.jit.save``) or a ``torch.export``
@@ -22,7 +22,7 @@ the GPU proof separates transfer cost from compute.
 
 FLOPs per item are counted from the module itself (``torch.utils.flop_counter``, 2 FLOPs
 per multiply-add, convolutions and matrix products only — the same rule as
-:mod:`inference.flops` for ONNX), so MFU works for any TorchScript or exported model.
+:mod:`inference.analysis.flops` for ONNX), so MFU works for any TorchScript or exported model.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import EngineError, ModelError
-from ..model import DEFAULT_NAME, INPUT_SHAPE, default_weights
 from ..types import EngineInfo
+from .model import DEFAULT_NAME, INPUT_SHAPE, default_weights
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 DEVICES = ("auto", "cuda", "cpu")

@@ -22,7 +22,6 @@ process keeps the engine, the queues and everything measured. Modules:
 - :mod:`.process`, :mod:`.remote` — one process and one stream, on the engine's side;
 - :mod:`.pool` — the processes of a runtime, and its three points of contact with it;
 - :mod:`.drills` — decode/preprocess drills applied inside the processes;
-- :mod:`.shared` — utilization when decode and preprocess share a thread;
 - :mod:`.claims` — host-wide core claims (no two engines, no two decode processes on one
   core); :mod:`.plan` — how many processes, on which cores.
 """

@@ -1,6 +1,6 @@
 """Drills on decode and preprocess, applied inside the decode processes.
 
-The engine's :class:`~inference.drills.Drills` is the one authority (the HTTP API starts
+The engine's :class:`~inference.core.drills.Drills` is the one authority (the HTTP API starts
 and stops drills there); :class:`DrillBoard` mirrors its decode and preprocess drills into
 a small shared region that every decode process reads per frame. A drill therefore slows
 the stage where it really runs, inside its timed region, exactly as on threads: the stage's
@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..drills import Drills
+from ..core.drills import Drills
 from ..types import REMOTE_STAGES
 from .shm import Region
 

@@ -6,7 +6,7 @@ picks :func:`default_processes`. Each process runs FFmpeg and swscale on one thr
 it has a core, and FFmpeg's own threads on top only cost CPU there (issue 25: unpinned
 on 2 cores, CPU per frame rose 55 %).
 
-Cores: where the engine has a core of its own (:mod:`inference.affinity`), decode
+Cores: where the engine has a core of its own (:mod:`inference.tuning.affinity`), decode
 processes use the others, one each, claimed host-wide (:mod:`.claims`) so that the
 decode processes of several servers on one host spread out too. With more processes
 than such cores, they share all the usable cores (the engine's included) and the OS
@@ -19,7 +19,7 @@ import dataclasses
 import os
 from collections.abc import Set
 
-from ..affinity import CorePlan
+from ..tuning.affinity import CorePlan
 
 
 def default_processes(allowed: Set[int] | None) -> int:

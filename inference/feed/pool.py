@@ -25,8 +25,8 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from ..media.sources import SourceSpec
 from ..metrics import METRICS, RuntimeMetrics
-from ..sources import SourceSpec
 from ..types import REMOTE_STAGES
 from .drills import DrillBoard
 from .plan import FeedPlan

@@ -1,6 +1,6 @@
 """A stream decoded in a decode process, as the stream manager sees a source.
 
-It has what :class:`~inference.streams.StreamManager` uses of a source — ``width``,
+It has what :class:`~inference.core.streams.StreamManager` uses of a source — ``width``,
 ``height``, ``fps``, ``late``, ``close()`` — plus ``start(inlet)`` (frames go to the inlet
 from the reader thread, instead of a thread of the manager pulling ``frames()``) and
 ``taken()``, which the manager calls when the ingest thread takes one of its frames from
@@ -14,7 +14,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SourceError
-from ..sources import SourceSpec
+from ..media.sources import SourceSpec
 from ..types import Item
 
 if TYPE_CHECKING:

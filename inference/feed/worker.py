@@ -2,7 +2,7 @@
 
 One thread per stream, as on the engine's side before: it decodes a frame with PyAV
 (FFmpeg and swscale on one thread each — the process has its core), runs the project's own
-:class:`~inference.stages.Preprocess` into a free slot of the shared ring, and sends one
+:class:`~inference.core.stages.Preprocess` into a free slot of the shared ring, and sends one
 fixed-size message (:mod:`.protocol`). Around each call it writes the call's start and end
 into its stats row, so the engine sees a call in progress — and a hung one — while it
 runs. The main thread reads the engine's pipe (freed slots, credits, commands); its end
@@ -91,7 +91,7 @@ class DecodeWorker:
     def __init__(
         self, block: Block, board: DrillBoard, out: Sender, info: Any, decoder_threads: int
     ) -> None:
-        from ..stages import Preprocess
+        from ..core.stages import Preprocess
 
         self.block = block
         self.board = board
@@ -188,7 +188,7 @@ class DecodeWorker:
 
     def _run_stream(self, stream: _Stream) -> None:
         from ..errors import SourceError
-        from ..sources import SourceSpec, open_source
+        from ..media.sources import SourceSpec, open_source
 
         row = stream.row
         try:
@@ -346,8 +346,8 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     spec = json.loads(argv[1])
+    from ..media.video import set_scale_threads
     from ..types import EngineInfo
-    from ..video import set_scale_threads
     from .claims import claim_and_pin
 
     layout = Layout(

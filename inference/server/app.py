@@ -2,7 +2,7 @@
 
 - ``POST /v1/infer`` — image/jpeg, image/png or a .npy array → outputs, per-stage ms, trace id;
   a deadline per request (``X-Request-Timeout`` seconds, else ``request_timeout_s``): one
-  that cannot be met is a 503 with ``Retry-After`` at once (inference/admission.py)
+  that cannot be met is a 503 with ``Retry-After`` at once (inference/core/admission.py)
 - ``POST /v1/streams`` ``{source, id?, record?}`` → 201; ``GET /v1/streams``;
   ``DELETE /v1/streams/{id}``
 - ``GET /metrics`` — OpenMetrics (with exemplars) when the Accept header asks, text otherwise
@@ -36,7 +36,7 @@ from starlette.concurrency import run_in_threadpool
 
 from loglog.redact import redact
 
-from ..admission import TIMEOUT_HEADER
+from ..core.admission import TIMEOUT_HEADER
 from ..errors import BodyTimeoutError, DrillError, InferenceError, OverloadedError, ShedError
 from ..runtime import Runtime
 from .auth import check_bearer

@@ -4,7 +4,7 @@ Each check runs before the expensive step it guards (reading, allocating, decodi
 hostile request costs what its limit allows and no more. They are pure functions of the
 bytes and the limits. The server runs the size and header checks before a body enters
 the pipeline; finiteness needs the parsed values, so the runtime checks it in its first
-stage (:func:`inference.stages.check_finite`)::
+stage (:func:`inference.core.stages.check_finite`)::
 
     body = await read_body(request.headers, request.stream(), limit=32 << 20)  # 413 past it
     check_npy_header(body, max_elements=1 << 24)      # before numpy allocates anything

@@ -12,9 +12,9 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 import loglog
 from httpkit.connections import OpenFilesError, uvicorn_options
 
-from ..affinity import allowed_cores, pin_current_thread
 from ..errors import InferenceError
 from ..runtime import Runtime
+from ..tuning.affinity import allowed_cores, pin_current_thread
 from .app import create_app
 from .auth import TOKEN_ENV, load_token, require_token_for
 from .ports import port_free
@@ -87,7 +87,7 @@ def serve(
     if runtime.cores is not None:
         # serve() owns the process: the event loop, the runtime's start-up thread and the
         # stream decoders it spawns inherit this, so only the infer workers use the
-        # engine's core (inference/affinity.py).
+        # engine's core (inference/tuning/affinity.py).
         why = pin_current_thread(runtime.cores.others)
         if why is not None:
             log.warning("the server runs unpinned", reason=why)

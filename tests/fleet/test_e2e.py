@@ -73,7 +73,7 @@ def test_unreadable_source_fails_alone_and_cancel_stops_queued_segments(
     a cancelled job's queued segments are skipped (no part file); a restarted API serves
     the same states."""
     from fleet.sources import read
-    from inference.video import Recorder, to_rgb
+    from inference.media.video import Recorder, to_rgb
 
     video = tmp_path / "clip.mp4"
     recorder = Recorder(str(video), width=64, height=48, fps=10)

@@ -22,7 +22,7 @@ from fleet.results import Results
 from fleet.sources import MAX_FRAME_PIXELS, probe, read
 from fleet.store import JobStore
 from inference.config import RuntimeConfig
-from inference.video import to_rgb
+from inference.media.video import to_rgb
 from tests.conftest import free_port
 
 
@@ -240,7 +240,7 @@ def test_synthetic_clip_is_finite_and_deterministic() -> None:
 
 def test_video_file_probe_and_segment_read(tmp_path: Path) -> None:
     """A real encoded file: probe finds its frames; a segment decodes exactly its range."""
-    from inference.video import Recorder
+    from inference.media.video import Recorder
 
     path = tmp_path / "clip.mp4"
     recorder = Recorder(str(path), width=64, height=48, fps=10)
@@ -256,7 +256,7 @@ def test_frames_over_the_pixel_cap_are_refused_from_the_header(tmp_path: Path) -
     """A job's frames may have at most ``max_pixels`` (default: /v1/infer's 40 Mpx): probe
     and read refuse from the container header, before a frame is decoded, and say the
     size, the cap and the fix. (A 12000×12000 video took a worker to 2.2 GB before.)"""
-    from inference.video import Recorder
+    from inference.media.video import Recorder
 
     assert MAX_FRAME_PIXELS == RuntimeConfig().max_image_pixels == 40_000_000
     path = tmp_path / "clip.mp4"

@@ -11,13 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fleet.sources import read
-from inference.sources import SyntheticSource, parse_source, synthetic_pattern
-from inference.video import to_rgb
+from inference.media.sources import SyntheticSource, parse_source, synthetic_pattern
+from inference.media.video import to_rgb
 from tests.conftest import ROOT
 
 
 def _old_live_base(width: int, height: int) -> np.ndarray:
-    """The live source's frame 0 as inference/sources.py computed it before the pattern
+    """The live source's frame 0 as inference/media/sources.py computed it before the pattern
     had one definition (the regression reference)."""
     y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
     x = np.linspace(0, 255, width, dtype=np.float32)[None, :]
@@ -48,7 +48,7 @@ def test_live_and_job_clips_draw_one_pattern(width: int, height: int, index: int
 
 
 def test_no_fleet_module_imports_pyav() -> None:
-    """PyAV lives behind inference/video.py (decode, header probe, new frames): the fleet
+    """PyAV lives behind inference/media/video.py (decode, header probe, new frames): the fleet
     reaches it only through that module."""
     importers = []
     for path in sorted((ROOT / "fleet").glob("*.py")):

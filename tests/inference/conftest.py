@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from inference.analysis.tracing import Tracing
 from inference.config import RuntimeConfig
-from inference.model import SMALL_LAYERS, build_default_model
+from inference.engines.model import SMALL_LAYERS, build_default_model
 from inference.runtime import Runtime
-from inference.tracing import Tracing
 
 
 @functools.cache

@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from inference.access import SourcePolicy, record_path
 from inference.errors import ConfigError, SourceError
-from inference.sources import parse_source
+from inference.media.access import SourcePolicy, record_path
+from inference.media.sources import parse_source
 
 _ADDRESSES = {
     "cam.example": ["93.184.216.34"],

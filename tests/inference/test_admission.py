@@ -15,17 +15,17 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from httpkit.connections import PRIORITY_PATHS, concurrency_guard
-from inference.admission import MAX_RETRY_AFTER, Admission, admission_for
-from inference.calibration import Calibration
-from inference.drills import Drills
+from inference.analysis.calibration import Calibration
+from inference.analysis.stats import StageLedger
+from inference.analysis.tracing import Tracing
+from inference.core.admission import MAX_RETRY_AFTER, Admission, admission_for
+from inference.core.drills import Drills
+from inference.core.pipeline import Pipeline
+from inference.core.queues import StageQueue
+from inference.core.service import ServiceModel
+from inference.core.stages import Encode
 from inference.errors import InputError, ShedError
 from inference.metrics import RuntimeMetrics
-from inference.pipeline import Pipeline
-from inference.queues import StageQueue
-from inference.service import ServiceModel
-from inference.stages import Encode
-from inference.stats import StageLedger
-from inference.tracing import Tracing
 from inference.types import Item
 from tests.inference.test_core import GUARD, SHAPE, FakeClock, FakeEngine
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from inference.affinity import CorePlan, plan
 from inference.config import RuntimeConfig
 from inference.errors import ConfigError
 from inference.runtime import Runtime
+from inference.tuning.affinity import CorePlan, plan
 from inference.types import EngineInfo
 from tests.inference.conftest import small_model_path
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inference.bottleneck import StageWindow, verdict
+from inference.analysis.bottleneck import StageWindow, verdict
 
 
 def _stages(**overrides):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inference.calibration import Calibration, batch_sizes, calibrate
+from inference.analysis.calibration import Calibration, batch_sizes, calibrate
 from inference.engines import load_engine
 
 
@@ -93,7 +93,7 @@ def test_calibration_reports_the_median_and_the_spread_of_its_rounds():
 def test_the_spread_is_exported_next_to_the_capacity():
     from prometheus_client import CollectorRegistry
 
-    from inference.calibration import export
+    from inference.analysis.calibration import export
     from inference.metrics import RuntimeMetrics
 
     registry = CollectorRegistry()

@@ -200,7 +200,7 @@ def test_profile_of_a_prometheus_answering_the_wrong_json_says_so(body, capsys):
     exit 2 naming the URL (it was a KeyError/AttributeError traceback)."""
     import http.server
 
-    from inference.profile import main
+    from inference.tools.profile import main
 
     class Impostor(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -222,7 +222,7 @@ def test_profile_of_a_prometheus_answering_the_wrong_json_says_so(body, capsys):
 def test_profile_refuses_an_interval_that_is_not_a_positive_time(interval, capsys):
     """--interval 0 divides rates by a near-zero span, -1/nan crashed inside sleep() and
     were reported as "cannot read metrics", inf never returned: refused up front."""
-    from inference.profile import main
+    from inference.tools.profile import main
 
     code = main(url=f"http://127.0.0.1:{free_port()}", prometheus=None, interval=interval,
                 as_json=False)  # fmt: skip

@@ -13,13 +13,13 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from inference.calibration import Calibration
-from inference.drills import Drills
+from inference.analysis.calibration import Calibration
+from inference.analysis.tracing import Tracing
+from inference.core.drills import Drills
+from inference.core.monitor import Monitor
+from inference.core.pipeline import Pipeline
+from inference.core.stages import Encode
 from inference.metrics import RuntimeMetrics
-from inference.monitor import Monitor
-from inference.pipeline import Pipeline
-from inference.stages import Encode
-from inference.tracing import Tracing
 from inference.types import EngineInfo, Item
 
 SHAPE = (3, 4, 4)
@@ -354,7 +354,7 @@ def test_loglog_profile_names_a_hang_from_two_scrapes(core):
     """`loglog profile` reads the same in-flight numbers from /metrics: with one call
     stuck for 42 s between two scrapes, its verdict names infer stalled, and its table
     shows the call in flight with its age."""
-    from inference.profile import from_scrapes, judge, render
+    from inference.tools.profile import from_scrapes, judge, render
 
     def samples(c: Core) -> dict:
         text = generate_latest(c.registry).decode()
@@ -395,9 +395,9 @@ def test_a_streams_hung_decoder_is_in_progress_in_the_decode_stage_and_named_sta
     hung stream decoder was invisible.)"""
     import time
 
-    from inference import streams as streams_module
-    from inference.sources import Frame
-    from inference.streams import StreamManager
+    from inference.core import streams as streams_module
+    from inference.core.streams import StreamManager
+    from inference.media.sources import Frame
 
     c = core()
     entered, release = threading.Event(), threading.Event()

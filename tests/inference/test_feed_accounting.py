@@ -12,12 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from inference.bottleneck import SATURATION, StageWindow
-from inference.drills import Drills
+from inference.analysis.bottleneck import SATURATION, StageWindow
+from inference.analysis.shared import fuse
+from inference.analysis.stats import StageLedger
+from inference.core.drills import Drills
 from inference.feed.drills import DrillBoard
-from inference.feed.shared import fuse
 from inference.metrics import RuntimeMetrics
-from inference.stats import StageLedger
 from inference.types import Item
 
 
@@ -177,8 +177,8 @@ def test_frames_from_a_decode_process_go_through_the_same_mailbox(make_runtime, 
     stream's reader never waits there (the process sends only on credit) and every frame
     ingest takes returns one credit; a live stream drops its oldest frame when behind,
     counted; failed frames count as produced, not delivered; removal closes the stream."""
-    from inference.access import SourcePolicy
-    from inference.streams import StreamManager
+    from inference.core.streams import StreamManager
+    from inference.media.access import SourcePolicy
 
     runtime = make_runtime(decode_processes=0, queue_capacity=2)
     feed = _Feed()

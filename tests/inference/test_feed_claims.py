@@ -11,9 +11,9 @@ import textwrap
 import pytest
 from prometheus_client import CollectorRegistry
 
-from inference.affinity import CorePlan
 from inference.feed.claims import claim, claims_dir, holders
 from inference.feed.plan import FeedPlan, default_processes, feed_plan
+from inference.tuning.affinity import CorePlan
 from tests.conftest import ROOT
 
 linux_two_cores = pytest.mark.skipif(

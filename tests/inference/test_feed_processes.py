@@ -25,7 +25,7 @@ GUARD = 60.0  # hang guard: the machine is shared and loaded
 
 
 def _video(path: Path, frames: int) -> str:
-    from inference.video import Recorder
+    from inference.media.video import Recorder
 
     recorder = Recorder(str(path), width=64, height=48, fps=25)
     for index in range(frames):

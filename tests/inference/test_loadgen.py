@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 import pytest
 
-from inference import loadgen
-from inference.loadclient import Connections
-from inference.loadgen import open_loop
+from inference.tools import loadgen
+from inference.tools.loadclient import Connections
+from inference.tools.loadgen import open_loop
 from tests.conftest import http_server
 
 

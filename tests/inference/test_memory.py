@@ -13,7 +13,7 @@ import pytest
 
 from inference.config import RuntimeConfig
 from inference.errors import ConfigError
-from inference.memory import (
+from inference.tuning.memory import (
     M_MMAP_THRESHOLD,
     M_TRIM_THRESHOLD,
     IdleTrimmer,
@@ -76,7 +76,7 @@ def test_malloc_trim_returns_freed_heap_memory_to_the_os():
     script = textwrap.dedent(
         """
         import threading, numpy as np
-        from inference.memory import trim
+        from inference.tuning.memory import trim
         def rss():
             return int(open("/proc/self/statm").read().split()[1]) * 4096
         # Free one large buffer first: glibc raises its mmap threshold, so the next
@@ -191,7 +191,7 @@ def test_only_the_threshold_tunables_count_as_the_operators_choice():
 def test_the_c_library_is_looked_up_once_whoever_asks_first(monkeypatch):
     import threading
 
-    from inference import memory
+    from inference.tuning import memory
 
     monkeypatch.setattr(memory, "_looked_up", False)
     monkeypatch.setattr(memory, "_libc", None)
@@ -214,7 +214,7 @@ def test_the_c_library_is_looked_up_once_whoever_asks_first(monkeypatch):
 
 
 def test_the_switch_interval_is_held_until_the_last_runtime_stops():
-    from inference import gil
+    from inference.tuning import gil
 
     before = sys.getswitchinterval()
     try:
@@ -246,7 +246,7 @@ def test_bad_thresholds_fail_at_start_up():
 _ARENA_TOP = textwrap.dedent(
     """
     import ctypes, sys, threading
-    from inference.memory import trim, tune_allocator
+    from inference.tuning.memory import trim, tune_allocator
     libc = ctypes.CDLL(None)
     libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
     libc.free.argtypes = [ctypes.c_void_p]
@@ -297,7 +297,7 @@ def test_a_thread_arenas_freed_top_goes_back_only_with_fixed_thresholds():
 
 
 def test_the_switch_interval_line_says_what_was_set():
-    from inference.gil import set_switch_interval
+    from inference.tuning.gil import set_switch_interval
 
     seen: list[float] = []
     assert set_switch_interval(1.0, seen.append) == "GIL switch interval: 1 ms"

@@ -6,8 +6,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from inference.flops import count_flops
-from inference.model import _LAYERS, INPUT_SHAPE, NUM_CLASSES, build_default_model
+from inference.analysis.flops import count_flops
+from inference.engines.model import _LAYERS, INPUT_SHAPE, NUM_CLASSES, build_default_model
 
 
 def test_default_model_is_built_deterministically(tmp_path):

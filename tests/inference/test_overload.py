@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from inference.loadclient import Connections
-from inference.loadgen import open_loop, request_image
+from inference.tools.loadclient import Connections
+from inference.tools.loadgen import open_loop, request_image
 from tests.conftest import free_port, until
 
 pytestmark = pytest.mark.slow

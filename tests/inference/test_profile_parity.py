@@ -9,8 +9,8 @@ import pytest
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from inference.monitor import Monitor
-from inference.profile import Samples, from_scrapes, judge
+from inference.core.monitor import Monitor
+from inference.tools.profile import Samples, from_scrapes, judge
 from tests.inference.test_core import Core
 
 BUSY = 0.9  # the host's CPUs, as the monitor reads /proc/stat and the agent exports it

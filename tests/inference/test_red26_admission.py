@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from inference.admission import Admission
+from inference.core.admission import Admission
 from inference.errors import InputError, ShedError
 from inference.metrics import RuntimeMetrics
 from tests.inference.test_admission import _model, served  # noqa: F401 - a fixture

@@ -12,10 +12,10 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
 
+from inference.analysis.tracing import Tracing
 from inference.config import RuntimeConfig
 from inference.errors import EngineError, ShapeError
 from inference.runtime import Runtime
-from inference.tracing import Tracing
 from inference.types import STAGES, Item
 from tests.inference.conftest import FAST
 
@@ -119,7 +119,7 @@ def test_a_live_stream_behind_the_pipeline_drops_its_oldest_frames(make_runtime)
 def test_a_file_is_processed_whole_and_recording_writes_a_playable_video(make_runtime, tmp_path):
     """A file source is not live: every frame is processed (no drops) and the stream ends.
     The annotated re-encode of a synthetic stream can be decoded again."""
-    from inference.video import Recorder, VideoReader
+    from inference.media.video import Recorder, VideoReader
 
     source = tmp_path / "in.mp4"
     recorder = Recorder(str(source), width=160, height=120, fps=25)
@@ -287,7 +287,7 @@ class _FailsToCalibrate:
 def test_a_failed_start_gives_the_gil_switch_interval_back():
     import sys
 
-    from inference import gil
+    from inference.tuning import gil
 
     before = sys.getswitchinterval()
     runtime = Runtime(

@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
 from inference.config import RuntimeConfig
+from inference.media.video import encode_jpeg
 from inference.runtime import Runtime
 from inference.server.app import create_app
-from inference.video import encode_jpeg
 from tests.inference.conftest import small_model_path
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from inference.access import SourcePolicy
 from inference.errors import SourceError
-from inference.sources import SyntheticSource, parse_source
+from inference.media.access import SourcePolicy
+from inference.media.sources import SyntheticSource, parse_source
 
 
 @pytest.mark.parametrize(

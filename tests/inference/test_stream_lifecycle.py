@@ -12,8 +12,8 @@ import pytest
 from prometheus_client import generate_latest
 
 from inference.config import RuntimeConfig
+from inference.core.streams import StreamManager, stream_limits
 from inference.errors import BudgetError, SourceError, StreamLimitError, UnknownStreamError
-from inference.streams import StreamManager, stream_limits
 from loglog.testing import capture
 from tests.conftest import http_server
 
@@ -32,7 +32,7 @@ def _no_source_threads_left() -> None:
 def _video(path, frames: int = 10) -> None:
     import numpy as np
 
-    from inference.video import Recorder
+    from inference.media.video import Recorder
 
     recorder = Recorder(str(path), width=64, height=48, fps=25)
     for index in range(frames):

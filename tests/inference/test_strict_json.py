@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from inference.config import RuntimeConfig
-from inference.drills import Drills
+from inference.core.drills import Drills
 from inference.errors import DrillInputError
 from inference.metrics import RuntimeMetrics
 from inference.runtime import Runtime

@@ -23,13 +23,13 @@ torch = pytest.importorskip("torch", reason="the torch extra: pip install -e '.[
 # The real torch engine on the CPU: importing and tracing torch costs seconds per test.
 pytestmark = pytest.mark.slow
 
-from inference.calibration import calibrate  # noqa: E402
+from inference.analysis.calibration import calibrate  # noqa: E402
+from inference.analysis.flops import count_flops  # noqa: E402
 from inference.config import RuntimeConfig  # noqa: E402
 from inference.engines import load_engine  # noqa: E402
+from inference.engines.model import default_model_path  # noqa: E402
 from inference.engines.torch import TorchEngine, save_default_model  # noqa: E402
 from inference.errors import EngineError, ModelError  # noqa: E402
-from inference.flops import count_flops  # noqa: E402
-from inference.model import default_model_path  # noqa: E402
 from inference.runtime import Runtime  # noqa: E402
 from inference.types import EngineInfo  # noqa: E402
 from tests.conftest import free_port, until  # noqa: E402
@@ -50,7 +50,7 @@ def _batch(size: int, seed: int = 1) -> np.ndarray:
 
 
 def test_torch_and_onnx_give_the_same_outputs_for_the_same_input(fp32_engine):
-    """Both engines are built from inference.model.default_weights: same function, so the
+    """Both engines are built from inference.engines.model.default_weights: same function, so the
     same logits within FP32_TOLERANCE and the same ranking."""
     onnx_engine = load_engine(threads=1)
     batch = _batch(3)

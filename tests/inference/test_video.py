@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inference import video
 from inference.errors import InputError
-from inference.video import decode_image, encode_jpeg, encode_png, image_format
+from inference.media import video
+from inference.media.video import decode_image, encode_jpeg, encode_png, image_format
 
 
 def _rgb(height: int = 48, width: int = 64, seed: int = 1) -> np.ndarray:
@@ -110,8 +110,8 @@ def test_arbitrary_bytes_either_decode_or_raise_input_error(magic, tail):
 def test_as_frame_gives_the_decoders_frame_and_preprocess_sees_the_same_picture(no_probing):
     """The frame (YUV for a JPEG) converts to exactly the RGB array decode_image returns,
     and the model input resized from it differs from the RGB route only by rounding."""
+    from inference.core.stages import Preprocess
     from inference.engines import load_engine
-    from inference.stages import Preprocess
 
     data = encode_jpeg(_rgb(480, 640))
     frame = decode_image(data, "image/jpeg", as_frame=True)
@@ -129,9 +129,9 @@ def test_the_http_decode_stage_hands_preprocess_the_decoders_frame(no_probing):
     """The HTTP path (request_item → the decode stage → preprocess) keeps the fast route:
     the decode stage leaves the decoder's own frame on the item (JPEG and PNG), not an RGB
     copy, and preprocess turns it into the same model input as the RGB array."""
+    from inference.core.stages import Decode, Preprocess
     from inference.engines import load_engine
     from inference.server.bodies import request_item
-    from inference.stages import Decode, Preprocess
 
     preprocess = Preprocess(load_engine(threads=1).describe())
     decode = Decode(preprocess)
@@ -149,9 +149,9 @@ def test_the_http_decode_stage_hands_preprocess_the_decoders_frame(no_probing):
 def test_the_http_decode_stage_passes_the_content_type_to_the_error(monkeypatch):
     """The request's Content-Type reaches decode_image: bytes that are not what it announces
     get the error that says so."""
+    from inference.core.stages import Decode, Preprocess
     from inference.engines import load_engine
     from inference.server.bodies import request_item
-    from inference.stages import Decode, Preprocess
 
     decode = Decode(Preprocess(load_engine(threads=1).describe()))
     with pytest.raises(InputError, match="Content-Type says JPEG"):

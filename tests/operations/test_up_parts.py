@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from fleet.access import check_source
 from fleet.errors import SourceUnreadable
-from inference.profile import main as profile
+from inference.tools.profile import main as profile
 from stack.cli import build_parser
 from stack.fleet_up import components, store_prefix
 from stack.proctitle import title

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from inference.model import default_model_path
+from inference.engines.model import default_model_path
 from tests.operations.stack_harness import (
     check_runbook_commands,
     runbook_pgrep_patterns,

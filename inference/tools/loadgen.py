@@ -35,8 +35,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from ..metrics import LOADGEN_METRICS, REQUEST_BUCKETS
 from .loadclient import Connections, ControlClient
-from .metrics import LOADGEN_METRICS, REQUEST_BUCKETS
 
 #: A request sent more than this after its due time counts as late to send.
 LATE_AFTER = 0.010
@@ -185,7 +185,7 @@ async def open_loop(
 
 def request_image(kind: str = "jpeg") -> tuple[bytes, str]:
     """The README's loadgen picture: 640×480 noise as JPEG (290 KiB) or PNG (900 KiB)."""
-    from .video import encode_jpeg, encode_png
+    from ..media.video import encode_jpeg, encode_png
 
     rgb = (np.random.default_rng(7).random((480, 640, 3)) * 255).astype(np.uint8)
     if kind == "png":

@@ -2,7 +2,7 @@
 
 Reads either a server's ``/metrics`` twice (``--interval`` apart) or a Prometheus server
 (rates over the last minute, summed across replicas), and feeds the same
-:func:`inference.bottleneck.verdict` the server's own monitor uses — with the same inputs
+:func:`inference.analysis.bottleneck.verdict` the server's own monitor uses — with the same inputs
 to its advice: each stage's drilled share (``inference_stage_drilled_seconds_total``), the
 engine's device (``inference_model_info``) and the host's CPU busy share, from the node
 agent's ``host_cpu_seconds_total`` (``--agent URL``, scraped with the server) or from
@@ -23,9 +23,9 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from .bottleneck import SATURATION, StageWindow, Verdict, verdict
-from .feed.shared import fuse
-from .types import LAST_STAGE, SOURCE_STAGE, SPECS, STAGES
+from ..analysis.bottleneck import SATURATION, StageWindow, Verdict, verdict
+from ..analysis.shared import fuse
+from ..types import LAST_STAGE, SOURCE_STAGE, SPECS, STAGES
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

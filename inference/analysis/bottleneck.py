@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .types import ENGINE_STAGE, SPECS
+from ..types import ENGINE_STAGE, SPECS
 
 SATURATION = 0.8
 #: A call in progress this long (seconds) at least, before its stage counts as stalled …

@@ -18,9 +18,9 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from .errors import InputError, ShapeError
-from .types import Engine, EngineInfo, Item
-from .video import decode_image, resize_rgb
+from ..errors import InputError, ShapeError
+from ..media.video import decode_image, resize_rgb
+from ..types import Engine, EngineInfo, Item
 
 
 def check_finite(array: np.ndarray) -> None:
@@ -275,7 +275,7 @@ class StageKit:
 
 def annotate(item: Item) -> np.ndarray:
     """Draw the top class as a coloured bar whose length is its score (no font needed)."""
-    from .video import to_rgb
+    from ..media.video import to_rgb
 
     rgb = to_rgb(item.image).copy()
     top = (item.result or {}).get("top") or [{"class": 0, "score": 0.0}]

@@ -1,7 +1,7 @@
 """What the pipeline can serve now, measured from its stage ledgers: the estimator behind
-admission control (:mod:`inference.admission`).
+admission control (:mod:`inference.core.admission`).
 
-Service time, not a concurrency limit: each stage's ledger (:mod:`inference.stats`)
+Service time, not a concurrency limit: each stage's ledger (:mod:`inference.analysis.stats`)
 already counts its busy seconds, items and calls, so per-item and per-call seconds come
 straight from it every ``refresh`` seconds; the slowest stage sets the rate, and the live
 streams' frames (which go first at every queue) are taken out of the stages they pass.
@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .stats import StageCounters, StageLedger
-from .types import ENGINE_STAGE
+from ..analysis.stats import StageCounters, StageLedger
+from ..types import ENGINE_STAGE
 
 #: How much each refresh moves the estimates toward the latest window (EWMA weight).
 BLEND = 0.5

@@ -15,7 +15,7 @@ import random
 import time
 from typing import Any
 
-from .types import Item
+from ..types import Item
 
 _WALL_OFFSET_NS = time.time_ns() - time.perf_counter_ns()
 

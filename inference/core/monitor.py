@@ -8,10 +8,10 @@ seconds ÷ wall seconds ÷ workers), the fill and growth of each input queue, an
 - pipeline efficiency = delivered items/s ÷ model-only capacity at the max batch size
   (is the pipeline feeding it?);
 - MFU = items/s × FLOPs per item ÷ the GPU's dense peak, only when the peak is known;
-- the bottleneck verdict (see :mod:`inference.bottleneck`), exported as a 0/1 gauge, and
+- the bottleneck verdict (see :mod:`inference.analysis.bottleneck`), exported as a 0/1 gauge, and
   which stages are stalled (``inference_stage_stalled``).
 
-Busy time and in-flight ages come from the stage ledgers (:mod:`inference.stats`), which
+Busy time and in-flight ages come from the stage ledgers (:mod:`inference.analysis.stats`), which
 count work in progress: a window that ends while a stage is stuck sees it busy and stuck,
 so a hang is named within a second of its call passing the stall threshold.
 """
@@ -23,12 +23,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .bottleneck import SATURATION, StageWindow, Verdict, verdict
-from .feed.shared import fuse
-from .metrics import RuntimeMetrics
+from ..analysis.bottleneck import SATURATION, StageWindow, Verdict, verdict
+from ..analysis.shared import fuse
+from ..analysis.stats import StageCounters
+from ..metrics import RuntimeMetrics
+from ..types import ENGINE_STAGE, LAST_STAGE, SPECS, STAGES
 from .pipeline import Pipeline
-from .stats import StageCounters
-from .types import ENGINE_STAGE, LAST_STAGE, SPECS, STAGES
 
 #: (time, stage → counters, queue → depth, queue → items taken so far)
 _Snapshot = tuple[float, dict[str, StageCounters], dict[str, int], dict[str, int]]

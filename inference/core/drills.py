@@ -12,9 +12,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from .errors import DrillInputError
-from .metrics import RuntimeMetrics
-from .types import DRILL_STAGES, STAGES
+from ..errors import DrillInputError
+from ..metrics import RuntimeMetrics
+from ..types import DRILL_STAGES, STAGES
 
 MAX_DELAY_MS = 60_000
 MAX_DURATION_S = 3600

@@ -10,11 +10,12 @@ every stage runs the same loop, :meth:`Pipeline.run_stage`::
 A stream's source thread runs the same loop for the decode stage (take = read the next
 packet, call = decode it, forward = the stream's mailbox): see :meth:`Pipeline.source_stage`.
 
-The ledger knows what is in progress at any moment (see :mod:`inference.stats`), so a stage
+The ledger knows what is in progress at any moment (see :mod:`inference.analysis.stats`), so a stage
 stuck on an item is visible *while* it is stuck. A drill's delay is inside the timed
 region, so it looks exactly like a slow stage; its seconds are also counted apart, so the
 engine's own speed excludes it. An item that fails in a stage leaves the pipeline there,
-counted as an error; the others carry on. The clock is a parameter: tests drive the
+counted as an error; the others carry on. What a call did and how an item ended are
+counted by :mod:`inference.core.accounting`. The clock is a parameter: tests drive the
 whole pipeline with a fake one.
 """
 
@@ -25,22 +26,16 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import InvalidStateError
 from typing import Any
 
 from loglog.counters import AtomicCounter
 
-from .affinity import CorePlan, pin_current_thread
-from .batching import Batcher
-from .calibration import Calibration
-from .drills import Drills
-from .errors import InferenceError, InputError, ShedError
-from .metrics import RuntimeMetrics, ScrapeCollector
-from .queues import StageQueue
-from .stages import Encode, Postprocess, Preprocess, StageKit
-from .stats import StageLedger
-from .tracing import Tracing
-from .types import (
+from ..analysis.calibration import Calibration
+from ..analysis.stats import StageLedger
+from ..analysis.tracing import Tracing
+from ..metrics import RuntimeMetrics, ScrapeCollector
+from ..tuning.affinity import CorePlan, pin_current_thread
+from ..types import (
     ENGINE_STAGE,
     NEXT,
     PIPELINE,
@@ -52,6 +47,11 @@ from .types import (
     Stage,
     StageSpec,
 )
+from .accounting import Accounting
+from .batching import Batcher
+from .drills import Drills
+from .queues import StageQueue, one_from
+from .stages import Encode, Postprocess, Preprocess, StageKit
 
 #: Where an item that needs no decoding enters (a stream's frame, a tensor).
 FIRST_AFTER_DECODE: str = NEXT[SOURCE_STAGE] or SOURCE_STAGE
@@ -130,9 +130,12 @@ class Pipeline:
             )
             for name in STAGES
         }
+        #: What each call did and how each item ended: ledgers, metrics, spans, callers.
+        self.accounting = accounting = Accounting(
+            metrics, tracing, log=log, instrumented=instrumented
+        )
         for queue in self.queues.values():
-            queue.on_expired = self._expired
-        self._shed_expired = metrics.requests_shed_total.labels("expired")
+            queue.on_expired = accounting.expired
         #: Frames the streams' sources decoded, dropped later or not: what the streams ask
         #: of the pipeline (admission takes their rate out of HTTP's, as they go first).
         self.frames_in = AtomicCounter()
@@ -161,24 +164,21 @@ class Pipeline:
                 spec=spec,
                 call=spec.factory(kit),
                 take=(
-                    self.batcher.next_batch if spec.batched else _one_from(self.queues[spec.name])
+                    self.batcher.next_batch if spec.batched else one_from(self.queues[spec.name])
                 ),
                 ledger=StageLedger(clock),
                 duration=metrics.stage_duration_seconds.labels(spec.name),
                 items=metrics.stage_items_total.labels(spec.name),
                 errors=metrics.stage_errors_total.labels(spec.name),
                 workers=metrics.stage_workers.labels(spec.name),
-                forward=self._forward_to(self.queues[after]) if after else self._finish,
-                fail=self._finish,
+                forward=self._forward_to(self.queues[after]) if after else accounting.finish,
+                fail=accounting.finish,
                 expected=calibration.latency if spec.batched else None,
             )
             self.stages[spec.name].workers.set(0)
         self.meters = self.stages  # the name tools and benchmarks used before
         #: The HTTP bodies' decode callable (its ``calls`` count the bodies it decoded).
         self.decode = self.stages[SOURCE_STAGE].call
-        self._requests = {s: metrics.requests_total.labels(s) for s in ("ok", "error", "rejected")}
-        self._latency = metrics.request_duration_seconds
-        self._inflight: dict[int, float] = {}  # id(item) → created (monotonic)
         self._workers: dict[str, list[threading.Event]] = {stage: [] for stage in STAGES}
         #: stage → source threads running it now (streams decoding here).
         self._sourced: dict[str, int] = dict.fromkeys(STAGES, 0)
@@ -186,19 +186,15 @@ class Pipeline:
         self.remote_streams: Callable[[], int] = lambda: 0
         #: Decode processes running for streams (set by inference/feed's pool).
         self.decode_processes: Callable[[], int] = lambda: 0
-        self.completed = AtomicCounter()  # items out of the pipeline, counted in every mode
+        self.completed = accounting.completed  # items out of the pipeline, in every mode
         if instrumented:
             metrics.registry.register(
                 ScrapeCollector(
                     {name: stage.ledger for name, stage in self.stages.items()},
-                    self.request_ages,
+                    accounting.request_ages,
                     clock=clock,
                 )
             )
-        else:
-            # Benchmarks measure the pipeline without its instrumentation: the same loop,
-            # with the accounting decided away here rather than tested per item.
-            self._observe = _observe_nothing  # type: ignore[method-assign]
 
     def clamp_batch(self, max_batch: int) -> int:
         """An engine built for a fixed maximum batch caps the batcher."""
@@ -285,17 +281,13 @@ class Pipeline:
             first = FIRST_AFTER_PREPROCESS
         else:
             first = FIRST_AFTER_DECODE
+        inflight = self.accounting.inflight
         if self.instrumented:
-            self._inflight[id(item)] = item.created
+            inflight[id(item)] = item.created
         if self.queues[first].put(item, timeout):
             return True
-        self._inflight.pop(id(item), None)
+        inflight.pop(id(item), None)
         return False
-
-    def request_ages(self) -> list[float]:
-        """Ages of the items in the pipeline now (entered, not finished)."""
-        now = time.monotonic()
-        return [now - created for created in tuple(self._inflight.values())]
 
     def account_remote(
         self,
@@ -309,20 +301,11 @@ class Pipeline:
         """A call of stage ``name`` on ``item`` ran in a decode process from ``started``
         to ``ended`` (this pipeline's clock): account it as if it had run here. ``then``
         runs under the stage ledger's lock (see StageLedger.add_call)."""
-        if not self.instrumented:
-            if then is not None:
-                then()
-            return
-        stage = self.stages[name]
-        errors = int(item.error is not None)
-        stage.ledger.add_call(
-            started, ended, ok=1 - errors, errors=errors, drilled=drilled, then=then
-        )
-        self._record(stage, [item], started, ended, errors)
+        self.accounting.remote(self.stages[name], item, started, ended, drilled, then)
 
     def fail(self, item: Item) -> None:
         """End ``item`` here with its error (it failed before entering the queues)."""
-        self._finish(item)
+        self.accounting.finish(item)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop every worker and fail what is still queued (an HTTP caller gets an error)."""
@@ -338,34 +321,8 @@ class Pipeline:
             thread.join(max(0.0, deadline - time.monotonic()))
         for queue in self.queues.values():
             for item in queue.drain():
-                self._abandon(item)
+                self.accounting.abandon(item)
         self.encode.close()
-
-    def _abandon(self, item: Item) -> None:
-        """At shutdown: a waiting HTTP caller gets an error; a stream frame is counted."""
-        if item.future is not None:
-            item.error = InferenceError("the server is shutting down; retry elsewhere")
-            self._finish(item)
-        else:
-            self._inflight.pop(id(item), None)
-            self.metrics.frames_dropped_total.labels(item.stream, "shutdown").inc()
-
-    def _expired(self, items: list[Item]) -> None:
-        """Requests a queue dropped because their deadline would pass before they could
-        finish: each caller gets a 503 now, and the engine never runs them."""
-        for item in items:
-            item.error = ShedError(
-                "dropped before the engine: this request's deadline (request_timeout_s, or "
-                "the X-Request-Timeout header) would pass before it finished; the server is "
-                "past its capacity, retry after 1s",
-                reason="expired",
-                limit="request_timeout_s",
-            )
-            self._shed_expired.inc()
-            self._inflight.pop(id(item), None)
-            self.completed.inc()
-            self.tracing.finish(item)
-            _settle(item)
 
     # -- the stage loop ------------------------------------------------------------------
 
@@ -379,6 +336,7 @@ class Pipeline:
             if why is not None and self.log is not None:
                 self.log.warning("a stage thread could not be pinned", stage=name, reason=why)
         enter = stage.ledger.enter if self.instrumented else _enter_nothing
+        observe = self.accounting.observe
         clock, pause, forward, fail = self.clock, self.drills.pause, stage.forward, stage.fail
         drill = stage.spec.drill
         with self._source_of(stage):
@@ -396,7 +354,7 @@ class Pipeline:
                     for item in batch:
                         item.error = exc
                     done = batch
-                self._observe(stage, done, token, clock(), drilled)
+                observe(stage, done, token, clock(), drilled)
                 for item in done:
                     if item.error is not None:
                         fail(item)
@@ -421,7 +379,7 @@ class Pipeline:
 
     def _forward_to(self, target: StageQueue) -> Callable[[Item], None]:
         """An item's way into ``target``: wait while it is full, give up at shutdown."""
-        put, stopping, abandon = target.put, self._stopping, self._abandon
+        put, stopping, abandon = target.put, self._stopping, self.accounting.abandon
 
         def forward(item: Item) -> None:
             while not put(item, timeout=0.5):
@@ -431,95 +389,6 @@ class Pipeline:
 
         return forward
 
-    # -- accounting --------------------------------------------------------------------
-
-    def _observe(
-        self, stage: _Stage, items: list[Item], token: int, ended: float, drilled: float
-    ) -> None:
-        errors = sum(item.error is not None for item in items)
-        ok = len(items) - errors
-        engine = stage.expected is not None and ok > 0
-        started = stage.ledger.leave(
-            token,
-            ended,
-            ok=ok,
-            errors=errors,
-            drilled=drilled,
-            engine=engine,
-            expected_seconds=stage.expected(len(items)) if engine else 0.0,  # type: ignore[misc]
-        )
-        self._record(stage, items, started, ended, errors)
-
-    def _record(
-        self, stage: _Stage, items: list[Item], started: float, ended: float, errors: int
-    ) -> None:
-        """The call's duration, items and errors into the stage's metrics and the items."""
-        seconds = ended - started
-        name = stage.name
-        exemplar: dict[str, str] | None = None
-        for item in items:
-            item.stage_ms[name] = seconds * 1000.0
-            if item.span is not None:
-                self.tracing.stage(item, name, started, ended)
-                exemplar = {"trace_id": item.trace_id or ""}
-        stage.duration.observe(seconds, exemplar)
-        stage.items.inc(len(items) - errors)
-        if errors:
-            stage.errors.inc(errors)
-
-    def _count_outcome(self, item: Item) -> None:
-        error = item.error
-        if error is None:
-            self._requests["ok"].inc()
-            exemplar = {"trace_id": item.trace_id} if item.trace_id else None
-            self._latency.observe(time.monotonic() - item.created, exemplar)
-            return
-        self._requests["rejected" if isinstance(error, InputError) else "error"].inc()
-        if self.log is not None:
-            self.log.warning(
-                "item failed", stream=item.stream, frame=item.frame,
-                error=f"{type(error).__name__}: {error}", trace_id=item.trace_id,
-            )  # fmt: skip
-
-    def _finish(self, item: Item) -> None:
-        """The end of an item's road: count it, end its span, answer its caller."""
-        self.completed.inc()
-        if self.instrumented:
-            self._inflight.pop(id(item), None)
-            self._count_outcome(item)
-        self.tracing.finish(item)
-        _settle(item)
-
-
-def _settle(item: Item) -> None:
-    """Answer the item's caller, if one waits: a caller that gave up (its HTTP handler
-    cancelled the future past the deadline) may have cancelled it meanwhile."""
-    future = item.future
-    if future is None or future.done():
-        return
-    with contextlib.suppress(InvalidStateError):
-        if item.error is None:
-            future.set_result(item)
-        else:
-            future.set_exception(item.error)
-
-
-def _one_from(queue: StageQueue) -> Callable[[], list[Item]]:
-    """A per-item stage's input: one item from its queue, or none after a short wait."""
-    get = queue.get
-
-    def take() -> list[Item]:
-        item = get(0.2)
-        return [item] if item is not None else []
-
-    return take
-
 
 def _enter_nothing(items: int) -> tuple[int, float]:
     return 0, 0.0
-
-
-def _observe_nothing(
-    stage: _Stage, items: list[Item], token: int, ended: float, drilled: float
-) -> None:
-    return None

@@ -16,7 +16,7 @@ from typing import Any, Literal, cast, overload
 import av
 import numpy as np
 
-from .errors import InputError, SourceError
+from ..errors import InputError, SourceError
 
 #: swscale threads for every resize in this process. One: the resize goes to the model's
 #: input size, small enough that slicing it across threads costs more CPU than it saves

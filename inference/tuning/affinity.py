@@ -20,7 +20,7 @@ Only when it clearly applies: a CPU engine with one intra-op thread and one ``in
 worker, at least two usable cores, Linux. A GPU engine or a multi-threaded CPU engine is
 left to the scheduler (pinning ONNX Runtime's own pool threads would need its affinity
 options; not done). When a config reload gives ``infer`` more workers, they all get
-every core back (:meth:`~inference.pipeline.Pipeline.set_workers`): several engine
+every core back (:meth:`~inference.core.pipeline.Pipeline.set_workers`): several engine
 threads on one core would only take turns.
 """
 
@@ -30,7 +30,7 @@ import dataclasses
 import os
 from collections.abc import Set
 
-from .types import ENGINE_STAGE, EngineInfo
+from ..types import ENGINE_STAGE, EngineInfo
 
 
 @dataclasses.dataclass(frozen=True)

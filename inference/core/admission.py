@@ -10,14 +10,14 @@ The policy (README, "Overload"), after Triton's queue policy and the SRE book's
   at ``max_request_timeout_s`` (Triton's ``allow_timeout_override``, which may lower but
   not raise; here the cap is explicit).
 - **Refused at once when it cannot be met**: the predicted answer time — the requests
-  already admitted ÷ the rate the pipeline serves them (:mod:`inference.service`, or the
+  already admitted ÷ the rate the pipeline serves them (:mod:`inference.core.service`, or the
   requests answered in the last :data:`SERVED_WINDOW` seconds if more), plus what one
   item alone needs — past a share of the time left (:data:`ADMIT_SHARE`, cut when
   admitted requests expire anyway, grown back as they are answered) is a 503 with
   ``Retry-After`` and a body naming the limit, before the body is read (reason
   ``predicted_wait``); a full queue is the same (``queue_full``).
 - **Dropped before the engine when it can no longer be met**: a queue drops a request
-  whose deadline is too near (``expired``, :mod:`inference.queues`). The engine never runs
+  whose deadline is too near (``expired``, :mod:`inference.core.queues`). The engine never runs
   an item whose answer nobody waits for, so under any overload it serves requests that
   still have a client.
 - **Streams first**: frames are taken before requests at every queue, so HTTP gets the
@@ -43,10 +43,10 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from .errors import InputError, ShedError
-from .metrics import RuntimeMetrics
+from ..errors import InputError, ShedError
+from ..metrics import RuntimeMetrics
+from ..types import ENGINE_STAGE, STAGES, Item
 from .service import ServiceModel
-from .types import ENGINE_STAGE, STAGES, Item
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline

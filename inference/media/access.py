@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from loglog.redact import redact
 
-from .errors import ConfigError, SourceError
+from ..errors import ConfigError, SourceError
 
 RECORD_SUFFIXES = (".mp4", ".mkv", ".ts")
 _Address = ipaddress.IPv4Address | ipaddress.IPv6Address

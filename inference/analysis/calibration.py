@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .types import Engine
+from ..types import Engine
 
 if TYPE_CHECKING:
-    from .metrics import RuntimeMetrics
+    from ..metrics import RuntimeMetrics
 
 
 @dataclasses.dataclass(frozen=True)

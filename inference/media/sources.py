@@ -23,8 +23,8 @@ import numpy as np
 
 from loglog.redact import redact
 
+from ..errors import SourceError
 from .access import SourcePolicy
-from .errors import SourceError
 
 _SYNTHETIC = re.compile(r"^synthetic://(\d+)x(\d+)(?:@(\d+(?:\.\d+)?))?$")
 

@@ -9,7 +9,9 @@ queue is full: that is the backpressure. A stream that fails ends alone, with it
 
 With decode processes (``feed``, :mod:`inference.feed`) a stream decodes and preprocesses
 in one of them instead of on a thread here; its frames reach the same mailbox through the
-same :class:`_Inlet`, so all of the above holds for them unchanged.
+same :class:`~inference.core.stream.Inlet`, so all of the above holds for them unchanged.
+One stream's own side — its state, its inlet, its source thread — is
+:mod:`inference.core.stream`.
 """
 
 from __future__ import annotations
@@ -24,94 +26,20 @@ from typing import Any
 
 from loglog.redact import redact
 
-from .access import SourcePolicy, record_path
+from ..errors import BudgetError, SourceError, StreamLimitError, UnknownStreamError
+from ..media.access import SourcePolicy, record_path
+from ..media.sources import open_source, parse_source
+from ..metrics import RuntimeMetrics
+from ..types import Item
 from .drills import Drills
-from .errors import BudgetError, SourceError, StreamLimitError, UnknownStreamError
-from .metrics import RuntimeMetrics
 from .pipeline import Pipeline
-from .sources import SourceSpec, open_source, parse_source
-from .types import Item
+from .stream import Inlet, Stream, run_source
 
 # A letter or digit first ("..", ".hidden" and "-x" are refused); \Z, not $, so that a
 # trailing newline does not pass.
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 _FPS_WINDOW = 5.0
 _ENDED = ("ended", "failed")
-
-
-def _failure(exc: BaseException) -> tuple[str, bool]:
-    """A stream's end: its error's message, and whether it crashed (anything but a
-    :class:`SourceError`, which says what to do)."""
-    if isinstance(exc, SourceError):
-        return str(exc), False
-    return f"{type(exc).__name__}: {exc}", True
-
-
-class _Stream:
-    def __init__(self, stream_id: str, spec: SourceSpec, source: Any, buffer: int) -> None:
-        self.id = stream_id
-        self.spec = spec
-        self.source = source
-        self.buffer = buffer
-        self.mailbox: deque[Item] = deque()
-        self.state = "running"
-        self.error = ""
-        self.frames = 0
-        self.dropped: dict[str, int] = {}
-        self.lag = 0.0
-        self.ingested: deque[float] = deque(maxlen=2000)
-        self.stopping = False
-        self.thread: threading.Thread | None = None
-        self.recorder: Any = None
-        self.started = time.time()
-        self.ended_at: float | None = None  # manager clock, when it ended or failed
-        self.pixel_rate = spec.width * spec.height * spec.fps  # updated once opened
-        #: Called when ingest takes a frame from the mailbox (a decode process's credit).
-        self.on_take: Callable[[], None] | None = None
-
-
-class _Inlet:
-    """Where a stream's frames arrive: from its source thread here, or from the reader of
-    the decode process that decodes it. Counts them and delivers them to the mailbox."""
-
-    def __init__(self, manager: StreamManager, stream: _Stream) -> None:
-        self._manager = manager
-        self._stream = stream
-        self._frames_total = manager.metrics.frames_total.labels(stream.id)
-        self._late_seen = 0
-
-    def frame(self, item: Item, late: int, *, deliver: bool = True) -> None:
-        """A decoded frame (``deliver=False``: decoded, but it failed or the stream stopped
-        before it could be sent); ``late``: frames the source skipped so far."""
-        stream = self._stream
-        self._frames_total.inc()
-        stream.frames += 1
-        if late > self._late_seen:
-            self._manager._drop(stream, "late", late - self._late_seen)
-            self._late_seen = late
-        if deliver:
-            # A decode process sends a file stream's frames only when its mailbox has
-            # room (credits): the reader thread never waits here.
-            self._manager._deliver(stream, item, wait=stream.on_take is None)
-
-    def room(self) -> int:
-        """Places left in the mailbox (a file stream's credits after a restart)."""
-        with self._manager._cond:
-            return max(0, self._stream.buffer - len(self._stream.mailbox))
-
-    def end(self, error: str | None = None, *, crashed: bool = False) -> None:
-        """The source ended (``error``: it failed, or ``crashed``)."""
-        stream, log = self._stream, self._manager.log
-        if error is None:
-            if not stream.stopping:
-                stream.state = "ended"
-        else:
-            stream.state, stream.error = "failed", redact(error)
-            if log is not None:
-                what = "stream crashed" if crashed else "stream failed"
-                log.error(what, stream=stream.id, error=stream.error)
-        stream.ended_at = self._manager._clock()
-        self._manager._update_workers()
 
 
 def stream_limits(config: Any) -> dict[str, Any]:
@@ -164,7 +92,7 @@ class StreamManager:
         self.reap_after = reap_after
         self.record_dir = record_dir
         self._clock = clock
-        self._streams: dict[str, _Stream] = {}
+        self._streams: dict[str, Stream] = {}
         self._order: deque[str] = deque()
         self._cond = threading.Condition()
         self._counter = 0
@@ -203,7 +131,7 @@ class StreamManager:
                 raise SourceError(
                     f"stream {stream_id!r} already exists: pick another id or delete it"
                 )
-            stream = _Stream(stream_id, spec, None, self.buffer)
+            stream = Stream(stream_id, spec, None, self.buffer)
             stream.state = "starting"
             self._check_budget(stream)
             self._streams[stream_id] = stream  # the reservation
@@ -225,7 +153,7 @@ class StreamManager:
                 start = getattr(stream.source, "start", None)
                 if start is not None:  # decoded in a decode process
                     stream.on_take = getattr(stream.source, "taken", None)
-                    start(_Inlet(self, stream))
+                    start(Inlet(self, stream))
                 else:
                     # Started under the lock: a remove() that finds the stream finds its
                     # thread started, so its join() cannot race the start.
@@ -246,7 +174,7 @@ class StreamManager:
             )
         return self.describe(stream)
 
-    def _check_budget(self, stream: _Stream) -> None:
+    def _check_budget(self, stream: Stream) -> None:
         """Under the lock: refuse a stream that would take the summed pixel rate
         (width × height × fps of every live stream) over ``max_pixel_rate``."""
         others = sum(
@@ -261,7 +189,7 @@ class StreamManager:
                 "(max_stream_pixel_rate): use a smaller size or fps, or delete a stream"
             )
 
-    def _open(self, stream: _Stream, record: str | None) -> None:
+    def _open(self, stream: Stream, record: str | None) -> None:
         spec = stream.spec
         # Opens files/URLs now: errors reach the caller. A recorded stream decodes here:
         # the encode stage needs its pictures, which a decode process does not send.
@@ -279,14 +207,14 @@ class StreamManager:
             stream.pixel_rate = width * height * stream.source.fps
             self._check_budget(stream)
         if record:
-            from .video import Recorder
+            from ..media.video import Recorder
 
             path = record_path(self.record_dir, record)
             stream.recorder = Recorder(str(path), width=width, height=height, fps=stream.source.fps)
             self.pipeline.keep_images.add(stream.id)
             self.pipeline.encode.attach(stream.id, stream.recorder)
 
-    def _release(self, stream: _Stream) -> None:
+    def _release(self, stream: Stream) -> None:
         """Close what a stream that never ran had opened."""
         self._close_recorder(stream)
         close = getattr(stream.source, "close", None)
@@ -311,7 +239,7 @@ class StreamManager:
             return  # add() sees the stop, releases what it opened and answers 404
         self._finish(stream)
 
-    def _finish(self, stream: _Stream) -> None:
+    def _finish(self, stream: Stream) -> None:
         """Join the stream's thread, close its recording, drop its series."""
         if stream.thread is not None:
             stream.thread.join(timeout=5)
@@ -351,7 +279,7 @@ class StreamManager:
             streams = list(self._streams.values())
         return [self.describe(stream) for stream in streams]
 
-    def describe(self, stream: _Stream) -> dict[str, Any]:
+    def describe(self, stream: Stream) -> dict[str, Any]:
         now = time.monotonic()
         recent = sum(1 for t in list(stream.ingested) if now - t <= _FPS_WINDOW)
         span = min(_FPS_WINDOW, max(now - (stream.ingested[0] if stream.ingested else now), 1e-9))
@@ -381,68 +309,39 @@ class StreamManager:
 
     # -- threads -------------------------------------------------------------------------
 
-    def _source_loop(self, stream: _Stream) -> None:
-        """The stream's thread: the pipeline's stage loop for decode, on this source
-        (take = read the next packet, call = decode it, forward = the mailbox)."""
-        inlet = _Inlet(self, stream)
-        source = stream.source
-        done = threading.Event()  # the source ended, failed, or the stream stops
-        failures: list[BaseException] = []
+    def _source_loop(self, stream: Stream) -> None:
+        run_source(self.pipeline, stream, Inlet(self, stream))
 
-        def end(exc: BaseException) -> None:  # a broken stream ends alone
-            failures.append(exc)
-            done.set()
+    # -- the mailboxes (what an Inlet asks) -------------------------------------------
 
-        def take() -> list[Item]:
-            try:
-                packet = source.read(lambda: stream.stopping)
-            except Exception as exc:
-                end(exc)
-                return []
-            if packet is None:
-                done.set()
-                return []
-            return [Item(stream.id, -1, packet=packet)]
-
-        def decode(items: list[Item]) -> list[Item]:
-            return [
-                Item(stream.id, f.index, f.pts, image=f.image, captured=f.captured)
-                for f in source.decode(items[0].packet)
-            ]
-
-        def forward(item: Item) -> None:
-            inlet.frame(item, getattr(source, "late", 0))
-
-        def fail(item: Item) -> None:
-            end(item.error or SourceError("decoding failed"))
-
-        try:
-            self.pipeline.run_stage(self.pipeline.source_stage(take, decode, forward, fail), done)
-        except Exception as exc:
-            failures.append(exc)
-        finally:
-            close = getattr(source, "close", None)
-            if close is not None:  # release decoder threads now, not when reaped
-                with contextlib.suppress(Exception):
-                    close()
-            error, crashed = _failure(failures[0]) if failures else (None, False)
-            inlet.end(error, crashed=crashed)
-
-    def _deliver(self, stream: _Stream, item: Item, wait: bool = True) -> None:
+    def deliver(self, stream: Stream, item: Item, wait: bool = True) -> None:
+        """Into ``stream``'s mailbox: a live stream drops its oldest frame when full, a
+        file stream waits (``wait``) for room."""
         with self._cond:
             if stream.spec.live:
                 if len(stream.mailbox) >= stream.buffer:
                     stream.mailbox.popleft()  # keep the freshest frames
-                    self._drop(stream, "behind", 1)
+                    self.drop(stream, "behind", 1)
             elif wait:
                 while len(stream.mailbox) >= stream.buffer and not stream.stopping:
                     self._cond.wait(0.5)
             stream.mailbox.append(item)
             self._cond.notify_all()
 
-    def _drop(self, stream: _Stream, reason: str, count: int) -> None:
+    def drop(self, stream: Stream, reason: str, count: int) -> None:
+        """``count`` frames of ``stream`` dropped for ``reason``."""
         stream.dropped[reason] = stream.dropped.get(reason, 0) + count
         self.metrics.frames_dropped_total.labels(stream.id, reason).inc(count)
+
+    def room(self, stream: Stream) -> int:
+        """Places left in ``stream``'s mailbox."""
+        with self._cond:
+            return max(0, stream.buffer - len(stream.mailbox))
+
+    def ended(self, stream: Stream) -> None:
+        """``stream``'s source ended (its state already says how)."""
+        stream.ended_at = self._clock()
+        self._update_workers()
 
     def _ingest_loop(self) -> None:
         next_reap = self._clock() + 1.0
@@ -464,7 +363,7 @@ class StreamManager:
             stream.ingested.append(time.monotonic())
             self.pipeline.submit(item)  # blocks while the pipeline is full: backpressure
 
-    def _take(self) -> tuple[_Stream, Item] | None:
+    def _take(self) -> tuple[Stream, Item] | None:
         with self._cond:
             for _ in range(2):
                 for _ in range(len(self._order)):
@@ -483,7 +382,7 @@ class StreamManager:
     def _update_workers(self) -> None:
         self.metrics.streams_active.set(self.active())
 
-    def _close_recorder(self, stream: _Stream) -> None:
+    def _close_recorder(self, stream: Stream) -> None:
         if stream.recorder is None:
             return
         self.pipeline.keep_images.discard(stream.id)

@@ -15,7 +15,7 @@ requests hold it can read above the capacity (by at most the frames).
 A request whose ``deadline`` is too near to be met is dropped when it reaches the head of
 its lane (Triton's ``timeout_action: REJECT``, checked at dequeue as Triton does): "too
 near" is ``now + reserve > deadline``, ``reserve`` being the time the stages after this
-queue still need (kept current by :class:`inference.admission.ServiceModel`). Dropped
+queue still need (kept current by :class:`inference.core.admission.ServiceModel`). Dropped
 items go to ``on_expired`` outside the lock, so the stage behind never runs them.
 """
 
@@ -26,8 +26,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from .metrics import RuntimeMetrics
-from .types import Item
+from ..metrics import RuntimeMetrics
+from ..types import Item
 
 
 class StageQueue:
@@ -164,6 +164,18 @@ class StageQueue:
 
     def __len__(self) -> int:
         return len(self._frames) + len(self._requests)
+
+
+def one_from(queue: StageQueue) -> Callable[[], list[Item]]:
+    """A per-item stage's input: one item from its queue, or none after a short wait
+    (the batched stage's is a :class:`~inference.core.batching.Batcher`)."""
+    get = queue.get
+
+    def take() -> list[Item]:
+        item = get(0.2)
+        return [item] if item is not None else []
+
+    return take
 
 
 def _nothing(*args: object) -> None:

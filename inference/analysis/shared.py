@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..bottleneck import StageWindow
 from ..types import REMOTE_STAGES
+from .bottleneck import StageWindow
 
 
 def fuse(

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 
-from .metrics import RuntimeMetrics
+from ..metrics import RuntimeMetrics
+from ..types import Item
 from .queues import StageQueue
-from .types import Item
 
 
 class Batcher:
