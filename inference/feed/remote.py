@@ -108,6 +108,10 @@ class RemoteSource:
         """A frame came from the process: count it and, with a tensor, deliver it."""
         self.late += late
         self.next_index = max(self.next_index, item.frame + 1)
+        # As a stream's thread counts each decoded frame (Pipeline.source_stage):
+        # admission takes the streams' frame rate out of what it offers HTTP, and it
+        # read 0 frames/s while every stream decoded here.
+        self.process.pool.pipeline.frames_in.inc()
         if self.inlet is not None:
             self.inlet.frame(item, self.late, deliver=ok)
 

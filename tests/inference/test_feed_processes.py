@@ -74,6 +74,10 @@ def test_streams_run_in_a_decode_process_and_every_frame_arrives_once(make_runti
     assert "inference_decode_processes 1.0" in text
     assert 'inference_decode_process_heartbeat_age_seconds{process="0"}' in text
     assert _state(runtime, "cam")["state"] == "running"
+    # Admission takes the streams' frames out of what it offers HTTP: they must be
+    # counted as they arrive from the process (frames_in stayed 0, so /v1/profile said
+    # stream_items_per_s 0.0 with 45 frames/s of streams and loadgen's 1.5x overshot).
+    assert runtime.pipeline.frames_in.value >= 120
 
 
 def test_a_source_that_cannot_be_opened_fails_the_request_as_on_a_thread(make_runtime, tmp_path):
