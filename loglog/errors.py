@@ -28,10 +28,12 @@ class ConfigError(LoglogError, ValueError):
 
 class MissingExtra(ConfigError, ImportError):
     """``what`` needs packages that are not installed; one line names the extra to install:
-    ``loglog.metrics needs the 'prometheus' extra: pip install 'loglog[prometheus]'``.
+    ``loglog.metrics needs the 'prometheus' extra: in loglog's checkout, pip install
+    '.[prometheus]'``.
 
-    ``pip install loglog`` is the logger alone; the rest of the distribution (its metrics,
-    the OTLP sink, the inference server, the CLI's subcommands) comes with extras.
+    ``pip install .`` (in the checkout) is the logger alone; the rest of the distribution
+    (its metrics, the OTLP sink, the inference server, the CLI's subcommands) comes with
+    extras.
     ``extra`` is the extra's name (``"serve,agent"`` when several), ``name`` the missing
     module (as on any ImportError).
     """
@@ -40,7 +42,11 @@ class MissingExtra(ConfigError, ImportError):
         self, extra: str, what: str, module: str | None = None, *, option: str = ""
     ) -> None:
         plural = "s" if "," in extra else ""
-        message = f"{what} needs the '{extra}' extra{plural}: pip install 'loglog[{extra}]'"
+        # From the checkout: "loglog" on PyPI is another project's name.
+        message = (
+            f"{what} needs the '{extra}' extra{plural}: "
+            f"in loglog's checkout, pip install '.[{extra}]'"
+        )
         super().__init__(message, option)
         self.msg = message  # ImportError's attributes, which its __init__ would have set
         self.name = module

@@ -7,7 +7,7 @@ before running the subcommand, so a missing package is one line naming the extra
 status 2, never a traceback from deep inside an import::
 
     $ loglog up
-    loglog up needs the 'serve,agent' extras: pip install 'loglog[serve,agent]'
+    loglog up needs the 'serve,agent' extras: in loglog's checkout, pip install '.[serve,agent]'
 
 :data:`PARTS` says which extra each part of the code needs;
 tests/packaging/test_extras.py reads every module's imports and fails when a third-party

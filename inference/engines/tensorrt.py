@@ -26,7 +26,8 @@ class TensorRTEngine:
             import tensorrt as trt
         except ImportError as exc:
             raise ModelError(
-                "TensorRT is not installed: pip install 'loglog[gpu]' on a host with an "
+                "TensorRT is not installed: in loglog's checkout, pip install '.[gpu]' on a host "
+                "with an "
                 "NVIDIA GPU, or serve the ONNX model instead"
             ) from exc
         try:

@@ -59,7 +59,8 @@ def _import_torch() -> Any:
         import torch
     except ImportError as exc:
         raise ModelError(
-            "PyTorch is not installed: pip install 'loglog[torch]' (CPU build) or a CUDA "
+            "PyTorch is not installed: in loglog's checkout, pip install '.[torch]' (CPU "
+            "build) or a CUDA "
             "build of torch on a GPU host; or serve the ONNX model with --engine onnxruntime"
         ) from exc
     return torch

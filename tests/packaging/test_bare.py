@@ -68,8 +68,8 @@ except loglog.ConfigError as exc:
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.splitlines() == [
-        "metrics: loglog.metrics needs the 'prometheus' extra: pip install 'loglog[prometheus]'",
-        "otlp: loglog's otlp_endpoint needs the 'otlp' extra: pip install 'loglog[otlp]'",
+        "metrics: loglog.metrics needs the 'prometheus' extra: in loglog's checkout, pip install '.[prometheus]'",
+        "otlp: loglog's otlp_endpoint needs the 'otlp' extra: in loglog's checkout, pip install '.[otlp]'",
     ]
 
 
@@ -110,9 +110,7 @@ print(build_parser().format_help())
     for command, (_, extra) in COMMANDS.items():
         code, err = results[command]
         plural = "s" if "," in extra else ""
-        expected = (
-            f"loglog {command} needs the '{extra}' extra{plural}: pip install 'loglog[{extra}]'\n"
-        )
+        expected = f"loglog {command} needs the '{extra}' extra{plural}: in loglog's checkout, pip install '.[{extra}]'\n"
         assert (code, err) == (2, expected), command
     for command in (*COMMANDS, "receiver"):
         assert command in out.stdout

@@ -208,14 +208,17 @@ def test_a_subcommand_whose_extra_is_missing_says_which_in_one_line(
     monkeypatch.setitem(extras.PROBES, "agent", ("prometheus_client", "no_such_module_24"))
     assert cli.main(["agent", "--port", "0"]) == 2
     err = capsys.readouterr().err
-    assert err == "loglog agent needs the 'agent' extra: pip install 'loglog[agent]'\n"
+    assert (
+        err
+        == "loglog agent needs the 'agent' extra: in loglog's checkout, pip install '.[agent]'\n"
+    )
 
 
 def test_require_names_every_extra_of_a_list() -> None:
     with pytest.raises(MissingExtra) as caught:
         extras.require("serve,agent", "no_such_module_24", what="loglog up")
     assert str(caught.value) == (
-        "loglog up needs the 'serve,agent' extras: pip install 'loglog[serve,agent]'"
+        "loglog up needs the 'serve,agent' extras: in loglog's checkout, pip install '.[serve,agent]'"
     )
     assert caught.value.name == "no_such_module_24" and caught.value.extra == "serve,agent"
     assert isinstance(caught.value, ImportError) and isinstance(caught.value, ConfigError)

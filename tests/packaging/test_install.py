@@ -57,5 +57,5 @@ def test_pip_install_dot_is_the_logger_alone(tmp_path: Path) -> None:
     )
     assert (up.returncode, up.stderr) == (
         2,
-        "loglog up needs the 'serve,agent' extras: pip install 'loglog[serve,agent]'\n",
+        "loglog up needs the 'serve,agent' extras: in loglog's checkout, pip install '.[serve,agent]'\n",
     )
