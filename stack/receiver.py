@@ -182,10 +182,14 @@ class AlertReceiver:
                 "alertname": labels.get("alertname"),
                 "severity": labels.get("severity"),
                 "receiver": payload["receiver"],
-                "instance": labels.get("instance"),
                 "summary": notes.get("summary"),
                 "runbook_url": notes.get("runbook_url"),
             }
+            # An SLO alert aggregates by job: name where it fired, never "instance=null".
+            for where in ("instance", "job"):
+                if labels.get(where):
+                    fields[where] = labels[where]
+                    break
             if alert["status"] == "resolved":
                 self.log.info("alert resolved", **fields)
             elif labels.get("severity") == "critical":

@@ -350,3 +350,25 @@ def test_up_refuses_when_a_binary_is_missing_and_says_how_to_install(tmp_path):
     assert result.returncode == 2
     assert "sudo apt-get install" in result.stdout and "prometheus" in result.stdout
     assert os.environ["PATH"]  # the test process keeps its PATH
+
+
+def test_a_page_names_where_it_fired_never_instance_null(tmp_path):
+    """An SLO alert aggregates by job (no instance label): its console line names the job
+    instead of printing ``instance=null`` (a new user's game day showed that)."""
+    from loglog.testing import capture
+
+    receiver = AlertReceiver("127.0.0.1", 0, tmp_path / "alerts.jsonl")
+    by_job = _webhook("InferenceErrorsBudgetBurn", "firing", "critical")
+    by_job["alerts"][0]["labels"]["job"] = "inference"
+    by_instance = _webhook("InferenceDown", "firing", "critical")
+    by_instance["alerts"][0]["labels"].update(job="inference", instance="127.0.0.1:8000")
+    receiver.start()
+    try:
+        with capture() as records:
+            receiver.record(by_job, "page")
+            receiver.record(by_instance, "page")
+    finally:
+        receiver.stop()
+    fields = [r.fields for r in records if r.logger == "alerts"]
+    assert fields[0]["job"] == "inference" and "instance" not in fields[0]
+    assert fields[1]["instance"] == "127.0.0.1:8000" and "job" not in fields[1]
