@@ -192,11 +192,18 @@ class Builder:
         return self._stalls
 
     def shed(self) -> tuple[Figure, Figure]:
-        """Requests rejected and frames dropped in the range (the server shedding load)."""
-        sel = self.selector()
+        """Requests refused and frames dropped in the range (the server shedding load).
+
+        Requests refused are both kinds: rejected (4xx, ``inference_requests_total{status=
+        "rejected"}``) and shed with a 503 (``inference_requests_shed_total``, every reason);
+        a shed request is never counted in the first. ``or`` keeps either when the other has
+        no series (their label sets differ, so none is dropped), and the sum is empty only
+        when neither has one."""
+        sel, r = self.selector(), f"[{self.range}s]"
         rejected = self.figure(
-            "Requests rejected in the range",
-            f'sum(increase(inference_requests_total{{{sel}, status="rejected"}}[{self.range}s]))',
+            "Requests rejected or shed in the range",
+            f'sum(increase(inference_requests_total{{{sel}, status="rejected"}}{r})'
+            f" or increase(inference_requests_shed_total{{{sel}}}{r}))",
             "short",
         )
         dropped = self.figure(

@@ -108,7 +108,7 @@ class Throughput:
     peak_per_s: float | None
     coverage: Coverage | None  # None: not known (no presence signal)
     late_allowed_s: float = 0.0  # a late start shorter than this is not "partial"
-    rejected: float | None = None  # requests refused in the range (overload)
+    rejected: float | None = None  # requests rejected (4xx) or shed (503) in the range
     dropped_frames: float | None = None
 
 

@@ -115,7 +115,7 @@ def throughput(f: Throughput) -> Said:
     # Half an item: increase() extrapolates, so "nothing rejected" can read 0.2.
     if rejected is not None and rejected >= 0.5:
         were = _plural(rejected, "request was", "requests were")
-        shed.append(f"{count(rejected)} {were} rejected")
+        shed.append(f"{count(rejected)} {were} rejected or shed")
     if dropped is not None and dropped >= 0.5:
         shed.append(f"{count(dropped)} {_plural(dropped, 'frame', 'frames')} dropped")
     if shed:
@@ -291,7 +291,8 @@ def availability(f: Availability, range_s: float) -> str:
 
 
 def overloaded(rejected: float | None, dropped: float | None) -> bool:
-    """Whether the server shed load: a request rejected or a frame dropped in the range."""
+    """Whether the server shed load: a request rejected or shed, or a frame dropped, in the
+    range."""
     return any((amount(v) or 0.0) >= 0.5 for v in (rejected, dropped))
 
 

@@ -81,6 +81,7 @@ def inference(
     rate5m: Callable[[int], float] | None = None,
     efficiency: float = 0.25,
     rejected_per_s: float = 0.0,
+    shed_per_s: dict[str, float] | None = None,
     dropped_per_s: float = 0.0,
     stalled: Callable[[int], bool] | None = None,
 ) -> None:
@@ -125,6 +126,12 @@ def inference(
             d.counter(
                 f'inference_requests_total{{{INF},status="rejected"}}',
                 lambda t: rejected_per_s,
+                **span,
+            )
+        for reason, per_s in (shed_per_s or {}).items():
+            d.counter(
+                f'inference_requests_shed_total{{{INF},reason="{reason}"}}',
+                lambda t, r=per_s: r,
                 **span,
             )
         if dropped_per_s:
@@ -195,8 +202,9 @@ def outage(end: int) -> str:
 
 def overload(end: int) -> str:
     """More offered than the server takes: it delivers 38 items/s (95 % of its 40), yet 2
-    requests/s are rejected and 1 frame/s dropped for the whole range, the queue is full,
-    and latency eats 80 % of the budget."""
+    requests/s are rejected (bad input) and 3/s shed with a 503 (2 at admission, queue full;
+    1 dropped from a queue, expired) and 1 frame/s dropped for the whole range, the queue is
+    full, and latency eats 80 % of the budget."""
     d = Data(end)
     inference(
         d,
@@ -204,6 +212,7 @@ def overload(end: int) -> str:
         delivered=lambda t: 38.0,
         efficiency=0.95,
         rejected_per_s=2.0,
+        shed_per_s={"queue_full": 2.0, "expired": 1.0},
         dropped_per_s=1.0,
     )
     d.firing("InferenceQueueSaturated", "warning", 110 * 60, 110)

@@ -97,7 +97,7 @@ def expected(ends: dict[str, int]) -> dict[str, dict[str, tuple[str, list[str]]]
             "incidents": ("degraded", ["longest 6 min (InferenceDown)"]),
         },
         "overload": {
-            "throughput": ("degraded", ["Overloaded: 14.4 k requests were rejected and 7.2 k frames dropped — load the server could not take."]),
+            "throughput": ("degraded", ["Overloaded: 36 k requests were rejected or shed and 7.2 k frames dropped — load the server could not take."]),
             "service-level": ("degraded", ["which meets the 99.0 % target with little to spare: at this pace only 20.0 % of the latency error budget would be left."]),
             "capacity": ("degraded", ["No headroom is claimed: the server shed load in this range."]),
         },
@@ -177,6 +177,16 @@ def test_an_exhausted_budget_figure_says_so(made: dict[str, Made]):
     assert shown["Latency error budget left"] == "exhausted (71× the allowed)"
     assert shown["Error budget left, 30 days"].startswith("exhausted (")
     assert "Latency error budget left: exhausted (71× the allowed)" in made["slo_missed"].pdf_text
+
+
+def test_overload_counts_requests_shed_as_well_as_rejected(made: dict[str, Made]):
+    """Shed requests (503, inference_requests_shed_total) count with the rejected ones: the
+    figure is 2/s rejected + 3/s shed over the two hours, not the rejected 14.4 k alone."""
+    throughput = made["overload"].report.sections[0]
+    (figure,) = [f for f in throughput.figures if f.label.startswith("Requests rejected")]
+    assert figure.label == "Requests rejected or shed in the range"
+    assert figure.value is not None and abs(figure.value - 5.0 * scenarios.RANGE) < 200
+    assert "inference_requests_shed_total" in figure.query
 
 
 def test_an_outage_is_a_gap_and_the_ramp_after_it_is_not_drawn(

@@ -23,7 +23,7 @@ import pytest
 
 from alerts.names import check_expression
 from alerts.recording import recorded_names
-from report import sections
+from report import builder, sections
 from report.prom import Prometheus
 from report.units import fmt
 from tests.conftest import ROOT
@@ -217,7 +217,7 @@ def test_a_week_long_report_keeps_every_firing_and_the_item_count(known_report: 
     assert [(e.alertname, e.severity) for e in incidents.episodes] == [
         (f.alertname, f.severity) for f in known.FIRINGS
     ]
-    window = sections.alert_step_for(7 * 86400)
+    window = builder.alert_step_for(7 * 86400)
     for episode, firing in zip(incidents.episodes, known.FIRINGS, strict=True):
         assert abs(episode.seconds - 60 * firing.minutes) <= window + known.SCRAPE, episode
 
