@@ -146,6 +146,10 @@ class Capacity:
     objective_s: float
     stalls: tuple[Stall, ...] = ()
     overloaded: bool = False
+    #: Seconds from the inference server's last (re)start to the range's end (None: not
+    #: known); under ``window_s`` the headroom stat reads a rate still filling its window.
+    restarted_ago_s: float | None = None
+    window_s: float = 300.0  # the delivered rate's window (job:…:rate5m)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

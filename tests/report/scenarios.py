@@ -177,10 +177,10 @@ def slo_missed(end: int) -> str:
 OUTAGE_FROM, OUTAGE_TO = 50 * 60, 44 * 60
 
 
-def outage(end: int) -> str:
+def outage(end: int, ago: tuple[int, int] = (OUTAGE_FROM, OUTAGE_TO)) -> str:
     """The server is down for 6 minutes; its 5-minute rate outlives it by 5 minutes (the
     recording rule still had samples in its window) and ramps up after the restart."""
-    down_from, down_to = end - OUTAGE_FROM, end - OUTAGE_TO
+    down_from, down_to = end - ago[0], end - ago[1]
 
     def up(t: int) -> bool:
         return not down_from < t < down_to
@@ -196,8 +196,19 @@ def outage(end: int) -> str:
 
     d = Data(end)
     inference(d, up=up, rate5m=rate5m)  # type: ignore[arg-type]
-    d.firing("InferenceDown", "critical", OUTAGE_FROM - 60, 6)
+    d.firing("InferenceDown", "critical", ago[0] - 60, (ago[0] - ago[1]) // 60)
     return d.openmetrics()
+
+
+#: The restart scenario: down from 10 to 2 minutes before the end, so the range ends while
+#: the restarted server's 5-minute rate is still filling (a ramp: 4 /s of its 10).
+RESTART_FROM, RESTART_TO = 10 * 60, 2 * 60
+
+
+def restarted(end: int) -> str:
+    """An outage that ends 2 minutes before the range does: the headroom stat at the end
+    reads the ramp (delivered looks low, so headroom looks large) and must not be claimed."""
+    return outage(end, (RESTART_FROM, RESTART_TO))
 
 
 def overload(end: int) -> str:
@@ -285,6 +296,7 @@ SCENARIOS: dict[str, Callable[[int], str]] = {
     "healthy": healthy,
     "slo_missed": slo_missed,
     "outage": outage,
+    "restarted": restarted,
     "overload": overload,
     "stalled": stalled,
     "empty": empty,
