@@ -226,8 +226,7 @@ def _call(
 def _submit(args: argparse.Namespace) -> int:
     code = 0
     for source in args.sources:
-        path = Path(source)
-        full = str(path.resolve()) if path.exists() else source
+        full = _resolved(source)
         status, body = _call(
             "POST",
             f"{args.api}/v1/jobs",
@@ -241,6 +240,19 @@ def _submit(args: argparse.Namespace) -> int:
             print(f"rejected {source}: {body.get('error')}", file=sys.stderr)
             code = 1
     return code
+
+
+def _resolved(source: str) -> str:
+    """A path (no scheme) is the user's, relative to their directory: resolved here even when
+    it does not exist, so the API says "no such video file" for it rather than resolving it
+    in its own directory and refusing it as outside source_dirs. Anything else (a URL, no
+    text, a path the OS cannot take) goes as given, for the API to judge."""
+    if "://" in source or not source.strip():
+        return source
+    try:
+        return str(Path(source).resolve())
+    except (OSError, ValueError):
+        return source
 
 
 def _ls(args: argparse.Namespace) -> int:
@@ -287,6 +299,10 @@ def _watch(args: argparse.Namespace) -> int:
             f"{args.api}/v1/jobs/{urllib.parse.quote(args.job, safe='')}",
             token_file=args.token_file,
         )
+        if status == 404 and str(job.get("error", "")).startswith("no job "):
+            # The API's answer names its route; a CLI user lists jobs with the CLI.
+            print(f"no job {args.job!r}: list jobs with `loglog jobs ls`", file=sys.stderr)
+            return 1
         if status != 200:
             print(job.get("error"), file=sys.stderr)
             return 1

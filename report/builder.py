@@ -13,6 +13,7 @@ here; this module only asks and converts.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 
@@ -192,11 +193,18 @@ class Builder:
         return self._stalls
 
     def shed(self) -> tuple[Figure, Figure]:
-        """Requests rejected and frames dropped in the range (the server shedding load)."""
-        sel = self.selector()
+        """Requests refused and frames dropped in the range (the server shedding load).
+
+        Requests refused are both kinds: rejected (4xx, ``inference_requests_total{status=
+        "rejected"}``) and shed with a 503 (``inference_requests_shed_total``, every reason);
+        a shed request is never counted in the first. ``or`` keeps either when the other has
+        no series (their label sets differ, so none is dropped), and the sum is empty only
+        when neither has one."""
+        sel, r = self.selector(), f"[{self.range}s]"
         rejected = self.figure(
-            "Requests rejected in the range",
-            f'sum(increase(inference_requests_total{{{sel}, status="rejected"}}[{self.range}s]))',
+            "Requests rejected or shed in the range",
+            f'sum(increase(inference_requests_total{{{sel}, status="rejected"}}{r})'
+            f" or increase(inference_requests_shed_total{{{sel}}}{r}))",
             "short",
         )
         dropped = self.figure(
@@ -305,23 +313,31 @@ class Builder:
         capacity = self.figure(
             "Model capacity (mean)", self.over(self.expr(vs, 0), "avg", "sum"), vs.unit
         )
-        headroom = self.stat(panel(OVERVIEW, "Capacity headroom (streams)", cfg))
+        headroom_panel = panel(OVERVIEW, "Capacity headroom (streams)", cfg)
+        headroom = self.stat(headroom_panel)
         gpu = self.figure(
             "GPU utilization (mean)", self.over(self.expr(gpu_panel), "avg", "avg"), gpu_panel.unit
         )
         chart = self.chart(vs, self.presence())
-        said = sentences.capacity(
-            facts.Capacity(
-                efficiency=efficiency.value,
-                capacity_per_s=capacity.value,
-                headroom_streams=headroom.value,
-                gpu_busy=gpu.value,
-                slo=slo,
-                objective_s=cfg.latency_slo_seconds,
-                stalls=self.stalls(),
-                overloaded=self.overloaded,
-            )
+        runs = self.presence()
+        fact = facts.Capacity(
+            efficiency=efficiency.value,
+            capacity_per_s=capacity.value,
+            headroom_streams=headroom.value,
+            gpu_busy=gpu.value,
+            slo=slo,
+            objective_s=cfg.latency_slo_seconds,
+            stalls=self.stalls(),
+            overloaded=self.overloaded,
+            # The last run of the scraped counter began at the server's last (re)start
+            # (presence is asked from 5 minutes before the range, so an older one is seen).
+            restarted_ago_s=self.end - runs[-1][0] if runs else None,
+            window_s=series.rate_window([self.expr(headroom_panel)]),
         )
+        said = sentences.capacity(fact)
+        if (reason := sentences.no_headroom(fact)) is not None:
+            # The stat reads the same rate the claim distrusts: no number, the reason instead.
+            headroom = dataclasses.replace(headroom, value=None, shown=f"— (not claimed: {reason})")
         return Section(
             key="capacity",
             title="Capacity and efficiency",

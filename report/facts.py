@@ -108,7 +108,7 @@ class Throughput:
     peak_per_s: float | None
     coverage: Coverage | None  # None: not known (no presence signal)
     late_allowed_s: float = 0.0  # a late start shorter than this is not "partial"
-    rejected: float | None = None  # requests refused in the range (overload)
+    rejected: float | None = None  # requests rejected (4xx) or shed (503) in the range
     dropped_frames: float | None = None
 
 
@@ -146,6 +146,10 @@ class Capacity:
     objective_s: float
     stalls: tuple[Stall, ...] = ()
     overloaded: bool = False
+    #: Seconds from the inference server's last (re)start to the range's end (None: not
+    #: known); under ``window_s`` the headroom stat reads a rate still filling its window.
+    restarted_ago_s: float | None = None
+    window_s: float = 300.0  # the delivered rate's window (job:…:rate5m)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

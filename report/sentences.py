@@ -115,7 +115,7 @@ def throughput(f: Throughput) -> Said:
     # Half an item: increase() extrapolates, so "nothing rejected" can read 0.2.
     if rejected is not None and rejected >= 0.5:
         were = _plural(rejected, "request was", "requests were")
-        shed.append(f"{count(rejected)} {were} rejected")
+        shed.append(f"{count(rejected)} {were} rejected or shed")
     if dropped is not None and dropped >= 0.5:
         shed.append(f"{count(dropped)} {_plural(dropped, 'frame', 'frames')} dropped")
     if shed:
@@ -208,16 +208,18 @@ def capacity(f: Capacity) -> Said:
             f"The {stall.stage} stage was stalled (hung, not slow) for "
             f"{duration(stall.seconds)} in this range{still}."
         )
-    blockers = []
-    if f.stalls:
-        blockers.append("a stage was stalled")
-    if f.slo >= State.EXHAUSTED:
-        blockers.append(f"the {f.objective_s:g} s latency objective was missed")
-    if f.overloaded:
-        blockers.append("the server shed load")
+    blockers = _blockers(f)
     headroom = finite(f.headroom_streams)
-    if blockers:
-        parts.append(f"No headroom is claimed: {_and(blockers)} in this range.")
+    if blockers or _filling(f):
+        because = f"{_and(blockers)} in this range" if blockers else ""
+        if _filling(f):
+            assert f.restarted_ago_s is not None
+            filling = (
+                f"the inference server (re)started {duration(f.restarted_ago_s)} before the "
+                f"end of the range, and its {duration(f.window_s)} rate window is still filling"
+            )
+            because = f"{because}; {filling}" if because else filling
+        parts.append(f"No headroom is claimed: {because}.")
         state = max(state, State.DEGRADED)
     elif headroom is not None and headroom >= 0.05:
         room = f"{headroom:.1f}" if headroom < 1000 else count(headroom)
@@ -239,6 +241,33 @@ def capacity(f: Capacity) -> Said:
     else:
         parts.append(f"GPUs were busy {fmt(gpu, 'percentunit')} of the time.")
     return Said(state=state, text=" ".join(parts))
+
+
+def _blockers(f: Capacity) -> list[str]:
+    """What argues against a headroom claim in the range (see :func:`no_headroom`)."""
+    blockers = []
+    if f.stalls:
+        blockers.append("a stage was stalled")
+    if f.slo >= State.EXHAUSTED:
+        blockers.append(f"the {f.objective_s:g} s latency objective was missed")
+    if f.overloaded:
+        blockers.append("the server shed load")
+    return blockers
+
+
+def _filling(f: Capacity) -> bool:
+    """The delivered rate at the end is a ramp: the server (re)started within its window."""
+    return f.restarted_ago_s is not None and f.restarted_ago_s < f.window_s
+
+
+def no_headroom(f: Capacity) -> str | None:
+    """Why no headroom is claimed, briefly (for the headroom figure), or None when it is."""
+    blockers = _blockers(f)
+    if blockers:
+        return _and(blockers)
+    if _filling(f):
+        return f"the {duration(f.window_s)} rate is still filling after a (re)start"
+    return None
 
 
 def incidents(episodes: tuple[Episode, ...], *, range_s: float, end: float, step: float) -> Said:
@@ -291,7 +320,8 @@ def availability(f: Availability, range_s: float) -> str:
 
 
 def overloaded(rejected: float | None, dropped: float | None) -> bool:
-    """Whether the server shed load: a request rejected or a frame dropped in the range."""
+    """Whether the server shed load: a request rejected or shed, or a frame dropped, in the
+    range."""
     return any((amount(v) or 0.0) >= 0.5 for v in (rejected, dropped))
 
 

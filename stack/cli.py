@@ -114,8 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     profile.add_argument(
         "--agent",
-        help="the node agent on the server's host (e.g. http://127.0.0.1:9400): its CPU "
-        "counters tell CPU contention from a slow device (without it: unknown)",
+        help="the node agent on the server's host (http://127.0.0.1:9400, or its /metrics "
+        "URL): its CPU counters tell CPU contention from a slow device (without it: unknown)",
     )
     profile.add_argument("--json", action="store_true", help="print JSON instead of a table")
     profile.set_defaults(run=_profile, extra="serve")

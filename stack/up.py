@@ -371,7 +371,7 @@ def _next_steps(o: Options, alerts_path: str = "/alerts") -> str:
     return (
         "Everything is up. Try:\n"
         f"{hint}"
-        f"  {command} profile --url {inference}\n"
+        f"  {command} profile --url {inference} --agent http://{o.host}:{o.agent_port}\n"
         f"  curl -s -XPOST {inference}/v1/drills -H 'content-type: application/json' "
         '-d \'{"stage": "preprocess", "delay_ms": 30, "duration_s": 120}\'\n'
         f"  open http://{o.host}:{o.prometheus_port}{alerts_path}  ·  "

@@ -144,7 +144,15 @@ def verdict(
             engine_efficiency,
         )
     stage = best[1]
-    fill = "" if stage.queue_fill is None else f", input queue {stage.queue_fill:.0%} full"
+    # Depth can pass queue_capacity: frames fill their lane up to it while HTTP requests
+    # wait in their own (inference/core/queues.py), so 101 % is "full", not a broken gauge.
+    fill = (
+        ""
+        if stage.queue_fill is None
+        else ", input queue full"
+        if stage.queue_fill >= 1.0
+        else f", input queue {stage.queue_fill:.0%} full"
+    )
     p99 = "" if stage.p99_s is None else f", p99 {_duration(stage.p99_s)}"
     reason = (
         f"{stage.name} is the bottleneck, slow but moving ({stage.items_per_s:.1f} items/s, "

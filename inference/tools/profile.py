@@ -30,9 +30,17 @@ from ..types import LAST_STAGE, SOURCE_STAGE, SPECS, STAGES
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
+def metrics_url(url: str) -> str:
+    """``url``'s /metrics page: the base URL (``http://host:9400``) or the page itself
+    (``http://host:9400/metrics``, as ``loglog up`` prints the agent's) both name it."""
+    url = url.rstrip("/")
+    return url if url.endswith("/metrics") else url + "/metrics"
+
+
 def scrape(url: str, timeout: float = 10.0) -> Samples:
-    """Every sample of a /metrics page, keyed by (name, sorted labels)."""
-    with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=timeout) as response:
+    """Every sample of a /metrics page (``url`` as :func:`metrics_url` reads it), keyed by
+    (name, sorted labels)."""
+    with urllib.request.urlopen(metrics_url(url), timeout=timeout) as response:
         text = response.read().decode()
     samples: Samples = {}
     for family in text_string_to_metric_families(text):
@@ -367,7 +375,10 @@ def _agent(url: str | None) -> Samples | None:
         return None
     try:
         return scrape(url)
-    except (OSError, ValueError):
+    except (OSError, ValueError) as exc:
+        # Said, not silent: "Host CPUs: unknown" alone reads as if --agent were missing.
+        sys.stderr.write(f"loglog profile: --agent {url}: cannot read {metrics_url(url)} "
+                         f"({exc}); the host's CPU load is unknown\n")  # fmt: skip
         return None
 
 

@@ -203,3 +203,42 @@ def test_a_token_file_that_is_a_directory_is_one_line_and_exit_2(
     assert code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"the token file '{tmp_path}' is not a regular file" in err
+
+
+@pytest.mark.slow
+def test_submit_of_a_relative_path_that_does_not_exist_says_so(
+    store: JobStore, tmp_path: Path
+) -> None:
+    """`loglog jobs submit archive/missing.mp4` from inside source_dirs, the API started in
+    another directory: "no such video file" (before: the unresolved relative path was
+    resolved by the API in its own directory, outside source_dirs, "is not allowed")."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    videos = tmp_path / "videos"
+    (videos / "archive").mkdir(parents=True)
+    app = create_app(down_dispatcher(store), publish_interval=60,
+                     policy=SourcePolicy(file_dirs=(str(videos),)))  # fmt: skip
+    with served(app) as api:
+        result = subprocess.run(
+            [sys.executable, "-m", "stack.cli", "jobs", "submit", "archive/missing.mp4",
+             "--api", api],
+            cwd=videos, capture_output=True, text=True, timeout=60,
+            env={**os.environ, "PYTHONPATH": str(root), "LOGLOG_TOKEN_FILE": ""},
+        )  # fmt: skip
+    assert result.returncode == 1, result
+    assert "no such video file" in result.stderr, result.stderr
+    assert str(videos / "archive" / "missing.mp4") in result.stderr
+    assert "not allowed" not in result.stderr
+
+
+def test_watch_of_an_unknown_job_names_the_command_that_lists_jobs(
+    store: JobStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The API's 404 says "list jobs with GET /v1/jobs"; the CLI says `loglog jobs ls`."""
+    with served(create_app(down_dispatcher(store), publish_interval=60)) as api:
+        assert main(["jobs", "watch", "nosuchjob", "--api", api]) == 1
+    err = capsys.readouterr().err
+    assert "no job 'nosuchjob'" in err and "`loglog jobs ls`" in err, err
+    assert "GET /v1/jobs" not in err

@@ -172,3 +172,23 @@ def test_gpu_causes_are_named_only_for_a_gpu_engine():
             hung, delivered_per_s=0, capacity_per_s=170, engine_efficiency=None, gpu=gpu
         ).advice
         assert ("XID" in stalled) == bool(gpu), stalled
+
+
+def test_a_queue_past_its_capacity_reads_full_not_over_100_percent():
+    """Depth can pass queue_capacity (frames fill their lane to it while HTTP requests wait
+    in theirs); the verdict said "input queue 101% full", now "input queue full"."""
+    stages = _stages(
+        preprocess=StageWindow("preprocess", 50, 1.0, 1, 1.01, 2.0),
+        infer=StageWindow("infer", 50, 0.3, 1, 0.0),
+    )
+    result = verdict(stages, delivered_per_s=50, capacity_per_s=180, engine_efficiency=1.0)
+    assert result.bottleneck == "preprocess"
+    assert "input queue full" in result.reason and "101%" not in result.reason
+    half = _stages(
+        preprocess=StageWindow("preprocess", 50, 1.0, 1, 0.5, 2.0),
+        infer=StageWindow("infer", 50, 0.3, 1, 0.0),
+    )
+    assert (
+        "input queue 50% full"
+        in verdict(half, delivered_per_s=50, capacity_per_s=180, engine_efficiency=1.0).reason
+    )

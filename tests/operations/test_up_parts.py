@@ -168,6 +168,31 @@ def test_profile_on_a_server_that_answers_an_error_does_not_say_start_it(capsys)
     assert "500" in err and "start it" not in err
 
 
+def test_profile_reads_the_agent_from_the_url_loglog_up_prints(capsys):
+    """`--agent http://127.0.0.1:9400/metrics` (what `loglog up` prints) reads the same page
+    as the base URL; before, it asked /metrics/metrics and said "Host CPUs: unknown"."""
+    from inference.tools.profile import _agent
+
+    class Agent(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'host_cpu_seconds_total{mode="idle"} 12.5\n'
+            self.send_response(200 if self.path == "/metrics" else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    key = ("host_cpu_seconds_total", (("mode", "idle"),))
+    with http_server(Agent) as url:
+        for given in (url, f"{url}/", f"{url}/metrics", f"{url}/metrics/"):
+            assert _agent(given) == {key: 12.5}, given
+        assert capsys.readouterr().err == ""
+        assert _agent(f"{url}/nothing") is None
+    assert f"--agent {url}/nothing: cannot read {url}/nothing/metrics" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_jobs_ls_into_a_closed_pipe_exits_quietly(tmp_path):
     """`loglog jobs ls | head -1`: rc 141 (or 0), no BrokenPipeError traceback."""

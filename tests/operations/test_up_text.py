@@ -14,7 +14,7 @@ def test_next_steps_say_how_to_reach_loglog_when_it_is_not_on_path(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     text = _next_steps(Options(state_dir=Path(".")), "/classic/alerts")
     loglog = Path(sys.executable).parent / "loglog"
-    assert f"{loglog} profile --url http://127.0.0.1:8000" in text
+    assert f"{loglog} profile --url http://127.0.0.1:8000 --agent http://127.0.0.1:9400\n" in text
     assert f"{loglog} report --prometheus http://127.0.0.1:9090" in text
     if (Path(sys.executable).parent / "activate").exists():
         assert "activate" in text and text.count(". ") >= 1

@@ -81,6 +81,7 @@ def inference(
     rate5m: Callable[[int], float] | None = None,
     efficiency: float = 0.25,
     rejected_per_s: float = 0.0,
+    shed_per_s: dict[str, float] | None = None,
     dropped_per_s: float = 0.0,
     stalled: Callable[[int], bool] | None = None,
 ) -> None:
@@ -127,6 +128,12 @@ def inference(
                 lambda t: rejected_per_s,
                 **span,
             )
+        for reason, per_s in (shed_per_s or {}).items():
+            d.counter(
+                f'inference_requests_shed_total{{{INF},reason="{reason}"}}',
+                lambda t, r=per_s: r,
+                **span,
+            )
         if dropped_per_s:
             d.counter(
                 f'inference_frames_dropped_total{{{INF},stream="cam1",reason="late"}}',
@@ -170,10 +177,10 @@ def slo_missed(end: int) -> str:
 OUTAGE_FROM, OUTAGE_TO = 50 * 60, 44 * 60
 
 
-def outage(end: int) -> str:
+def outage(end: int, ago: tuple[int, int] = (OUTAGE_FROM, OUTAGE_TO)) -> str:
     """The server is down for 6 minutes; its 5-minute rate outlives it by 5 minutes (the
     recording rule still had samples in its window) and ramps up after the restart."""
-    down_from, down_to = end - OUTAGE_FROM, end - OUTAGE_TO
+    down_from, down_to = end - ago[0], end - ago[1]
 
     def up(t: int) -> bool:
         return not down_from < t < down_to
@@ -189,14 +196,26 @@ def outage(end: int) -> str:
 
     d = Data(end)
     inference(d, up=up, rate5m=rate5m)  # type: ignore[arg-type]
-    d.firing("InferenceDown", "critical", OUTAGE_FROM - 60, 6)
+    d.firing("InferenceDown", "critical", ago[0] - 60, (ago[0] - ago[1]) // 60)
     return d.openmetrics()
+
+
+#: The restart scenario: down from 10 to 2 minutes before the end, so the range ends while
+#: the restarted server's 5-minute rate is still filling (a ramp: 4 /s of its 10).
+RESTART_FROM, RESTART_TO = 10 * 60, 2 * 60
+
+
+def restarted(end: int) -> str:
+    """An outage that ends 2 minutes before the range does: the headroom stat at the end
+    reads the ramp (delivered looks low, so headroom looks large) and must not be claimed."""
+    return outage(end, (RESTART_FROM, RESTART_TO))
 
 
 def overload(end: int) -> str:
     """More offered than the server takes: it delivers 38 items/s (95 % of its 40), yet 2
-    requests/s are rejected and 1 frame/s dropped for the whole range, the queue is full,
-    and latency eats 80 % of the budget."""
+    requests/s are rejected (bad input) and 3/s shed with a 503 (2 at admission, queue full;
+    1 dropped from a queue, expired) and 1 frame/s dropped for the whole range, the queue is
+    full, and latency eats 80 % of the budget."""
     d = Data(end)
     inference(
         d,
@@ -204,6 +223,7 @@ def overload(end: int) -> str:
         delivered=lambda t: 38.0,
         efficiency=0.95,
         rejected_per_s=2.0,
+        shed_per_s={"queue_full": 2.0, "expired": 1.0},
         dropped_per_s=1.0,
     )
     d.firing("InferenceQueueSaturated", "warning", 110 * 60, 110)
@@ -276,6 +296,7 @@ SCENARIOS: dict[str, Callable[[int], str]] = {
     "healthy": healthy,
     "slo_missed": slo_missed,
     "outage": outage,
+    "restarted": restarted,
     "overload": overload,
     "stalled": stalled,
     "empty": empty,

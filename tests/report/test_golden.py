@@ -96,8 +96,11 @@ def expected(ends: dict[str, int]) -> dict[str, dict[str, tuple[str, list[str]]]
             "throughput": ("partial", [f"No data for 6 min, {down}: the inference server was not scraped (down or unreachable)."]),
             "incidents": ("degraded", ["longest 6 min (InferenceDown)"]),
         },
+        "restarted": {
+            "capacity": ("degraded", ["No headroom is claimed: the inference server (re)started 2 min before the end of the range, and its 5 min rate window is still filling."]),
+        },
         "overload": {
-            "throughput": ("degraded", ["Overloaded: 14.4 k requests were rejected and 7.2 k frames dropped — load the server could not take."]),
+            "throughput": ("degraded", ["Overloaded: 36 k requests were rejected or shed and 7.2 k frames dropped — load the server could not take."]),
             "service-level": ("degraded", ["which meets the 99.0 % target with little to spare: at this pace only 20.0 % of the latency error budget would be left."]),
             "capacity": ("degraded", ["No headroom is claimed: the server shed load in this range."]),
         },
@@ -131,10 +134,25 @@ FORBIDDEN = [
 ]
 #: Said only where it is true.
 NOT_ON = {
-    "Room for": ["slo_missed", "overload", "stalled", "empty"],
+    "Room for": ["slo_missed", "restarted", "overload", "stalled", "empty"],
     "No data for": ["healthy", "slo_missed", "overload", "stalled", "fleet_broker_outage"],
-    "Overloaded": ["healthy", "slo_missed", "outage", "stalled", "fleet_broker_outage"],
-    "broker was down": ["healthy", "slo_missed", "outage", "overload", "stalled", "empty"],
+    "Overloaded": [
+        "healthy",
+        "slo_missed",
+        "outage",
+        "restarted",
+        "stalled",
+        "fleet_broker_outage",
+    ],
+    "broker was down": [
+        "healthy",
+        "slo_missed",
+        "outage",
+        "restarted",
+        "overload",
+        "stalled",
+        "empty",
+    ],
 }
 
 
@@ -177,6 +195,43 @@ def test_an_exhausted_budget_figure_says_so(made: dict[str, Made]):
     assert shown["Latency error budget left"] == "exhausted (71× the allowed)"
     assert shown["Error budget left, 30 days"].startswith("exhausted (")
     assert "Latency error budget left: exhausted (71× the allowed)" in made["slo_missed"].pdf_text
+
+
+def test_overload_counts_requests_shed_as_well_as_rejected(made: dict[str, Made]):
+    """Shed requests (503, inference_requests_shed_total) count with the rejected ones: the
+    figure is 2/s rejected + 3/s shed over the two hours, not the rejected 14.4 k alone."""
+    throughput = made["overload"].report.sections[0]
+    (figure,) = [f for f in throughput.figures if f.label.startswith("Requests rejected")]
+    assert figure.label == "Requests rejected or shed in the range"
+    assert figure.value is not None and abs(figure.value - 5.0 * scenarios.RANGE) < 200
+    assert "inference_requests_shed_total" in figure.query
+
+
+#: scenario → how the capacity section's headroom figure reads (a number only where claimed).
+HEADROOM = {
+    "healthy": "6",
+    "fleet_broker_outage": "6",
+    "outage": "6",
+    "slo_missed": "— (not claimed: the 1 s latency objective was missed)",
+    "overload": "— (not claimed: the server shed load)",
+    "stalled": "— (not claimed: a stage was stalled)",
+    "restarted": "— (not claimed: the 5 min rate is still filling after a (re)start)",
+}
+
+
+@pytest.mark.parametrize("scenario", list(HEADROOM))
+def test_the_headroom_figure_is_a_number_only_where_headroom_is_claimed(
+    made: dict[str, Made], scenario: str
+):
+    """Where the sentence says "No headroom is claimed", the figure says so too (and why),
+    in the HTML and the PDF, and no number is kept for it."""
+    capacity = made[scenario].report.sections[2]
+    (figure,) = [f for f in capacity.figures if f.label == "Capacity headroom (streams)"]
+    assert figure.text == HEADROOM[scenario]
+    assert f"Capacity headroom (streams): {figure.text}" in made[scenario].pdf_text
+    if figure.text.startswith("—"):
+        assert figure.value is None
+        assert 'data-value=""' in made[scenario].html.split("Capacity headroom (streams)")[1][:2000]
 
 
 def test_an_outage_is_a_gap_and_the_ramp_after_it_is_not_drawn(

@@ -105,26 +105,31 @@ def test_the_bad_day_sentence_of_the_issue():
     overloaded=st.booleans(),
     efficiency=figures,
     gpu=figures,
+    restarted=st.none() | st.floats(0, 7200),
 )
 def test_headroom_is_claimed_only_when_nothing_argues_against_it(
-    headroom, slo, stalled, overloaded, efficiency, gpu
+    headroom, slo, stalled, overloaded, efficiency, gpu, restarted
 ):
     """ "Room for N more streams" only with a finite, non-negative headroom while the
-    objective holds, no stage is stalled and no load is shed (the runtime's rule)."""
+    objective holds, no stage is stalled, no load is shed (the runtime's rule) and the
+    delivered rate is not still filling its window after a (re)start; no_headroom() (the
+    figure's reason) says why exactly when the sentence claims none."""
     stalls = (Stall(stage="preprocess", seconds=720, at_end=True),) if stalled else ()
-    said = sentences.capacity(
-        Capacity(
-            efficiency=efficiency,
-            capacity_per_s=40.0,
-            headroom_streams=headroom,
-            gpu_busy=gpu,
-            slo=slo,
-            objective_s=1.0,
-            stalls=stalls,
-            overloaded=overloaded,
-        )
+    fact = Capacity(
+        efficiency=efficiency,
+        capacity_per_s=40.0,
+        headroom_streams=headroom,
+        gpu_busy=gpu,
+        slo=slo,
+        objective_s=1.0,
+        stalls=stalls,
+        overloaded=overloaded,
+        restarted_ago_s=restarted,
+        window_s=300.0,
     )
+    said = sentences.capacity(fact)
     _clean(said.text)
+    filling = restarted is not None and restarted < 300
     claimed = "Room for" in said.text
     allowed = (
         headroom is not None
@@ -133,10 +138,12 @@ def test_headroom_is_claimed_only_when_nothing_argues_against_it(
         and slo < State.EXHAUSTED
         and not stalled
         and not overloaded
+        and not filling
     )
     assert claimed == allowed, said.text
-    if slo >= State.EXHAUSTED or stalled or overloaded:
-        assert "No headroom is claimed:" in said.text
+    refused = slo >= State.EXHAUSTED or stalled or overloaded or filling
+    assert ("No headroom is claimed:" in said.text) == refused, said.text
+    assert (sentences.no_headroom(fact) is not None) == refused
 
 
 @given(value=st.floats(allow_nan=True, allow_infinity=True), unit=st.sampled_from(
