@@ -168,7 +168,7 @@ def test_bad_options_fail_at_start_up_with_the_choices():
 
 def test_without_torch_installed_the_error_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
-    with pytest.raises(ModelError, match=r"pip install 'loglog\[torch\]'"):
+    with pytest.raises(ModelError, match=r"in loglog's checkout, pip install '\.\[torch\]'"):
         TorchEngine()
 
 
