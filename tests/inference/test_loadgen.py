@@ -236,6 +236,7 @@ def test_a_server_that_never_answers_is_not_retried_forever():
     assert summary["statuses"] == {"unreachable": 10}
 
 
+@pytest.mark.slow  # over 2 s: the full suite runs it
 def test_goodput_counts_2xx_within_the_slo_and_refusals_are_reported_apart():
     """A third of the requests are refused at once (503), a third answered 200 after 1.5 s
     (past a 1 s SLO), a third answered 200 at once: goodput counts only the last third,

@@ -100,6 +100,7 @@ def test_an_engine_failure_fails_that_batch_only(small_model):
         runtime.stop()
 
 
+@pytest.mark.slow  # over 2 s: the full suite runs it
 def test_a_live_stream_behind_the_pipeline_drops_its_oldest_frames(make_runtime):
     """With infer slowed by a drill, a 30 fps stream cannot be served: its mailbox drops the
     oldest frames (counted as behind) and its lag stays bounded."""
@@ -116,6 +117,7 @@ def test_a_live_stream_behind_the_pipeline_drops_its_oldest_frames(make_runtime)
     assert 'stream="cam"' not in generate_latest(runtime.registry).decode(), "labels are cleaned up"
 
 
+@pytest.mark.slow  # over 2 s: the full suite runs it
 def test_a_file_is_processed_whole_and_recording_writes_a_playable_video(make_runtime, tmp_path):
     """A file source is not live: every frame is processed (no drops) and the stream ends.
     The annotated re-encode of a synthetic stream can be decoded again."""

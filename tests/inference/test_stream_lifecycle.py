@@ -75,6 +75,7 @@ def test_concurrent_creates_with_one_id_give_exactly_one_stream(make_runtime):
     _no_source_threads_left()
 
 
+@pytest.mark.slow  # over 2 s: the full suite runs it
 def test_create_delete_races_never_orphan_a_thread(make_runtime):
     """A DELETE racing a create: either the create wins and the delete removes it, or the
     delete wins and the create answers 404 — never an error, never a thread left behind

@@ -124,6 +124,7 @@ def test_no_half_built_record_is_visible_to_a_gc_callback(pure: str) -> None:
     assert out.stdout.split()[0] == "50"
 
 
+@pytest.mark.slow  # over 2 s: the full suite runs it
 @pytest.mark.parametrize("pure", PATHS)
 def test_a_daemonised_child_that_closes_every_fd_keeps_its_files_intact(
     pure: str, tmp_path: Path
@@ -184,6 +185,7 @@ def test_a_daemonised_child_that_closes_every_fd_keeps_its_files_intact(
     assert float(words[5]) < 0.8, out.stdout  # 2 s: the worker does not spin on a closed pipe
 
 
+@pytest.mark.slow  # over 2 s: the full suite runs it
 def test_workers_that_outlive_shutdown_give_their_pipes_back() -> None:
     """A configure() storm may hold as many pipes as workers are alive at once; every one
     comes back as its worker ends, so a second storm opens none (before: +118 each)."""

@@ -155,6 +155,7 @@ def _raising_context() -> Any:
     raising_context=st.booleans(),
     omit_msg=st.booleans(),
 )
+@pytest.mark.slow  # over 2 s: the full suite runs it
 def test_c_and_python_paths_queue_the_same_records(
     calls: list[Any],
     capacity: int,
