@@ -387,13 +387,10 @@ def test_counts_add_up_exactly_whatever_happens(ops):
         s.stop()
 
 
-@settings(max_examples=100, deadline=None)
-@given(seconds=st.floats(min_value=1e-3, max_value=1e6, allow_nan=False))
-def test_the_timeout_header_sets_the_deadline_capped_at_the_maximum(seconds):
-    """Any positive number of seconds in X-Request-Timeout moves the deadline by that
-    much, up to max_request_timeout_s; without the header the default applies."""
-    clock = FakeClock()
-    admission = Admission(
+def header_admission(clock: FakeClock) -> Admission:
+    """An idle admission with a 1 s SLO, a 0.8 s default deadline and a 30 s maximum: what
+    the X-Request-Timeout tests read deadlines from."""
+    return Admission(
         _model(clock, [0]),
         lambda item: True,
         RuntimeMetrics(CollectorRegistry()),
@@ -402,6 +399,15 @@ def test_the_timeout_header_sets_the_deadline_capped_at_the_maximum(seconds):
         max_timeout=30.0,
         clock=clock,
     )
+
+
+@settings(max_examples=100, deadline=None)
+@given(seconds=st.floats(min_value=1e-3, max_value=1e6, allow_nan=False))
+def test_the_timeout_header_sets_the_deadline_capped_at_the_maximum(seconds):
+    """Any positive number of seconds in X-Request-Timeout moves the deadline by that
+    much, up to max_request_timeout_s; without the header the default applies."""
+    clock = FakeClock()
+    admission = header_admission(clock)
     assert admission.deadline(repr(seconds)) - clock() == pytest.approx(min(seconds, 30.0))
     assert admission.deadline(None) - clock() == pytest.approx(0.8)
 
@@ -409,15 +415,7 @@ def test_the_timeout_header_sets_the_deadline_capped_at_the_maximum(seconds):
 @pytest.mark.parametrize("header", ["soon", "", "-1", "0", "nan", "inf", "1e400", "0x10"])
 def test_a_bad_timeout_header_is_a_400_naming_it(header):
     clock = FakeClock()
-    admission = Admission(
-        _model(clock, [0]),
-        lambda item: True,
-        RuntimeMetrics(CollectorRegistry()),
-        latency_slo=1.0,
-        default_timeout=0.8,
-        max_timeout=30.0,
-        clock=clock,
-    )
+    admission = header_admission(clock)
     with pytest.raises(InputError, match="X-Request-Timeout") as caught:
         admission.deadline(header)
     assert caught.value.status == 400

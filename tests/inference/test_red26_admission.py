@@ -4,26 +4,15 @@ refusal of a deadline no request could meet on an idle server."""
 from __future__ import annotations
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from inference.core.admission import Admission
 from inference.errors import InputError, ShedError
-from inference.metrics import RuntimeMetrics
-from tests.inference.test_admission import _model, served  # noqa: F401 - a fixture
+from tests.inference.test_admission import header_admission, served  # noqa: F401 - a fixture
 from tests.inference.test_core import FakeClock
 
 
 def _admission() -> Admission:
-    clock = FakeClock()
-    return Admission(
-        _model(clock, [0]),
-        lambda item: True,
-        RuntimeMetrics(CollectorRegistry()),
-        latency_slo=1.0,
-        default_timeout=0.8,
-        max_timeout=30.0,
-        clock=clock,
-    )
+    return header_admission(FakeClock())
 
 
 @pytest.mark.parametrize(
