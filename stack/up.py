@@ -373,7 +373,7 @@ def _next_steps(o: Options, alerts_path: str = "/alerts") -> str:
         f"{hint}"
         f"  {command} profile --url {inference} --agent http://{o.host}:{o.agent_port}\n"
         f"  curl -s -XPOST {inference}/v1/drills -H 'content-type: application/json' "
-        '-d \'{"stage": "preprocess", "delay_ms": 30, "duration_s": 120}\'\n'
+        '-d \'{"stage": "preprocess", "delay_ms": 100, "duration_s": 120}\'\n'
         f"  open http://{o.host}:{o.prometheus_port}{alerts_path}  ·  "
         f"http://{o.host}:{o.alertmanager_port}\n"
         f"  {command} report --prometheus http://{o.host}:{o.prometheus_port} "
