@@ -234,12 +234,19 @@ def _submit(args: argparse.Namespace) -> int:
             args.token_file,
         )
         if status == 202:
-            size = f"{body['total_frames']} frames in {body['segments']} segments"
-            print(f"{body['id']}  {size}  {full}")
+            print(f"{body['id']}  {job_size(body['total_frames'], body['segments'])}  {full}")
         else:
             print(f"rejected {source}: {body.get('error')}", file=sys.stderr)
             code = 1
     return code
+
+
+def job_size(frames: int, segments: int) -> str:
+    """ "7200 frames in 1 segment" — the submit line's size, in singular where it is one."""
+    return (
+        f"{frames} frame{'' if frames == 1 else 's'} in "
+        f"{segments} segment{'' if segments == 1 else 's'}"
+    )
 
 
 def _resolved(source: str) -> str:

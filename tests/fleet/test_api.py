@@ -376,3 +376,12 @@ def test_jobs_serve_runs_uvicorn_with_the_connection_limits(
     # limit_concurrency.
     assert seen["http"].max_connections == MAX_CONNECTIONS
     assert seen["http"].header_timeout == HEADER_TIMEOUT_S
+
+
+def test_the_submit_line_says_one_segment_not_one_segments() -> None:
+    """A new user read "150 frames in 1 segments" after submitting a short clip."""
+    from fleet.cli import job_size
+
+    assert job_size(150, 1) == "150 frames in 1 segment"
+    assert job_size(1, 1) == "1 frame in 1 segment"
+    assert job_size(7200, 12) == "7200 frames in 12 segments"
